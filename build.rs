@@ -1,0 +1,41 @@
+//! Compiles the thin C shim over DPDK's inline mbuf/mempool API against the
+//! installed DPDK headers, and tells rustc which DPDK libraries provide the
+//! symbols the crate imports (needed when the rlib is linked into tests).
+use std::process::Command;
+
+fn pkg_config(args: &[&str]) -> Vec<String> {
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("libdpdk")
+        .output()
+        .expect("pkg-config is required (apt-get install pkg-config libdpdk-dev)");
+    assert!(
+        out.status.success(),
+        "pkg-config libdpdk failed: is libdpdk-dev (DPDK 22.11) installed?"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/dpdk/shim.c");
+    let cflags = pkg_config(&["--cflags"]);
+    let mut build = cc::Build::new();
+    build.file("src/dpdk/shim.c").opt_level(3).warnings(true);
+    let mut it = cflags.iter();
+    while let Some(flag) = it.next() {
+        if flag == "-include" {
+            if let Some(header) = it.next() {
+                build.flag("-include").flag(header);
+            }
+        } else {
+            build.flag(flag);
+        }
+    }
+    build.compile("rvhost_dpdk_shim");
+    for lib in ["rte_net", "rte_mbuf", "rte_mempool", "rte_eal"] {
+        println!("cargo:rustc-link-lib=dylib={lib}");
+    }
+}

@@ -1,0 +1,45 @@
+//! EAL services: control threads (created the way DPDK creates its own, so
+//! they run on the control cores and carry a name) and class registration.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io;
+
+extern "C" {
+    fn rte_ctrl_thread_create(
+        thread: *mut libc::pthread_t,
+        name: *const c_char,
+        attr: *const libc::pthread_attr_t,
+        start_routine: extern "C" fn(*mut c_void) -> *mut c_void,
+        arg: *mut c_void,
+    ) -> c_int;
+}
+
+extern "C" fn run_boxed_closure(arg: *mut c_void) -> *mut c_void {
+    // SAFETY: `arg` is the Box<Box<dyn FnOnce()>> leaked by `spawn_ctrl_thread`,
+    // handed to exactly one thread.
+    let body = unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) };
+    // A panic must not unwind into the C thread start routine.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    std::ptr::null_mut()
+}
+
+/// Starts `body` on an EAL control thread named `name` (as DPDK does for
+/// "vhost-events" and "vhost_reconn"). The thread is detached.
+pub fn spawn_ctrl_thread(name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let arg = Box::into_raw(Box::new(body));
+    let mut tid: libc::pthread_t = 0;
+    // SAFETY: valid out-pointer, NUL-terminated name, NULL attributes (EAL
+    // defaults), and an argument that `run_boxed_closure` takes ownership of.
+    let rc = unsafe {
+        rte_ctrl_thread_create(&mut tid, cname.as_ptr(), std::ptr::null(), run_boxed_closure, arg.cast())
+    };
+    if rc != 0 {
+        // SAFETY: the thread was not created, so ownership of `arg` is still ours.
+        drop(unsafe { Box::from_raw(arg) });
+        return Err(io::Error::from_raw_os_error(rc.abs()));
+    }
+    // SAFETY: `tid` was just created and is joinable; we never join it.
+    unsafe { libc::pthread_detach(tid) };
+    Ok(())
+}
