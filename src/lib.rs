@@ -3,5 +3,9 @@
 //! `docs/architecture.md` for the layering; `ffi/` is the only entry point
 //! from C.
 
+pub mod device;
 pub mod dpdk;
 pub mod ffi;
+pub mod memory;
+pub mod protocol;
+pub mod virtqueue;

@@ -32,7 +32,13 @@ pub fn spawn_ctrl_thread(name: &str, body: Box<dyn FnOnce() + Send>) -> io::Resu
     // SAFETY: valid out-pointer, NUL-terminated name, NULL attributes (EAL
     // defaults), and an argument that `run_boxed_closure` takes ownership of.
     let rc = unsafe {
-        rte_ctrl_thread_create(&mut tid, cname.as_ptr(), std::ptr::null(), run_boxed_closure, arg.cast())
+        rte_ctrl_thread_create(
+            &mut tid,
+            cname.as_ptr(),
+            std::ptr::null(),
+            run_boxed_closure,
+            arg.cast(),
+        )
     };
     if rc != 0 {
         // SAFETY: the thread was not created, so ownership of `arg` is still ours.

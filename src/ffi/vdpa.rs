@@ -20,7 +20,10 @@ pub unsafe extern "C" fn rte_vdpa_get_features(_a0: *mut rte_vdpa_device, _a1: *
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vdpa_get_protocol_features(_a0: *mut rte_vdpa_device, _a1: *mut u64) -> c_int {
+pub unsafe extern "C" fn rte_vdpa_get_protocol_features(
+    _a0: *mut rte_vdpa_device,
+    _a1: *mut u64,
+) -> c_int {
     not_implemented("rte_vdpa_get_protocol_features", -1)
 }
 
@@ -38,25 +41,41 @@ pub unsafe extern "C" fn rte_vdpa_get_rte_device(_a0: *mut rte_vdpa_device) -> *
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vdpa_get_stats(_a0: *mut rte_vdpa_device, _a1: u16, _a2: *mut rte_vdpa_stat, _a3: c_uint) -> c_int {
+pub unsafe extern "C" fn rte_vdpa_get_stats(
+    _a0: *mut rte_vdpa_device,
+    _a1: u16,
+    _a2: *mut rte_vdpa_stat,
+    _a3: c_uint,
+) -> c_int {
     not_implemented("rte_vdpa_get_stats", -1)
 }
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vdpa_get_stats_names(_a0: *mut rte_vdpa_device, _a1: *mut rte_vdpa_stat_name, _a2: c_uint) -> c_int {
+pub unsafe extern "C" fn rte_vdpa_get_stats_names(
+    _a0: *mut rte_vdpa_device,
+    _a1: *mut rte_vdpa_stat_name,
+    _a2: c_uint,
+) -> c_int {
     not_implemented("rte_vdpa_get_stats_names", -1)
 }
 
 /// INTERNAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vdpa_register_device(_a0: *mut rte_device, _a1: *mut rte_vdpa_dev_ops) -> *mut rte_vdpa_device {
+pub unsafe extern "C" fn rte_vdpa_register_device(
+    _a0: *mut rte_device,
+    _a1: *mut rte_vdpa_dev_ops,
+) -> *mut rte_vdpa_device {
     not_implemented("rte_vdpa_register_device", std::ptr::null_mut())
 }
 
 /// INTERNAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vdpa_relay_vring_used(_a0: c_int, _a1: u16, _a2: *mut c_void) -> c_int {
+pub unsafe extern "C" fn rte_vdpa_relay_vring_used(
+    _a0: c_int,
+    _a1: u16,
+    _a2: *mut c_void,
+) -> c_int {
     not_implemented("rte_vdpa_relay_vring_used", -1)
 }
 

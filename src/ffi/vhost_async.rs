@@ -14,7 +14,10 @@ pub unsafe extern "C" fn rte_vhost_async_channel_register(_a0: c_int, _a1: u16) 
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(
+    _a0: c_int,
+    _a1: u16,
+) -> c_int {
     not_implemented("rte_vhost_async_channel_register_thread_unsafe", -1)
 }
 
@@ -26,7 +29,10 @@ pub unsafe extern "C" fn rte_vhost_async_channel_unregister(_a0: c_int, _a1: u16
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(
+    _a0: c_int,
+    _a1: u16,
+) -> c_int {
     not_implemented("rte_vhost_async_channel_unregister_thread_unsafe", -1)
 }
 
@@ -56,30 +62,67 @@ pub unsafe extern "C" fn rte_vhost_async_get_inflight_thread_unsafe(_a0: c_int, 
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(_a0: c_int, _a1: u16, _a2: *mut rte_mempool, _a3: *mut *mut rte_mbuf, _a4: u16, _a5: *mut c_int, _a6: i16, _a7: u16) -> u16 {
+pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(
+    _a0: c_int,
+    _a1: u16,
+    _a2: *mut rte_mempool,
+    _a3: *mut *mut rte_mbuf,
+    _a4: u16,
+    _a5: *mut c_int,
+    _a6: i16,
+    _a7: u16,
+) -> u16 {
     not_implemented("rte_vhost_async_try_dequeue_burst", 0)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_clear_queue(_a0: c_int, _a1: u16, _a2: *mut *mut rte_mbuf, _a3: u16, _a4: i16, _a5: u16) -> u16 {
+pub unsafe extern "C" fn rte_vhost_clear_queue(
+    _a0: c_int,
+    _a1: u16,
+    _a2: *mut *mut rte_mbuf,
+    _a3: u16,
+    _a4: i16,
+    _a5: u16,
+) -> u16 {
     not_implemented("rte_vhost_clear_queue", 0)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_clear_queue_thread_unsafe(_a0: c_int, _a1: u16, _a2: *mut *mut rte_mbuf, _a3: u16, _a4: i16, _a5: u16) -> u16 {
+pub unsafe extern "C" fn rte_vhost_clear_queue_thread_unsafe(
+    _a0: c_int,
+    _a1: u16,
+    _a2: *mut *mut rte_mbuf,
+    _a3: u16,
+    _a4: i16,
+    _a5: u16,
+) -> u16 {
     not_implemented("rte_vhost_clear_queue_thread_unsafe", 0)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_poll_enqueue_completed(_a0: c_int, _a1: u16, _a2: *mut *mut rte_mbuf, _a3: u16, _a4: i16, _a5: u16) -> u16 {
+pub unsafe extern "C" fn rte_vhost_poll_enqueue_completed(
+    _a0: c_int,
+    _a1: u16,
+    _a2: *mut *mut rte_mbuf,
+    _a3: u16,
+    _a4: i16,
+    _a5: u16,
+) -> u16 {
     not_implemented("rte_vhost_poll_enqueue_completed", 0)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(_a0: c_int, _a1: u16, _a2: *mut *mut rte_mbuf, _a3: u16, _a4: i16, _a5: u16) -> u16 {
+pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(
+    _a0: c_int,
+    _a1: u16,
+    _a2: *mut *mut rte_mbuf,
+    _a3: u16,
+    _a4: i16,
+    _a5: u16,
+) -> u16 {
     not_implemented("rte_vhost_submit_enqueue_burst", 0)
 }

@@ -8,7 +8,12 @@ use super::types::*;
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_crypto_create(_a0: c_int, _a1: u8, _a2: *mut rte_mempool, _a3: c_int) -> c_int {
+pub unsafe extern "C" fn rte_vhost_crypto_create(
+    _a0: c_int,
+    _a1: u8,
+    _a2: *mut rte_mempool,
+    _a3: c_int,
+) -> c_int {
     not_implemented("rte_vhost_crypto_create", -1)
 }
 
@@ -20,13 +25,23 @@ pub unsafe extern "C" fn rte_vhost_crypto_driver_start(_a0: *const c_char) -> c_
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_crypto_fetch_requests(_a0: c_int, _a1: u32, _a2: *mut *mut rte_crypto_op, _a3: u16) -> u16 {
+pub unsafe extern "C" fn rte_vhost_crypto_fetch_requests(
+    _a0: c_int,
+    _a1: u32,
+    _a2: *mut *mut rte_crypto_op,
+    _a3: u16,
+) -> u16 {
     not_implemented("rte_vhost_crypto_fetch_requests", 0)
 }
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(_a0: *mut *mut rte_crypto_op, _a1: u16, _a2: *mut c_int, _a3: *mut u16) -> u16 {
+pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
+    _a0: *mut *mut rte_crypto_op,
+    _a1: u16,
+    _a2: *mut c_int,
+    _a3: *mut u16,
+) -> u16 {
     not_implemented("rte_vhost_crypto_finalize_requests", 0)
 }
 
@@ -38,6 +53,9 @@ pub unsafe extern "C" fn rte_vhost_crypto_free(_a0: c_int) -> c_int {
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_crypto_set_zero_copy(_a0: c_int, _a1: rte_vhost_crypto_zero_copy) -> c_int {
+pub unsafe extern "C" fn rte_vhost_crypto_set_zero_copy(
+    _a0: c_int,
+    _a1: rte_vhost_crypto_zero_copy,
+) -> c_int {
     not_implemented("rte_vhost_crypto_set_zero_copy", -1)
 }

@@ -1,0 +1,183 @@
+//! Virtqueues: the per-ring state shared by the control plane (message
+//! handler) and the datapath, and the split/packed ring engines.
+//!
+//! Concurrency: each ring's state sits behind its own lock. The datapath
+//! (`rte_vhost_enqueue_burst` and friends, called on the application's
+//! lcores) only ever `try_lock`s it for the duration of one burst and returns
+//! 0 packets when the control plane holds it, exactly like DPDK's per-vring
+//! `access_lock`. The control plane locks every ring before it changes
+//! anything the datapath reads (memory table, ring addresses, features), so
+//! the datapath never sees a half-updated ring or an unmapped table: each ring
+//! holds its own `Arc` of the memory table, swapped under the lock.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::memory::GuestMemory;
+use crate::protocol::VringAddr;
+
+/// Largest ring size the protocol allows (virtio 1.1: 32768).
+pub const MAX_RING_SIZE: u32 = 32768;
+
+/// The kick/call/err eventfd of a ring as the front-end configured it.
+#[derive(Debug, Default)]
+pub enum EventFd {
+    /// Never configured (DPDK's VIRTIO_UNINITIALIZED_EVENTFD, -2).
+    #[default]
+    Uninitialized,
+    /// Configured with the NOFD flag: polling mode (VIRTIO_INVALID_EVENTFD, -1).
+    Invalid,
+    Fd(OwnedFd),
+}
+
+impl EventFd {
+    /// The C-visible value: the fd, -1 (NOFD) or -2 (never set).
+    pub fn raw(&self) -> i32 {
+        match self {
+            EventFd::Uninitialized => -2,
+            EventFd::Invalid => -1,
+            EventFd::Fd(fd) => fd.as_raw_fd(),
+        }
+    }
+    pub fn is_initialized(&self) -> bool {
+        !matches!(self, EventFd::Uninitialized)
+    }
+}
+
+/// Everything about one ring. Guarded by `Virtqueue::state`.
+#[derive(Debug, Default)]
+pub struct VqState {
+    pub index: u16,
+    /// Ring size (SET_VRING_NUM); 0 until set.
+    pub size: u16,
+    /// Negotiated virtio features, copied in when SET_FEATURES changes them.
+    pub features: u64,
+    /// The addresses the front-end gave (SET_VRING_ADDR), kept so the ring can
+    /// be re-translated when the memory table changes.
+    pub addr: Option<VringAddr>,
+    /// Our addresses of the descriptor table, avail (driver event) and used
+    /// (device event) areas; 0 while not translated.
+    pub desc: u64,
+    pub avail: u64,
+    pub used: u64,
+    /// Guest-physical address where used-ring writes are logged
+    /// (VHOST_VRING_F_LOG), for dirty logging.
+    pub log_guest_addr: u64,
+    pub last_avail_idx: u16,
+    pub last_used_idx: u16,
+    pub avail_wrap_counter: bool,
+    pub used_wrap_counter: bool,
+    pub kick: EventFd,
+    pub call: EventFd,
+    pub err: EventFd,
+    /// SET_VRING_ENABLE state (or all-enabled without protocol features).
+    pub enabled: bool,
+    /// Last readiness reported through `vring_state_changed`.
+    pub ready: bool,
+    /// The memory table the ring addresses were translated against.
+    pub mem: Arc<GuestMemory>,
+}
+
+impl VqState {
+    pub fn is_packed(&self) -> bool {
+        self.features & (1 << crate::device::features::VIRTIO_F_RING_PACKED) != 0
+    }
+
+    /// Whether the ring areas are translated (DPDK's `access_ok`).
+    pub fn rings_ok(&self) -> bool {
+        self.desc != 0 && self.avail != 0 && self.used != 0
+    }
+
+    /// DPDK's `vq_is_ready`: rings mapped, kick and call configured, enabled.
+    pub fn is_ready(&self) -> bool {
+        self.rings_ok() && self.kick.is_initialized() && self.call.is_initialized() && self.enabled
+    }
+
+    /// Byte sizes of the three ring areas for the current size and layout.
+    pub fn area_sizes(&self) -> (u64, u64, u64) {
+        let n = self.size as u64;
+        if self.is_packed() {
+            (n * 16, 4, 4)
+        } else {
+            // desc table; avail: flags, idx, ring[n], used_event; used: flags,
+            // idx, ring[n] of 8-byte elems, avail_event.
+            (n * 16, 4 + 2 * n + 2, 4 + 8 * n + 2)
+        }
+    }
+
+    /// Translates the front-end's ring addresses against `self.mem`. On
+    /// failure the ring stays untranslated (not ready) and the reason is
+    /// returned for the log.
+    pub fn translate(&mut self) -> Result<(), &'static str> {
+        self.desc = 0;
+        self.avail = 0;
+        self.used = 0;
+        let Some(addr) = self.addr else {
+            return Err("ring addresses not set");
+        };
+        if self.size == 0 {
+            return Err("ring size not set");
+        }
+        let (desc_len, avail_len, used_len) = self.area_sizes();
+        let mem = &self.mem;
+        let desc = mem
+            .uaddr_to_hva(addr.desc_user_addr, desc_len)
+            .ok_or("descriptor table outside guest memory")?;
+        let avail = mem
+            .uaddr_to_hva(addr.avail_user_addr, avail_len)
+            .ok_or("avail ring outside guest memory")?;
+        let used = mem
+            .uaddr_to_hva(addr.used_user_addr, used_len)
+            .ok_or("used ring outside guest memory")?;
+        let aligned = if self.is_packed() {
+            desc % 16 == 0 && avail % 4 == 0 && used % 4 == 0
+        } else {
+            desc % 16 == 0 && avail % 2 == 0 && used % 4 == 0
+        };
+        if !aligned {
+            return Err("misaligned ring address");
+        }
+        self.desc = desc;
+        self.avail = avail;
+        self.used = used;
+        Ok(())
+    }
+
+    /// Drops the translation (rings no longer accessible).
+    pub fn invalidate(&mut self) {
+        self.desc = 0;
+        self.avail = 0;
+        self.used = 0;
+    }
+}
+
+/// One virtqueue: its state behind the per-ring access lock.
+#[derive(Debug, Default)]
+pub struct Virtqueue {
+    state: Mutex<VqState>,
+}
+
+impl Virtqueue {
+    pub fn new(index: u16) -> Virtqueue {
+        Virtqueue {
+            state: Mutex::new(VqState {
+                index,
+                ..VqState::default()
+            }),
+        }
+    }
+
+    /// Control plane: waits for the datapath to finish its burst.
+    pub fn lock(&self) -> MutexGuard<'_, VqState> {
+        self.state.lock()
+    }
+
+    /// Datapath: one uncontended atomic; `None` while the control plane is
+    /// changing the ring (the burst then moves no packets).
+    #[inline]
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, VqState>> {
+        self.state.try_lock()
+    }
+}
