@@ -7,5 +7,7 @@ pub mod device;
 pub mod dpdk;
 pub mod ffi;
 pub mod memory;
+pub mod migration;
 pub mod protocol;
+pub mod socket;
 pub mod virtqueue;

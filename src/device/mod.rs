@@ -3,14 +3,20 @@
 //! vhost-user request.
 
 pub mod features;
+pub mod handler;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
+use parking_lot::MutexGuard;
+
+use crate::ffi::callbacks::{DeviceOps, ExternOps};
 use crate::memory::GuestMemory;
-use crate::virtqueue::Virtqueue;
+use crate::migration::dirty_log::DirtyLog;
+use crate::virtqueue::{Virtqueue, VqState};
+use crate::vlog;
 
 /// `RTE_MAX_VHOST_DEVICE`: vids are 0..1024.
 pub const MAX_DEVICES: usize = 1024;
@@ -37,9 +43,22 @@ pub struct DeviceState {
     pub mem: Arc<GuestMemory>,
     /// `new_device` has been called and `destroy_device` not yet.
     pub running: bool,
-    /// Features have been set at least once (DPDK's VIRTIO_DEV_FEATURES_FAILED
-    /// is the opposite case).
-    pub features_set: bool,
+    /// The device became ready once (DPDK's VIRTIO_DEV_READY); cleared when
+    /// the front-end stops a ring.
+    pub ready: bool,
+    /// The last SET_FEATURES was refused (DPDK's VIRTIO_DEV_FEATURES_FAILED).
+    pub features_failed: bool,
+    /// Uses the built-in virtio-net datapath (ready with one queue pair).
+    pub builtin_net: bool,
+    /// Attached vDPA device (`struct rte_vdpa_device *`), 0 if none.
+    pub vdpa_dev: usize,
+    pub vdpa_configured: bool,
+    /// Application message hooks (`rte_vhost_extern_callback_register`).
+    pub extern_ops: ExternOps,
+    /// The back-end request channel (SET_SLAVE_REQ_FD).
+    pub slave_req: Option<std::os::fd::OwnedFd>,
+    /// The dirty-page log (SET_LOG_BASE).
+    pub log: Option<Arc<DirtyLog>>,
 }
 
 /// One vhost device. Slots of the table are allocated once and reused, so a
@@ -107,6 +126,149 @@ impl Device {
         self.socket_flags.load(Ordering::Relaxed)
     }
 
+    /// Applies the socket's configuration to a new connection's device.
+    pub fn setup(&self, builtin_net: bool, vdpa_dev: usize) {
+        let mut st = self.state.lock();
+        st.builtin_net = builtin_net;
+        st.vdpa_dev = vdpa_dev;
+    }
+
+    /// DPDK's `vhost_destroy_device_notify`: if the application was told the
+    /// device is running, tell it it no longer is. Called with no lock held.
+    pub fn destroy_notify(&self, ops: &DeviceOps) {
+        let was_running = std::mem::replace(&mut self.state.lock().running, false);
+        self.state.lock().ready = false;
+        if was_running {
+            ops.destroy_device(self.vid);
+        }
+    }
+
+    /// Fires `vring_state_changed` (no lock held).
+    pub fn notify_vring_state(&self, ops: &DeviceOps, idx: u16, enable: bool) {
+        ops.vring_state_changed(self.vid, idx, enable);
+    }
+
+    /// Calls `new_device` once the device became ready (DPDK: after every
+    /// message). A callback returning non-zero leaves the device not running.
+    pub fn start_if_ready(&self, ops: &DeviceOps) {
+        if self.state.lock().running || !handler::virtio_is_ready(self) {
+            return;
+        }
+        self.state.lock().ready = true;
+        let started = ops.new_device(self.vid).is_none_or(|rc| rc == 0);
+        if started {
+            self.state.lock().running = true;
+        } else {
+            let ifname = self.state.lock().ifname.clone();
+            vlog!(
+                Config,
+                Err,
+                ifname,
+                "application refused the device (new_device failed)"
+            );
+        }
+    }
+
+    /// RESET_OWNER: back to the state of a new connection (memory unmapped,
+    /// rings and negotiated features cleared).
+    pub fn reset_owner(&self) {
+        for vq in self.vqs() {
+            let mut s = vq.lock();
+            *s = VqState {
+                index: s.index,
+                ..Default::default()
+            };
+        }
+        let mut st = self.state.lock();
+        st.features = 0;
+        st.protocol_features = 0;
+        st.status = 0;
+        st.mem = Arc::default();
+        st.log = None;
+        st.features_failed = false;
+    }
+
+    /// Drops rings `keep..` (SET_FEATURES without MQ); `held` holds every
+    /// ring's lock, in index order.
+    pub fn truncate_vrings(&self, keep: u32, held: &mut Vec<MutexGuard<'_, VqState>>) {
+        let nr = self.nr_vring();
+        if nr <= keep {
+            return;
+        }
+        for g in held.iter_mut().skip(keep as usize) {
+            **g = VqState {
+                index: g.index,
+                ..Default::default()
+            };
+        }
+        held.truncate(keep as usize);
+        self.nr_vring.store(keep, Ordering::Release);
+    }
+
+    /// `rte_vhost_log_write`: marks guest pages dirty while logging is on.
+    pub fn log_write(&self, gpa: u64, len: u64) {
+        let st = self.state.lock();
+        if st.features & features::bit(features::VHOST_F_LOG_ALL) != 0 {
+            if let Some(log) = &st.log {
+                log.mark(gpa, len);
+            }
+        }
+    }
+
+    /// `rte_vhost_log_used_vring`: logs a write to ring `qid`'s used area.
+    pub fn log_used_vring(&self, qid: u16, offset: u64, len: u64) {
+        let Some(vq) = self.vq(qid) else { return };
+        let base = vq.lock().log_guest_addr;
+        if base != 0 {
+            self.log_write(base.wrapping_add(offset), len);
+        }
+    }
+
+    /// `rte_vhost_slave_config_change`: tells the front-end the device config
+    /// space changed (BACKEND_CONFIG_CHANGE_MSG), waiting for its ack if asked.
+    pub fn backend_config_change(&self, need_reply: bool) -> Result<(), i32> {
+        use crate::protocol::{backend_request, Header, FLAG_NEED_REPLY, VERSION};
+        let st = self.state.lock();
+        let Some(chan) = st.slave_req.as_ref() else {
+            return Err(-libc::EINVAL);
+        };
+        let flags = VERSION | if need_reply { FLAG_NEED_REPLY } else { 0 };
+        let header = Header {
+            request: backend_request::CONFIG_CHANGE_MSG,
+            flags,
+            size: 0,
+        };
+        let fd = std::os::fd::AsFd::as_fd(chan);
+        crate::socket::io::send_message(fd, header, &[], &[]).map_err(|_| -libc::EIO)?;
+        if !need_reply {
+            return Ok(());
+        }
+        match crate::socket::io::read_message(fd) {
+            Ok(reply)
+                if reply.payload.len() == 8
+                    && crate::protocol::read_u64(&reply.payload, 0) == 0 =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(-libc::EIO),
+            Err(e) => {
+                vlog!(
+                    Config,
+                    Err,
+                    st.ifname,
+                    "vhost read slave message reply failed: {e}"
+                );
+                Err(-libc::EIO)
+            }
+        }
+    }
+
+    /// SEND_RARP: the next dequeue burst injects a RARP for `mac`.
+    pub fn request_rarp(&self, mac: [u8; 6]) {
+        *self.rarp_mac.lock() = mac;
+        self.broadcast_rarp.store(true, Ordering::Release);
+    }
+
     /// Resets a recycled slot to a fresh device.
     fn reset(&self, ifname: &str, socket_flags: u64) {
         for vq in self.vqs.iter() {
@@ -152,8 +314,10 @@ pub fn allocate(ifname: &str, socket_flags: u64) -> Option<&'static Device> {
     None
 }
 
-/// Returns the vid to the free pool (after `destroy_device`).
-pub fn release(dev: &Device) {
+/// DPDK's `vhost_destroy_device`: tells the application (if the device was
+/// running), releases guest memory and fds, and frees the vid.
+pub fn destroy(dev: &Device, ops: &DeviceOps) {
+    dev.destroy_notify(ops);
     dev.reset("", 0);
     dev.in_use.store(false, Ordering::Release);
 }

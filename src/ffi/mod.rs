@@ -4,11 +4,14 @@
 //! the result to DPDK's return convention. No logic lives here. Every body runs
 //! inside `guard`, so a Rust panic never unwinds into C.
 
+pub mod callbacks;
 pub mod types;
 mod vdpa;
 mod vhost;
 mod vhost_async;
 mod vhost_crypto;
+mod vhost_device;
+mod vhost_driver;
 
 /// Runs `body`, turning a panic into `on_panic` (DPDK's error value for the
 /// function) after logging it.
@@ -32,4 +35,29 @@ pub(crate) fn guard<T>(func: &str, on_panic: T, body: impl FnOnce() -> T) -> T {
 pub(crate) fn not_implemented<T>(func: &str, ret: T) -> T {
     crate::vlog!(Config, Err, "rvhost", "{func} is not implemented yet");
     ret
+}
+
+/// Borrows a C string argument; `None` for NULL or non-UTF-8.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string that outlives the call.
+pub(crate) unsafe fn cstr_arg<'a>(p: *const std::ffi::c_char) -> Option<&'a str> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_str().ok()
+}
+
+/// Writes `value` through an out-pointer: 0, or -1 for NULL.
+///
+/// # Safety
+/// `p` must be NULL or valid for a write of `T`.
+pub(crate) unsafe fn write_out<T>(p: *mut T, value: T) -> std::ffi::c_int {
+    if p.is_null() {
+        return -1;
+    }
+    // SAFETY: non-NULL and writable per the caller's contract.
+    unsafe { p.write(value) };
+    0
 }

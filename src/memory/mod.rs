@@ -214,3 +214,25 @@ impl GuestMemory {
         })
     }
 }
+
+/// The NUMA node backing the guest memory (its first region), as
+/// `rte_vhost_get_numa_node` reports it; `None` if unknown.
+pub fn numa_node_of(mem: &GuestMemory) -> Option<i32> {
+    let addr = mem.regions().first()?.host_user_addr;
+    const MPOL_F_NODE: libc::c_ulong = 1;
+    const MPOL_F_ADDR: libc::c_ulong = 2;
+    let mut node: libc::c_int = -1;
+    // SAFETY: get_mempolicy writes one int; addr lies in our live mapping;
+    // no nodemask is requested (NULL, 0).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut node as *mut libc::c_int,
+            std::ptr::null_mut::<libc::c_ulong>(),
+            0 as libc::c_ulong,
+            addr as *mut libc::c_void,
+            MPOL_F_NODE | MPOL_F_ADDR,
+        )
+    };
+    (rc == 0 && node >= 0).then_some(node)
+}

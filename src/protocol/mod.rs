@@ -323,3 +323,48 @@ pub(crate) fn read_u64(bytes: &[u8], at: usize) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// DPDK's `struct vhu_msg_context` (packed `VhostUserMsg` followed by the
+/// message fds): the layout extern message hooks receive and may modify.
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub struct MsgContext {
+    pub request: u32,
+    pub flags: u32,
+    pub size: u32,
+    pub payload: [u8; MAX_PAYLOAD],
+    pub fds: [i32; MAX_FDS],
+    pub fd_num: i32,
+}
+
+const _: () =
+    assert!(std::mem::size_of::<MsgContext>() == HDR_SIZE + MAX_PAYLOAD + 4 * MAX_FDS + 4);
+
+impl MsgContext {
+    /// Builds the context for `header`/`payload` with raw fd numbers.
+    pub fn new(header: Header, payload: &[u8], fds: &[i32]) -> MsgContext {
+        let mut ctx = MsgContext {
+            request: header.request,
+            flags: header.flags,
+            size: header.size,
+            payload: [0; MAX_PAYLOAD],
+            fds: [-1; MAX_FDS],
+            fd_num: fds.len().min(MAX_FDS) as i32,
+        };
+        let n = payload.len().min(MAX_PAYLOAD);
+        ctx.payload[..n].copy_from_slice(&payload[..n]);
+        let mut raw = [-1; MAX_FDS];
+        for (slot, fd) in raw.iter_mut().zip(fds) {
+            *slot = *fd;
+        }
+        ctx.fds = raw;
+        ctx
+    }
+
+    /// The payload as the hook left it (its `size`, bounded).
+    pub fn payload_bytes(&self) -> Vec<u8> {
+        let size = (self.size as usize).min(MAX_PAYLOAD);
+        let payload = self.payload;
+        payload[..size].to_vec()
+    }
+}

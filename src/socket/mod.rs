@@ -1,0 +1,461 @@
+//! vhost-user sockets: the registry behind `rte_vhost_driver_register`, unix
+//! server and client (with reconnect), and the connection lifecycle. One
+//! control thread ("vhost-events") dispatches every socket's events; client
+//! sockets that could not connect are retried once a second by "vhost_reconn".
+
+mod event_loop;
+pub mod io;
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::device::{self, features, Device};
+use crate::ffi::callbacks::DeviceOps;
+use crate::vlog;
+
+/// How long a started message may take to arrive in full before the
+/// connection is considered broken (a stalled peer must not hang the loop).
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// DPDK's `MAX_VHOST_SOCKET`.
+const MAX_SOCKETS: usize = 1024;
+/// DPDK's `VHOST_MAX_QUEUE_PAIRS` (queue count offered by GET_QUEUE_NUM).
+pub const MAX_QUEUE_PAIRS: u32 = 0x80;
+
+/// What the application configured on a socket (features, callbacks...).
+#[derive(Clone, Debug)]
+pub struct SocketConfig {
+    /// Features offered to the front-end (`rte_vhost_driver_get_features`).
+    pub features: u64,
+    /// Upper bound for `rte_vhost_driver_set/enable_features`.
+    pub supported_features: u64,
+    pub protocol_features: u64,
+    pub max_queue_pairs: u32,
+    pub ops: DeviceOps,
+    pub use_builtin_virtio_net: bool,
+    /// Attached vDPA device (`struct rte_vdpa_device *`), 0 if none.
+    pub vdpa_dev: usize,
+}
+
+/// One connection (one vhost device) on a socket.
+#[derive(Debug)]
+pub struct Connection {
+    pub vid: i32,
+    /// The stream; `None` once torn down. Held locked while a message is
+    /// handled, so teardown waits for an in-flight message.
+    stream: Mutex<Option<UnixStream>>,
+    watch: u64,
+}
+
+#[derive(Debug, Default)]
+struct SocketState {
+    listener: Option<UnixListener>,
+    listen_watch: Option<u64>,
+    connections: Vec<Arc<Connection>>,
+    started: bool,
+    unregistered: bool,
+}
+
+/// A registered vhost-user socket path.
+#[derive(Debug)]
+pub struct VhostSocket {
+    pub path: String,
+    pub flags: u64,
+    pub is_server: bool,
+    pub reconnect: bool,
+    pub config: Mutex<SocketConfig>,
+    state: Mutex<SocketState>,
+}
+
+static REGISTRY: Mutex<Vec<Arc<VhostSocket>>> = Mutex::new(Vec::new());
+
+/// Why a socket call failed (the C API returns -1 for all of them; the log
+/// says which).
+#[derive(Debug)]
+pub enum SocketError {
+    NotFound,
+    Exists,
+    TooMany,
+    Invalid(&'static str),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for SocketError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SocketError::NotFound => write!(f, "socket file is not registered yet"),
+            SocketError::Exists => write!(f, "socket path already registered"),
+            SocketError::TooMany => write!(f, "the number of vhost sockets reaches maximum"),
+            SocketError::Invalid(why) => write!(f, "{why}"),
+            SocketError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Looks up a registered socket by path.
+pub fn find(path: &str) -> Option<Arc<VhostSocket>> {
+    REGISTRY.lock().iter().find(|s| s.path == path).cloned()
+}
+
+/// `rte_vhost_driver_register`.
+pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
+    use features::flags::*;
+    let mut registry = REGISTRY.lock();
+    if registry.len() >= MAX_SOCKETS {
+        return Err(SocketError::TooMany);
+    }
+    if registry.iter().any(|s| s.path == path) {
+        return Err(SocketError::Exists);
+    }
+    if path.is_empty() || path.len() >= 108 {
+        return Err(SocketError::Invalid(
+            "socket path empty or longer than sun_path",
+        ));
+    }
+    if flags & ASYNC_COPY != 0 && flags & (IOMMU_SUPPORT | POSTCOPY_SUPPORT) != 0 {
+        return Err(SocketError::Invalid(
+            "async copy with IOMMU or post-copy not supported",
+        ));
+    }
+    let mut features = features::VIRTIO_NET_SUPPORTED;
+    let mut protocol_features = features::protocol::DEFAULT;
+    if flags & ASYNC_COPY != 0 {
+        features &= !features::bit(features::VHOST_F_LOG_ALL);
+        vlog!(
+            Config,
+            Info,
+            path,
+            "logging feature is disabled in async copy mode"
+        );
+    }
+    if flags & LINEARBUF_SUPPORT != 0 && flags & EXTBUF_SUPPORT == 0 {
+        vlog!(
+            Config,
+            Info,
+            path,
+            "Linear buffers requested without external buffers,"
+        );
+        vlog!(
+            Config,
+            Info,
+            path,
+            "disabling host segmentation offloading support"
+        );
+        features &= !(features::bit(features::VIRTIO_NET_F_HOST_TSO4)
+            | features::bit(features::VIRTIO_NET_F_HOST_TSO6)
+            | features::bit(features::VIRTIO_NET_F_HOST_UFO));
+    }
+    if flags & IOMMU_SUPPORT == 0 {
+        features &= !features::bit(features::VIRTIO_F_IOMMU_PLATFORM);
+    }
+    if flags & POSTCOPY_SUPPORT == 0 {
+        protocol_features &= !features::bit(features::protocol::PAGEFAULT);
+    }
+    let is_server = flags & CLIENT == 0;
+    let socket = Arc::new(VhostSocket {
+        path: path.to_owned(),
+        flags,
+        is_server,
+        reconnect: !is_server && flags & NO_RECONNECT == 0,
+        config: Mutex::new(SocketConfig {
+            features,
+            supported_features: features,
+            protocol_features,
+            max_queue_pairs: MAX_QUEUE_PAIRS,
+            ops: DeviceOps::default(),
+            use_builtin_virtio_net: true,
+            vdpa_dev: 0,
+        }),
+        state: Mutex::new(SocketState::default()),
+    });
+    vlog!(
+        Config,
+        Info,
+        path,
+        "vhost-user {}: socket created",
+        if is_server { "server" } else { "client" }
+    );
+    registry.push(socket);
+    Ok(())
+}
+
+/// `rte_vhost_driver_start`: listen (server) or connect (client).
+pub fn start(path: &str) -> Result<(), SocketError> {
+    let socket = find(path).ok_or(SocketError::NotFound)?;
+    event_loop::ensure_started().map_err(|e| {
+        vlog!(Config, Err, path, "failed to create fdset handling thread");
+        SocketError::Io(e)
+    })?;
+    {
+        let mut st = socket.state.lock();
+        if st.started {
+            return Err(SocketError::Invalid("socket already started"));
+        }
+        st.started = true;
+    }
+    if socket.is_server {
+        start_server(&socket)
+    } else {
+        start_client(&socket)
+    }
+}
+
+fn start_server(socket: &Arc<VhostSocket>) -> Result<(), SocketError> {
+    // Like DPDK, an existing file is not removed: the user must make sure the
+    // path is free.
+    let listener = UnixListener::bind(&socket.path).map_err(|e| {
+        vlog!(
+            Config,
+            Err,
+            socket.path,
+            "failed to bind: {e}; remove it and try again"
+        );
+        SocketError::Io(e)
+    })?;
+    vlog!(Config, Info, socket.path, "binding succeeded");
+    listener.set_nonblocking(true).map_err(SocketError::Io)?;
+    let watch = event_loop::watch(
+        listener.as_fd(),
+        event_loop::Watch::Listener(Arc::clone(socket)),
+    )
+    .map_err(SocketError::Io)?;
+    let mut st = socket.state.lock();
+    st.listener = Some(listener);
+    st.listen_watch = Some(watch);
+    Ok(())
+}
+
+/// Tries to connect once; queues a retry if allowed.
+fn start_client(socket: &Arc<VhostSocket>) -> Result<(), SocketError> {
+    match UnixStream::connect(&socket.path) {
+        Ok(stream) => {
+            vlog!(Config, Info, socket.path, "connected");
+            add_connection(socket, stream);
+            Ok(())
+        }
+        Err(e) => {
+            vlog!(Config, Warning, socket.path, "failed to connect: {e}");
+            if !socket.reconnect {
+                socket.state.lock().started = false;
+                return Err(SocketError::Io(e));
+            }
+            vlog!(Config, Info, socket.path, "reconnecting...");
+            event_loop::queue_reconnect(Arc::clone(socket)).map_err(SocketError::Io)
+        }
+    }
+}
+
+/// Called by the reconnect thread: one attempt, true when connected (or when
+/// the socket went away and should no longer be retried).
+fn retry_client(socket: &Arc<VhostSocket>) -> bool {
+    if socket.state.lock().unregistered {
+        return true;
+    }
+    match UnixStream::connect(&socket.path) {
+        Ok(stream) => {
+            vlog!(Config, Info, socket.path, "connected");
+            add_connection(socket, stream);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Accepts pending connections on a server socket.
+fn accept_ready(socket: &Arc<VhostSocket>) {
+    loop {
+        let accepted = match socket.state.lock().listener.as_ref() {
+            Some(l) => l.accept(),
+            None => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                vlog!(
+                    Config,
+                    Info,
+                    socket.path,
+                    "new vhost user connection is {}",
+                    stream.as_raw_fd()
+                );
+                add_connection(socket, stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                vlog!(Config, Err, socket.path, "accept failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// DPDK's `vhost_user_add_connection`: allocate a device, tell the
+/// application, and start watching the stream.
+fn add_connection(socket: &Arc<VhostSocket>, stream: UnixStream) {
+    if stream.set_nonblocking(false).is_err()
+        || stream.set_read_timeout(Some(MESSAGE_TIMEOUT)).is_err()
+    {
+        vlog!(
+            Config,
+            Err,
+            socket.path,
+            "failed to configure connection socket"
+        );
+        return;
+    }
+    let Some(dev) = device::allocate(&socket.path, socket.flags) else {
+        vlog!(
+            Config,
+            Err,
+            socket.path,
+            "failed to find a free slot for new device"
+        );
+        return;
+    };
+    let config = socket.config.lock().clone();
+    dev.setup(config.use_builtin_virtio_net, config.vdpa_dev);
+    let vid = dev.vid();
+    vlog!(Config, Info, socket.path, "new device, handle is {vid}");
+    if let Some(rc) = config.ops.new_connection(vid) {
+        if rc < 0 {
+            vlog!(
+                Config,
+                Err,
+                socket.path,
+                "failed to add vhost user connection with fd {}",
+                stream.as_raw_fd()
+            );
+            device::destroy(dev, &config.ops);
+            return;
+        }
+    }
+    let mut st = socket.state.lock();
+    if st.unregistered {
+        drop(st);
+        device::destroy(dev, &config.ops);
+        return;
+    }
+    let conn = Arc::new(Connection {
+        vid,
+        stream: Mutex::new(None),
+        watch: event_loop::next_watch_id(),
+    });
+    match event_loop::watch_with_id(
+        conn.watch,
+        stream.as_fd(),
+        event_loop::Watch::Connection(Arc::clone(socket), Arc::clone(&conn)),
+    ) {
+        Ok(()) => {
+            *conn.stream.lock() = Some(stream);
+            st.connections.push(conn);
+        }
+        Err(e) => {
+            vlog!(
+                Config,
+                Err,
+                socket.path,
+                "failed to add fd {} into vhost server fdset: {e}",
+                stream.as_raw_fd()
+            );
+            drop(st);
+            config.ops.destroy_connection(vid);
+            device::destroy(dev, &config.ops);
+        }
+    }
+}
+
+/// The connection's stream is readable: handle one message, tear the
+/// connection down if the handler says so.
+fn connection_ready(socket: &Arc<VhostSocket>, conn: &Arc<Connection>) {
+    let guard = conn.stream.lock();
+    let Some(stream) = guard.as_ref() else { return };
+    let Some(dev) = device::get(conn.vid) else {
+        return;
+    };
+    if crate::device::handler::handle_message(dev, socket, stream.as_fd()).is_ok() {
+        return;
+    }
+    drop(guard);
+    close_connection(socket, conn, true);
+}
+
+/// Tears a connection down (DPDK's `vhost_user_read_cb` error path, or
+/// unregister): stop watching, close, destroy the device, and for client
+/// sockets with reconnect, connect again.
+fn close_connection(socket: &Arc<VhostSocket>, conn: &Arc<Connection>, from_peer: bool) {
+    let Some(stream) = conn.stream.lock().take() else {
+        return;
+    };
+    event_loop::unwatch(conn.watch, stream.as_fd());
+    drop(stream);
+    let ops = socket.config.lock().ops;
+    if let Some(dev) = device::get(conn.vid) {
+        dev.destroy_notify(&ops);
+        if from_peer {
+            ops.destroy_connection(conn.vid);
+        }
+        device::destroy(dev, &ops);
+    }
+    let reconnect = {
+        let mut st = socket.state.lock();
+        st.connections.retain(|c| !Arc::ptr_eq(c, conn));
+        from_peer && socket.reconnect && !st.unregistered
+    };
+    if reconnect {
+        let _ = start_client(socket);
+    }
+}
+
+/// `rte_vhost_driver_unregister`: closes every connection (firing
+/// `destroy_device`), stops listening and removes the socket file.
+pub fn unregister(path: &str) -> Result<(), SocketError> {
+    let socket = {
+        let mut registry = REGISTRY.lock();
+        let idx = registry
+            .iter()
+            .position(|s| s.path == path)
+            .ok_or(SocketError::NotFound)?;
+        registry.swap_remove(idx)
+    };
+    let (listener, watch, conns) = {
+        let mut st = socket.state.lock();
+        st.unregistered = true;
+        (
+            st.listener.take(),
+            st.listen_watch.take(),
+            std::mem::take(&mut st.connections),
+        )
+    };
+    if let (Some(l), Some(w)) = (&listener, watch) {
+        event_loop::unwatch(w, l.as_fd());
+    }
+    for conn in &conns {
+        if let Some(stream) = conn.stream.lock().as_ref() {
+            vlog!(Config, Info, path, "free connfd {}", stream.as_raw_fd());
+        }
+        close_connection(&socket, conn, false);
+    }
+    if listener.is_some() {
+        drop(listener);
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Runs `f` on the configuration of a registered socket.
+pub fn with_config<T>(
+    path: &str,
+    f: impl FnOnce(&mut SocketConfig) -> T,
+) -> Result<T, SocketError> {
+    let socket = find(path).ok_or(SocketError::NotFound)?;
+    let mut cfg = socket.config.lock();
+    Ok(f(&mut cfg))
+}
+
+/// The socket a device's connection belongs to.
+pub fn of_device(dev: &Device) -> Option<Arc<VhostSocket>> {
+    let ifname = dev.state.lock().ifname.clone();
+    find(&ifname)
+}
