@@ -9,14 +9,8 @@ fn pkg_config(args: &[&str]) -> Vec<String> {
         .arg("libdpdk")
         .output()
         .expect("pkg-config is required (apt-get install pkg-config libdpdk-dev)");
-    assert!(
-        out.status.success(),
-        "pkg-config libdpdk failed: is libdpdk-dev (DPDK 22.11) installed?"
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    assert!(out.status.success(), "pkg-config libdpdk failed: is libdpdk-dev (DPDK 22.11) installed?");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
 }
 
 fn main() {

@@ -10,4 +10,5 @@ pub mod memory;
 pub mod migration;
 pub mod protocol;
 pub mod socket;
+pub mod vdpa;
 pub mod virtqueue;

@@ -18,13 +18,11 @@ use parking_lot::MutexGuard;
 use super::features::{self, bit, protocol as pf};
 use super::{Device, MAX_VRING};
 use crate::ffi::callbacks::{DeviceOps, ExternOps, Hook};
-use crate::ffi::types::{
-    RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_VHOST_MSG_RESULT_REPLY,
-};
+use crate::ffi::types::{RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_VHOST_MSG_RESULT_REPLY};
 use crate::memory::GuestMemory;
 use crate::migration::dirty_log::DirtyLog;
 use crate::protocol::{
-    self, Header, LogArea, MemoryTable, MsgContext, Request, VringAddr, VringState, FLAG_REPLY,
+    self, ConfigAccess, Header, LogArea, MemoryTable, MsgContext, Request, VringAddr, VringState, FLAG_REPLY,
     VERSION, VRING_IDX_MASK, VRING_NOFD_MASK,
 };
 use crate::socket::io::{read_message, send_message, ReadError};
@@ -75,10 +73,7 @@ impl<'a> Ctx<'a> {
         if let Some(g) = self.held.get_mut(usize::from(idx)) {
             return f(g);
         }
-        let vq = self
-            .dev
-            .vq(idx)
-            .expect("ring allocated before the handler runs");
+        let vq = self.dev.vq(idx).expect("ring allocated before the handler runs");
         f(&mut vq.lock())
     }
 
@@ -128,52 +123,42 @@ fn vring_index(request: Request, payload: &[u8]) -> Option<u32> {
         SetVringKick | SetVringCall | SetVringErr if payload.len() == 8 => {
             Some((protocol::read_u64(payload, 0) & VRING_IDX_MASK) as u32)
         }
-        SetVringNum | SetVringBase | GetVringBase | SetVringEnable | SetVringAddr
-            if payload.len() >= 4 =>
-        {
+        SetVringNum | SetVringBase | GetVringBase | SetVringEnable | SetVringAddr if payload.len() >= 4 => {
             Some(protocol::read_u32(payload, 0))
         }
         _ => None,
     }
 }
 
+/// The connection must be closed (peer gone, unreadable or rejected message).
+#[derive(Debug)]
+pub struct Disconnect;
+
 /// Handles one message from `conn`. `Err` means: close the connection.
-pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) -> Result<(), ()> {
+pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) -> Result<(), Disconnect> {
     let ifname = socket.path.clone();
     let msg = match read_message(conn) {
         Ok(m) => m,
         Err(ReadError::Closed) => {
             vlog!(Config, Info, ifname, "vhost peer closed");
-            return Err(());
+            return Err(Disconnect);
         }
         Err(e) => {
             vlog!(Config, Err, ifname, "vhost read message failed: {e}");
-            return Err(());
+            return Err(Disconnect);
         }
     };
     let request = Request::from_u32(msg.header.request);
     match request {
-        Some(Request::IotlbMsg) => vlog!(
-            Config,
-            Debug,
-            ifname,
-            "read message {}",
-            Request::IotlbMsg.name()
-        ),
+        Some(Request::IotlbMsg) => vlog!(Config, Debug, ifname, "read message {}", Request::IotlbMsg.name()),
         Some(r) => vlog!(Config, Info, ifname, "read message {}", r.name()),
-        None => vlog!(
-            Config,
-            Debug,
-            ifname,
-            "external request {}",
-            msg.header.request
-        ),
+        None => vlog!(Config, Debug, ifname, "external request {}", msg.header.request),
     }
 
     if let Some(idx) = request.and_then(|r| vring_index(r, &msg.payload)) {
         if idx as usize >= MAX_VRING {
             vlog!(Config, Err, ifname, "invalid vring index: {idx}");
-            return Err(());
+            return Err(Disconnect);
         }
         dev.ensure_vring(idx);
     }
@@ -183,40 +168,24 @@ pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) 
     let extern_ops = dev.state.lock().extern_ops;
     let vdpa_configured = dev.state.lock().vdpa_configured;
     let held = match request {
-        Some(r) if locks_all_rings(r) && !vdpa_configured => {
-            dev.vqs().iter().map(|vq| vq.lock()).collect()
-        }
+        Some(r) if locks_all_rings(r) && !vdpa_configured => dev.vqs().iter().map(|vq| vq.lock()).collect(),
         _ => Vec::new(),
     };
-    let mut ctx = Ctx {
-        dev,
-        ifname: ifname.clone(),
-        config,
-        held,
-        events: Vec::new(),
-    };
+    let mut ctx = Ctx { dev, ifname: ifname.clone(), config, held, events: Vec::new() };
 
     let mut header = msg.header;
     let mut fds = msg.fds;
     let mut handled = false;
     let mut result = RTE_VHOST_MSG_RESULT_OK;
     let mut need_reply = header.need_reply();
-    let mut reply_sent = false;
 
     // Application pre-hook (vhost-crypto, SPDK): may handle the message.
     let mut payload = msg.payload;
     let mut skip_builtin = false;
     if extern_ops.has(Hook::Pre) {
-        match run_hook(
-            &extern_ops,
-            Hook::Pre,
-            dev.vid(),
-            &mut header,
-            &mut payload,
-            &mut fds,
-        ) {
+        match run_hook(&extern_ops, Hook::Pre, dev.vid(), &mut header, &mut payload, &mut fds) {
             Some(RTE_VHOST_MSG_RESULT_REPLY) => {
-                reply_sent = send_reply(conn, &ifname, header.request, &payload, &[]).is_ok();
+                send_reply(conn, &ifname, header.request, &payload, &[]);
                 need_reply = false;
                 handled = true;
                 skip_builtin = true;
@@ -236,15 +205,7 @@ pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) 
                 vlog!(Config, Err, ifname, "{e}");
                 Outcome::Err
             }
-            Ok(()) => dispatch(
-                &mut ctx,
-                req,
-                header,
-                &payload,
-                std::mem::take(&mut fds),
-                &ops,
-                conn,
-            ),
+            Ok(()) => dispatch(&mut ctx, req, header, &payload, std::mem::take(&mut fds), &ops, conn),
         };
         handled = true;
         match outcome {
@@ -253,25 +214,13 @@ pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) 
                 result = RTE_VHOST_MSG_RESULT_ERR;
             }
             Outcome::Ok => {
-                vlog!(
-                    Config,
-                    Debug,
-                    ifname,
-                    "processing {} succeeded.",
-                    req.name()
-                );
+                vlog!(Config, Debug, ifname, "processing {} succeeded.", req.name());
                 result = RTE_VHOST_MSG_RESULT_OK;
             }
             Outcome::Reply(body, reply_fds) => {
-                vlog!(
-                    Config,
-                    Debug,
-                    ifname,
-                    "processing {} succeeded and needs reply.",
-                    req.name()
-                );
+                vlog!(Config, Debug, ifname, "processing {} succeeded and needs reply.", req.name());
                 let raw: Vec<RawFd> = reply_fds.iter().map(|f| f.as_raw_fd()).collect();
-                reply_sent = send_reply(conn, &ifname, header.request, &body, &raw).is_ok();
+                send_reply(conn, &ifname, header.request, &body, &raw);
                 need_reply = false;
                 result = RTE_VHOST_MSG_RESULT_REPLY;
             }
@@ -279,16 +228,9 @@ pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) 
     }
 
     if result != RTE_VHOST_MSG_RESULT_ERR && extern_ops.has(Hook::Post) {
-        match run_hook(
-            &extern_ops,
-            Hook::Post,
-            dev.vid(),
-            &mut header,
-            &mut payload,
-            &mut fds,
-        ) {
+        match run_hook(&extern_ops, Hook::Post, dev.vid(), &mut header, &mut payload, &mut fds) {
             Some(RTE_VHOST_MSG_RESULT_REPLY) => {
-                reply_sent = send_reply(conn, &ifname, header.request, &payload, &[]).is_ok();
+                send_reply(conn, &ifname, header.request, &payload, &[]);
                 need_reply = false;
                 handled = true;
             }
@@ -303,25 +245,18 @@ pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) 
     drop(fds);
 
     if !handled {
-        vlog!(
-            Config,
-            Err,
-            ifname,
-            "vhost message (req: {}) was not handled.",
-            header.request
-        );
+        vlog!(Config, Err, ifname, "vhost message (req: {}) was not handled.", header.request);
         result = RTE_VHOST_MSG_RESULT_ERR;
     }
 
     let mut keep = true;
     if need_reply {
         let ack = u64::from(result == RTE_VHOST_MSG_RESULT_ERR);
-        reply_sent = send_reply(conn, &ifname, header.request, &ack.to_ne_bytes(), &[]).is_ok();
+        send_reply(conn, &ifname, header.request, &ack.to_ne_bytes(), &[]);
     } else if result == RTE_VHOST_MSG_RESULT_ERR {
         vlog!(Config, Err, ifname, "vhost message handling failed.");
         keep = false;
     }
-    let _ = reply_sent;
 
     if keep {
         // Ring readiness may have changed.
@@ -349,9 +284,13 @@ pub fn handle_message(dev: &Device, socket: &VhostSocket, conn: BorrowedFd<'_>) 
         }
     }
     if !keep {
-        return Err(());
+        return Err(Disconnect);
     }
     dev.start_if_ready(&ops);
+    let last_call_for_blk = request == Some(Request::SetVringCall)
+        && payload.len() == 8
+        && (protocol::read_u64(&payload, 0) & VRING_IDX_MASK) as u32 + 1 == dev.nr_vring();
+    dev.configure_vdpa(last_call_for_blk);
     Ok(())
 }
 
@@ -385,21 +324,13 @@ fn run_hook(
     Some(rc)
 }
 
-fn send_reply(
-    conn: BorrowedFd<'_>,
-    ifname: &str,
-    request: u32,
-    body: &[u8],
-    fds: &[RawFd],
-) -> Result<(), ()> {
-    let header = Header {
-        request,
-        flags: VERSION | FLAG_REPLY,
-        size: body.len() as u32,
-    };
-    send_message(conn, header, body, fds).map_err(|e| {
+/// Sends a reply; a failure is logged (the next read sees the broken
+/// connection and closes it).
+fn send_reply(conn: BorrowedFd<'_>, ifname: &str, request: u32, body: &[u8], fds: &[RawFd]) {
+    let header = Header { request, flags: VERSION | FLAG_REPLY, size: body.len() as u32 };
+    if let Err(e) = send_message(conn, header, body, fds) {
         vlog!(Config, Err, ifname, "failed to send reply: {e}");
-    })
+    }
 }
 
 fn reply_u64(v: u64) -> Outcome {
@@ -418,7 +349,13 @@ fn dispatch(
     use Request::*;
     let u64_payload = || protocol::read_u64(payload, 0);
     match req {
-        GetFeatures => reply_u64(ctx.config.features),
+        GetFeatures => match ctx.config.offered_features() {
+            Some(f) => reply_u64(f),
+            None => {
+                vlog!(Config, Err, ctx.ifname, "failed to get vdpa features for socket file.");
+                Outcome::Err
+            }
+        },
         SetFeatures => set_features(ctx, u64_payload()),
         SetOwner => Outcome::Ok,
         ResetOwner => {
@@ -436,7 +373,13 @@ fn dispatch(
         SetVringKick | SetVringCall | SetVringErr => set_vring_fd(ctx, req, u64_payload(), fds),
         GetProtocolFeatures => reply_u64(ctx.config.protocol_features),
         SetProtocolFeatures => set_protocol_features(ctx, u64_payload()),
-        GetQueueNum => reply_u64(u64::from(ctx.config.max_queue_pairs)),
+        GetQueueNum => match ctx.config.queue_num() {
+            Some(n) => reply_u64(u64::from(n)),
+            None => {
+                vlog!(Config, Err, ctx.ifname, "failed to get vdpa queue number.");
+                Outcome::Err
+            }
+        },
         SetVringEnable => set_vring_enable(ctx, payload),
         SendRarp => send_rarp(ctx, u64_payload()),
         NetSetMtu => net_set_mtu(ctx, u64_payload()),
@@ -453,28 +396,14 @@ fn dispatch(
             );
             Outcome::Err
         }
-        GetConfig | SetConfig => {
-            vlog!(Config, Err, ctx.ifname, "is not vDPA device!");
-            Outcome::Err
-        }
+        GetConfig => get_config(ctx, payload),
+        SetConfig => set_config(ctx, payload),
         PostcopyAdvise | PostcopyListen | PostcopyEnd => {
-            vlog!(
-                Config,
-                Err,
-                ctx.ifname,
-                "{} is not implemented yet (postcopy)",
-                req.name()
-            );
+            vlog!(Config, Err, ctx.ifname, "{} is not implemented yet (postcopy)", req.name());
             Outcome::Err
         }
         GetInflightFd | SetInflightFd => {
-            vlog!(
-                Config,
-                Err,
-                ctx.ifname,
-                "{} is not implemented yet (inflight tracking)",
-                req.name()
-            );
+            vlog!(Config, Err, ctx.ifname, "{} is not implemented yet (inflight tracking)", req.name());
             Outcome::Err
         }
         SetStatus => set_status(ctx, u64_payload()),
@@ -483,14 +412,9 @@ fn dispatch(
 }
 
 fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Outcome {
-    let offered = ctx.config.features;
+    let offered = ctx.config.offered_features().unwrap_or(0);
     if features & !offered != 0 {
-        vlog!(
-            Config,
-            Err,
-            ctx.ifname,
-            "received invalid negotiated features."
-        );
+        vlog!(Config, Err, ctx.ifname, "received invalid negotiated features.");
         let mut st = ctx.dev.state.lock();
         st.features_failed = true;
         st.status &= !status::FEATURES_OK;
@@ -504,12 +428,7 @@ fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Outcome {
             }
             // Only VHOST_F_LOG_ALL may change while running (migration start).
             if (st.features ^ features) & !bit(features::VHOST_F_LOG_ALL) != 0 {
-                vlog!(
-                    Config,
-                    Err,
-                    ctx.ifname,
-                    "features changed while device is running."
-                );
+                vlog!(Config, Err, ctx.ifname, "features changed while device is running.");
                 return Outcome::Err;
             }
             ctx.events.push(Event::FeaturesChanged(features));
@@ -520,53 +439,84 @@ fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Outcome {
         st.features = features;
         st.features_failed = false;
     }
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "negotiated Virtio features: {features:#x}"
-    );
+    vlog!(Config, Info, ctx.ifname, "negotiated Virtio features: {features:#x}");
     vlog!(
         Config,
         Debug,
         ctx.ifname,
         "mergeable RX buffers {}, virtio 1 {}",
-        if features & bit(features::VIRTIO_NET_F_MRG_RXBUF) != 0 {
-            "on"
-        } else {
-            "off"
-        },
-        if features & bit(features::VIRTIO_F_VERSION_1) != 0 {
-            "on"
-        } else {
-            "off"
-        }
+        if features & bit(features::VIRTIO_NET_F_MRG_RXBUF) != 0 { "on" } else { "off" },
+        if features & bit(features::VIRTIO_F_VERSION_1) != 0 { "on" } else { "off" }
     );
     // Without MQ, the built-in net device keeps only its first queue pair.
     if ctx.dev.state.lock().builtin_net && features & bit(features::VIRTIO_NET_F_MQ) == 0 {
         ctx.dev.truncate_vrings(2, &mut ctx.held);
     }
     ctx.for_each_vq(|vq| vq.features = features);
+    if let Some(v) = ctx.dev.state.lock().vdpa_dev {
+        v.set_features(ctx.dev.vid());
+    }
     Outcome::Ok
+}
+
+fn get_config(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
+    let Some(v) = ctx.dev.state.lock().vdpa_dev else {
+        vlog!(Config, Err, ctx.ifname, "is not vDPA device!");
+        return Outcome::Err;
+    };
+    let mut cfg = match ConfigAccess::parse(payload) {
+        Ok(c) => c,
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "{e}");
+            return Outcome::Err;
+        }
+    };
+    match v.get_config(ctx.dev.vid(), &mut cfg.region) {
+        Some(0) => Outcome::Reply(cfg.to_bytes(), Vec::new()),
+        Some(_) => {
+            // DPDK answers a failed read with an empty payload.
+            vlog!(Config, Err, ctx.ifname, "get_config() return error!");
+            Outcome::Reply(Vec::new(), Vec::new())
+        }
+        None => {
+            vlog!(Config, Err, ctx.ifname, "get_config() not supported!");
+            Outcome::Reply(cfg.to_bytes(), Vec::new())
+        }
+    }
+}
+
+fn set_config(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
+    let Some(v) = ctx.dev.state.lock().vdpa_dev else {
+        vlog!(Config, Err, ctx.ifname, "is not vDPA device!");
+        return Outcome::Err;
+    };
+    let mut cfg = match ConfigAccess::parse(payload) {
+        Ok(c) => c,
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "{e}");
+            return Outcome::Err;
+        }
+    };
+    match v.set_config(ctx.dev.vid(), &mut cfg.region, cfg.offset, cfg.flags) {
+        Some(0) => Outcome::Ok,
+        Some(_) => {
+            vlog!(Config, Err, ctx.ifname, "vdpa dev set config failed.");
+            Outcome::Err
+        }
+        None => {
+            vlog!(Config, Err, ctx.ifname, "set_config() not supported!");
+            Outcome::Err
+        }
+    }
 }
 
 fn set_protocol_features(ctx: &mut Ctx<'_>, value: u64) -> Outcome {
     if value & !ctx.config.protocol_features != 0 {
-        vlog!(
-            Config,
-            Err,
-            ctx.ifname,
-            "received invalid protocol features."
-        );
+        vlog!(Config, Err, ctx.ifname, "received invalid protocol features.");
         return Outcome::Err;
     }
     ctx.dev.state.lock().protocol_features = value;
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "negotiated Vhost-user protocol features: {value:#x}"
-    );
+    vlog!(Config, Info, ctx.ifname, "negotiated Vhost-user protocol features: {value:#x}");
     Outcome::Ok
 }
 
@@ -588,6 +538,16 @@ fn set_mem_table(
     if !current.is_empty() && same_layout(&current, &table) {
         vlog!(Config, Info, ctx.ifname, "memory regions not changed");
         return Outcome::Ok;
+    }
+    // A configured vDPA device uses the old table: stop it first.
+    let configured_vdpa = {
+        let mut st = ctx.dev.state.lock();
+        let v = st.vdpa_dev.filter(|_| st.vdpa_configured);
+        st.vdpa_configured = false;
+        v
+    };
+    if let Some(v) = configured_vdpa {
+        v.dev_close(ctx.dev.vid());
     }
     let mem = match GuestMemory::map(&table.regions, fds, false) {
         Ok(m) => Arc::new(m),
@@ -620,13 +580,7 @@ fn set_mem_table(
         vq.mem = Arc::clone(&mem);
         if was_translated {
             if let Err(why) = vq.translate() {
-                vlog!(
-                    Config,
-                    Err,
-                    ifname,
-                    "failed to translate vring {} addresses: {why}",
-                    vq.index
-                );
+                vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
             }
         }
     });
@@ -654,14 +608,7 @@ fn set_log_base(ctx: &mut Ctx<'_>, payload: &[u8], fds: Vec<OwnedFd>) -> Outcome
     let Some(fd) = fds.into_iter().next() else {
         return Outcome::Err;
     };
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "log mmap size: {}, offset: {}",
-        area.mmap_size,
-        area.mmap_offset
-    );
+    vlog!(Config, Info, ctx.ifname, "log mmap size: {}, offset: {}", area.mmap_size, area.mmap_offset);
     match DirtyLog::map(&fd, area.mmap_size, area.mmap_offset) {
         Ok(log) => {
             ctx.dev.state.lock().log = Some(Arc::new(log));
@@ -682,13 +629,7 @@ fn set_vring_num(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
     let packed = ctx.dev.state.lock().features & bit(features::VIRTIO_F_RING_PACKED) != 0;
     // Stricter than DPDK, which accepts 0: an empty ring cannot work.
     if state.num == 0 || state.num > MAX_RING_SIZE || (!packed && !state.num.is_power_of_two()) {
-        vlog!(
-            Config,
-            Err,
-            ctx.ifname,
-            "invalid virtqueue size {}",
-            state.num
-        );
+        vlog!(Config, Err, ctx.ifname, "invalid virtqueue size {}", state.num);
         return Outcome::Err;
     }
     ctx.vq(state.index as u16, |vq| vq.size = state.num as u16);
@@ -701,18 +642,10 @@ fn set_vring_addr(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
     };
     let (mem_empty, proto) = {
         let st = ctx.dev.state.lock();
-        (
-            st.mem.is_empty(),
-            st.features & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0,
-        )
+        (st.mem.is_empty(), st.features & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0)
     };
     if mem_empty {
-        vlog!(
-            Config,
-            Err,
-            ctx.ifname,
-            "no memory table set before the vring addresses"
-        );
+        vlog!(Config, Err, ctx.ifname, "no memory table set before the vring addresses");
         return Outcome::Err;
     }
     let ifname = ctx.ifname.clone();
@@ -723,13 +656,7 @@ fn set_vring_addr(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
         vq.invalidate();
         if (vq.enabled && proto) || was_translated {
             if let Err(why) = vq.translate() {
-                vlog!(
-                    Config,
-                    Err,
-                    ifname,
-                    "failed to translate vring {} addresses: {why}",
-                    vq.index
-                );
+                vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
             }
         }
     });
@@ -787,14 +714,7 @@ fn get_vring_base(ctx: &mut Ctx<'_>, payload: &[u8], ops: &DeviceOps) -> Outcome
         vq.addr = None;
         num
     });
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "vring base idx:{} file:{}",
-        state.index,
-        state.num
-    );
+    vlog!(Config, Info, ctx.ifname, "vring base idx:{} file:{}", state.index, state.num);
     Outcome::Reply(state.to_bytes().to_vec(), Vec::new())
 }
 
@@ -813,26 +733,14 @@ fn set_vring_fd(ctx: &mut Ctx<'_>, req: Request, value: u64, fds: Vec<OwnedFd>) 
         Request::SetVringCall => "call",
         _ => "err",
     };
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "vring {what} idx:{idx} file:{}",
-        fd.raw()
-    );
+    vlog!(Config, Info, ctx.ifname, "vring {what} idx:{idx} file:{}", fd.raw());
     match req {
         Request::SetVringKick => {
-            let proto =
-                ctx.dev.state.lock().features & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0;
+            let proto = ctx.dev.state.lock().features & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0;
             let ifname = ctx.ifname.clone();
             ctx.vq(idx, |vq| {
                 if let Err(why) = vq.translate() {
-                    vlog!(
-                        Config,
-                        Debug,
-                        ifname,
-                        "vring {idx} not translated yet: {why}"
-                    );
+                    vlog!(Config, Debug, ifname, "vring {idx} not translated yet: {why}");
                 }
                 // Without protocol features, a kicked ring is enabled.
                 if !proto {
@@ -856,14 +764,7 @@ fn set_vring_enable(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
         return Outcome::Err;
     };
     let enable = state.num != 0;
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "set queue enable: {} to qp idx: {}",
-        u8::from(enable),
-        state.index
-    );
+    vlog!(Config, Info, ctx.ifname, "set queue enable: {} to qp idx: {}", u8::from(enable), state.index);
     ctx.vq(state.index as u16, |vq| vq.enabled = enable);
     Outcome::Ok
 }
@@ -884,6 +785,9 @@ fn send_rarp(ctx: &mut Ctx<'_>, value: u64) -> Outcome {
         mac[5]
     );
     ctx.dev.request_rarp(mac);
+    if let Some(v) = ctx.dev.state.lock().vdpa_dev {
+        v.migration_done(ctx.dev.vid());
+    }
     Outcome::Ok
 }
 
@@ -898,85 +802,27 @@ fn net_set_mtu(ctx: &mut Ctx<'_>, value: u64) -> Outcome {
 
 fn set_status(ctx: &mut Ctx<'_>, value: u64) -> Outcome {
     let Ok(value) = u8::try_from(value) else {
-        vlog!(
-            Config,
-            Err,
-            ctx.ifname,
-            "invalid VHOST_USER_SET_STATUS payload {value:#x}"
-        );
+        vlog!(Config, Err, ctx.ifname, "invalid VHOST_USER_SET_STATUS payload {value:#x}");
         return Outcome::Err;
     };
     let st_val = {
         let mut st = ctx.dev.state.lock();
         st.status = value;
         if st.status & status::FEATURES_OK != 0 && st.features_failed {
-            vlog!(
-                Config,
-                Err,
-                ctx.ifname,
-                "FEATURES_OK bit is set but feature negotiation failed"
-            );
+            vlog!(Config, Err, ctx.ifname, "FEATURES_OK bit is set but feature negotiation failed");
             st.status &= !status::FEATURES_OK;
         }
         st.status
     };
     let flag = |b: u8| u8::from(st_val & b != 0);
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "new device status(0x{:08x}):",
-        st_val
-    );
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "\t-RESET: {}",
-        u8::from(st_val == 0)
-    );
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "\t-ACKNOWLEDGE: {}",
-        flag(status::ACKNOWLEDGE)
-    );
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "\t-DRIVER: {}",
-        flag(status::DRIVER)
-    );
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "\t-FEATURES_OK: {}",
-        flag(status::FEATURES_OK)
-    );
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "\t-DRIVER_OK: {}",
-        flag(status::DRIVER_OK)
-    );
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "\t-DEVICE_NEED_RESET: {}",
-        flag(status::DEVICE_NEED_RESET)
-    );
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "\t-FAILED: {}",
-        flag(status::FAILED)
-    );
+    vlog!(Config, Info, ctx.ifname, "new device status(0x{:08x}):", st_val);
+    vlog!(Config, Info, ctx.ifname, "\t-RESET: {}", u8::from(st_val == 0));
+    vlog!(Config, Info, ctx.ifname, "\t-ACKNOWLEDGE: {}", flag(status::ACKNOWLEDGE));
+    vlog!(Config, Info, ctx.ifname, "\t-DRIVER: {}", flag(status::DRIVER));
+    vlog!(Config, Info, ctx.ifname, "\t-FEATURES_OK: {}", flag(status::FEATURES_OK));
+    vlog!(Config, Info, ctx.ifname, "\t-DRIVER_OK: {}", flag(status::DRIVER_OK));
+    vlog!(Config, Info, ctx.ifname, "\t-DEVICE_NEED_RESET: {}", flag(status::DEVICE_NEED_RESET));
+    vlog!(Config, Info, ctx.ifname, "\t-FAILED: {}", flag(status::FAILED));
     Outcome::Ok
 }
 
@@ -993,11 +839,7 @@ pub fn virtio_is_ready(dev: &Device) -> bool {
         if st.ready {
             return true;
         }
-        (
-            st.builtin_net,
-            st.protocol_features & bit(pf::STATUS) != 0,
-            st.status & status::DRIVER_OK != 0,
-        )
+        (st.builtin_net, st.protocol_features & bit(pf::STATUS) != 0, st.status & status::DRIVER_OK != 0)
     };
     let nr = dev.nr_vring();
     if nr == 0 {

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use parking_lot::MutexGuard;
 
 use crate::ffi::callbacks::{DeviceOps, ExternOps};
+use crate::ffi::vdpa_ops::{VdpaDevice, DEVICE_TYPE_BLK};
 use crate::memory::GuestMemory;
 use crate::migration::dirty_log::DirtyLog;
 use crate::virtqueue::{Virtqueue, VqState};
@@ -50,8 +51,8 @@ pub struct DeviceState {
     pub features_failed: bool,
     /// Uses the built-in virtio-net datapath (ready with one queue pair).
     pub builtin_net: bool,
-    /// Attached vDPA device (`struct rte_vdpa_device *`), 0 if none.
-    pub vdpa_dev: usize,
+    /// Attached vDPA device.
+    pub vdpa_dev: Option<VdpaDevice>,
     pub vdpa_configured: bool,
     /// Application message hooks (`rte_vhost_extern_callback_register`).
     pub extern_ops: ExternOps,
@@ -127,7 +128,7 @@ impl Device {
     }
 
     /// Applies the socket's configuration to a new connection's device.
-    pub fn setup(&self, builtin_net: bool, vdpa_dev: usize) {
+    pub fn setup(&self, builtin_net: bool, vdpa_dev: Option<VdpaDevice>) {
         let mut st = self.state.lock();
         st.builtin_net = builtin_net;
         st.vdpa_dev = vdpa_dev;
@@ -136,15 +137,25 @@ impl Device {
     /// DPDK's `vhost_destroy_device_notify`: if the application was told the
     /// device is running, tell it it no longer is. Called with no lock held.
     pub fn destroy_notify(&self, ops: &DeviceOps) {
-        let was_running = std::mem::replace(&mut self.state.lock().running, false);
-        self.state.lock().ready = false;
+        let (was_running, vdpa) = {
+            let mut st = self.state.lock();
+            st.ready = false;
+            (std::mem::replace(&mut st.running, false), st.vdpa_dev)
+        };
         if was_running {
+            if let Some(v) = vdpa {
+                v.dev_close(self.vid);
+            }
             ops.destroy_device(self.vid);
         }
     }
 
     /// Fires `vring_state_changed` (no lock held).
     pub fn notify_vring_state(&self, ops: &DeviceOps, idx: u16, enable: bool) {
+        let vdpa = self.state.lock().vdpa_dev;
+        if let Some(v) = vdpa {
+            v.set_vring_state(self.vid, idx, enable);
+        }
         ops.vring_state_changed(self.vid, idx, enable);
     }
 
@@ -160,13 +171,91 @@ impl Device {
             self.state.lock().running = true;
         } else {
             let ifname = self.state.lock().ifname.clone();
-            vlog!(
-                Config,
-                Err,
-                ifname,
-                "application refused the device (new_device failed)"
-            );
+            vlog!(Config, Err, ifname, "application refused the device (new_device failed)");
         }
+    }
+
+    /// Configures the attached vDPA device once the rings are ready (DPDK:
+    /// after every message; a blk device only once its last ring has its
+    /// call fd, signalled by `last_call_for_blk`).
+    pub fn configure_vdpa(&self, last_call_for_blk: bool) {
+        let (vdpa, configured, ifname) = {
+            let st = self.state.lock();
+            (st.vdpa_dev, st.vdpa_configured, st.ifname.clone())
+        };
+        let Some(v) = vdpa else { return };
+        if configured || !handler::virtio_is_ready(self) {
+            return;
+        }
+        if v.device_type() == DEVICE_TYPE_BLK && !last_call_for_blk {
+            return;
+        }
+        if v.dev_conf(self.vid) != 0 {
+            vlog!(Config, Err, ifname, "failed to configure vDPA device");
+        } else {
+            self.state.lock().vdpa_configured = true;
+        }
+    }
+
+    /// `rte_vhost_host_notifier_ctrl`: hands the front-end (or takes back)
+    /// the vDPA device's doorbell areas through the back-end channel.
+    pub fn host_notifier_ctrl(&self, qid: u16, enable: bool) -> i32 {
+        use features::protocol::{HOST_NOTIFIER, SLAVE_REQ, SLAVE_SEND_FD};
+        let (vdpa, f, pf) = {
+            let st = self.state.lock();
+            (st.vdpa_dev, st.features, st.protocol_features)
+        };
+        let Some(v) = vdpa else { return -libc::ENODEV };
+        let needed_f = features::bit(features::VIRTIO_F_VERSION_1)
+            | features::bit(features::VHOST_USER_F_PROTOCOL_FEATURES);
+        let needed_pf =
+            features::bit(SLAVE_REQ) | features::bit(SLAVE_SEND_FD) | features::bit(HOST_NOTIFIER);
+        if f & needed_f != needed_f || pf & needed_pf != needed_pf || !v.has_notify_area() {
+            return -libc::ENOTSUP;
+        }
+        let nr = self.nr_vring() as u16;
+        let queues = if qid == u16::MAX {
+            0..nr
+        } else if qid < nr {
+            qid..qid + 1
+        } else {
+            return -libc::EINVAL;
+        };
+        let Some(vfio_fd) = v.get_vfio_device_fd(self.vid).filter(|fd| *fd >= 0) else {
+            return -libc::ENOTSUP;
+        };
+        let mut rc = 0;
+        if enable {
+            for q in queues.clone() {
+                let Some((offset, size)) = v.get_notify_area(self.vid, q) else {
+                    rc = -libc::ENOTSUP;
+                    break;
+                };
+                if self.send_host_notifier(q, Some(vfio_fd), offset, size).is_err() {
+                    rc = -libc::EFAULT;
+                    break;
+                }
+            }
+            if rc == 0 {
+                return 0;
+            }
+        }
+        for q in queues {
+            let _ = self.send_host_notifier(q, None, 0, 0);
+        }
+        rc
+    }
+
+    /// VRING_HOST_NOTIFIER_MSG on the back-end channel, waiting for the ack.
+    fn send_host_notifier(&self, q: u16, fd: Option<i32>, offset: u64, size: u64) -> Result<(), i32> {
+        use crate::protocol::{backend_request, VringArea, VRING_IDX_MASK, VRING_NOFD_MASK};
+        let mut index = u64::from(q) & VRING_IDX_MASK;
+        if fd.is_none() {
+            index |= VRING_NOFD_MASK;
+        }
+        let area = VringArea { index_and_flags: index, size, offset };
+        let fds: Vec<i32> = fd.into_iter().collect();
+        self.backend_request(backend_request::VRING_HOST_NOTIFIER_MSG, &area.to_bytes(), &fds, true)
     }
 
     /// RESET_OWNER: back to the state of a new connection (memory unmapped,
@@ -174,10 +263,7 @@ impl Device {
     pub fn reset_owner(&self) {
         for vq in self.vqs() {
             let mut s = vq.lock();
-            *s = VqState {
-                index: s.index,
-                ..Default::default()
-            };
+            *s = VqState { index: s.index, ..Default::default() };
         }
         let mut st = self.state.lock();
         st.features = 0;
@@ -196,10 +282,7 @@ impl Device {
             return;
         }
         for g in held.iter_mut().skip(keep as usize) {
-            **g = VqState {
-                index: g.index,
-                ..Default::default()
-            };
+            **g = VqState { index: g.index, ..Default::default() };
         }
         held.truncate(keep as usize);
         self.nr_vring.store(keep, Ordering::Release);
@@ -227,37 +310,34 @@ impl Device {
     /// `rte_vhost_slave_config_change`: tells the front-end the device config
     /// space changed (BACKEND_CONFIG_CHANGE_MSG), waiting for its ack if asked.
     pub fn backend_config_change(&self, need_reply: bool) -> Result<(), i32> {
-        use crate::protocol::{backend_request, Header, FLAG_NEED_REPLY, VERSION};
+        self.backend_request(crate::protocol::backend_request::CONFIG_CHANGE_MSG, &[], &[], need_reply)
+    }
+
+    /// Sends a request on the back-end channel (SET_SLAVE_REQ_FD) and, if
+    /// `need_reply`, waits for the front-end's u64 ack (0 = success).
+    fn backend_request(&self, request: u32, body: &[u8], fds: &[i32], need_reply: bool) -> Result<(), i32> {
+        use crate::protocol::{Header, FLAG_NEED_REPLY, VERSION};
         let st = self.state.lock();
         let Some(chan) = st.slave_req.as_ref() else {
             return Err(-libc::EINVAL);
         };
         let flags = VERSION | if need_reply { FLAG_NEED_REPLY } else { 0 };
-        let header = Header {
-            request: backend_request::CONFIG_CHANGE_MSG,
-            flags,
-            size: 0,
-        };
+        let header = Header { request, flags, size: body.len() as u32 };
         let fd = std::os::fd::AsFd::as_fd(chan);
-        crate::socket::io::send_message(fd, header, &[], &[]).map_err(|_| -libc::EIO)?;
+        crate::socket::io::send_message(fd, header, body, fds).map_err(|e| {
+            vlog!(Config, Err, st.ifname, "failed to send slave message: {e}");
+            -libc::EIO
+        })?;
         if !need_reply {
             return Ok(());
         }
         match crate::socket::io::read_message(fd) {
-            Ok(reply)
-                if reply.payload.len() == 8
-                    && crate::protocol::read_u64(&reply.payload, 0) == 0 =>
-            {
+            Ok(reply) if reply.payload.len() == 8 && crate::protocol::read_u64(&reply.payload, 0) == 0 => {
                 Ok(())
             }
             Ok(_) => Err(-libc::EIO),
             Err(e) => {
-                vlog!(
-                    Config,
-                    Err,
-                    st.ifname,
-                    "vhost read slave message reply failed: {e}"
-                );
+                vlog!(Config, Err, st.ifname, "vhost read slave message reply failed: {e}");
                 Err(-libc::EIO)
             }
         }
@@ -273,16 +353,10 @@ impl Device {
     fn reset(&self, ifname: &str, socket_flags: u64) {
         for vq in self.vqs.iter() {
             let mut s = vq.lock();
-            *s = crate::virtqueue::VqState {
-                index: s.index,
-                ..Default::default()
-            };
+            *s = crate::virtqueue::VqState { index: s.index, ..Default::default() };
         }
         self.nr_vring.store(0, Ordering::Release);
-        *self.state.lock() = DeviceState {
-            ifname: ifname.to_owned(),
-            ..Default::default()
-        };
+        *self.state.lock() = DeviceState { ifname: ifname.to_owned(), ..Default::default() };
         self.socket_flags.store(socket_flags, Ordering::Relaxed);
         self.broadcast_rarp.store(false, Ordering::Relaxed);
         *self.rarp_mac.lock() = [0; 6];
@@ -302,11 +376,7 @@ pub fn get(vid: i32) -> Option<&'static Device> {
 pub fn allocate(ifname: &str, socket_flags: u64) -> Option<&'static Device> {
     for (i, slot) in DEVICES.iter().enumerate() {
         let dev = slot.get_or_init(|| Device::new(i as i32));
-        if dev
-            .in_use
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if dev.in_use.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             dev.reset(ifname, socket_flags);
             return Some(dev);
         }

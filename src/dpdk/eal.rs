@@ -32,13 +32,7 @@ pub fn spawn_ctrl_thread(name: &str, body: Box<dyn FnOnce() + Send>) -> io::Resu
     // SAFETY: valid out-pointer, NUL-terminated name, NULL attributes (EAL
     // defaults), and an argument that `run_boxed_closure` takes ownership of.
     let rc = unsafe {
-        rte_ctrl_thread_create(
-            &mut tid,
-            cname.as_ptr(),
-            std::ptr::null(),
-            run_boxed_closure,
-            arg.cast(),
-        )
+        rte_ctrl_thread_create(&mut tid, cname.as_ptr(), std::ptr::null(), run_boxed_closure, arg.cast())
     };
     if rc != 0 {
         // SAFETY: the thread was not created, so ownership of `arg` is still ours.
@@ -48,4 +42,34 @@ pub fn spawn_ctrl_thread(name: &str, body: Box<dyn FnOnce() + Send>) -> io::Resu
     // SAFETY: `tid` was just created and is joinable; we never join it.
     unsafe { libc::pthread_detach(tid) };
     Ok(())
+}
+
+/// `rte_dev_iterate_t`.
+pub type DevIterate =
+    unsafe extern "C" fn(start: *const c_void, s: *const c_char, it: *const c_void) -> *mut c_void;
+
+/// `struct rte_class` (rte_class.h): EAL links it into its class list.
+#[repr(C)]
+struct RteClass {
+    tqe_next: *mut RteClass,
+    tqe_prev: *mut *mut RteClass,
+    name: *const c_char,
+    dev_iterate: DevIterate,
+}
+
+extern "C" {
+    fn rte_class_register(class: *mut RteClass);
+}
+
+/// Registers a device class with EAL (what `RTE_REGISTER_CLASS` does). The
+/// class object lives for the rest of the process, as EAL expects.
+pub fn register_class(name: &'static std::ffi::CStr, dev_iterate: DevIterate) {
+    let class = Box::leak(Box::new(RteClass {
+        tqe_next: std::ptr::null_mut(),
+        tqe_prev: std::ptr::null_mut(),
+        name: name.as_ptr(),
+        dev_iterate,
+    }));
+    // SAFETY: a leaked, never-freed class object; EAL owns the list links.
+    unsafe { rte_class_register(class) };
 }

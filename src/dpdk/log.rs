@@ -40,10 +40,7 @@ static DATA_LOGTYPE: AtomicU32 = AtomicU32::new(RTE_LOGTYPE_EAL);
 fn register(name: &'static [u8], level: Level, slot: &AtomicU32) {
     // SAFETY: `name` is a NUL-terminated static string; the EAL copies it.
     let id = unsafe { rte_log_register_type_and_pick_level(name.as_ptr().cast(), level as u32) };
-    slot.store(
-        u32::try_from(id).unwrap_or(RTE_LOGTYPE_EAL),
-        Ordering::Relaxed,
-    );
+    slot.store(u32::try_from(id).unwrap_or(RTE_LOGTYPE_EAL), Ordering::Relaxed);
 }
 
 extern "C" fn register_log_types() {

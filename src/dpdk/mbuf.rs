@@ -62,8 +62,7 @@ impl RteMbuf {
 }
 
 extern "C" {
-    pub fn rvh_pktmbuf_alloc_bulk(mp: *mut rte_mempool, pkts: *mut *mut RteMbuf, count: u32)
-        -> i32;
+    pub fn rvh_pktmbuf_alloc_bulk(mp: *mut rte_mempool, pkts: *mut *mut RteMbuf, count: u32) -> i32;
     pub fn rvh_pktmbuf_alloc(mp: *mut rte_mempool) -> *mut RteMbuf;
     pub fn rvh_pktmbuf_free(m: *mut RteMbuf);
     pub fn rvh_pktmbuf_data_room_size(mp: *mut rte_mempool) -> u16;

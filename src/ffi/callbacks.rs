@@ -4,8 +4,7 @@
 use std::ffi::c_void;
 
 use super::types::{
-    rte_vhost_device_ops, rte_vhost_msg_result, rte_vhost_user_extern_ops,
-    RTE_VHOST_MSG_RESULT_NOT_HANDLED,
+    rte_vhost_device_ops, rte_vhost_msg_result, rte_vhost_user_extern_ops, RTE_VHOST_MSG_RESULT_NOT_HANDLED,
 };
 
 /// The application's `struct rte_vhost_device_ops *`, or none.
@@ -82,8 +81,7 @@ pub struct ExternOps {
 
 impl std::fmt::Debug for rte_vhost_user_extern_ops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("rte_vhost_user_extern_ops")
-            .finish_non_exhaustive()
+        f.debug_struct("rte_vhost_user_extern_ops").finish_non_exhaustive()
     }
 }
 
@@ -96,9 +94,7 @@ pub enum Hook {
 
 impl ExternOps {
     pub fn new(ops: rte_vhost_user_extern_ops, ctx: *mut c_void) -> ExternOps {
-        ExternOps {
-            ops: Some((ops, ctx as usize)),
-        }
+        ExternOps { ops: Some((ops, ctx as usize)) }
     }
 
     pub fn has(&self, hook: Hook) -> bool {
@@ -114,12 +110,7 @@ impl ExternOps {
     }
 
     /// Runs a hook on `msg` (DPDK's `struct vhu_msg_context` layout).
-    pub fn run(
-        &self,
-        hook: Hook,
-        vid: i32,
-        msg: &mut crate::protocol::MsgContext,
-    ) -> rte_vhost_msg_result {
+    pub fn run(&self, hook: Hook, vid: i32, msg: &mut crate::protocol::MsgContext) -> rte_vhost_msg_result {
         match self.handler(hook) {
             // SAFETY: the application's hook gets a pointer to a live,
             // correctly laid out message context it may read and modify.

@@ -7,6 +7,7 @@
 pub mod callbacks;
 pub mod types;
 mod vdpa;
+pub mod vdpa_ops;
 mod vhost;
 mod vhost_async;
 mod vhost_crypto;
@@ -19,12 +20,7 @@ pub(crate) fn guard<T>(func: &str, on_panic: T, body: impl FnOnce() -> T) -> T {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(v) => v,
         Err(_) => {
-            crate::vlog!(
-                Config,
-                Err,
-                "ffi",
-                "{func}: internal error (panic caught), returning failure"
-            );
+            crate::vlog!(Config, Err, "ffi", "{func}: internal error (panic caught), returning failure");
             on_panic
         }
     }

@@ -149,8 +149,7 @@ pub struct rte_vhost_user_extern_ops {
 pub struct rte_vhost_device_ops {
     pub new_device: Option<unsafe extern "C" fn(vid: c_int) -> c_int>,
     pub destroy_device: Option<unsafe extern "C" fn(vid: c_int)>,
-    pub vring_state_changed:
-        Option<unsafe extern "C" fn(vid: c_int, queue_id: u16, enable: c_int) -> c_int>,
+    pub vring_state_changed: Option<unsafe extern "C" fn(vid: c_int, queue_id: u16, enable: c_int) -> c_int>,
     pub features_changed: Option<unsafe extern "C" fn(vid: c_int, features: u64) -> c_int>,
     pub new_connection: Option<unsafe extern "C" fn(vid: c_int) -> c_int>,
     pub destroy_connection: Option<unsafe extern "C" fn(vid: c_int)>,
@@ -198,8 +197,7 @@ pub struct rte_vdpa_stat_name {
 pub struct rte_vdpa_dev_ops {
     pub get_queue_num: Option<unsafe extern "C" fn(*mut rte_vdpa_device, *mut u32) -> c_int>,
     pub get_features: Option<unsafe extern "C" fn(*mut rte_vdpa_device, *mut u64) -> c_int>,
-    pub get_protocol_features:
-        Option<unsafe extern "C" fn(*mut rte_vdpa_device, *mut u64) -> c_int>,
+    pub get_protocol_features: Option<unsafe extern "C" fn(*mut rte_vdpa_device, *mut u64) -> c_int>,
     pub dev_conf: Option<unsafe extern "C" fn(c_int) -> c_int>,
     pub dev_close: Option<unsafe extern "C" fn(c_int) -> c_int>,
     pub dev_cleanup: Option<unsafe extern "C" fn(c_int) -> c_int>,
@@ -209,12 +207,10 @@ pub struct rte_vdpa_dev_ops {
     pub get_vfio_group_fd: Option<unsafe extern "C" fn(c_int) -> c_int>,
     pub get_vfio_device_fd: Option<unsafe extern "C" fn(c_int) -> c_int>,
     pub get_notify_area: Option<unsafe extern "C" fn(c_int, c_int, *mut u64, *mut u64) -> c_int>,
-    pub get_stats_names: Option<
-        unsafe extern "C" fn(*mut rte_vdpa_device, *mut rte_vdpa_stat_name, c_uint) -> c_int,
-    >,
-    pub get_stats: Option<
-        unsafe extern "C" fn(*mut rte_vdpa_device, c_int, *mut rte_vdpa_stat, c_uint) -> c_int,
-    >,
+    pub get_stats_names:
+        Option<unsafe extern "C" fn(*mut rte_vdpa_device, *mut rte_vdpa_stat_name, c_uint) -> c_int>,
+    pub get_stats:
+        Option<unsafe extern "C" fn(*mut rte_vdpa_device, c_int, *mut rte_vdpa_stat, c_uint) -> c_int>,
     pub reset_stats: Option<unsafe extern "C" fn(*mut rte_vdpa_device, c_int) -> c_int>,
     pub get_config: Option<unsafe extern "C" fn(c_int, *mut u8, u32) -> c_int>,
     pub set_config: Option<unsafe extern "C" fn(c_int, *mut u8, u32, u32, u32) -> c_int>,

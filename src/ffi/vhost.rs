@@ -14,11 +14,7 @@ pub unsafe extern "C" fn rte_vhost_avail_entries(_a0: c_int, _a1: u16) -> u16 {
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(
-    _a0: c_int,
-    _a1: u16,
-    _a2: u16,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
     not_implemented("rte_vhost_clr_inflight_desc_packed", -1)
 }
 
@@ -47,11 +43,7 @@ pub unsafe extern "C" fn rte_vhost_dequeue_burst(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_enable_guest_notification(
-    _a0: c_int,
-    _a1: u16,
-    _a2: c_int,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_enable_guest_notification(_a0: c_int, _a1: u16, _a2: c_int) -> c_int {
     not_implemented("rte_vhost_enable_guest_notification", -1)
 }
 
@@ -117,31 +109,19 @@ pub unsafe extern "C" fn rte_vhost_set_inflight_desc_packed(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_set_inflight_desc_split(
-    _a0: c_int,
-    _a1: u16,
-    _a2: u16,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_set_inflight_desc_split(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
     not_implemented("rte_vhost_set_inflight_desc_split", -1)
 }
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_packed(
-    _a0: c_int,
-    _a1: u16,
-    _a2: u16,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_packed(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
     not_implemented("rte_vhost_set_last_inflight_io_packed", -1)
 }
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_split(
-    _a0: c_int,
-    _a1: u16,
-    _a2: u16,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_split(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
     not_implemented("rte_vhost_set_last_inflight_io_split", -1)
 }
 

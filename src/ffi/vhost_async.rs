@@ -14,10 +14,7 @@ pub unsafe extern "C" fn rte_vhost_async_channel_register(_a0: c_int, _a1: u16) 
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(
-    _a0: c_int,
-    _a1: u16,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(_a0: c_int, _a1: u16) -> c_int {
     not_implemented("rte_vhost_async_channel_register_thread_unsafe", -1)
 }
 
@@ -29,10 +26,7 @@ pub unsafe extern "C" fn rte_vhost_async_channel_unregister(_a0: c_int, _a1: u16
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(
-    _a0: c_int,
-    _a1: u16,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(_a0: c_int, _a1: u16) -> c_int {
     not_implemented("rte_vhost_async_channel_unregister_thread_unsafe", -1)
 }
 

@@ -7,6 +7,7 @@ use super::types::*;
 use super::{guard, write_out};
 use crate::device::{self, features, Device};
 use crate::ffi::callbacks::ExternOps;
+use crate::ffi::vdpa_ops::VdpaDevice;
 
 fn dev(vid: c_int) -> Option<&'static Device> {
     device::get(vid)
@@ -31,10 +32,7 @@ pub unsafe extern "C" fn rte_vhost_get_ifname(vid: c_int, buf: *mut c_char, len:
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_get_negotiated_features(
-    vid: c_int,
-    features: *mut u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_get_negotiated_features(vid: c_int, features: *mut u64) -> c_int {
     let Some(d) = dev(vid) else { return -1 };
     // SAFETY: caller's contract on the out-pointer (NULL is refused).
     unsafe { write_out(features, d.state.lock().features) }
@@ -42,10 +40,7 @@ pub unsafe extern "C" fn rte_vhost_get_negotiated_features(
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_get_negotiated_protocol_features(
-    vid: c_int,
-    features: *mut u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_get_negotiated_protocol_features(vid: c_int, features: *mut u64) -> c_int {
     let Some(d) = dev(vid) else { return -1 };
     // SAFETY: caller's contract on the out-pointer (NULL is refused).
     unsafe { write_out(features, d.state.lock().protocol_features) }
@@ -87,10 +82,7 @@ pub unsafe extern "C" fn rte_vhost_get_vring_num(vid: c_int) -> u16 {
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_get_mem_table(
-    vid: c_int,
-    mem: *mut *mut rte_vhost_memory,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_get_mem_table(vid: c_int, mem: *mut *mut rte_vhost_memory) -> c_int {
     let Some(d) = dev(vid) else { return -1 };
     if mem.is_null() {
         return -1;
@@ -209,21 +201,12 @@ pub unsafe extern "C" fn rte_vhost_set_vring_base(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_get_log_base(
-    vid: c_int,
-    log_base: *mut u64,
-    log_size: *mut u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_get_log_base(vid: c_int, log_base: *mut u64, log_size: *mut u64) -> c_int {
     let Some(d) = dev(vid) else { return -1 };
     if log_base.is_null() || log_size.is_null() {
         return -1;
     }
-    let (base, size) = d
-        .state
-        .lock()
-        .log
-        .as_ref()
-        .map_or((0, 0), |l| (l.base(), l.size()));
+    let (base, size) = d.state.lock().log.as_ref().map_or((0, 0), |l| (l.base(), l.size()));
     // SAFETY: both checked non-NULL; caller's contract.
     unsafe {
         *log_base = base;
@@ -242,12 +225,7 @@ pub unsafe extern "C" fn rte_vhost_log_write(vid: c_int, addr: u64, len: u64) {
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_log_used_vring(
-    vid: c_int,
-    vring_idx: u16,
-    offset: u64,
-    len: u64,
-) {
+pub unsafe extern "C" fn rte_vhost_log_used_vring(vid: c_int, vring_idx: u16, offset: u64, len: u64) {
     if let Some(d) = dev(vid) {
         d.log_used_vring(vring_idx, offset, len);
     }
@@ -274,7 +252,7 @@ pub unsafe extern "C" fn rte_vhost_extern_callback_register(
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vdpa_device(vid: c_int) -> *mut rte_vdpa_device {
     dev(vid).map_or(std::ptr::null_mut(), |d| {
-        d.state.lock().vdpa_dev as *mut rte_vdpa_device
+        d.state.lock().vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
     })
 }
 

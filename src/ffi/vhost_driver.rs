@@ -5,17 +5,14 @@ use std::ffi::{c_char, c_int};
 
 use super::callbacks::DeviceOps;
 use super::types::*;
+use super::vdpa_ops::VdpaDevice;
 use super::{cstr_arg, guard, write_out};
 use crate::socket::{self, SocketConfig};
 use crate::vlog;
 
 /// Runs `f` on the configuration of the socket at `path`; -1 (and a log line)
 /// if the path is NULL, not UTF-8 or not registered.
-unsafe fn with_socket(
-    path: *const c_char,
-    func: &str,
-    f: impl FnOnce(&mut SocketConfig) -> c_int,
-) -> c_int {
+unsafe fn with_socket(path: *const c_char, func: &str, f: impl FnOnce(&mut SocketConfig) -> c_int) -> c_int {
     // SAFETY: forwarded from the caller's contract (NUL-terminated or NULL).
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return -1;
@@ -36,13 +33,11 @@ pub unsafe extern "C" fn rte_vhost_driver_register(path: *const c_char, flags: u
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return -1;
     };
-    guard("rte_vhost_driver_register", -1, || {
-        match socket::register(path, flags) {
-            Ok(()) => 0,
-            Err(e) => {
-                vlog!(Config, Err, path, "{e}");
-                -1
-            }
+    guard("rte_vhost_driver_register", -1, || match socket::register(path, flags) {
+        Ok(()) => 0,
+        Err(e) => {
+            vlog!(Config, Err, path, "{e}");
+            -1
         }
     })
 }
@@ -54,14 +49,10 @@ pub unsafe extern "C" fn rte_vhost_driver_unregister(path: *const c_char) -> c_i
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return -1;
     };
-    guard(
-        "rte_vhost_driver_unregister",
-        -1,
-        || match socket::unregister(path) {
-            Ok(()) => 0,
-            Err(_) => -1,
-        },
-    )
+    guard("rte_vhost_driver_unregister", -1, || match socket::unregister(path) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    })
 }
 
 /// DPDK_23
@@ -97,10 +88,7 @@ pub unsafe extern "C" fn rte_vhost_driver_callback_register(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_driver_set_features(
-    path: *const c_char,
-    features: u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_driver_set_features(path: *const c_char, features: u64) -> c_int {
     // SAFETY: caller's contract on `path`.
     unsafe {
         with_socket(path, "rte_vhost_driver_set_features", |c| {
@@ -115,10 +103,7 @@ pub unsafe extern "C" fn rte_vhost_driver_set_features(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_driver_enable_features(
-    path: *const c_char,
-    features: u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_driver_enable_features(path: *const c_char, features: u64) -> c_int {
     // SAFETY: caller's contract on `path`.
     unsafe {
         with_socket(path, "rte_vhost_driver_enable_features", |c| {
@@ -133,10 +118,7 @@ pub unsafe extern "C" fn rte_vhost_driver_enable_features(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_driver_disable_features(
-    path: *const c_char,
-    features: u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_driver_disable_features(path: *const c_char, features: u64) -> c_int {
     // SAFETY: caller's contract on `path`.
     unsafe {
         with_socket(path, "rte_vhost_driver_disable_features", |c| {
@@ -148,24 +130,14 @@ pub unsafe extern "C" fn rte_vhost_driver_disable_features(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_driver_get_features(
-    path: *const c_char,
-    features: *mut u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_driver_get_features(path: *const c_char, features: *mut u64) -> c_int {
     // SAFETY: caller's contract on `path` and `features`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_get_features", |c| {
-            write_out(features, c.features)
-        })
-    }
+    unsafe { with_socket(path, "rte_vhost_driver_get_features", |c| write_out(features, c.features)) }
 }
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_driver_set_protocol_features(
-    path: *const c_char,
-    features: u64,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_driver_set_protocol_features(path: *const c_char, features: u64) -> c_int {
     // SAFETY: caller's contract on `path`.
     unsafe {
         with_socket(path, "rte_vhost_driver_set_protocol_features", |c| {
@@ -191,15 +163,10 @@ pub unsafe extern "C" fn rte_vhost_driver_get_protocol_features(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_driver_get_queue_num(
-    path: *const c_char,
-    queue_num: *mut u32,
-) -> c_int {
+pub unsafe extern "C" fn rte_vhost_driver_get_queue_num(path: *const c_char, queue_num: *mut u32) -> c_int {
     // SAFETY: caller's contract on `path` and `queue_num`.
     unsafe {
-        with_socket(path, "rte_vhost_driver_get_queue_num", |c| {
-            write_out(queue_num, c.max_queue_pairs)
-        })
+        with_socket(path, "rte_vhost_driver_get_queue_num", |c| write_out(queue_num, c.max_queue_pairs))
     }
 }
 
@@ -209,13 +176,13 @@ pub unsafe extern "C" fn rte_vhost_driver_attach_vdpa_device(
     path: *const c_char,
     dev: *mut rte_vdpa_device,
 ) -> c_int {
-    if dev.is_null() {
+    let Some(dev) = VdpaDevice::from_ptr(dev).filter(|d| crate::vdpa::is_registered(*d)) else {
         return -1;
-    }
+    };
     // SAFETY: caller's contract on `path`; `dev` is kept by pointer.
     unsafe {
         with_socket(path, "rte_vhost_driver_attach_vdpa_device", |c| {
-            c.vdpa_dev = dev as usize;
+            c.vdpa_dev = Some(dev);
             0
         })
     }
@@ -227,7 +194,7 @@ pub unsafe extern "C" fn rte_vhost_driver_detach_vdpa_device(path: *const c_char
     // SAFETY: caller's contract on `path`.
     unsafe {
         with_socket(path, "rte_vhost_driver_detach_vdpa_device", |c| {
-            c.vdpa_dev = 0;
+            c.vdpa_dev = None;
             0
         })
     }
@@ -235,14 +202,12 @@ pub unsafe extern "C" fn rte_vhost_driver_detach_vdpa_device(path: *const c_char
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_device(
-    path: *const c_char,
-) -> *mut rte_vdpa_device {
+pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_device(path: *const c_char) -> *mut rte_vdpa_device {
     // SAFETY: caller's contract on `path`.
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return std::ptr::null_mut();
     };
-    socket::with_config(path, |c| c.vdpa_dev as *mut rte_vdpa_device)
+    socket::with_config(path, |c| c.vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr))
         .unwrap_or(std::ptr::null_mut())
 }
 
@@ -256,23 +221,16 @@ pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_dev_type(
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return -1;
     };
-    let vdpa = match socket::with_config(path, |c| c.vdpa_dev) {
-        Ok(0) => {
-            vlog!(
-                Config,
-                Err,
-                path,
-                "socket file is not registered with a vDPA device."
-            );
-            return -1;
+    match socket::with_config(path, |c| c.vdpa_dev) {
+        // SAFETY: caller's out-pointer contract (NULL refused).
+        Ok(Some(d)) => unsafe { write_out(dev_type, d.device_type()) },
+        Ok(None) => {
+            vlog!(Config, Err, path, "socket file is not registered with a vDPA device.");
+            -1
         }
-        Ok(d) => d as *const rte_vdpa_device,
         Err(e) => {
             vlog!(Config, Err, path, "{e}.");
-            return -1;
+            -1
         }
-    };
-    // SAFETY: an attached vDPA device stays registered while attached, and
-    // `dev_type` follows the caller's contract (NULL refused).
-    unsafe { write_out(dev_type, (*vdpa).r#type) }
+    }
 }

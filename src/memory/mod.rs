@@ -29,14 +29,9 @@ impl std::fmt::Display for MemoryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MemoryError::Stat(e) => write!(f, "fstat of region fd failed: {e}"),
-            MemoryError::BeyondFile {
-                region,
-                end,
-                file_size,
-            } => write!(
-                f,
-                "region {region} ends at file offset {end:#x}, beyond the file size {file_size:#x}"
-            ),
+            MemoryError::BeyondFile { region, end, file_size } => {
+                write!(f, "region {region} ends at file offset {end:#x}, beyond the file size {file_size:#x}")
+            }
             MemoryError::Mmap { region, len, err } => {
                 write!(f, "mmap of region {region} ({len:#x} bytes) failed: {err}")
             }
@@ -111,26 +106,12 @@ fn map_fd(fd: &OwnedFd, len: usize, region: usize, populate: bool) -> Result<Map
     // SAFETY: a fresh shared mapping of a valid fd at a kernel-chosen address;
     // it aliases no Rust object.
     let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            fd.as_raw_fd(),
-            0,
-        )
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd.as_raw_fd(), 0)
     };
     if addr == libc::MAP_FAILED {
-        return Err(MemoryError::Mmap {
-            region,
-            len: len as u64,
-            err: std::io::Error::last_os_error(),
-        });
+        return Err(MemoryError::Mmap { region, len: len as u64, err: std::io::Error::last_os_error() });
     }
-    Ok(Mapping {
-        addr: addr as usize,
-        len,
-    })
+    Ok(Mapping { addr: addr as usize, len })
 }
 
 impl GuestMemory {
@@ -149,11 +130,7 @@ impl GuestMemory {
             let (blksz, file_size) = block_size(&fd)?;
             let end = d.mmap_offset + d.memory_size;
             if end > file_size {
-                return Err(MemoryError::BeyondFile {
-                    region: i,
-                    end,
-                    file_size,
-                });
+                return Err(MemoryError::BeyondFile { region: i, end, file_size });
             }
             let len = end.div_ceil(blksz) * blksz;
             let mapping = map_fd(&fd, len as usize, i, populate)?;
@@ -242,31 +219,20 @@ mod tests {
     use super::*;
 
     fn memfd(size: u64) -> OwnedFd {
-        let fd = nix::sys::memfd::memfd_create(
-            c"rvhost-test",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .unwrap();
+        let fd = nix::sys::memfd::memfd_create(c"rvhost-test", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .unwrap();
         nix::unistd::ftruncate(&fd, size as i64).unwrap();
         fd
     }
 
     fn desc(gpa: u64, size: u64, uaddr: u64, off: u64) -> MemoryRegionDesc {
-        MemoryRegionDesc {
-            guest_phys_addr: gpa,
-            memory_size: size,
-            userspace_addr: uaddr,
-            mmap_offset: off,
-        }
+        MemoryRegionDesc { guest_phys_addr: gpa, memory_size: size, userspace_addr: uaddr, mmap_offset: off }
     }
 
     #[test]
     fn translates_gpa_and_uaddr_within_regions() {
         let mem = GuestMemory::map(
-            &[
-                desc(0, 0x10000, 0x7f00_0000_0000, 0),
-                desc(0x10000, 0x8000, 0x7f00_0001_0000, 0x1000),
-            ],
+            &[desc(0, 0x10000, 0x7f00_0000_0000, 0), desc(0x10000, 0x8000, 0x7f00_0001_0000, 0x1000)],
             vec![memfd(0x10000), memfd(0x9000)],
             false,
         )
@@ -278,10 +244,7 @@ mod tests {
         assert_eq!(h1, mem.regions()[1].host_user_addr);
         assert_eq!(h0 + 0x100, mem.regions()[0].host_user_addr + 0x10000);
         assert!(mem.gpa_to_hva(0x18000, 1).is_none(), "past the last region");
-        assert!(
-            mem.gpa_range_to_hva(0xff00, 0x200).is_none(),
-            "range spans two regions"
-        );
+        assert!(mem.gpa_range_to_hva(0xff00, 0x200).is_none(), "range spans two regions");
         assert_eq!(mem.uaddr_to_hva(0x7f00_0001_0010, 16), Some(h1 + 0x10));
         assert!(mem.uaddr_to_hva(0x7f00_0000_fff0, 0x20).is_none());
         assert_eq!(mem.hva_to_gpa(h1 + 8, 8), Some(0x10008));
@@ -295,11 +258,7 @@ mod tests {
 
     #[test]
     fn refuses_region_beyond_its_file() {
-        let err = GuestMemory::map(&[desc(0, 0x10000, 0, 0x1000)], vec![memfd(0x10000)], false)
-            .unwrap_err();
-        assert!(
-            matches!(err, MemoryError::BeyondFile { region: 0, .. }),
-            "{err}"
-        );
+        let err = GuestMemory::map(&[desc(0, 0x10000, 0, 0x1000)], vec![memfd(0x10000)], false).unwrap_err();
+        assert!(matches!(err, MemoryError::BeyondFile { region: 0, .. }), "{err}");
     }
 }

@@ -41,12 +41,7 @@ impl DirtyLog {
         if addr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(DirtyLog {
-            map_addr: addr as usize,
-            map_len: len,
-            base: addr as usize + offset as usize,
-            size,
-        })
+        Ok(DirtyLog { map_addr: addr as usize, map_len: len, base: addr as usize + offset as usize, size })
     }
 
     pub fn base(&self) -> u64 {

@@ -38,13 +38,8 @@ pub struct Header {
 
 impl Header {
     pub fn parse(bytes: &[u8; HDR_SIZE]) -> Header {
-        let word =
-            |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        Header {
-            request: word(0),
-            flags: word(4),
-            size: word(8),
-        }
+        let word = |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        Header { request: word(0), flags: word(4), size: word(8) }
     }
 
     pub fn to_bytes(self) -> [u8; HDR_SIZE] {
@@ -105,25 +100,11 @@ impl std::fmt::Display for ProtocolError {
             ProtocolError::PayloadTooLarge(s) => {
                 write!(f, "payload size {s} exceeds the maximum {MAX_PAYLOAD}")
             }
-            ProtocolError::BadSize {
-                request,
-                expected,
-                got,
-            } => {
-                write!(
-                    f,
-                    "invalid payload size for {request}: {got} (expected {expected})"
-                )
+            ProtocolError::BadSize { request, expected, got } => {
+                write!(f, "invalid payload size for {request}: {got} (expected {expected})")
             }
-            ProtocolError::BadFdCount {
-                request,
-                expected,
-                got,
-            } => {
-                write!(
-                    f,
-                    "invalid number of fds for {request}: {got} (expected {expected})"
-                )
+            ProtocolError::BadFdCount { request, expected, got } => {
+                write!(f, "invalid number of fds for {request}: {got} (expected {expected})")
             }
             ProtocolError::BadField(what) => write!(f, "invalid {what}"),
         }
@@ -207,10 +188,9 @@ impl Request {
     pub fn fd_rule(self) -> FdRule {
         match self {
             Request::SetMemTable => FdRule::PerRegion,
-            Request::SetLogBase
-            | Request::SetLogFd
-            | Request::SetSlaveReqFd
-            | Request::SetInflightFd => FdRule::Exactly(1),
+            Request::SetLogBase | Request::SetLogFd | Request::SetSlaveReqFd | Request::SetInflightFd => {
+                FdRule::Exactly(1)
+            }
             Request::SetVringKick | Request::SetVringCall | Request::SetVringErr => FdRule::VringFd,
             _ => FdRule::None,
         }
@@ -222,11 +202,10 @@ impl Request {
     pub fn payload_size(self) -> Option<usize> {
         use Request::*;
         match self {
-            GetFeatures | SetOwner | ResetOwner | GetProtocolFeatures | GetQueueNum
-            | SetSlaveReqFd | PostcopyAdvise | PostcopyListen | PostcopyEnd | GetStatus
-            | SetLogFd => Some(0),
-            SetFeatures | SetProtocolFeatures | SetVringKick | SetVringCall | SetVringErr
-            | SendRarp | NetSetMtu | SetStatus => Some(8),
+            GetFeatures | SetOwner | ResetOwner | GetProtocolFeatures | GetQueueNum | SetSlaveReqFd
+            | PostcopyAdvise | PostcopyListen | PostcopyEnd | GetStatus | SetLogFd => Some(0),
+            SetFeatures | SetProtocolFeatures | SetVringKick | SetVringCall | SetVringErr | SendRarp
+            | NetSetMtu | SetStatus => Some(8),
             SetVringNum | SetVringBase | GetVringBase | SetVringEnable => Some(VringState::SIZE),
             SetVringAddr => Some(VringAddr::SIZE),
             SetLogBase => Some(LogArea::SIZE),
@@ -253,11 +232,7 @@ pub fn validate(request: Request, payload: &[u8], nfds: usize) -> Result<(), Pro
     if let Some(expected) = request.payload_size() {
         let tolerated_u64 = expected == 0 && payload.len() == 8 && ignores_payload(request);
         if payload.len() != expected && !tolerated_u64 {
-            return Err(ProtocolError::BadSize {
-                request: name,
-                expected,
-                got: payload.len(),
-            });
+            return Err(ProtocolError::BadSize { request: name, expected, got: payload.len() });
         }
     }
     let (ok, expected) = match request.fd_rule() {
@@ -273,20 +248,12 @@ pub fn validate(request: Request, payload: &[u8], nfds: usize) -> Result<(), Pro
             }
         }
         FdRule::PerRegion => {
-            let n = if payload.len() >= 4 {
-                read_u32(payload, 0) as usize
-            } else {
-                0
-            };
+            let n = if payload.len() >= 4 { read_u32(payload, 0) as usize } else { 0 };
             (nfds == n && n <= MAX_FDS, "one per region")
         }
     };
     if !ok {
-        return Err(ProtocolError::BadFdCount {
-            request: name,
-            expected,
-            got: nfds,
-        });
+        return Err(ProtocolError::BadFdCount { request: name, expected, got: nfds });
     }
     Ok(())
 }
@@ -337,8 +304,7 @@ pub struct MsgContext {
     pub fd_num: i32,
 }
 
-const _: () =
-    assert!(std::mem::size_of::<MsgContext>() == HDR_SIZE + MAX_PAYLOAD + 4 * MAX_FDS + 4);
+const _: () = assert!(std::mem::size_of::<MsgContext>() == HDR_SIZE + MAX_PAYLOAD + 4 * MAX_FDS + 4);
 
 impl MsgContext {
     /// Builds the context for `header`/`payload` with raw fd numbers.

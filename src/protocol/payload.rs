@@ -3,19 +3,11 @@
 
 use super::{read_u32, read_u64, ProtocolError, MAX_REGIONS};
 
-fn exact<'a>(
-    payload: &'a [u8],
-    size: usize,
-    what: &'static str,
-) -> Result<&'a [u8], ProtocolError> {
+fn exact<'a>(payload: &'a [u8], size: usize, what: &'static str) -> Result<&'a [u8], ProtocolError> {
     if payload.len() == size {
         Ok(payload)
     } else {
-        Err(ProtocolError::BadSize {
-            request: what,
-            expected: size,
-            got: payload.len(),
-        })
+        Err(ProtocolError::BadSize { request: what, expected: size, got: payload.len() })
     }
 }
 
@@ -35,10 +27,7 @@ impl VringState {
     pub const SIZE: usize = 8;
     pub fn parse(payload: &[u8]) -> Result<VringState, ProtocolError> {
         let p = exact(payload, Self::SIZE, "vring state")?;
-        Ok(VringState {
-            index: read_u32(p, 0),
-            num: read_u32(p, 4),
-        })
+        Ok(VringState { index: read_u32(p, 0), num: read_u32(p, 4) })
     }
     pub fn to_bytes(self) -> [u8; 8] {
         let mut out = [0u8; 8];
@@ -98,9 +87,7 @@ impl MemoryRegionDesc {
         }
         let wraps = |base: u64| base.checked_add(size).is_none();
         if wraps(self.guest_phys_addr) || wraps(self.userspace_addr) || wraps(self.mmap_offset) {
-            return Err(ProtocolError::BadField(
-                "memory region range (wraps around)",
-            ));
+            return Err(ProtocolError::BadField("memory region range (wraps around)"));
         }
         Ok(())
     }
@@ -115,11 +102,7 @@ pub struct MemoryTable {
 impl MemoryTable {
     pub fn parse(payload: &[u8]) -> Result<MemoryTable, ProtocolError> {
         if payload.len() < 8 {
-            return Err(ProtocolError::BadSize {
-                request: "memory table",
-                expected: 8,
-                got: payload.len(),
-            });
+            return Err(ProtocolError::BadSize { request: "memory table", expected: 8, got: payload.len() });
         }
         let n = read_u32(payload, 0) as usize;
         if n == 0 || n > MAX_REGIONS {
@@ -143,14 +126,10 @@ impl MemoryTable {
             for b in &regions[i + 1..] {
                 let overlap = |x: u64, y: u64| x < y + b.memory_size && y < x + a.memory_size;
                 if overlap(a.guest_phys_addr, b.guest_phys_addr) {
-                    return Err(ProtocolError::BadField(
-                        "memory regions overlap in guest-physical space",
-                    ));
+                    return Err(ProtocolError::BadField("memory regions overlap in guest-physical space"));
                 }
                 if overlap(a.userspace_addr, b.userspace_addr) {
-                    return Err(ProtocolError::BadField(
-                        "memory regions overlap in front-end address space",
-                    ));
+                    return Err(ProtocolError::BadField("memory regions overlap in front-end address space"));
                 }
             }
         }
@@ -164,12 +143,7 @@ impl MemoryTable {
         out.extend_from_slice(&(self.regions.len() as u32).to_ne_bytes());
         out.extend_from_slice(&0u32.to_ne_bytes());
         for r in &self.regions {
-            for v in [
-                r.guest_phys_addr,
-                r.memory_size,
-                r.userspace_addr,
-                r.mmap_offset,
-            ] {
+            for v in [r.guest_phys_addr, r.memory_size, r.userspace_addr, r.mmap_offset] {
                 out.extend_from_slice(&v.to_ne_bytes());
             }
         }
@@ -188,10 +162,7 @@ impl LogArea {
     pub const SIZE: usize = 16;
     pub fn parse(payload: &[u8]) -> Result<LogArea, ProtocolError> {
         let p = exact(payload, Self::SIZE, "log area")?;
-        let area = LogArea {
-            mmap_size: read_u64(p, 0),
-            mmap_offset: read_u64(p, 8),
-        };
+        let area = LogArea { mmap_size: read_u64(p, 0), mmap_offset: read_u64(p, 8) };
         if area.mmap_size == 0 || area.mmap_offset.checked_add(area.mmap_size).is_none() {
             return Err(ProtocolError::BadField("log area size/offset"));
         }

@@ -7,10 +7,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn region(gpa: u64, size: u64, uaddr: u64, off: u64) -> Vec<u8> {
-    [gpa, size, uaddr, off]
-        .iter()
-        .flat_map(|v| v.to_ne_bytes())
-        .collect()
+    [gpa, size, uaddr, off].iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
 
 fn table(regions: &[Vec<u8>]) -> Vec<u8> {
@@ -24,47 +21,21 @@ fn table(regions: &[Vec<u8>]) -> Vec<u8> {
 
 #[test]
 fn header_round_trip_and_checks() {
-    let h = Header {
-        request: 5,
-        flags: VERSION | FLAG_NEED_REPLY,
-        size: 40,
-    };
+    let h = Header { request: 5, flags: VERSION | FLAG_NEED_REPLY, size: 40 };
     assert_eq!(Header::parse(&h.to_bytes()), h);
     assert!(h.validate().is_ok());
     assert!(h.need_reply());
-    assert_eq!(
-        Header { flags: 2, ..h }.validate(),
-        Err(ProtocolError::BadVersion(2))
-    );
-    assert_eq!(
-        Header {
-            flags: VERSION | 0x10,
-            ..h
-        }
-        .validate(),
-        Err(ProtocolError::ReservedFlags(0x11))
-    );
+    assert_eq!(Header { flags: 2, ..h }.validate(), Err(ProtocolError::BadVersion(2)));
+    assert_eq!(Header { flags: VERSION | 0x10, ..h }.validate(), Err(ProtocolError::ReservedFlags(0x11)));
     let big = MAX_PAYLOAD as u32 + 1;
-    assert_eq!(
-        Header { size: big, ..h }.validate(),
-        Err(ProtocolError::PayloadTooLarge(big))
-    );
+    assert_eq!(Header { size: big, ..h }.validate(), Err(ProtocolError::PayloadTooLarge(big)));
 }
 
 #[test]
 fn names_match_dpdk() {
-    assert_eq!(
-        Request::from_u32(5).map(Request::name),
-        Some("VHOST_USER_SET_MEM_TABLE")
-    );
-    assert_eq!(
-        Request::from_u32(21).map(Request::name),
-        Some("VHOST_USER_SET_SLAVE_REQ_FD")
-    );
-    assert_eq!(
-        Request::from_u32(40).map(Request::name),
-        Some("VHOST_USER_GET_STATUS")
-    );
+    assert_eq!(Request::from_u32(5).map(Request::name), Some("VHOST_USER_SET_MEM_TABLE"));
+    assert_eq!(Request::from_u32(21).map(Request::name), Some("VHOST_USER_SET_SLAVE_REQ_FD"));
+    assert_eq!(Request::from_u32(40).map(Request::name), Some("VHOST_USER_GET_STATUS"));
     for unknown in [0, 23, 26, 27, 33, 34, 35, 36, 37, 38, 41, 42, 43, 44, 1000] {
         assert_eq!(Request::from_u32(unknown), None, "id {unknown}");
     }
@@ -73,14 +44,8 @@ fn names_match_dpdk() {
 #[test]
 fn exact_sizes_are_enforced() {
     assert!(validate(Request::SetFeatures, &[0; 8], 0).is_ok());
-    assert!(matches!(
-        validate(Request::SetFeatures, &[0; 4], 0),
-        Err(ProtocolError::BadSize { .. })
-    ));
-    assert!(matches!(
-        validate(Request::SetFeatures, &[0; 16], 0),
-        Err(ProtocolError::BadSize { .. })
-    ));
+    assert!(matches!(validate(Request::SetFeatures, &[0; 4], 0), Err(ProtocolError::BadSize { .. })));
+    assert!(matches!(validate(Request::SetFeatures, &[0; 16], 0), Err(ProtocolError::BadSize { .. })));
     assert!(validate(Request::SetVringAddr, &[0; 40], 0).is_ok());
     assert!(validate(Request::SetVringAddr, &[0; 39], 0).is_err());
     assert!(validate(Request::SetVringNum, &[0; 8], 0).is_ok());
@@ -102,10 +67,7 @@ fn fd_rules_are_enforced() {
     let nofd = (1u64 | VRING_NOFD_MASK).to_ne_bytes();
     assert!(validate(Request::SetVringCall, &nofd, 0).is_ok());
     assert!(validate(Request::SetVringCall, &nofd, 1).is_err());
-    let t = table(&[
-        region(0, 4096, 0x1000, 0),
-        region(0x10000, 4096, 0x20000, 0),
-    ]);
+    let t = table(&[region(0, 4096, 0x1000, 0), region(0x10000, 4096, 0x20000, 0)]);
     assert!(validate(Request::SetMemTable, &t, 2).is_ok());
     assert!(validate(Request::SetMemTable, &t, 1).is_err());
     assert!(validate(Request::SetMemTable, &t, 3).is_err());
@@ -115,33 +77,22 @@ fn fd_rules_are_enforced() {
 
 #[test]
 fn memory_table_validation() {
-    let ok = table(&[
-        region(0, 0x1000, 0x7000_0000, 0),
-        region(0x1000, 0x1000, 0x7000_1000, 0x1000),
-    ]);
+    let ok = table(&[region(0, 0x1000, 0x7000_0000, 0), region(0x1000, 0x1000, 0x7000_1000, 0x1000)]);
     let t = MemoryTable::parse(&ok).unwrap();
     assert_eq!(t.regions.len(), 2);
     assert_eq!(t.to_bytes(), ok);
     // Zero regions, too many regions, size mismatch.
     assert!(MemoryTable::parse(&table(&[])).is_err());
-    let nine: Vec<_> = (0..9)
-        .map(|i| region(i * 0x1000, 0x1000, i * 0x1000, 0))
-        .collect();
+    let nine: Vec<_> = (0..9).map(|i| region(i * 0x1000, 0x1000, i * 0x1000, 0)).collect();
     assert!(MemoryTable::parse(&table(&nine)).is_err());
     assert!(MemoryTable::parse(&ok[..ok.len() - 1]).is_err());
     // Zero-size, wrapping and overlapping regions.
     assert!(MemoryTable::parse(&table(&[region(0, 0, 0, 0)])).is_err());
     assert!(MemoryTable::parse(&table(&[region(u64::MAX - 10, 0x1000, 0, 0)])).is_err());
     assert!(MemoryTable::parse(&table(&[region(0, 0x1000, 0, u64::MAX)])).is_err());
-    let gpa_overlap = table(&[
-        region(0, 0x2000, 0x10000, 0),
-        region(0x1000, 0x1000, 0x20000, 0),
-    ]);
+    let gpa_overlap = table(&[region(0, 0x2000, 0x10000, 0), region(0x1000, 0x1000, 0x20000, 0)]);
     assert!(MemoryTable::parse(&gpa_overlap).is_err());
-    let va_overlap = table(&[
-        region(0, 0x1000, 0x10000, 0),
-        region(0x8000, 0x1000, 0x10800, 0),
-    ]);
+    let va_overlap = table(&[region(0, 0x1000, 0x10000, 0), region(0x8000, 0x1000, 0x10800, 0)]);
     assert!(MemoryTable::parse(&va_overlap).is_err());
 }
 
@@ -163,10 +114,7 @@ fn config_and_log_validation() {
 
 #[test]
 fn vring_state_round_trip() {
-    let s = VringState {
-        index: 3,
-        num: 0x8005,
-    };
+    let s = VringState { index: 3, num: 0x8005 };
     assert_eq!(VringState::parse(&s.to_bytes()).unwrap(), s);
 }
 

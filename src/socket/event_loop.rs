@@ -40,8 +40,7 @@ fn event_loop() -> io::Result<&'static EventLoop> {
             watches: Mutex::new(HashMap::new()),
         })
     });
-    lp.as_ref()
-        .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+    lp.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))
 }
 
 /// Starts the dispatch thread once (first `rte_vhost_driver_start`).

@@ -64,12 +64,7 @@ fn read_exact(fd: RawFd, buf: &mut [u8]) -> Result<(), ReadError> {
     let mut done = 0;
     while done < buf.len() {
         match nix::unistd::read(fd, &mut buf[done..]) {
-            Ok(0) => {
-                return Err(ReadError::Truncated {
-                    expected: buf.len(),
-                    got: done,
-                })
-            }
+            Ok(0) => return Err(ReadError::Truncated { expected: buf.len(), got: done }),
             Ok(n) => done += n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(ReadError::Io(e.into())),
@@ -85,12 +80,7 @@ pub fn read_message(sock: BorrowedFd<'_>) -> Result<RawMessage, ReadError> {
     let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (n, fds, truncated) = loop {
         let mut iov = [IoSliceMut::new(&mut hdr)];
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg_buf),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg_buf), MsgFlags::MSG_CMSG_CLOEXEC) {
             Ok(msg) => {
                 let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
                 let n = msg.bytes;
@@ -114,20 +104,11 @@ pub fn read_message(sock: BorrowedFd<'_>) -> Result<RawMessage, ReadError> {
     header.validate().map_err(ReadError::Protocol)?;
     let mut payload = vec![0u8; header.size as usize];
     read_exact(sock.as_raw_fd(), &mut payload)?;
-    Ok(RawMessage {
-        header,
-        payload,
-        fds,
-    })
+    Ok(RawMessage { header, payload, fds })
 }
 
 /// Sends one message with optional fds.
-pub fn send_message(
-    sock: BorrowedFd<'_>,
-    header: Header,
-    payload: &[u8],
-    fds: &[RawFd],
-) -> io::Result<()> {
+pub fn send_message(sock: BorrowedFd<'_>, header: Header, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
     debug_assert!(payload.len() <= MAX_PAYLOAD && fds.len() <= MAX_FDS);
     let hdr = header.to_bytes();
     let iov = [IoSlice::new(&hdr), IoSlice::new(payload)];
@@ -142,10 +123,7 @@ pub fn send_message(
         }
     };
     if sent != total {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short send: {sent} of {total} bytes"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short send: {sent} of {total} bytes")));
     }
     Ok(())
 }

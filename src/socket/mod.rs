@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::device::{self, features, Device};
 use crate::ffi::callbacks::DeviceOps;
+use crate::ffi::vdpa_ops::VdpaDevice;
 use crate::vlog;
 
 /// How long a started message may take to arrive in full before the
@@ -36,8 +37,26 @@ pub struct SocketConfig {
     pub max_queue_pairs: u32,
     pub ops: DeviceOps,
     pub use_builtin_virtio_net: bool,
-    /// Attached vDPA device (`struct rte_vdpa_device *`), 0 if none.
-    pub vdpa_dev: usize,
+    /// Attached vDPA device.
+    pub vdpa_dev: Option<VdpaDevice>,
+}
+
+impl SocketConfig {
+    /// Features offered to the front-end: ours, narrowed by the vDPA device.
+    pub fn offered_features(&self) -> Option<u64> {
+        match self.vdpa_dev {
+            None => Some(self.features),
+            Some(d) => d.get_features().map(|f| f & self.features),
+        }
+    }
+
+    /// Queue pairs offered (GET_QUEUE_NUM), narrowed by the vDPA device.
+    pub fn queue_num(&self) -> Option<u32> {
+        match self.vdpa_dev {
+            None => Some(self.max_queue_pairs),
+            Some(d) => d.get_queue_num().map(|n| n.min(self.max_queue_pairs)),
+        }
+    }
 }
 
 /// One connection (one vhost device) on a socket.
@@ -111,39 +130,20 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
         return Err(SocketError::Exists);
     }
     if path.is_empty() || path.len() >= 108 {
-        return Err(SocketError::Invalid(
-            "socket path empty or longer than sun_path",
-        ));
+        return Err(SocketError::Invalid("socket path empty or longer than sun_path"));
     }
     if flags & ASYNC_COPY != 0 && flags & (IOMMU_SUPPORT | POSTCOPY_SUPPORT) != 0 {
-        return Err(SocketError::Invalid(
-            "async copy with IOMMU or post-copy not supported",
-        ));
+        return Err(SocketError::Invalid("async copy with IOMMU or post-copy not supported"));
     }
     let mut features = features::VIRTIO_NET_SUPPORTED;
     let mut protocol_features = features::protocol::DEFAULT;
     if flags & ASYNC_COPY != 0 {
         features &= !features::bit(features::VHOST_F_LOG_ALL);
-        vlog!(
-            Config,
-            Info,
-            path,
-            "logging feature is disabled in async copy mode"
-        );
+        vlog!(Config, Info, path, "logging feature is disabled in async copy mode");
     }
     if flags & LINEARBUF_SUPPORT != 0 && flags & EXTBUF_SUPPORT == 0 {
-        vlog!(
-            Config,
-            Info,
-            path,
-            "Linear buffers requested without external buffers,"
-        );
-        vlog!(
-            Config,
-            Info,
-            path,
-            "disabling host segmentation offloading support"
-        );
+        vlog!(Config, Info, path, "Linear buffers requested without external buffers,");
+        vlog!(Config, Info, path, "disabling host segmentation offloading support");
         features &= !(features::bit(features::VIRTIO_NET_F_HOST_TSO4)
             | features::bit(features::VIRTIO_NET_F_HOST_TSO6)
             | features::bit(features::VIRTIO_NET_F_HOST_UFO));
@@ -167,17 +167,11 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
             max_queue_pairs: MAX_QUEUE_PAIRS,
             ops: DeviceOps::default(),
             use_builtin_virtio_net: true,
-            vdpa_dev: 0,
+            vdpa_dev: None,
         }),
         state: Mutex::new(SocketState::default()),
     });
-    vlog!(
-        Config,
-        Info,
-        path,
-        "vhost-user {}: socket created",
-        if is_server { "server" } else { "client" }
-    );
+    vlog!(Config, Info, path, "vhost-user {}: socket created", if is_server { "server" } else { "client" });
     registry.push(socket);
     Ok(())
 }
@@ -207,21 +201,13 @@ fn start_server(socket: &Arc<VhostSocket>) -> Result<(), SocketError> {
     // Like DPDK, an existing file is not removed: the user must make sure the
     // path is free.
     let listener = UnixListener::bind(&socket.path).map_err(|e| {
-        vlog!(
-            Config,
-            Err,
-            socket.path,
-            "failed to bind: {e}; remove it and try again"
-        );
+        vlog!(Config, Err, socket.path, "failed to bind: {e}; remove it and try again");
         SocketError::Io(e)
     })?;
     vlog!(Config, Info, socket.path, "binding succeeded");
     listener.set_nonblocking(true).map_err(SocketError::Io)?;
-    let watch = event_loop::watch(
-        listener.as_fd(),
-        event_loop::Watch::Listener(Arc::clone(socket)),
-    )
-    .map_err(SocketError::Io)?;
+    let watch = event_loop::watch(listener.as_fd(), event_loop::Watch::Listener(Arc::clone(socket)))
+        .map_err(SocketError::Io)?;
     let mut st = socket.state.lock();
     st.listener = Some(listener);
     st.listen_watch = Some(watch);
@@ -273,13 +259,7 @@ fn accept_ready(socket: &Arc<VhostSocket>) {
         };
         match accepted {
             Ok((stream, _)) => {
-                vlog!(
-                    Config,
-                    Info,
-                    socket.path,
-                    "new vhost user connection is {}",
-                    stream.as_raw_fd()
-                );
+                vlog!(Config, Info, socket.path, "new vhost user connection is {}", stream.as_raw_fd());
                 add_connection(socket, stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -294,24 +274,12 @@ fn accept_ready(socket: &Arc<VhostSocket>) {
 /// DPDK's `vhost_user_add_connection`: allocate a device, tell the
 /// application, and start watching the stream.
 fn add_connection(socket: &Arc<VhostSocket>, stream: UnixStream) {
-    if stream.set_nonblocking(false).is_err()
-        || stream.set_read_timeout(Some(MESSAGE_TIMEOUT)).is_err()
-    {
-        vlog!(
-            Config,
-            Err,
-            socket.path,
-            "failed to configure connection socket"
-        );
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(MESSAGE_TIMEOUT)).is_err() {
+        vlog!(Config, Err, socket.path, "failed to configure connection socket");
         return;
     }
     let Some(dev) = device::allocate(&socket.path, socket.flags) else {
-        vlog!(
-            Config,
-            Err,
-            socket.path,
-            "failed to find a free slot for new device"
-        );
+        vlog!(Config, Err, socket.path, "failed to find a free slot for new device");
         return;
     };
     let config = socket.config.lock().clone();
@@ -337,11 +305,7 @@ fn add_connection(socket: &Arc<VhostSocket>, stream: UnixStream) {
         device::destroy(dev, &config.ops);
         return;
     }
-    let conn = Arc::new(Connection {
-        vid,
-        stream: Mutex::new(None),
-        watch: event_loop::next_watch_id(),
-    });
+    let conn = Arc::new(Connection { vid, stream: Mutex::new(None), watch: event_loop::next_watch_id() });
     match event_loop::watch_with_id(
         conn.watch,
         stream.as_fd(),
@@ -413,20 +377,13 @@ fn close_connection(socket: &Arc<VhostSocket>, conn: &Arc<Connection>, from_peer
 pub fn unregister(path: &str) -> Result<(), SocketError> {
     let socket = {
         let mut registry = REGISTRY.lock();
-        let idx = registry
-            .iter()
-            .position(|s| s.path == path)
-            .ok_or(SocketError::NotFound)?;
+        let idx = registry.iter().position(|s| s.path == path).ok_or(SocketError::NotFound)?;
         registry.swap_remove(idx)
     };
     let (listener, watch, conns) = {
         let mut st = socket.state.lock();
         st.unregistered = true;
-        (
-            st.listener.take(),
-            st.listen_watch.take(),
-            std::mem::take(&mut st.connections),
-        )
+        (st.listener.take(), st.listen_watch.take(), std::mem::take(&mut st.connections))
     };
     if let (Some(l), Some(w)) = (&listener, watch) {
         event_loop::unwatch(w, l.as_fd());
@@ -445,10 +402,7 @@ pub fn unregister(path: &str) -> Result<(), SocketError> {
 }
 
 /// Runs `f` on the configuration of a registered socket.
-pub fn with_config<T>(
-    path: &str,
-    f: impl FnOnce(&mut SocketConfig) -> T,
-) -> Result<T, SocketError> {
+pub fn with_config<T>(path: &str, f: impl FnOnce(&mut SocketConfig) -> T) -> Result<T, SocketError> {
     let socket = find(path).ok_or(SocketError::NotFound)?;
     let mut cfg = socket.config.lock();
     Ok(f(&mut cfg))

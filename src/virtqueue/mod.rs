@@ -122,15 +122,11 @@ impl VqState {
         }
         let (desc_len, avail_len, used_len) = self.area_sizes();
         let mem = &self.mem;
-        let desc = mem
-            .uaddr_to_hva(addr.desc_user_addr, desc_len)
-            .ok_or("descriptor table outside guest memory")?;
-        let avail = mem
-            .uaddr_to_hva(addr.avail_user_addr, avail_len)
-            .ok_or("avail ring outside guest memory")?;
-        let used = mem
-            .uaddr_to_hva(addr.used_user_addr, used_len)
-            .ok_or("used ring outside guest memory")?;
+        let desc =
+            mem.uaddr_to_hva(addr.desc_user_addr, desc_len).ok_or("descriptor table outside guest memory")?;
+        let avail =
+            mem.uaddr_to_hva(addr.avail_user_addr, avail_len).ok_or("avail ring outside guest memory")?;
+        let used = mem.uaddr_to_hva(addr.used_user_addr, used_len).ok_or("used ring outside guest memory")?;
         let aligned = if self.is_packed() {
             desc % 16 == 0 && avail % 4 == 0 && used % 4 == 0
         } else {
@@ -161,12 +157,7 @@ pub struct Virtqueue {
 
 impl Virtqueue {
     pub fn new(index: u16) -> Virtqueue {
-        Virtqueue {
-            state: Mutex::new(VqState {
-                index,
-                ..VqState::default()
-            }),
-        }
+        Virtqueue { state: Mutex::new(VqState { index, ..VqState::default() }) }
     }
 
     /// Control plane: waits for the datapath to finish its burst.

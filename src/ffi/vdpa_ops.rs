@@ -1,0 +1,218 @@
+//! Calls into a vDPA driver: `struct rte_vdpa_device` objects we allocate for
+//! drivers, and their `struct rte_vdpa_dev_ops` callbacks.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr::NonNull;
+
+use super::types::{rte_device, rte_vdpa_dev_ops, rte_vdpa_device, rte_vdpa_stat, rte_vdpa_stat_name};
+
+extern "C" {
+    fn rte_dev_name(dev: *const rte_device) -> *const c_char;
+}
+
+/// `RTE_VHOST_VDPA_DEVICE_TYPE_NET` / `_BLK`.
+pub const DEVICE_TYPE_NET: u32 = 0;
+pub const DEVICE_TYPE_BLK: u32 = 1;
+
+/// A registered vDPA device (the C object drivers hold a pointer to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VdpaDevice(NonNull<rte_vdpa_device>);
+
+// SAFETY: the object is created by `alloc` and freed only by `free` after it
+// left the registry; the driver ops table it points to is static in drivers.
+unsafe impl Send for VdpaDevice {}
+// SAFETY: as above; the library only reads the object after registration.
+unsafe impl Sync for VdpaDevice {}
+
+/// Why registration was refused.
+#[derive(Debug)]
+pub enum VdpaError {
+    MissingOps,
+    DevType,
+}
+
+impl VdpaDevice {
+    /// Wraps a pointer the application handed back to us.
+    pub fn from_ptr(p: *mut rte_vdpa_device) -> Option<VdpaDevice> {
+        NonNull::new(p).map(VdpaDevice)
+    }
+
+    pub fn as_ptr(self) -> *mut rte_vdpa_device {
+        self.0.as_ptr()
+    }
+
+    /// Allocates the device object for `rte_vdpa_register_device`, checking
+    /// the mandatory ops and asking the driver for its type.
+    ///
+    /// # Safety
+    /// `rte_dev` and `ops` must be valid for the device's lifetime.
+    pub unsafe fn alloc(
+        rte_dev: *mut rte_device,
+        ops: *mut rte_vdpa_dev_ops,
+    ) -> Result<VdpaDevice, VdpaError> {
+        // SAFETY: non-NULL checked by the caller; valid per contract.
+        let o = unsafe { &*ops };
+        if o.get_queue_num.is_none()
+            || o.get_features.is_none()
+            || o.get_protocol_features.is_none()
+            || o.dev_conf.is_none()
+            || o.dev_close.is_none()
+            || o.set_vring_state.is_none()
+            || o.set_features.is_none()
+        {
+            return Err(VdpaError::MissingOps);
+        }
+        let raw = Box::into_raw(Box::new(rte_vdpa_device {
+            next_tqe_next: std::ptr::null_mut(),
+            next_tqe_prev: std::ptr::null_mut(),
+            device: rte_dev,
+            ops,
+            r#type: DEVICE_TYPE_NET,
+        }));
+        if let Some(get_type) = o.get_dev_type {
+            // SAFETY: driver callback with the device object it will own.
+            if unsafe { get_type(raw, std::ptr::addr_of_mut!((*raw).r#type)) } != 0 {
+                // SAFETY: just allocated above, not shared.
+                drop(unsafe { Box::from_raw(raw) });
+                return Err(VdpaError::DevType);
+            }
+        }
+        // SAFETY: Box::into_raw never returns NULL.
+        Ok(VdpaDevice(unsafe { NonNull::new_unchecked(raw) }))
+    }
+
+    /// Frees an object made by `alloc` (after it left the registry).
+    ///
+    /// # Safety
+    /// No pointer to the device may be used afterwards.
+    pub unsafe fn free(self) {
+        // SAFETY: allocated by `alloc` with Box; caller guarantees uniqueness.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+
+    fn obj(&self) -> &rte_vdpa_device {
+        // SAFETY: a live object from `alloc` (see the Send/Sync reasoning).
+        unsafe { self.0.as_ref() }
+    }
+
+    fn ops(&self) -> &rte_vdpa_dev_ops {
+        // SAFETY: registered with a valid ops table (checked non-NULL).
+        unsafe { &*self.obj().ops }
+    }
+
+    pub fn rte_device(&self) -> *mut rte_device {
+        self.obj().device
+    }
+
+    pub fn device_type(&self) -> u32 {
+        self.obj().r#type
+    }
+
+    /// The EAL device name (`rte_dev->name`).
+    pub fn name(&self) -> String {
+        let dev = self.obj().device;
+        if dev.is_null() {
+            return String::new();
+        }
+        // SAFETY: a valid rte_device; EAL returns its NUL-terminated name.
+        let p = unsafe { rte_dev_name(dev) };
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: non-NULL, NUL-terminated, owned by EAL.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    pub fn get_features(&self) -> Option<u64> {
+        let mut v = 0u64;
+        // SAFETY: mandatory op, called with our object and a local out-value.
+        let rc = unsafe { (self.ops().get_features?)(self.as_ptr(), &mut v) };
+        (rc >= 0).then_some(v)
+    }
+    pub fn get_protocol_features(&self) -> Option<u64> {
+        let mut v = 0u64;
+        // SAFETY: as above.
+        let rc = unsafe { (self.ops().get_protocol_features?)(self.as_ptr(), &mut v) };
+        (rc >= 0).then_some(v)
+    }
+    pub fn get_queue_num(&self) -> Option<u32> {
+        let mut v = 0u32;
+        // SAFETY: as above.
+        let rc = unsafe { (self.ops().get_queue_num?)(self.as_ptr(), &mut v) };
+        (rc >= 0).then_some(v)
+    }
+
+    fn vid_op(op: Option<unsafe extern "C" fn(c_int) -> c_int>, vid: i32) -> Option<i32> {
+        // SAFETY: a driver callback taking a vid.
+        op.map(|f| unsafe { f(vid) })
+    }
+    pub fn dev_conf(&self, vid: i32) -> i32 {
+        Self::vid_op(self.ops().dev_conf, vid).unwrap_or(-1)
+    }
+    pub fn dev_close(&self, vid: i32) {
+        Self::vid_op(self.ops().dev_close, vid);
+    }
+    pub fn set_features(&self, vid: i32) {
+        Self::vid_op(self.ops().set_features, vid);
+    }
+    pub fn migration_done(&self, vid: i32) {
+        Self::vid_op(self.ops().migration_done, vid);
+    }
+    pub fn get_vfio_device_fd(&self, vid: i32) -> Option<i32> {
+        Self::vid_op(self.ops().get_vfio_device_fd, vid)
+    }
+    pub fn set_vring_state(&self, vid: i32, idx: u16, enable: bool) {
+        if let Some(f) = self.ops().set_vring_state {
+            // SAFETY: driver callback.
+            unsafe { f(vid, c_int::from(idx), c_int::from(enable)) };
+        }
+    }
+    /// `get_notify_area(vid, qid)` → (offset, size).
+    pub fn get_notify_area(&self, vid: i32, qid: u16) -> Option<(u64, u64)> {
+        let f = self.ops().get_notify_area?;
+        let (mut off, mut size) = (0u64, 0u64);
+        // SAFETY: driver callback with local out-values.
+        (unsafe { f(vid, c_int::from(qid), &mut off, &mut size) } >= 0).then_some((off, size))
+    }
+    pub fn has_notify_area(&self) -> bool {
+        self.ops().get_notify_area.is_some() && self.ops().get_vfio_device_fd.is_some()
+    }
+    /// Reads `buf.len()` bytes of device config space; `None` if unsupported.
+    pub fn get_config(&self, vid: i32, buf: &mut [u8]) -> Option<i32> {
+        let f = self.ops().get_config?;
+        // SAFETY: driver callback writing at most buf.len() bytes.
+        Some(unsafe { f(vid, buf.as_mut_ptr(), buf.len() as u32) })
+    }
+    pub fn set_config(&self, vid: i32, data: &mut [u8], offset: u32, flags: u32) -> Option<i32> {
+        let f = self.ops().set_config?;
+        // SAFETY: driver callback reading data.len() bytes.
+        Some(unsafe { f(vid, data.as_mut_ptr(), offset, data.len() as u32, flags) })
+    }
+    /// Stats calls, passed through (`-ENOTSUP` where the driver has none).
+    ///
+    /// # Safety
+    /// `names` must be valid for `size` entries (or NULL with size 0).
+    pub unsafe fn get_stats_names(&self, names: *mut rte_vdpa_stat_name, size: u32) -> i32 {
+        match self.ops().get_stats_names {
+            // SAFETY: forwarded caller contract.
+            Some(f) => unsafe { f(self.as_ptr(), names, size) },
+            None => -libc::ENOTSUP,
+        }
+    }
+    /// # Safety
+    /// `stats` must be valid for `n` entries.
+    pub unsafe fn get_stats(&self, qid: u16, stats: *mut rte_vdpa_stat, n: u32) -> i32 {
+        match self.ops().get_stats {
+            // SAFETY: forwarded caller contract.
+            Some(f) => unsafe { f(self.as_ptr(), c_int::from(qid), stats, n) },
+            None => -libc::ENOTSUP,
+        }
+    }
+    pub fn reset_stats(&self, qid: u16) -> i32 {
+        match self.ops().reset_stats {
+            // SAFETY: driver callback.
+            Some(f) => unsafe { f(self.as_ptr(), c_int::from(qid)) },
+            None => -libc::ENOTSUP,
+        }
+    }
+}
