@@ -100,9 +100,22 @@ fn dispatch(lp: &'static EventLoop) {
             let Some(watch) = lp.watches.lock().get(&ev.data()).cloned() else {
                 continue;
             };
-            match &*watch {
+            // A bug must not take the event thread (and every socket) down:
+            // the connection it happened on is closed instead.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &*watch {
                 Watch::Listener(socket) => super::accept_ready(socket),
                 Watch::Connection(socket, conn) => super::connection_ready(socket, conn),
+            }));
+            if outcome.is_err() {
+                if let Watch::Connection(socket, conn) = &*watch {
+                    crate::vlog!(
+                        Config,
+                        Err,
+                        socket.path,
+                        "internal error while handling a message; closing the connection"
+                    );
+                    super::close_connection(socket, conn, true);
+                }
             }
         }
     }
