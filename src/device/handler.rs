@@ -19,11 +19,12 @@ use super::features::{self, bit, protocol as pf};
 use super::{Device, MAX_VRING};
 use crate::ffi::callbacks::{DeviceOps, ExternOps, Hook};
 use crate::ffi::types::{RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_VHOST_MSG_RESULT_REPLY};
-use crate::memory::GuestMemory;
+use crate::memory::inflight::{InflightQueue, InflightRegion};
+use crate::memory::{self, GuestMemory};
 use crate::migration::dirty_log::DirtyLog;
 use crate::protocol::{
-    self, ConfigAccess, Header, LogArea, MemoryTable, MsgContext, Request, VringAddr, VringState, FLAG_REPLY,
-    VERSION, VRING_IDX_MASK, VRING_NOFD_MASK,
+    self, ConfigAccess, Header, InflightArea, LogArea, MemoryTable, MsgContext, Request, VringAddr,
+    VringState, FLAG_REPLY, VERSION, VRING_IDX_MASK, VRING_NOFD_MASK,
 };
 use crate::socket::io::{read_message, send_message, ReadError};
 use crate::socket::{SocketConfig, VhostSocket};
@@ -402,10 +403,8 @@ fn dispatch(
             vlog!(Config, Err, ctx.ifname, "{} is not implemented yet (postcopy)", req.name());
             Outcome::Err
         }
-        GetInflightFd | SetInflightFd => {
-            vlog!(Config, Err, ctx.ifname, "{} is not implemented yet (inflight tracking)", req.name());
-            Outcome::Err
-        }
+        GetInflightFd => get_inflight_fd(ctx, payload),
+        SetInflightFd => set_inflight_fd(ctx, payload, fds),
         SetStatus => set_status(ctx, u64_payload()),
         GetStatus => reply_u64(u64::from(ctx.dev.state.lock().status)),
     }
@@ -749,6 +748,7 @@ fn set_vring_fd(ctx: &mut Ctx<'_>, req: Request, value: u64, fds: Vec<OwnedFd>) 
             });
             ctx.unready(idx);
             ctx.vq(idx, |vq| vq.kick = fd);
+            check_inflights(ctx, idx);
         }
         Request::SetVringCall => {
             ctx.unready(idx);
@@ -757,6 +757,97 @@ fn set_vring_fd(ctx: &mut Ctx<'_>, req: Request, value: u64, fds: Vec<OwnedFd>) 
         _ => ctx.vq(idx, |vq| vq.err = fd),
     }
     Outcome::Ok
+}
+
+fn get_inflight_fd(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
+    let Ok(area) = InflightArea::parse(payload) else { return Outcome::Err };
+    vlog!(Config, Info, ctx.ifname, "get_inflight_fd num_queues: {}", area.num_queues);
+    vlog!(Config, Info, ctx.ifname, "get_inflight_fd queue_size: {}", area.queue_size);
+    // Stricter than DPDK: an empty or oversized layout is refused.
+    if area.num_queues == 0 || area.queue_size == 0 || u32::from(area.queue_size) > MAX_RING_SIZE {
+        vlog!(Config, Err, ctx.ifname, "invalid inflight layout");
+        return Outcome::Err;
+    }
+    let packed = ctx.dev.state.lock().features & bit(features::VIRTIO_F_RING_PACKED) != 0;
+    let region = match InflightRegion::allocate(area.num_queues, area.queue_size, packed) {
+        Ok(r) => r,
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "failed to alloc vhost inflight area: {e}");
+            return Outcome::Err;
+        }
+    };
+    let fd = match region.fd().try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "failed to share the inflight fd: {e}");
+            return Outcome::Err;
+        }
+    };
+    let reply = InflightArea { mmap_size: region.size(), mmap_offset: 0, ..area };
+    vlog!(Config, Info, ctx.ifname, "send inflight mmap_size: {}", reply.mmap_size);
+    vlog!(Config, Info, ctx.ifname, "send inflight mmap_offset: {}", reply.mmap_offset);
+    ctx.dev.state.lock().inflight = Some(Arc::new(region));
+    Outcome::Reply(reply.to_bytes().to_vec(), vec![fd])
+}
+
+fn set_inflight_fd(ctx: &mut Ctx<'_>, payload: &[u8], fds: Vec<OwnedFd>) -> Outcome {
+    let Ok(area) = InflightArea::parse(payload) else { return Outcome::Err };
+    let Some(fd) = fds.into_iter().next() else { return Outcome::Err };
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd mmap_size: {}", area.mmap_size);
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd mmap_offset: {}", area.mmap_offset);
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd num_queues: {}", area.num_queues);
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd queue_size: {}", area.queue_size);
+    if area.num_queues == 0 || usize::from(area.num_queues) > MAX_VRING || area.queue_size == 0 {
+        vlog!(Config, Err, ctx.ifname, "invalid inflight layout");
+        return Outcome::Err;
+    }
+    let packed = ctx.dev.state.lock().features & bit(features::VIRTIO_F_RING_PACKED) != 0;
+    let needed = memory::inflight::per_queue_size(area.queue_size, packed) * u64::from(area.num_queues);
+    if area.mmap_size < needed {
+        vlog!(
+            Config,
+            Err,
+            ctx.ifname,
+            "inflight area of {} bytes too small for its queues ({needed})",
+            area.mmap_size
+        );
+        return Outcome::Err;
+    }
+    let region = match InflightRegion::map(fd, area.mmap_size, area.mmap_offset) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "failed to mmap share memory: {e}");
+            return Outcome::Err;
+        }
+    };
+    ctx.dev.ensure_vring(u32::from(area.num_queues) - 1);
+    for q in 0..area.num_queues {
+        ctx.vq(q, |vq| {
+            vq.inflight = InflightQueue::attach(&region, q, area.queue_size, packed);
+            vq.resubmit = None;
+        });
+    }
+    ctx.dev.state.lock().inflight = Some(region);
+    Outcome::Ok
+}
+
+/// At SET_VRING_KICK: stamp a fresh inflight area, or build the resubmit
+/// list from an old one (DPDK's `vhost_check_queue_inflights_*`).
+fn check_inflights(ctx: &mut Ctx<'_>, idx: u16) {
+    if !has_protocol_feature(ctx.dev, pf::INFLIGHT_SHMFD) {
+        return;
+    }
+    ctx.vq(idx, |vq| {
+        let Some(q) = vq.inflight.clone() else { return };
+        if vq.resubmit.is_some() {
+            return;
+        }
+        let used_idx = if q.is_packed() { None } else { vq.mem.read_u16(vq.used + 2) };
+        let (resubmit, counter, skip) = q.recover(used_idx);
+        vq.inflight_counter = counter;
+        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(skip);
+        vq.resubmit = resubmit;
+    });
 }
 
 fn set_vring_enable(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {

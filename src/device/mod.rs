@@ -14,6 +14,7 @@ use parking_lot::MutexGuard;
 
 use crate::ffi::callbacks::{DeviceOps, ExternOps};
 use crate::ffi::vdpa_ops::{VdpaDevice, DEVICE_TYPE_BLK};
+use crate::memory::inflight::InflightRegion;
 use crate::memory::GuestMemory;
 use crate::migration::dirty_log::DirtyLog;
 use crate::virtqueue::{Virtqueue, VqState};
@@ -60,6 +61,8 @@ pub struct DeviceState {
     pub slave_req: Option<std::os::fd::OwnedFd>,
     /// The dirty-page log (SET_LOG_BASE).
     pub log: Option<Arc<DirtyLog>>,
+    /// The inflight region (GET/SET_INFLIGHT_FD).
+    pub inflight: Option<Arc<InflightRegion>>,
 }
 
 /// One vhost device. Slots of the table are allocated once and reused, so a

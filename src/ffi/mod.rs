@@ -13,6 +13,7 @@ mod vhost_async;
 mod vhost_crypto;
 mod vhost_device;
 mod vhost_driver;
+mod vhost_inflight;
 
 /// Runs `body`, turning a panic into `on_panic` (DPDK's error value for the
 /// function) after logging it.

@@ -14,23 +14,6 @@ pub unsafe extern "C" fn rte_vhost_avail_entries(_a0: c_int, _a1: u16) -> u16 {
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
-    not_implemented("rte_vhost_clr_inflight_desc_packed", -1)
-}
-
-/// DPDK_23
-#[no_mangle]
-pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_split(
-    _a0: c_int,
-    _a1: u16,
-    _a2: u16,
-    _a3: u16,
-) -> c_int {
-    not_implemented("rte_vhost_clr_inflight_desc_split", -1)
-}
-
-/// DPDK_23
-#[no_mangle]
 pub unsafe extern "C" fn rte_vhost_dequeue_burst(
     _a0: c_int,
     _a1: u16,
@@ -70,59 +53,8 @@ pub unsafe extern "C" fn rte_vhost_get_monitor_addr(
 
 /// DPDK_23
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_get_vhost_ring_inflight(
-    _a0: c_int,
-    _a1: u16,
-    _a2: *mut rte_vhost_ring_inflight,
-) -> c_int {
-    not_implemented("rte_vhost_get_vhost_ring_inflight", -1)
-}
-
-/// DPDK_23
-#[no_mangle]
-pub unsafe extern "C" fn rte_vhost_get_vring_base_from_inflight(
-    _a0: c_int,
-    _a1: u16,
-    _a2: *mut u16,
-    _a3: *mut u16,
-) -> c_int {
-    not_implemented("rte_vhost_get_vring_base_from_inflight", -1)
-}
-
-/// DPDK_23
-#[no_mangle]
 pub unsafe extern "C" fn rte_vhost_rx_queue_count(_a0: c_int, _a1: u16) -> u32 {
     not_implemented("rte_vhost_rx_queue_count", 0)
-}
-
-/// DPDK_23
-#[no_mangle]
-pub unsafe extern "C" fn rte_vhost_set_inflight_desc_packed(
-    _a0: c_int,
-    _a1: u16,
-    _a2: u16,
-    _a3: u16,
-    _a4: *mut u16,
-) -> c_int {
-    not_implemented("rte_vhost_set_inflight_desc_packed", -1)
-}
-
-/// DPDK_23
-#[no_mangle]
-pub unsafe extern "C" fn rte_vhost_set_inflight_desc_split(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
-    not_implemented("rte_vhost_set_inflight_desc_split", -1)
-}
-
-/// DPDK_23
-#[no_mangle]
-pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_packed(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
-    not_implemented("rte_vhost_set_last_inflight_io_packed", -1)
-}
-
-/// DPDK_23
-#[no_mangle]
-pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_split(_a0: c_int, _a1: u16, _a2: u16) -> c_int {
-    not_implemented("rte_vhost_set_last_inflight_io_split", -1)
 }
 
 /// DPDK_23

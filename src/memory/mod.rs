@@ -3,6 +3,8 @@
 //! addresses to our host virtual addresses (HVA). This is the only code that
 //! turns a guest address into something the datapath may dereference.
 
+pub mod inflight;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::protocol::MemoryRegionDesc;
@@ -180,6 +182,19 @@ impl GuestMemory {
             let off = uaddr.checked_sub(r.guest_user_addr)?;
             (off < r.size && len <= r.size - off).then_some(r.host_user_addr + off)
         })
+    }
+
+    /// Reads a little-endian u16 the guest may be writing concurrently (a
+    /// ring index) at one of our addresses; `None` unless the 2 bytes lie in
+    /// a mapped region and are aligned.
+    pub fn read_u16(&self, hva: u64) -> Option<u16> {
+        self.hva_to_gpa(hva, 2)?;
+        if !hva.is_multiple_of(2) {
+            return None;
+        }
+        // SAFETY: checked to lie inside a live mapping of this table, aligned;
+        // the volatile read tolerates concurrent guest writes.
+        Some(u16::from_le(unsafe { (hva as *const u16).read_volatile() }))
     }
 
     /// Translates one of our addresses back to guest-physical (for dirty

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::memory::inflight::{InflightQueue, Resubmit};
 use crate::memory::GuestMemory;
 use crate::protocol::VringAddr;
 
@@ -78,6 +79,11 @@ pub struct VqState {
     pub ready: bool,
     /// The memory table the ring addresses were translated against.
     pub mem: Arc<GuestMemory>,
+    /// This ring's part of the inflight region (SET_INFLIGHT_FD), the
+    /// descriptors to resubmit found at reconnect, and the submission counter.
+    pub inflight: Option<InflightQueue>,
+    pub resubmit: Option<Resubmit>,
+    pub inflight_counter: u64,
 }
 
 impl VqState {
