@@ -22,6 +22,7 @@ use crate::ffi::types::{RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_V
 use crate::memory::inflight::{InflightQueue, InflightRegion};
 use crate::memory::{self, GuestMemory};
 use crate::migration::dirty_log::DirtyLog;
+use crate::migration::postcopy::Userfault;
 use crate::protocol::{
     self, ConfigAccess, Header, InflightArea, LogArea, MemoryTable, MsgContext, Request, VringAddr,
     VringState, FLAG_REPLY, VERSION, VRING_IDX_MASK, VRING_NOFD_MASK,
@@ -399,9 +400,21 @@ fn dispatch(
         }
         GetConfig => get_config(ctx, payload),
         SetConfig => set_config(ctx, payload),
-        PostcopyAdvise | PostcopyListen | PostcopyEnd => {
-            vlog!(Config, Err, ctx.ifname, "{} is not implemented yet (postcopy)", req.name());
-            Outcome::Err
+        PostcopyAdvise => postcopy_advise(ctx),
+        PostcopyListen => {
+            let mut st = ctx.dev.state.lock();
+            if !st.mem.is_empty() {
+                vlog!(Config, Err, ctx.ifname, "regions already registered at postcopy-listen");
+                return Outcome::Err;
+            }
+            st.postcopy_listening = true;
+            Outcome::Ok
+        }
+        PostcopyEnd => {
+            let mut st = ctx.dev.state.lock();
+            st.postcopy_listening = false;
+            st.postcopy_ufd = None;
+            reply_u64(0)
         }
         GetInflightFd => get_inflight_fd(ctx, payload),
         SetInflightFd => set_inflight_fd(ctx, payload, fds),
@@ -523,8 +536,8 @@ fn set_mem_table(
     ctx: &mut Ctx<'_>,
     payload: &[u8],
     fds: Vec<OwnedFd>,
-    _header: Header,
-    _conn: BorrowedFd<'_>,
+    header: Header,
+    conn: BorrowedFd<'_>,
 ) -> Outcome {
     let table = match MemoryTable::parse(payload) {
         Ok(t) => t,
@@ -570,6 +583,12 @@ fn set_mem_table(
             r.mmap_offset
         );
     }
+    if ctx.dev.state.lock().postcopy_listening {
+        if let Err(why) = postcopy_register(ctx, &table, &mem, header, conn) {
+            vlog!(Config, Err, ctx.ifname, "{why}");
+            return Outcome::Err;
+        }
+    }
     ctx.dev.state.lock().mem = Arc::clone(&mem);
     // Rings that were translated must be translated again: our addresses
     // changed. The old table is unmapped when the last ring lets go of it.
@@ -584,6 +603,71 @@ fn set_mem_table(
         }
     });
     Outcome::Ok
+}
+
+fn postcopy_advise(ctx: &mut Ctx<'_>) -> Outcome {
+    let ufd = match Userfault::open() {
+        Ok(u) => u,
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "userfaultfd not available: {e}");
+            return Outcome::Err;
+        }
+    };
+    let shared = match ufd.fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "failed to share the userfaultfd: {e}");
+            return Outcome::Err;
+        }
+    };
+    ctx.dev.state.lock().postcopy_ufd = Some(ufd);
+    Outcome::Reply(Vec::new(), vec![shared])
+}
+
+/// SET_MEM_TABLE while postcopy-listening: tell QEMU where we mapped each
+/// region (it resolves our faults by those addresses), wait for its ack, then
+/// register every mapping with the userfaultfd. Nothing may touch the new
+/// mappings before the registration.
+fn postcopy_register(
+    ctx: &Ctx<'_>,
+    table: &MemoryTable,
+    mem: &GuestMemory,
+    header: Header,
+    conn: BorrowedFd<'_>,
+) -> Result<(), String> {
+    let mut ours = table.clone();
+    for (d, r) in ours.regions.iter_mut().zip(mem.regions()) {
+        d.userspace_addr = r.host_user_addr;
+    }
+    send_reply(conn, &ctx.ifname, header.request, &ours.to_bytes(), &[]);
+    let ack =
+        read_message(conn).map_err(|e| format!("failed to read qemu ack on postcopy set-mem-table: {e}"))?;
+    if !ack.fds.is_empty() {
+        return Err(format!("expect 0 FDs for request VHOST_USER_SET_MEM_TABLE, received {}", ack.fds.len()));
+    }
+    if ack.header.request != Request::SetMemTable as u32 {
+        return Err(format!("bad qemu ack on postcopy set-mem-table ({})", ack.header.request));
+    }
+    let st = ctx.dev.state.lock();
+    let ufd = st.postcopy_ufd.as_ref().ok_or("postcopy listening without POSTCOPY_ADVISE")?;
+    for r in mem.regions() {
+        let (start, len) = (r.mmap_addr(), r.mmap_size());
+        ufd.register(start, len).map_err(|e| {
+            format!(
+                "failed to register ufd for region {start:x} - {:x} (ufd = {}) {e}",
+                start + len - 1,
+                ufd.fd().as_raw_fd()
+            )
+        })?;
+        vlog!(
+            Config,
+            Info,
+            ctx.ifname,
+            "\t userfaultfd registered for range : {start:x} - {:x}",
+            start + len - 1
+        );
+    }
+    Ok(())
 }
 
 fn same_layout(mem: &GuestMemory, table: &MemoryTable) -> bool {

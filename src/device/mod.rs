@@ -17,6 +17,7 @@ use crate::ffi::vdpa_ops::{VdpaDevice, DEVICE_TYPE_BLK};
 use crate::memory::inflight::InflightRegion;
 use crate::memory::GuestMemory;
 use crate::migration::dirty_log::DirtyLog;
+use crate::migration::postcopy::Userfault;
 use crate::virtqueue::{Virtqueue, VqState};
 use crate::vlog;
 
@@ -63,6 +64,10 @@ pub struct DeviceState {
     pub log: Option<Arc<DirtyLog>>,
     /// The inflight region (GET/SET_INFLIGHT_FD).
     pub inflight: Option<Arc<InflightRegion>>,
+    /// Postcopy: the userfaultfd (POSTCOPY_ADVISE) and whether the front-end
+    /// said POSTCOPY_LISTEN.
+    pub postcopy_ufd: Option<Userfault>,
+    pub postcopy_listening: bool,
 }
 
 /// One vhost device. Slots of the table are allocated once and reused, so a

@@ -2,3 +2,4 @@
 //! (SET_LOG_BASE) and postcopy through userfaultfd.
 
 pub mod dirty_log;
+pub mod postcopy;

@@ -161,12 +161,6 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
     }
     if flags & POSTCOPY_SUPPORT == 0 {
         protocol_features &= !features::bit(features::protocol::PAGEFAULT);
-    } else {
-        // As a DPDK build without RTE_LIBRTE_VHOST_POSTCOPY does: PAGEFAULT is
-        // never offered while its handlers are missing.
-        return Err(SocketError::Invalid(
-            "Postcopy requested but not supported by this build (not implemented yet)",
-        ));
     }
     let is_server = flags & CLIENT == 0;
     let socket = Arc::new(VhostSocket {
