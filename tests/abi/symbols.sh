@@ -1,0 +1,34 @@
+#!/bin/bash
+# ABI check: our librte_vhost.so.23 exports exactly Debian's symbol@version
+# set, nothing else (no Rust symbols), with the same SONAME and three
+# independent version nodes.
+# usage: tests/abi/symbols.sh [OUR_LIB] [STOCK_LIB]
+set -euo pipefail
+ours=${1:-build/librte_vhost.so.23}
+stock=${2:-/usr/lib/x86_64-linux-gnu/librte_vhost.so.23}
+fail=0
+check() { if [ "$2" = ok ]; then echo "PASS: $1"; else echo "FAIL: $1"; fail=1; fi; }
+
+syms() { objdump -T "$1" | awk '$2 ~ /g/ && $4 != "*UND*" {print $NF "@" $(NF-1)}' | sort; }
+d=$(diff <(syms "$stock") <(syms "$ours") || true)
+[ -z "$d" ] && check "exported symbol@version set equals Debian's ($(syms "$ours" | wc -l) entries)" ok \
+  || { echo "$d" | head -20; check "exported symbol@version set equals Debian's" fail; }
+
+n=$(objdump -T "$ours" | awk '$4 == ".text" && $2 ~ /g/' | wc -l)
+[ "$n" = 81 ] && check "81 exported functions" ok || check "81 exported functions (got $n)" fail
+
+leaks=$(objdump -T "$ours" | awk '$4 != "*UND*" && $2 ~ /g/ {print $NF}' | grep -Ev '^(rte_|DPDK_23$|EXPERIMENTAL$|INTERNAL$)' || true)
+[ -z "$leaks" ] && check "no non-DPDK symbol exported" ok || { echo "$leaks" | head; check "no non-DPDK symbol exported" fail; }
+
+soname() { readelf -d "$1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'; }
+[ "$(soname "$ours")" = "$(soname "$stock")" ] && check "SONAME $(soname "$ours")" ok || check "SONAME $(soname "$ours") vs $(soname "$stock")" fail
+
+# Version definitions: BASE + DPDK_23, EXPERIMENTAL, INTERNAL, none with a parent.
+vdefs() { readelf -V "$1" | sed -n '/Version definition/,/Version needs/p' | grep -oE 'Name: [A-Za-z0-9_.]+' | sort; }
+[ "$(vdefs "$ours")" = "$(vdefs "$stock")" ] && check "version definitions equal ($(vdefs "$ours" | tr '\n' ' '))" ok || check "version definitions differ" fail
+parents=$(readelf -V "$ours" | sed -n '/Version definition/,/Version needs/p' | grep -c 'Parent' || true)
+[ "$parents" = 0 ] && check "version nodes have no parent" ok || check "version nodes have parents" fail
+
+# rte_vhost_va_from_guest_pa stays a header inline.
+objdump -T "$ours" | grep -q 'rte_vhost_va_from_guest_pa' && check "rte_vhost_va_from_guest_pa not exported" fail || check "rte_vhost_va_from_guest_pa not exported" ok
+exit $fail

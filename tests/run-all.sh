@@ -1,0 +1,44 @@
+#!/bin/bash
+# Runs every test suite of rvhost and prints one summary line
+# "N passed, N failed" (a suite is one line of the table below).
+# Assumes tools/setup.sh has run (CI's .ci/run does it).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+passed=0 failed=0 skipped=0
+results=()
+run() {
+  local name=$1; shift
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  if "$@"; then passed=$((passed + 1)); results+=("PASS  $name ($((SECONDS - t0)) s)")
+  else failed=$((failed + 1)); results+=("FAIL  $name ($((SECONDS - t0)) s)"); fi
+}
+skip() { skipped=$((skipped + 1)); results+=("SKIP  $1: $2"); }
+
+run "meson build" meson compile -C build
+run "cargo fmt" cargo fmt --check
+run "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
+run "cargo test" cargo test --quiet
+run "ABI: symbols and versions" tests/abi/symbols.sh build/librte_vhost.so.23
+run "ABI: consumers load ours" tests/abi/consumers.sh build
+for t in tests/abi/layout.sh tests/abi/examples.sh; do
+  if [ -x "$t" ]; then run "ABI: $(basename "$t" .sh)" "$t" build; else skip "$t" "not present"; fi
+done
+if [ -x ffi-tests/run.sh ]; then
+  run "C tests, stock librte_vhost" ffi-tests/run.sh
+  run "C tests, rvhost" ffi-tests/run.sh "$PWD/build"
+else
+  skip "ffi-tests" "not present"
+fi
+for t in tests/e2e/*.sh; do
+  [ -x "$t" ] || continue
+  case $(basename "$t") in lib.sh|bench.sh) continue ;; esac
+  run "e2e: $(basename "$t" .sh)" "$t" "$PWD/build"
+done
+
+echo
+printf '%s\n' "${results[@]}"
+echo
+echo "suites: $passed passed, $failed failed, $skipped skipped"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,7 @@
+#!/bin/sh
+# Called by meson: cargo build of the staticlib, copied to meson's output.
+# usage: cargo-staticlib.sh CARGO SRCDIR TARGETDIR PROFILE OUTDIR OUTPUT
+set -eu
+cargo=$1 src=$2 target=$3 profile=$4 outdir=$5 output=$6
+"$cargo" build --manifest-path "$src/Cargo.toml" --lib --profile "$profile" --target-dir "$target" --quiet
+cp "$target/$outdir/librvhost.a" "$output"
