@@ -11,6 +11,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# DPDK 22.11's source (examples built against our headers by the ABI tests).
+srcdir=/var/tmp/rvhost-dpdk-src
+if ! ls -d "$srcdir"/dpdk-22.11*/examples >/dev/null 2>&1; then
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] && grep -q '^Types: deb$' "$f" && sed -i 's/^Types: deb$/Types: deb deb-src/' "$f"
+  done
+  if [ -f /etc/apt/sources.list ] && ! grep -q '^deb-src' /etc/apt/sources.list; then
+    sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >> /etc/apt/sources.list
+  fi
+  apt-get update -qq
+  mkdir -p "$srcdir"
+  (cd "$srcdir" && apt-get source -qq dpdk >/dev/null 2>&1) || echo "warning: apt-get source dpdk failed" >&2
+fi
 command -v cargo >/dev/null || { echo "cargo (Rust toolchain) is required" >&2; exit 1; }
 [ -d build ] || meson setup build >/dev/null
 meson compile -C build >/dev/null

@@ -1,5 +1,7 @@
 //! `rte_vhost_async.h`: the DMA-offloaded datapath.
 #![allow(clippy::missing_safety_doc)]
+// Functions here that are not implemented yet ignore their arguments.
+#![allow(unused_variables)]
 
 use std::ffi::c_int;
 
@@ -8,63 +10,66 @@ use super::types::*;
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_register(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_register(vid: c_int, queue_id: u16) -> c_int {
     not_implemented("rte_vhost_async_channel_register", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(vid: c_int, queue_id: u16) -> c_int {
     not_implemented("rte_vhost_async_channel_register_thread_unsafe", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_unregister(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_unregister(vid: c_int, queue_id: u16) -> c_int {
     not_implemented("rte_vhost_async_channel_unregister", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(
+    vid: c_int,
+    queue_id: u16,
+) -> c_int {
     not_implemented("rte_vhost_async_channel_unregister_thread_unsafe", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_dma_configure(_a0: i16, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_dma_configure(dma_id: i16, vchan_id: u16) -> c_int {
     not_implemented("rte_vhost_async_dma_configure", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_dma_unconfigure(_a0: i16, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_dma_unconfigure(dma_id: i16, vchan_id: u16) -> c_int {
     not_implemented("rte_vhost_async_dma_unconfigure", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_get_inflight(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_get_inflight(vid: c_int, queue_id: u16) -> c_int {
     not_implemented("rte_vhost_async_get_inflight", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vhost_async_get_inflight_thread_unsafe(_a0: c_int, _a1: u16) -> c_int {
+pub unsafe extern "C" fn rte_vhost_async_get_inflight_thread_unsafe(vid: c_int, queue_id: u16) -> c_int {
     not_implemented("rte_vhost_async_get_inflight_thread_unsafe", -1)
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(
-    _a0: c_int,
-    _a1: u16,
-    _a2: *mut rte_mempool,
-    _a3: *mut *mut rte_mbuf,
-    _a4: u16,
-    _a5: *mut c_int,
-    _a6: i16,
-    _a7: u16,
+    vid: c_int,
+    queue_id: u16,
+    mbuf_pool: *mut rte_mempool,
+    pkts: *mut *mut rte_mbuf,
+    count: u16,
+    nr_inflight: *mut c_int,
+    dma_id: i16,
+    vchan_id: u16,
 ) -> u16 {
     not_implemented("rte_vhost_async_try_dequeue_burst", 0)
 }
@@ -72,12 +77,12 @@ pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_clear_queue(
-    _a0: c_int,
-    _a1: u16,
-    _a2: *mut *mut rte_mbuf,
-    _a3: u16,
-    _a4: i16,
-    _a5: u16,
+    vid: c_int,
+    queue_id: u16,
+    pkts: *mut *mut rte_mbuf,
+    count: u16,
+    dma_id: i16,
+    vchan_id: u16,
 ) -> u16 {
     not_implemented("rte_vhost_clear_queue", 0)
 }
@@ -85,12 +90,12 @@ pub unsafe extern "C" fn rte_vhost_clear_queue(
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_clear_queue_thread_unsafe(
-    _a0: c_int,
-    _a1: u16,
-    _a2: *mut *mut rte_mbuf,
-    _a3: u16,
-    _a4: i16,
-    _a5: u16,
+    vid: c_int,
+    queue_id: u16,
+    pkts: *mut *mut rte_mbuf,
+    count: u16,
+    dma_id: i16,
+    vchan_id: u16,
 ) -> u16 {
     not_implemented("rte_vhost_clear_queue_thread_unsafe", 0)
 }
@@ -98,12 +103,12 @@ pub unsafe extern "C" fn rte_vhost_clear_queue_thread_unsafe(
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_poll_enqueue_completed(
-    _a0: c_int,
-    _a1: u16,
-    _a2: *mut *mut rte_mbuf,
-    _a3: u16,
-    _a4: i16,
-    _a5: u16,
+    vid: c_int,
+    queue_id: u16,
+    pkts: *mut *mut rte_mbuf,
+    count: u16,
+    dma_id: i16,
+    vchan_id: u16,
 ) -> u16 {
     not_implemented("rte_vhost_poll_enqueue_completed", 0)
 }
@@ -111,12 +116,12 @@ pub unsafe extern "C" fn rte_vhost_poll_enqueue_completed(
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(
-    _a0: c_int,
-    _a1: u16,
-    _a2: *mut *mut rte_mbuf,
-    _a3: u16,
-    _a4: i16,
-    _a5: u16,
+    vid: c_int,
+    queue_id: u16,
+    pkts: *mut *mut rte_mbuf,
+    count: u16,
+    dma_id: i16,
+    vchan_id: u16,
 ) -> u16 {
     not_implemented("rte_vhost_submit_enqueue_burst", 0)
 }
