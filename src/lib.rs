@@ -8,6 +8,7 @@ pub mod dpdk;
 pub mod ffi;
 pub mod memory;
 pub mod migration;
+pub mod net;
 pub mod protocol;
 pub mod socket;
 pub mod vdpa;

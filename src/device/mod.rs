@@ -131,6 +131,11 @@ impl Device {
         &self.vqs[..self.nr_vring() as usize]
     }
 
+    /// The socket path (log prefix); takes the state lock, so for logs only.
+    pub fn ifname(&self) -> String {
+        self.state.lock().ifname.clone()
+    }
+
     pub fn socket_flags(&self) -> u64 {
         self.socket_flags.load(Ordering::Relaxed)
     }

@@ -69,3 +69,180 @@ extern "C" {
     pub fn rvh_lcore_id() -> u32;
     pub fn rte_pktmbuf_free_bulk(mbufs: *mut *mut RteMbuf, count: u32);
 }
+
+/// A DPDK mbuf the datapath works on for one burst (owned by the caller, or
+/// allocated by us from the caller's mempool). Wraps the raw pointer so the
+/// rest of the datapath stays free of `unsafe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mbuf(std::ptr::NonNull<RteMbuf>);
+
+impl Mbuf {
+    /// # Safety
+    /// `p` must be NULL or a valid mbuf not used elsewhere during the burst.
+    pub unsafe fn from_raw(p: *mut RteMbuf) -> Option<Mbuf> {
+        std::ptr::NonNull::new(p).map(Mbuf)
+    }
+
+    pub fn as_ptr(self) -> *mut RteMbuf {
+        self.0.as_ptr()
+    }
+
+    #[inline]
+    fn m(&self) -> &RteMbuf {
+        // SAFETY: a valid mbuf per `from_raw`'s contract.
+        unsafe { self.0.as_ref() }
+    }
+
+    #[inline]
+    fn m_mut(&mut self) -> &mut RteMbuf {
+        // SAFETY: as above; the burst has exclusive use of it.
+        unsafe { self.0.as_mut() }
+    }
+
+    #[inline]
+    pub fn pkt_len(&self) -> u32 {
+        self.m().pkt_len
+    }
+    #[inline]
+    pub fn data_len(&self) -> u16 {
+        self.m().data_len
+    }
+    #[inline]
+    pub fn ol_flags(&self) -> u64 {
+        self.m().ol_flags
+    }
+    pub fn set_ol_flags(&mut self, flags: u64) {
+        self.m_mut().ol_flags = flags;
+    }
+    pub fn tx_offload(&self) -> &RteMbuf {
+        self.m()
+    }
+    pub fn set_tx_offload(&mut self, l2: u64, l3: u64, l4: u64, tso_segsz: u64) {
+        self.m_mut().tx_offload =
+            (l2 & 0x7f) | ((l3 & 0x1ff) << 7) | ((l4 & 0xff) << 16) | ((tso_segsz & 0xffff) << 24);
+    }
+    pub fn set_packet_type(&mut self, ptype: u32) {
+        self.m_mut().packet_type = ptype;
+    }
+    #[inline]
+    pub fn next(&self) -> Option<Mbuf> {
+        // SAFETY: `next` of a valid mbuf chain is NULL or a valid mbuf.
+        unsafe { Mbuf::from_raw(self.m().next) }
+    }
+
+    /// This segment's data.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let m = self.m();
+        // SAFETY: [buf_addr+data_off, +data_len) is the segment's data, inside
+        // its buffer (mbuf invariant maintained by DPDK and by `append`).
+        unsafe {
+            std::slice::from_raw_parts(m.buf_addr.add(usize::from(m.data_off)), usize::from(m.data_len))
+        }
+    }
+
+    /// Free room after this segment's data.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        let m = self.m();
+        usize::from(m.buf_len).saturating_sub(usize::from(m.data_off) + usize::from(m.data_len))
+    }
+
+    /// Room for `n` bytes at the tail of this segment; the caller fills it,
+    /// then calls `commit(n)`.
+    #[inline]
+    pub fn tail_mut(&mut self, n: usize) -> &mut [u8] {
+        assert!(n <= self.tailroom(), "mbuf tail overflow");
+        let m = self.m();
+        // SAFETY: within the segment's buffer (checked against tailroom).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.add(usize::from(m.data_off) + usize::from(m.data_len)),
+                n,
+            )
+        }
+    }
+
+    /// Accounts `n` bytes appended to this segment (of packet `head`).
+    #[inline]
+    pub fn commit(&mut self, n: usize) {
+        let m = self.m_mut();
+        m.data_len += n as u16;
+    }
+
+    /// Chains `seg` after `self` (the current last segment) in packet `head`.
+    pub fn chain(head: &mut Mbuf, last: &mut Mbuf, seg: Mbuf) {
+        last.m_mut().next = seg.as_ptr();
+        head.m_mut().nb_segs += 1;
+    }
+
+    /// Sets the packet length of a head mbuf.
+    pub fn set_pkt_len(&mut self, len: u32) {
+        self.m_mut().pkt_len = len;
+    }
+
+    pub fn pool(&self) -> *mut rte_mempool {
+        self.m().pool
+    }
+
+    /// Frees the whole chain back to its pool.
+    pub fn free(self) {
+        // SAFETY: a valid mbuf we own.
+        unsafe { rvh_pktmbuf_free(self.as_ptr()) }
+    }
+}
+
+/// An entry of a burst array the application handed to the datapath (or
+/// that we filled from its mempool). DPDK's contract: every non-NULL entry
+/// is a valid mbuf the burst may use exclusively.
+#[inline]
+pub fn from_burst_ptr(p: *mut RteMbuf) -> Option<Mbuf> {
+    // SAFETY: the burst API contract above.
+    unsafe { Mbuf::from_raw(p) }
+}
+
+/// Allocates `out.len()` mbufs from `pool` in one bulk operation.
+pub fn alloc_bulk(pool: *mut rte_mempool, out: &mut [*mut RteMbuf]) -> bool {
+    // SAFETY: `pool` is the caller's valid mempool; `out` has room for the count.
+    unsafe { rvh_pktmbuf_alloc_bulk(pool, out.as_mut_ptr(), out.len() as u32) == 0 }
+}
+
+/// Allocates one mbuf from `pool`.
+pub fn alloc(pool: *mut rte_mempool) -> Option<Mbuf> {
+    // SAFETY: `pool` is the caller's valid mempool; the result is ours.
+    unsafe { Mbuf::from_raw(rvh_pktmbuf_alloc(pool)) }
+}
+
+/// Returns unused mbufs to their pool.
+pub fn free_bulk(mbufs: &mut [*mut RteMbuf]) {
+    if !mbufs.is_empty() {
+        // SAFETY: mbufs we allocated and did not hand out.
+        unsafe { rte_pktmbuf_free_bulk(mbufs.as_mut_ptr(), mbufs.len() as u32) }
+    }
+}
+
+extern "C" {
+    fn rte_net_make_rarp_packet(mpool: *mut rte_mempool, mac: *const [u8; 6]) -> *mut RteMbuf;
+}
+
+/// A RARP broadcast announcing `mac` (DPDK builds it: librte_net).
+pub fn make_rarp(pool: *mut rte_mempool, mac: &[u8; 6]) -> Option<Mbuf> {
+    // SAFETY: valid pool and a 6-byte address; the result is ours.
+    unsafe { Mbuf::from_raw(rte_net_make_rarp_packet(pool, mac)) }
+}
+
+/// mbuf offload flag bits (22.11 values).
+pub mod ol {
+    pub const RX_L4_CKSUM_NONE: u64 = 0x108;
+    pub const RX_L4_CKSUM_GOOD: u64 = 0x100;
+    pub const RX_LRO: u64 = 0x10000;
+    pub const TX_TCP_SEG: u64 = 1 << 50;
+    pub const TX_UDP_SEG: u64 = 1 << 42;
+    pub const TX_IP_CKSUM: u64 = 1 << 54;
+    pub const TX_IPV4: u64 = 1 << 55;
+    pub const TX_IPV6: u64 = 1 << 56;
+    pub const TX_TCP_CKSUM: u64 = 1 << 52;
+    pub const TX_SCTP_CKSUM: u64 = 2 << 52;
+    pub const TX_UDP_CKSUM: u64 = 3 << 52;
+    pub const TX_L4_MASK: u64 = 3 << 52;
+}

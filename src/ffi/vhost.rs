@@ -1,17 +1,16 @@
 //! `rte_vhost.h`: sockets, device queries, datapath entry points.
 #![allow(clippy::missing_safety_doc)]
-// Functions here that are not implemented yet ignore their arguments.
-#![allow(unused_variables)]
 
 use std::ffi::{c_int, c_uint};
 
-use super::not_implemented;
+use super::guard;
 use super::types::*;
+use crate::{device, net};
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_avail_entries(vid: c_int, queue_id: u16) -> u16 {
-    not_implemented("rte_vhost_avail_entries", 0)
+    device::get(vid).map_or(0, |d| net::avail_entries(d, queue_id))
 }
 
 /// DPDK_23
@@ -23,7 +22,13 @@ pub unsafe extern "C" fn rte_vhost_dequeue_burst(
     pkts: *mut *mut rte_mbuf,
     count: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_dequeue_burst", 0)
+    let Some(dev) = device::get(vid) else { return 0 };
+    if mbuf_pool.is_null() || pkts.is_null() || count == 0 {
+        return 0;
+    }
+    // SAFETY: the caller provides `count` writable entries at `pkts`.
+    let out = unsafe { std::slice::from_raw_parts_mut(pkts, usize::from(count)) };
+    guard("rte_vhost_dequeue_burst", 0, || net::dequeue_burst(dev, queue_id, mbuf_pool, out))
 }
 
 /// DPDK_23
@@ -33,7 +38,7 @@ pub unsafe extern "C" fn rte_vhost_enable_guest_notification(
     queue_id: u16,
     enable: c_int,
 ) -> c_int {
-    not_implemented("rte_vhost_enable_guest_notification", -1)
+    device::get(vid).map_or(-1, |d| net::set_guest_notification(d, queue_id, enable != 0))
 }
 
 /// DPDK_23
@@ -44,7 +49,13 @@ pub unsafe extern "C" fn rte_vhost_enqueue_burst(
     pkts: *mut *mut rte_mbuf,
     count: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_enqueue_burst", 0)
+    let Some(dev) = device::get(vid) else { return 0 };
+    if pkts.is_null() || count == 0 {
+        return 0;
+    }
+    // SAFETY: the caller provides `count` mbuf pointers at `pkts`.
+    let pkts = unsafe { std::slice::from_raw_parts(pkts, usize::from(count)) };
+    guard("rte_vhost_enqueue_burst", 0, || net::enqueue_burst(dev, queue_id, pkts))
 }
 
 /// EXPERIMENTAL
@@ -54,25 +65,49 @@ pub unsafe extern "C" fn rte_vhost_get_monitor_addr(
     queue_id: u16,
     pmc: *mut rte_vhost_power_monitor_cond,
 ) -> c_int {
-    not_implemented("rte_vhost_get_monitor_addr", -1)
+    let Some(dev) = device::get(vid) else { return -1 };
+    if pmc.is_null() {
+        return -1;
+    }
+    match net::monitor_cond(dev, queue_id) {
+        Some(c) => {
+            // SAFETY: checked non-NULL; caller's out-pointer.
+            unsafe {
+                pmc.write(rte_vhost_power_monitor_cond {
+                    addr: c.addr as *mut _,
+                    val: c.val,
+                    mask: c.mask,
+                    size: c.size,
+                    r#match: c.is_match,
+                })
+            };
+            0
+        }
+        None => -1,
+    }
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_rx_queue_count(vid: c_int, qid: u16) -> u32 {
-    not_implemented("rte_vhost_rx_queue_count", 0)
+    let Some(dev) = device::get(vid) else { return 0 };
+    if qid & 1 == 0 || u32::from(qid) >= dev.nr_vring() {
+        crate::vlog!(Data, Err, dev.ifname(), "rte_vhost_rx_queue_count: invalid virtqueue idx {qid}.");
+        return 0;
+    }
+    u32::from(net::avail_entries(dev, qid))
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_call(vid: c_int, vring_idx: u16) -> c_int {
-    not_implemented("rte_vhost_vring_call", -1)
+    device::get(vid).map_or(-1, |d| net::vring_call(d, vring_idx, true))
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_call_nonblock(vid: c_int, vring_idx: u16) -> c_int {
-    not_implemented("rte_vhost_vring_call_nonblock", -1)
+    device::get(vid).map_or(-1, |d| net::vring_call(d, vring_idx, false))
 }
 
 /// DPDK_23
@@ -83,7 +118,16 @@ pub unsafe extern "C" fn rte_vhost_vring_stats_get(
     stats: *mut rte_vhost_stat,
     n: c_uint,
 ) -> c_int {
-    not_implemented("rte_vhost_vring_stats_get", -1)
+    let Some(dev) = device::get(vid) else { return -1 };
+    let Some(values) = net::vring_stats(dev, queue_id) else { return -1 };
+    if stats.is_null() || (n as usize) < values.len() {
+        return values.len() as c_int;
+    }
+    for (i, v) in values.iter().enumerate() {
+        // SAFETY: the caller provides `n` >= values.len() entries.
+        unsafe { stats.add(i).write(rte_vhost_stat { id: i as u64, value: *v }) };
+    }
+    values.len() as c_int
 }
 
 /// DPDK_23
@@ -94,11 +138,24 @@ pub unsafe extern "C" fn rte_vhost_vring_stats_get_names(
     name: *mut rte_vhost_stat_name,
     size: c_uint,
 ) -> c_int {
-    not_implemented("rte_vhost_vring_stats_get_names", -1)
+    let Some(dev) = device::get(vid) else { return -1 };
+    let Some(names) = net::vring_stat_names(dev, queue_id) else { return -1 };
+    if name.is_null() || (size as usize) < names.len() {
+        return names.len() as c_int;
+    }
+    for (i, n) in names.iter().enumerate() {
+        let mut out = rte_vhost_stat_name { name: [0; RTE_VHOST_STATS_NAME_SIZE] };
+        for (dst, b) in out.name.iter_mut().zip(n.bytes().take(RTE_VHOST_STATS_NAME_SIZE - 1)) {
+            *dst = b as std::ffi::c_char;
+        }
+        // SAFETY: the caller provides `size` >= names.len() entries.
+        unsafe { name.add(i).write(out) };
+    }
+    names.len() as c_int
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_stats_reset(vid: c_int, queue_id: u16) -> c_int {
-    not_implemented("rte_vhost_vring_stats_reset", -1)
+    device::get(vid).map_or(-1, |d| net::vring_stats_reset(d, queue_id))
 }

@@ -4,6 +4,7 @@
 //! turns a guest address into something the datapath may dereference.
 
 pub mod inflight;
+pub mod ring;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 

@@ -10,14 +10,19 @@
 //! the datapath never sees a half-updated ring or an unmapped table: each ring
 //! holds its own `Arc` of the memory table, swapped under the lock.
 
+pub mod chain;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::memory::inflight::{InflightQueue, Resubmit};
+use crate::memory::ring::RingMem;
 use crate::memory::GuestMemory;
+use crate::net::stats::VringStats;
 use crate::protocol::VringAddr;
+use chain::BufVec;
 
 /// Largest ring size the protocol allows (virtio 1.1: 32768).
 pub const MAX_RING_SIZE: u32 = 32768;
@@ -84,6 +89,20 @@ pub struct VqState {
     pub inflight: Option<InflightQueue>,
     pub resubmit: Option<Resubmit>,
     pub inflight_counter: u64,
+
+    // --- datapath state (net/) -------------------------------------------
+    /// Used index up to which the guest was last notified (event-idx), and
+    /// whether it is meaningful yet.
+    pub signalled_used: u16,
+    pub signalled_used_valid: bool,
+    /// The last `rte_vhost_enable_guest_notification` choice, re-applied when
+    /// the ring becomes ready.
+    pub notif_enable: Option<bool>,
+    pub stats: VringStats,
+    /// Malformed chains seen (logged for the first few only).
+    pub bad_chains: u64,
+    /// Scratch segment list, allocated on the ring's first burst.
+    pub bufs: Option<Box<BufVec>>,
 }
 
 impl VqState {
@@ -145,6 +164,16 @@ impl VqState {
         self.avail = avail;
         self.used = used;
         Ok(())
+    }
+
+    /// The ring areas for the datapath (only while `rings_ok()`).
+    #[inline]
+    pub fn ring_mem(&self) -> RingMem {
+        RingMem::new(self.desc, self.avail, self.used, self.size)
+    }
+
+    pub fn has_feature(&self, bit: u32) -> bool {
+        self.features & (1u64 << bit) != 0
     }
 
     /// Drops the translation (rings no longer accessible).

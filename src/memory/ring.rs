@@ -1,0 +1,206 @@
+//! Access to virtqueue memory shared with the guest: the split and packed
+//! ring areas, descriptor reads, and copies into and out of guest buffers.
+//!
+//! Every address used here was produced by `GuestMemory` translation and
+//! bounds-checked against the region it lies in (ring areas by
+//! `VqState::translate` for the ring size; buffers by `gpa_to_hva` for their
+//! length). The guest writes this memory concurrently, so ring fields are
+//! read and written with atomic accesses of the right ordering, and each
+//! descriptor is copied out once before it is validated and used.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// A descriptor as read from the ring (split or packed layout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Desc {
+    pub addr: u64,
+    pub len: u32,
+    pub flags: u16,
+    /// Split: next index; packed: buffer id.
+    pub next_or_id: u16,
+}
+
+/// Addresses of one ring's areas, valid while the ring lock is held and the
+/// memory table it was translated against is alive (the ring owns an Arc).
+#[derive(Clone, Copy, Debug)]
+pub struct RingMem {
+    desc: u64,
+    avail: u64,
+    used: u64,
+    size: u16,
+}
+
+fn atomic_u16(addr: u64) -> &'static AtomicU16 {
+    // SAFETY: callers pass addresses inside a translated, 2-byte aligned ring
+    // area (checked by VqState::translate); the mapping outlives every use
+    // made under the ring lock. AtomicU16 has u16's layout.
+    unsafe { &*(addr as *const AtomicU16) }
+}
+
+impl RingMem {
+    /// Wraps translated ring addresses. `size` must be the size they were
+    /// translated for (VqState keeps both together).
+    pub(crate) fn new(desc: u64, avail: u64, used: u64, size: u16) -> RingMem {
+        RingMem { desc, avail, used, size }
+    }
+
+    pub fn size(&self) -> u16 {
+        self.size
+    }
+
+    /// Reads split descriptor `i` of the table (reduced modulo the size).
+    #[inline]
+    pub fn read_split_desc(&self, i: u16) -> Desc {
+        read_desc_at(self.desc + u64::from(i % self.size) * 16, Layout::Split)
+    }
+
+    /// Reads packed descriptor `i` of the ring (reduced modulo the size).
+    #[inline]
+    pub fn read_packed_desc(&self, i: u16) -> Desc {
+        read_desc_at(self.desc + u64::from(i % self.size) * 16, Layout::Packed)
+    }
+
+    // --- split layout -----------------------------------------------------
+
+    /// avail->idx, with acquire ordering (ring entries are read after it).
+    #[inline]
+    pub fn split_avail_idx(&self) -> u16 {
+        u16::from_le(atomic_u16(self.avail + 2).load(Ordering::Acquire))
+    }
+    #[inline]
+    pub fn split_avail_flags(&self) -> u16 {
+        u16::from_le(atomic_u16(self.avail).load(Ordering::Relaxed))
+    }
+    /// avail->ring[i % size].
+    #[inline]
+    pub fn split_avail_ring(&self, i: u16) -> u16 {
+        u16::from_le(atomic_u16(self.avail + 4 + 2 * u64::from(i % self.size)).load(Ordering::Relaxed))
+    }
+    /// used_event (after the avail ring).
+    #[inline]
+    pub fn split_used_event(&self) -> u16 {
+        u16::from_le(atomic_u16(self.avail + 4 + 2 * u64::from(self.size)).load(Ordering::Acquire))
+    }
+    /// used->ring[i % size] = {id, len}.
+    #[inline]
+    pub fn split_write_used(&self, i: u16, id: u32, len: u32) {
+        let at = self.used + 4 + 8 * u64::from(i % self.size);
+        // SAFETY: inside the translated used ring (8-byte element, 4-aligned);
+        // only the guest reads it, after our release store of used->idx.
+        unsafe {
+            (at as *mut u32).write_volatile(id.to_le());
+            ((at + 4) as *mut u32).write_volatile(len.to_le());
+        }
+    }
+    #[inline]
+    pub fn split_used_idx(&self) -> u16 {
+        u16::from_le(atomic_u16(self.used + 2).load(Ordering::Relaxed))
+    }
+    /// used->idx, with release ordering (publishes the entries written).
+    #[inline]
+    pub fn split_set_used_idx(&self, idx: u16) {
+        atomic_u16(self.used + 2).store(idx.to_le(), Ordering::Release);
+    }
+    pub fn split_set_used_flags(&self, flags: u16) {
+        atomic_u16(self.used).store(flags.to_le(), Ordering::Release);
+    }
+    /// avail_event (after the used ring).
+    pub fn split_set_avail_event(&self, idx: u16) {
+        atomic_u16(self.used + 4 + 8 * u64::from(self.size)).store(idx.to_le(), Ordering::Release);
+    }
+
+    // --- packed layout ----------------------------------------------------
+
+    /// Flags of packed descriptor `i`, acquire (the rest of it is read after).
+    #[inline]
+    pub fn packed_flags(&self, i: u16) -> u16 {
+        u16::from_le(atomic_u16(self.desc + u64::from(i % self.size) * 16 + 14).load(Ordering::Acquire))
+    }
+    /// Writes a used packed descriptor: id and len first, flags last with
+    /// release (or relaxed when `publish` is false: the caller releases the
+    /// batch's first flags afterwards).
+    #[inline]
+    pub fn packed_write_used(&self, i: u16, id: u16, len: u32, flags: u16, publish: bool) {
+        let at = self.desc + u64::from(i % self.size) * 16;
+        // SAFETY: inside the translated descriptor table; the guest only reads
+        // an entry after seeing its flags, which are stored last.
+        unsafe {
+            ((at + 8) as *mut u32).write_volatile(len.to_le());
+            ((at + 12) as *mut u16).write_volatile(id.to_le());
+        }
+        let order = if publish { Ordering::Release } else { Ordering::Relaxed };
+        atomic_u16(at + 14).store(flags.to_le(), order);
+    }
+    #[inline]
+    pub fn packed_set_flags_release(&self, i: u16, flags: u16) {
+        atomic_u16(self.desc + u64::from(i % self.size) * 16 + 14).store(flags.to_le(), Ordering::Release);
+    }
+    /// Driver event suppression structure: (off_wrap, flags).
+    pub fn packed_driver_event(&self) -> (u16, u16) {
+        let off_wrap = u16::from_le(atomic_u16(self.avail).load(Ordering::Acquire));
+        let flags = u16::from_le(atomic_u16(self.avail + 2).load(Ordering::Acquire));
+        (off_wrap, flags)
+    }
+    /// Device event suppression structure.
+    pub fn packed_set_device_event(&self, off_wrap: u16, flags: u16) {
+        atomic_u16(self.used).store(off_wrap.to_le(), Ordering::Relaxed);
+        atomic_u16(self.used + 2).store(flags.to_le(), Ordering::Release);
+    }
+}
+
+/// Descriptor layouts: split `{addr, len, flags, next}`, packed
+/// `{addr, len, id, flags}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Split,
+    Packed,
+}
+
+/// Reads a 16-byte descriptor at `addr` (a translated ring or indirect table
+/// entry) into a local copy.
+#[inline]
+pub fn read_desc_at(addr: u64, layout: Layout) -> Desc {
+    // SAFETY: `addr` lies in a translated descriptor table (ring or indirect
+    // table checked to lie in one region); volatile reads of guest memory.
+    let (a, b) =
+        unsafe { (((addr + 12) as *const u16).read_volatile(), ((addr + 14) as *const u16).read_volatile()) };
+    let (flags, next_or_id) = match layout {
+        Layout::Split => (a, b),
+        Layout::Packed => (b, a),
+    };
+    // SAFETY: as above.
+    let (addr_v, len) =
+        unsafe { ((addr as *const u64).read_volatile(), ((addr + 8) as *const u32).read_volatile()) };
+    Desc {
+        addr: u64::from_le(addr_v),
+        len: u32::from_le(len),
+        flags: u16::from_le(flags),
+        next_or_id: u16::from_le(next_or_id),
+    }
+}
+
+/// A contiguous piece of a guest buffer in our address space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seg {
+    pub hva: u64,
+    pub len: u32,
+}
+
+/// Copies `src` into guest memory at `seg.hva + off`.
+#[inline]
+pub fn write_guest(seg: Seg, off: u32, src: &[u8]) {
+    assert!(off as usize + src.len() <= seg.len as usize, "guest write beyond its translated segment");
+    // SAFETY: the range was bounds-checked against the segment, which lies in
+    // a mapped region; the guest may race on the bytes (as with any device).
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), (seg.hva + u64::from(off)) as *mut u8, src.len()) };
+}
+
+/// Copies guest memory at `seg.hva + off` into `dst`.
+#[inline]
+pub fn read_guest(seg: Seg, off: u32, dst: &mut [u8]) {
+    assert!(off as usize + dst.len() <= seg.len as usize, "guest read beyond its translated segment");
+    // SAFETY: as above.
+    unsafe {
+        std::ptr::copy_nonoverlapping((seg.hva + u64::from(off)) as *const u8, dst.as_mut_ptr(), dst.len())
+    };
+}

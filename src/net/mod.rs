@@ -1,0 +1,751 @@
+//! The virtio-net datapath: `rte_vhost_enqueue_burst` (host → guest, the
+//! guest's RX rings, even queue ids) and `rte_vhost_dequeue_burst` (guest →
+//! host, TX rings, odd ids) on split and packed rings, with the virtio-net
+//! header, mergeable RX buffers, multi-segment mbufs, RARP injection,
+//! notification suppression and per-vring statistics.
+//!
+//! A burst takes the ring's lock with `try_lock` (no packets move while the
+//! control plane changes the ring), reserves descriptor chains as bounded
+//! segment lists (`virtqueue::chain`), copies, then publishes all used
+//! entries with one release store and notifies the guest if it asked to be.
+//! Reserving/walking, copying and publishing are separate steps so the async
+//! (DMA) datapath can reuse the first and the last.
+
+pub mod header;
+pub mod stats;
+
+use std::sync::atomic::Ordering;
+
+use crate::device::features::*;
+use crate::device::Device;
+use crate::dpdk::mbuf::{self, rte_mempool, Mbuf, RteMbuf};
+use crate::memory::ring::{read_guest, write_guest, RingMem, Seg};
+use crate::virtqueue::chain::{walk_packed, walk_split, BufVec, ChainError, PackedChain};
+use crate::virtqueue::{EventFd, VqState};
+use crate::vlog;
+use header::NetHdr;
+
+/// DPDK's MAX_PKT_BURST: packets moved per call at most.
+pub const MAX_BURST: usize = 32;
+/// Most descriptor chains one mergeable packet may take.
+const MAX_CHAINS: usize = 128;
+
+const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
+const VRING_USED_F_NO_NOTIFY: u16 = 1;
+const PACKED_F_AVAIL: u16 = 1 << 7;
+const PACKED_F_USED: u16 = 1 << 15;
+const EVENT_F_ENABLE: u16 = 0;
+const EVENT_F_DISABLE: u16 = 1;
+const EVENT_F_DESC: u16 = 2;
+
+/// Size of the virtio-net header for the negotiated features.
+fn hdr_len(vq: &VqState) -> u32 {
+    if vq.has_feature(VIRTIO_NET_F_MRG_RXBUF) || vq.has_feature(VIRTIO_F_VERSION_1) || vq.is_packed() {
+        12
+    } else {
+        10
+    }
+}
+
+fn log_bad_chain(dev: &Device, vq: &mut VqState, e: ChainError) {
+    vq.bad_chains += 1;
+    if vq.bad_chains <= 8 {
+        vlog!(Data, Err, dev.ifname(), "vring {}: dropping a malformed descriptor chain: {e}", vq.index);
+    }
+}
+
+/// Looks up ring `qid` for a burst in direction `tx` (DPDK's
+/// `is_valid_virt_queue_idx`: RX rings are even, TX rings odd).
+fn burst_vq<'d>(dev: &'d Device, qid: u16, tx: bool, func: &str) -> Option<&'d crate::virtqueue::Virtqueue> {
+    if (qid & 1 == 1) != tx || u32::from(qid) >= dev.nr_vring() {
+        vlog!(Data, Err, dev.ifname(), "{func}: invalid virtqueue idx {qid}.");
+        return None;
+    }
+    dev.vq(qid)
+}
+
+// --------------------------------------------------------------------------
+// Copying between mbufs and guest segments.
+
+/// Writes `src` through the segment list starting at (seg, off); returns the
+/// new position.
+#[inline]
+fn put(segs: &[Seg], mut pos: (usize, u32), mut src: &[u8]) -> (usize, u32) {
+    while !src.is_empty() {
+        let Some(seg) = segs.get(pos.0).copied() else { break };
+        let room = (seg.len - pos.1) as usize;
+        let n = room.min(src.len());
+        write_guest(seg, pos.1, &src[..n]);
+        src = &src[n..];
+        pos.1 += n as u32;
+        if pos.1 == seg.len {
+            pos = (pos.0 + 1, 0);
+        }
+    }
+    pos
+}
+
+/// Reads into `dst` from the segment list at (seg, off); returns the new
+/// position and how many bytes were read.
+#[inline]
+fn get(segs: &[Seg], mut pos: (usize, u32), dst: &mut [u8]) -> ((usize, u32), usize) {
+    let mut done = 0;
+    while done < dst.len() {
+        let Some(seg) = segs.get(pos.0).copied() else { break };
+        let n = ((seg.len - pos.1) as usize).min(dst.len() - done);
+        read_guest(seg, pos.1, &mut dst[done..done + n]);
+        done += n;
+        pos.1 += n as u32;
+        if pos.1 == seg.len {
+            pos = (pos.0 + 1, 0);
+        }
+    }
+    (pos, done)
+}
+
+/// Copies header + packet into the reserved guest segments.
+fn copy_to_guest(segs: &[Seg], hdr: &[u8], m: Mbuf) {
+    let mut pos = put(segs, (0, 0), hdr);
+    let mut seg = Some(m);
+    while let Some(s) = seg {
+        pos = put(segs, pos, s.data());
+        seg = s.next();
+    }
+}
+
+/// Copies a guest packet (after its header, at `pos`) into `head` and more
+/// mbufs from `pool` as needed. `linear` forbids chaining.
+fn copy_from_guest(
+    segs: &[Seg],
+    mut pos: (usize, u32),
+    mut left: u64,
+    head: &mut Mbuf,
+    pool: *mut rte_mempool,
+    linear: bool,
+) -> Result<(), &'static str> {
+    let total = left;
+    let mut cur = *head;
+    while left > 0 {
+        if cur.tailroom() == 0 {
+            if linear {
+                return Err("packet larger than the mbuf (linear buffers requested)");
+            }
+            let next = mbuf::alloc(pool).ok_or("failed to allocate an mbuf segment")?;
+            Mbuf::chain(head, &mut cur, next);
+            cur = next;
+        }
+        let n = (cur.tailroom() as u64).min(left) as usize;
+        let (p, got) = get(segs, pos, cur.tail_mut(n));
+        cur.commit(got);
+        pos = p;
+        left -= got as u64;
+        if got < n {
+            break;
+        }
+    }
+    head.set_pkt_len((total - left) as u32);
+    Ok(())
+}
+
+// --------------------------------------------------------------------------
+// Used-ring publication and guest notification.
+
+/// `vring_need_event`: whether moving used from `old` to `new` crosses the
+/// event index the guest asked for.
+#[inline]
+fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// Decides whether the guest wants an interrupt now (split or packed).
+fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
+    let event_idx = vq.has_feature(VIRTIO_RING_F_EVENT_IDX);
+    if !vq.is_packed() {
+        if event_idx {
+            let new = ring.split_used_idx();
+            let old = vq.signalled_used;
+            let valid = vq.signalled_used_valid;
+            vq.signalled_used = new;
+            vq.signalled_used_valid = true;
+            return !valid || need_event(ring.split_used_event(), new, old);
+        }
+        return ring.split_avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0;
+    }
+    let (off_wrap, flags) = ring.packed_driver_event();
+    if !event_idx || flags != EVENT_F_DESC {
+        return flags != EVENT_F_DISABLE;
+    }
+    let new = vq.last_used_idx;
+    let mut old = vq.signalled_used;
+    let valid = vq.signalled_used_valid;
+    vq.signalled_used = new;
+    vq.signalled_used_valid = true;
+    if !valid {
+        return true;
+    }
+    if new <= old {
+        old = old.wrapping_sub(vq.size);
+    }
+    let mut off = off_wrap & 0x7fff;
+    if vq.used_wrap_counter != (off_wrap >> 15 == 1) {
+        off = off.wrapping_sub(vq.size);
+    }
+    need_event(off, new, old)
+}
+
+/// Kicks the guest through the call eventfd if it wants it.
+fn notify_guest(vq: &mut VqState, ring: &RingMem, stats: bool) {
+    if wants_notification(vq, ring) {
+        signal(vq, stats);
+    }
+}
+
+fn signal(vq: &mut VqState, stats: bool) {
+    if let EventFd::Fd(fd) = &vq.call {
+        // An eventfd write of 1; EAGAIN (counter saturated) needs no retry.
+        let _ = nix::unistd::write(fd, &1u64.to_ne_bytes());
+        if stats {
+            vq.stats.guest_notifications += 1;
+        }
+    }
+}
+
+// --------------------------------------------------------------------------
+// Split ring.
+
+/// Available entries on a split ring, or `None` if the guest's index is
+/// nonsense (more than a ring ahead).
+fn split_avail(vq: &VqState, ring: &RingMem) -> Option<u16> {
+    let n = ring.split_avail_idx().wrapping_sub(vq.last_avail_idx);
+    (n <= vq.size).then_some(n)
+}
+
+fn split_enqueue(
+    dev: &Device,
+    vq: &mut VqState,
+    bufs: &mut BufVec,
+    pkts: &[*mut RteMbuf],
+    stats: bool,
+) -> usize {
+    let ring = vq.ring_mem();
+    let Some(mut avail) = split_avail(vq, &ring) else {
+        log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
+        return 0;
+    };
+    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    let hlen = hdr_len(vq);
+    let mem = vq.mem.clone();
+    let mut done = 0;
+    let mut heads = [(0u16, 0u32); MAX_CHAINS];
+    for &p in pkts {
+        // A NULL entry ends the burst.
+        let Some(m) = burst_mbuf(p) else { break };
+        let needed = u64::from(m.pkt_len()) + u64::from(hlen);
+        bufs.clear();
+        let mut nchains = 0;
+        let mut ok = true;
+        while bufs.total() < needed {
+            if avail == 0 || nchains == MAX_CHAINS || (!mergeable && nchains == 1) {
+                ok = false;
+                break;
+            }
+            let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(nchains as u16));
+            let before = bufs.total();
+            if let Err(e) = walk_split(&mem, vq.size, head, true, |i| ring.read_split_desc(i), bufs) {
+                log_bad_chain(dev, vq, e);
+                ok = false;
+                break;
+            }
+            heads[nchains] = (head, (bufs.total() - before) as u32);
+            nchains += 1;
+            avail -= 1;
+        }
+        if !ok {
+            break;
+        }
+        let mut hdr = header::for_mbuf(&m);
+        hdr.num_buffers = nchains as u16;
+        copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
+        let mut left = needed;
+        for &(head, cap) in &heads[..nchains] {
+            let len = u64::from(cap).min(left);
+            left -= len;
+            ring.split_write_used(vq.last_used_idx, u32::from(head), len as u32);
+            vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
+        }
+        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(nchains as u16);
+        if stats {
+            vq.stats.count(m.pkt_len(), m.data());
+        }
+        done += 1;
+    }
+    if done > 0 {
+        ring.split_set_used_idx(vq.last_used_idx);
+        notify_guest(vq, &ring, stats);
+    }
+    done
+}
+
+fn split_dequeue(
+    dev: &Device,
+    vq: &mut VqState,
+    bufs: &mut BufVec,
+    pool: *mut rte_mempool,
+    out: &mut [*mut RteMbuf],
+    opts: DequeueOpts,
+) -> usize {
+    let ring = vq.ring_mem();
+    let Some(avail) = split_avail(vq, &ring) else {
+        log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
+        return 0;
+    };
+    let n = out.len().min(usize::from(avail));
+    if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
+        return 0;
+    }
+    let mem = vq.mem.clone();
+    let hlen = hdr_len(vq);
+    let mut done = 0;
+    for i in 0..n {
+        let head = ring.split_avail_ring(vq.last_avail_idx);
+        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
+        bufs.clear();
+        let res = walk_split(&mem, vq.size, head, false, |i| ring.read_split_desc(i), bufs)
+            .map_err(|e| e.to_string())
+            .and_then(|()| fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned));
+        ring.split_write_used(vq.last_used_idx, u32::from(head), 0);
+        vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
+        match res {
+            Ok(()) => {
+                if opts.stats {
+                    let m = burst_mbuf(out[i]).expect("allocated mbuf");
+                    vq.stats.count(m.pkt_len(), m.data());
+                }
+                out.swap(done, i);
+                done += 1;
+            }
+            Err(e) => {
+                vq.bad_chains += 1;
+                if vq.bad_chains <= 8 {
+                    vlog!(Data, Err, dev.ifname(), "vring {}: dropping a packet: {e}", vq.index);
+                }
+            }
+        }
+    }
+    mbuf::free_bulk(&mut out[done..n]);
+    ring.split_set_used_idx(vq.last_used_idx);
+    notify_guest(vq, &ring, opts.stats);
+    done
+}
+
+// --------------------------------------------------------------------------
+// Packed ring.
+
+#[inline]
+fn packed_available(ring: &RingMem, slot: u16, wrap: bool) -> bool {
+    let f = ring.packed_flags(slot);
+    (f & PACKED_F_AVAIL != 0) == wrap && (f & PACKED_F_USED != 0) != wrap
+}
+
+fn advance(idx: &mut u16, wrap: &mut bool, by: u16, size: u16) {
+    *idx += by;
+    if *idx >= size {
+        *idx -= size;
+        *wrap = !*wrap;
+    }
+}
+
+/// Used flags for a descriptor written with the current used wrap counter.
+fn used_flags(wrap: bool, write: bool) -> u16 {
+    let w = if write { crate::virtqueue::chain::F_WRITE } else { 0 };
+    if wrap {
+        PACKED_F_AVAIL | PACKED_F_USED | w
+    } else {
+        w
+    }
+}
+
+/// Publishes used entries (slot, id, len, desc count) written relaxed, the
+/// first one's flags last with release so the guest sees a whole batch.
+fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[(u16, u32, u16)], write: bool) {
+    let mut first = None;
+    for &(id, len, count) in entries {
+        let flags = used_flags(vq.used_wrap_counter, write);
+        let slot = vq.last_used_idx;
+        if first.is_none() {
+            first = Some((slot, flags));
+            ring.packed_write_used(slot, id, len, flags ^ (PACKED_F_AVAIL | PACKED_F_USED), false);
+        } else {
+            ring.packed_write_used(slot, id, len, flags, false);
+        }
+        let size = vq.size;
+        advance(&mut vq.last_used_idx, &mut vq.used_wrap_counter, count, size);
+    }
+    if let Some((slot, flags)) = first {
+        ring.packed_set_flags_release(slot, flags);
+    }
+}
+
+fn packed_enqueue(
+    dev: &Device,
+    vq: &mut VqState,
+    bufs: &mut BufVec,
+    pkts: &[*mut RteMbuf],
+    stats: bool,
+) -> usize {
+    let ring = vq.ring_mem();
+    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    let hlen = hdr_len(vq);
+    let mem = vq.mem.clone();
+    let mut used: [(u16, u32, u16); MAX_BURST * 4] = [(0, 0, 0); MAX_BURST * 4];
+    let mut nused = 0;
+    let mut done = 0;
+    let size = vq.size;
+    for &p in pkts {
+        let Some(m) = burst_mbuf(p) else { break };
+        let needed = u64::from(m.pkt_len()) + u64::from(hlen);
+        bufs.clear();
+        let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
+        let mut chains: [(PackedChain, u32); MAX_CHAINS] = [(PackedChain { count: 0, id: 0 }, 0); MAX_CHAINS];
+        let mut nchains = 0;
+        let mut ok = true;
+        while bufs.total() < needed {
+            if nchains == MAX_CHAINS || (!mergeable && nchains == 1) || nused + nchains == used.len() {
+                ok = false;
+                break;
+            }
+            if !packed_available(&ring, slot, wrap) {
+                ok = false;
+                break;
+            }
+            let before = bufs.total();
+            match walk_packed(&mem, size, slot, true, |i| ring.read_packed_desc(i), bufs) {
+                Ok(c) => {
+                    chains[nchains] = (c, (bufs.total() - before) as u32);
+                    nchains += 1;
+                    advance(&mut slot, &mut wrap, c.count, size);
+                }
+                Err(e) => {
+                    log_bad_chain(dev, vq, e);
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            break;
+        }
+        let mut hdr = header::for_mbuf(&m);
+        hdr.num_buffers = nchains as u16;
+        copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
+        let mut left = needed;
+        for &(c, cap) in &chains[..nchains] {
+            let len = u64::from(cap).min(left);
+            left -= len;
+            used[nused] = (c.id, len as u32, c.count);
+            nused += 1;
+        }
+        vq.last_avail_idx = slot;
+        vq.avail_wrap_counter = wrap;
+        if stats {
+            vq.stats.count(m.pkt_len(), m.data());
+        }
+        done += 1;
+    }
+    if nused > 0 {
+        packed_publish(vq, &ring, &used[..nused], true);
+        notify_guest(vq, &ring, stats);
+    }
+    done
+}
+
+fn packed_dequeue(
+    dev: &Device,
+    vq: &mut VqState,
+    bufs: &mut BufVec,
+    pool: *mut rte_mempool,
+    out: &mut [*mut RteMbuf],
+    opts: DequeueOpts,
+) -> usize {
+    let ring = vq.ring_mem();
+    // Count what is available first, to allocate in bulk.
+    let n = out.len();
+    if n == 0 || !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
+        return 0;
+    }
+    if !mbuf::alloc_bulk(pool, &mut out[..n]) {
+        return 0;
+    }
+    let mem = vq.mem.clone();
+    let hlen = hdr_len(vq);
+    let size = vq.size;
+    let mut used: [(u16, u32, u16); MAX_BURST] = [(0, 0, 0); MAX_BURST];
+    let mut nused = 0;
+    let mut done = 0;
+    for i in 0..n.min(MAX_BURST) {
+        if !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
+            break;
+        }
+        bufs.clear();
+        let chain = walk_packed(&mem, size, vq.last_avail_idx, false, |i| ring.read_packed_desc(i), bufs);
+        let (count, id, res) = match chain {
+            Ok(c) => (c.count, c.id, fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned)),
+            // A broken chain is returned as one slot so the ring moves on.
+            Err(e) => (1, ring.read_packed_desc(vq.last_avail_idx).next_or_id, Err(e.to_string())),
+        };
+        advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, count, size);
+        used[nused] = (id, 0, count);
+        nused += 1;
+        match res {
+            Ok(()) => {
+                if opts.stats {
+                    let m = burst_mbuf(out[i]).expect("allocated mbuf");
+                    vq.stats.count(m.pkt_len(), m.data());
+                }
+                out.swap(done, i);
+                done += 1;
+            }
+            Err(e) => {
+                vq.bad_chains += 1;
+                if vq.bad_chains <= 8 {
+                    vlog!(Data, Err, dev.ifname(), "vring {}: dropping a packet: {e}", vq.index);
+                }
+            }
+        }
+    }
+    mbuf::free_bulk(&mut out[done..n]);
+    if nused > 0 {
+        packed_publish(vq, &ring, &used[..nused], false);
+        notify_guest(vq, &ring, opts.stats);
+    }
+    done
+}
+
+// --------------------------------------------------------------------------
+// Shared by both layouts.
+
+#[derive(Clone, Copy, Debug)]
+struct DequeueOpts {
+    stats: bool,
+    compliant: bool,
+    linear: bool,
+}
+
+/// Fills mbuf `raw` (fresh from the pool) from the gathered guest buffers:
+/// skips and interprets the virtio-net header, copies the payload.
+fn fill_mbuf(
+    bufs: &BufVec,
+    hlen: u32,
+    raw: *mut RteMbuf,
+    pool: *mut rte_mempool,
+    opts: DequeueOpts,
+) -> Result<(), &'static str> {
+    if bufs.total() <= u64::from(hlen) {
+        return Err("descriptor chain shorter than the virtio-net header");
+    }
+    let mut hb = [0u8; 12];
+    let (pos, _) = get(bufs.segs(), (0, 0), &mut hb[..hlen as usize]);
+    let hdr = NetHdr::parse(&hb);
+    let mut m = burst_mbuf(raw).ok_or("no mbuf")?;
+    let result = copy_from_guest(bufs.segs(), pos, bufs.total() - u64::from(hlen), &mut m, pool, opts.linear);
+    if result.is_ok() && !hdr.is_empty() {
+        // The headers to parse are at the start of the first segment.
+        let mut start = [0u8; 128];
+        let n = m.data().len().min(start.len());
+        start[..n].copy_from_slice(&m.data()[..n]);
+        header::apply_to_mbuf(&hdr, &start[..n], &mut m, opts.compliant);
+    }
+    result
+}
+
+fn burst_mbuf(p: *mut RteMbuf) -> Option<Mbuf> {
+    mbuf::from_burst_ptr(p)
+}
+
+/// `rte_vhost_enqueue_burst`: copies up to 32 packets into the guest's RX
+/// ring `qid`; returns how many. The caller keeps ownership of the mbufs.
+pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[*mut RteMbuf]) -> u16 {
+    let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
+    let Some(mut s) = vq.try_lock() else { return 0 };
+    if !s.enabled || !s.rings_ok() {
+        return 0;
+    }
+    let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
+    let mut bufs = s.bufs.take().unwrap_or_default();
+    let pkts = &pkts[..pkts.len().min(MAX_BURST)];
+    let n = if s.is_packed() {
+        packed_enqueue(dev, &mut s, &mut bufs, pkts, stats)
+    } else {
+        split_enqueue(dev, &mut s, &mut bufs, pkts, stats)
+    };
+    s.bufs = Some(bufs);
+    n as u16
+}
+
+/// `rte_vhost_dequeue_burst`: up to `out.len()` (≤ 32) packets from the
+/// guest's TX ring `qid` into mbufs from `pool`, RARP first if requested.
+pub fn dequeue_burst(dev: &Device, qid: u16, pool: *mut rte_mempool, out: &mut [*mut RteMbuf]) -> u16 {
+    let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
+    let Some(mut s) = vq.try_lock() else { return 0 };
+    if !s.enabled || !s.rings_ok() || out.is_empty() {
+        return 0;
+    }
+    let sf = dev.socket_flags();
+    let opts = DequeueOpts {
+        stats: sf & flags::NET_STATS_ENABLE != 0,
+        compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
+        linear: sf & flags::LINEARBUF_SUPPORT != 0,
+    };
+    let out_len = out.len().min(MAX_BURST);
+    let mut first = 0;
+    if dev.broadcast_rarp.load(Ordering::Acquire)
+        && dev.broadcast_rarp.compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    {
+        let mac = *dev.rarp_mac.lock();
+        match mbuf::make_rarp(pool, &mac) {
+            Some(m) => {
+                out[0] = m.as_ptr();
+                first = 1;
+            }
+            None => vlog!(Data, Err, dev.ifname(), "failed to make RARP packet."),
+        }
+    }
+    let mut bufs = s.bufs.take().unwrap_or_default();
+    let slots = &mut out[first..out_len];
+    let n = if s.is_packed() {
+        packed_dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
+    } else {
+        split_dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
+    };
+    s.bufs = Some(bufs);
+    (n + first) as u16
+}
+
+/// `rte_vhost_avail_entries` / `rte_vhost_rx_queue_count`: entries the guest
+/// made available that the back-end has not used yet.
+pub fn avail_entries(dev: &Device, qid: u16) -> u16 {
+    let Some(vq) = dev.vq(qid) else { return 0 };
+    let s = vq.lock();
+    if !s.enabled || !s.rings_ok() {
+        return 0;
+    }
+    if s.is_packed() {
+        return 0;
+    }
+    s.ring_mem().split_avail_idx().wrapping_sub(s.last_avail_idx).min(s.size)
+}
+
+/// `rte_vhost_enable_guest_notification`: ask the guest to kick us (or not)
+/// when it adds buffers.
+pub fn set_guest_notification(dev: &Device, qid: u16, enable: bool) -> i32 {
+    let Some(vq) = dev.vq(qid) else { return -1 };
+    let mut s = vq.lock();
+    s.notif_enable = Some(enable);
+    if !s.rings_ok() {
+        return -1;
+    }
+    let ring = s.ring_mem();
+    if s.is_packed() {
+        let flags = if !enable {
+            EVENT_F_DISABLE
+        } else if s.has_feature(VIRTIO_RING_F_EVENT_IDX) {
+            EVENT_F_DESC
+        } else {
+            EVENT_F_ENABLE
+        };
+        let off_wrap = s.last_avail_idx | (u16::from(s.avail_wrap_counter) << 15);
+        ring.packed_set_device_event(off_wrap, flags);
+    } else if s.has_feature(VIRTIO_RING_F_EVENT_IDX) {
+        if enable {
+            ring.split_set_avail_event(s.last_avail_idx);
+        }
+    } else {
+        ring.split_set_used_flags(if enable { 0 } else { VRING_USED_F_NO_NOTIFY });
+    }
+    0
+}
+
+/// `rte_vhost_vring_call`: notify the guest about used entries (if it wants).
+pub fn vring_call(dev: &Device, qid: u16, block: bool) -> i32 {
+    let Some(vq) = dev.vq(qid) else { return -1 };
+    let s = if block { Some(vq.lock()) } else { vq.try_lock() };
+    let Some(mut s) = s else { return -libc::EAGAIN };
+    if !s.rings_ok() {
+        return -1;
+    }
+    let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
+    let ring = s.ring_mem();
+    notify_guest(&mut s, &ring, stats);
+    0
+}
+
+/// What `rte_vhost_get_monitor_addr` reports: wait until `*addr & mask`
+/// (`size` bytes) equals (`is_match` = 1) or differs from (0) `val`.
+#[derive(Clone, Copy, Debug)]
+pub struct MonitorCond {
+    pub addr: u64,
+    pub val: u64,
+    pub mask: u64,
+    pub size: u8,
+    pub is_match: u8,
+}
+
+/// The address a power-management loop may monitor for new buffers.
+pub fn monitor_cond(dev: &Device, qid: u16) -> Option<MonitorCond> {
+    let s = dev.vq(qid)?.lock();
+    if !s.rings_ok() {
+        return None;
+    }
+    Some(if s.is_packed() {
+        MonitorCond {
+            addr: s.desc + u64::from(s.last_avail_idx) * 16 + 14,
+            val: u64::from(if s.avail_wrap_counter { PACKED_F_AVAIL } else { PACKED_F_USED }),
+            mask: u64::from(PACKED_F_AVAIL | PACKED_F_USED),
+            size: 2,
+            is_match: 1,
+        }
+    } else {
+        MonitorCond {
+            addr: s.avail + 2,
+            val: u64::from(s.last_avail_idx & (s.size - 1)),
+            mask: u64::from(s.size - 1),
+            size: 2,
+            is_match: 0,
+        }
+    })
+}
+
+fn stats_enabled(dev: &Device, qid: u16) -> bool {
+    u32::from(qid) < dev.nr_vring() && dev.socket_flags() & flags::NET_STATS_ENABLE != 0
+}
+
+/// Per-vring stat values (`None` unless stats are enabled and the ring exists).
+pub fn vring_stats(dev: &Device, qid: u16) -> Option<[u64; 17]> {
+    if !stats_enabled(dev, qid) {
+        return None;
+    }
+    let s = dev.vq(qid)?.lock();
+    s.rings_ok().then(|| s.stats.values())
+}
+
+/// Per-vring stat names: `rx_q0_good_packets` (odd rings: the host's RX).
+pub fn vring_stat_names(dev: &Device, qid: u16) -> Option<Vec<String>> {
+    if !stats_enabled(dev, qid) {
+        return None;
+    }
+    let dir = if qid & 1 == 1 { "rx" } else { "tx" };
+    Some(stats::NAMES.iter().map(|n| format!("{dir}_q{}_{n}", qid / 2)).collect())
+}
+
+pub fn vring_stats_reset(dev: &Device, qid: u16) -> i32 {
+    if !stats_enabled(dev, qid) {
+        return -1;
+    }
+    let Some(vq) = dev.vq(qid) else { return -1 };
+    let mut s = vq.lock();
+    if !s.rings_ok() {
+        return -1;
+    }
+    s.stats = stats::VringStats::default();
+    0
+}

@@ -1,0 +1,239 @@
+//! Descriptor chains turned into bounded lists of guest memory segments.
+//!
+//! A chain is walked at most once per use, each descriptor copied out once,
+//! and every buffer translated by `GuestMemory` (a buffer spanning two
+//! regions becomes two segments). Anything malformed — a loop, a chain longer
+//! than the ring, an index out of range, nested or misplaced indirect tables,
+//! a buffer outside guest memory, the wrong direction — is an error, never a
+//! panic or an endless walk.
+
+use crate::memory::ring::{read_desc_at, Desc, Layout, Seg};
+use crate::memory::GuestMemory;
+
+/// Descriptor flags (split and packed share NEXT/WRITE/INDIRECT).
+pub const F_NEXT: u16 = 1;
+pub const F_WRITE: u16 = 2;
+pub const F_INDIRECT: u16 = 4;
+
+/// Most segments one packet may use (DPDK's BUF_VECTOR_MAX).
+pub const MAX_SEGS: usize = 256;
+
+/// Why a chain was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainError {
+    /// More descriptors than the ring (or indirect table) holds: a loop.
+    TooLong,
+    IndexOutOfRange,
+    /// A buffer (or indirect table) not inside guest memory.
+    BadAddress,
+    /// An indirect descriptor inside an indirect table, or chained.
+    BadIndirect,
+    /// A device-writable buffer where a readable one was needed, or back.
+    WrongDirection,
+    /// More segments than `MAX_SEGS`.
+    TooManySegments,
+    /// No buffer at all, or zero-length total.
+    Empty,
+}
+
+impl std::fmt::Display for ChainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            ChainError::TooLong => "descriptor chain longer than the ring (loop?)",
+            ChainError::IndexOutOfRange => "descriptor index out of range",
+            ChainError::BadAddress => "descriptor buffer outside guest memory",
+            ChainError::BadIndirect => "invalid indirect descriptor",
+            ChainError::WrongDirection => "descriptor with the wrong direction",
+            ChainError::TooManySegments => "too many buffer segments",
+            ChainError::Empty => "empty descriptor chain",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Segments gathered for one packet (possibly several chains when
+/// mergeable). A fixed array: no allocation on the datapath.
+pub struct BufVec {
+    segs: [Seg; MAX_SEGS],
+    n: usize,
+    total: u64,
+}
+
+impl Default for BufVec {
+    fn default() -> Self {
+        BufVec { segs: [Seg::default(); MAX_SEGS], n: 0, total: 0 }
+    }
+}
+
+impl std::fmt::Debug for BufVec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufVec").field("n", &self.n).field("total", &self.total).finish()
+    }
+}
+
+impl BufVec {
+    pub fn clear(&mut self) {
+        self.n = 0;
+        self.total = 0;
+    }
+    pub fn segs(&self) -> &[Seg] {
+        &self.segs[..self.n]
+    }
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    /// Drops segments added after a `len()` mark (rolls back a chain).
+    pub fn truncate(&mut self, n: usize) {
+        for s in &self.segs[n..self.n] {
+            self.total -= u64::from(s.len);
+        }
+        self.n = n.min(self.n);
+    }
+
+    /// Adds guest buffer [gpa, gpa+len), split where it crosses regions.
+    #[inline]
+    pub fn add_buffer(&mut self, mem: &GuestMemory, mut gpa: u64, len: u32) -> Result<(), ChainError> {
+        let mut left = u64::from(len);
+        while left > 0 {
+            let (hva, n) = mem.gpa_to_hva(gpa, left).ok_or(ChainError::BadAddress)?;
+            if self.n == MAX_SEGS {
+                return Err(ChainError::TooManySegments);
+            }
+            self.segs[self.n] = Seg { hva, len: n as u32 };
+            self.n += 1;
+            self.total += n;
+            gpa = gpa.checked_add(n).ok_or(ChainError::BadAddress)?;
+            left -= n;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a descriptor's direction and adds its buffer.
+#[inline]
+fn take(mem: &GuestMemory, d: &Desc, writable: bool, out: &mut BufVec) -> Result<(), ChainError> {
+    if (d.flags & F_WRITE != 0) != writable {
+        return Err(ChainError::WrongDirection);
+    }
+    out.add_buffer(mem, d.addr, d.len)
+}
+
+/// Locates the indirect table described by `d` (which must not chain on):
+/// our address of it and its entry count.
+fn indirect_table(mem: &GuestMemory, d: &Desc) -> Result<(u64, u32), ChainError> {
+    if d.flags & F_NEXT != 0 || d.len == 0 || !d.len.is_multiple_of(16) {
+        return Err(ChainError::BadIndirect);
+    }
+    let table = mem.gpa_range_to_hva(d.addr, u64::from(d.len)).ok_or(ChainError::BadAddress)?;
+    if !table.is_multiple_of(8) {
+        return Err(ChainError::BadIndirect);
+    }
+    Ok((table, d.len / 16))
+}
+
+/// Walks a split-layout indirect table (entries linked by `next`).
+pub fn walk_indirect(
+    mem: &GuestMemory,
+    d: &Desc,
+    writable: bool,
+    out: &mut BufVec,
+) -> Result<(), ChainError> {
+    let (table, n) = indirect_table(mem, d)?;
+    let mut i: u32 = 0;
+    // At most n descriptors: the table cannot loop us.
+    for _ in 0..n {
+        let e = read_desc_at(table + u64::from(i) * 16, Layout::Split);
+        if e.flags & F_INDIRECT != 0 {
+            return Err(ChainError::BadIndirect);
+        }
+        take(mem, &e, writable, out)?;
+        if e.flags & F_NEXT == 0 {
+            return Ok(());
+        }
+        i = u32::from(e.next_or_id);
+        if i >= n {
+            return Err(ChainError::IndexOutOfRange);
+        }
+    }
+    Err(ChainError::TooLong)
+}
+
+/// Walks a split-ring chain starting at `head`; `read` fetches descriptor i.
+pub fn walk_split(
+    mem: &GuestMemory,
+    size: u16,
+    head: u16,
+    writable: bool,
+    read: impl Fn(u16) -> Desc,
+    out: &mut BufVec,
+) -> Result<(), ChainError> {
+    if head >= size {
+        return Err(ChainError::IndexOutOfRange);
+    }
+    let mut i = head;
+    for _ in 0..size {
+        let d = read(i);
+        if d.flags & F_INDIRECT != 0 {
+            return walk_indirect(mem, &d, writable, out);
+        }
+        take(mem, &d, writable, out)?;
+        if d.flags & F_NEXT == 0 {
+            return Ok(());
+        }
+        i = d.next_or_id;
+        if i >= size {
+            return Err(ChainError::IndexOutOfRange);
+        }
+    }
+    Err(ChainError::TooLong)
+}
+
+/// A packed-ring chain: how many ring slots it used and its buffer id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedChain {
+    pub count: u16,
+    pub id: u16,
+}
+
+/// Walks a packed-ring chain starting at slot `start` (whose availability the
+/// caller checked); `read` fetches slot i (modulo the size).
+pub fn walk_packed(
+    mem: &GuestMemory,
+    size: u16,
+    start: u16,
+    writable: bool,
+    read: impl Fn(u16) -> Desc,
+    out: &mut BufVec,
+) -> Result<PackedChain, ChainError> {
+    let mut count: u16 = 0;
+    let mut i = start;
+    while count < size {
+        let d = read(i);
+        count += 1;
+        if d.flags & F_INDIRECT != 0 {
+            if count != 1 {
+                return Err(ChainError::BadIndirect);
+            }
+            // Packed indirect tables are used whole, in order; only the
+            // WRITE flag of their entries has meaning.
+            let (table, n) = indirect_table(mem, &d)?;
+            for k in 0..n {
+                let e = read_desc_at(table + u64::from(k) * 16, Layout::Packed);
+                take(mem, &Desc { flags: e.flags & F_WRITE, ..e }, writable, out)?;
+            }
+            return Ok(PackedChain { count, id: d.next_or_id });
+        }
+        take(mem, &d, writable, out)?;
+        if d.flags & F_NEXT == 0 {
+            return Ok(PackedChain { count, id: d.next_or_id });
+        }
+        i = if i + 1 == size { 0 } else { i + 1 };
+    }
+    Err(ChainError::TooLong)
+}
