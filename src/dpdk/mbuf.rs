@@ -181,10 +181,6 @@ impl Mbuf {
         self.m_mut().pkt_len = len;
     }
 
-    pub fn pool(&self) -> *mut rte_mempool {
-        self.m().pool
-    }
-
     /// Frees the whole chain back to its pool.
     pub fn free(self) {
         // SAFETY: a valid mbuf we own.
@@ -192,32 +188,59 @@ impl Mbuf {
     }
 }
 
-/// An entry of a burst array the application handed to the datapath (or
-/// that we filled from its mempool). DPDK's contract: every non-NULL entry
-/// is a valid mbuf the burst may use exclusively.
-#[inline]
-pub fn from_burst_ptr(p: *mut RteMbuf) -> Option<Mbuf> {
-    // SAFETY: the burst API contract above.
-    unsafe { Mbuf::from_raw(p) }
+/// An application's mbuf pool (`struct rte_mempool *`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mempool(std::ptr::NonNull<rte_mempool>);
+
+impl Mempool {
+    /// # Safety
+    /// `p` must be NULL or a valid pktmbuf pool for the whole burst.
+    pub unsafe fn from_raw(p: *mut rte_mempool) -> Option<Mempool> {
+        std::ptr::NonNull::new(p).map(Mempool)
+    }
 }
 
-/// Allocates `out.len()` mbufs from `pool` in one bulk operation.
-pub fn alloc_bulk(pool: *mut rte_mempool, out: &mut [*mut RteMbuf]) -> bool {
-    // SAFETY: `pool` is the caller's valid mempool; `out` has room for the count.
-    unsafe { rvh_pktmbuf_alloc_bulk(pool, out.as_mut_ptr(), out.len() as u32) == 0 }
+/// Most mbufs handled in one bulk call.
+pub const BULK_MAX: usize = 64;
+
+/// Fills `out` with fresh mbufs from `pool` in one bulk operation (all or
+/// none).
+pub fn alloc_bulk(pool: Mempool, out: &mut [Option<Mbuf>]) -> bool {
+    let n = out.len().min(BULK_MAX);
+    let mut raw = [std::ptr::null_mut::<RteMbuf>(); BULK_MAX];
+    // SAFETY: a valid pool; `raw` has room for n pointers.
+    if unsafe { rvh_pktmbuf_alloc_bulk(pool.0.as_ptr(), raw.as_mut_ptr(), n as u32) } != 0 {
+        return false;
+    }
+    for (slot, p) in out.iter_mut().zip(&raw[..n]) {
+        // SAFETY: fresh mbufs from the pool, now ours.
+        *slot = unsafe { Mbuf::from_raw(*p) };
+    }
+    true
 }
 
 /// Allocates one mbuf from `pool`.
-pub fn alloc(pool: *mut rte_mempool) -> Option<Mbuf> {
-    // SAFETY: `pool` is the caller's valid mempool; the result is ours.
-    unsafe { Mbuf::from_raw(rvh_pktmbuf_alloc(pool)) }
+pub fn alloc(pool: Mempool) -> Option<Mbuf> {
+    // SAFETY: a valid pool; the result is ours.
+    unsafe { Mbuf::from_raw(rvh_pktmbuf_alloc(pool.0.as_ptr())) }
 }
 
-/// Returns unused mbufs to their pool.
-pub fn free_bulk(mbufs: &mut [*mut RteMbuf]) {
-    if !mbufs.is_empty() {
-        // SAFETY: mbufs we allocated and did not hand out.
-        unsafe { rte_pktmbuf_free_bulk(mbufs.as_mut_ptr(), mbufs.len() as u32) }
+/// Returns mbufs we allocated and did not hand out to their pools.
+pub fn free_bulk(mbufs: &[Option<Mbuf>]) {
+    let mut raw = [std::ptr::null_mut::<RteMbuf>(); BULK_MAX];
+    let mut n = 0;
+    for m in mbufs.iter().flatten() {
+        raw[n] = m.as_ptr();
+        n += 1;
+        if n == BULK_MAX {
+            // SAFETY: mbufs we own, not referenced elsewhere.
+            unsafe { rte_pktmbuf_free_bulk(raw.as_mut_ptr(), n as u32) };
+            n = 0;
+        }
+    }
+    if n > 0 {
+        // SAFETY: as above.
+        unsafe { rte_pktmbuf_free_bulk(raw.as_mut_ptr(), n as u32) };
     }
 }
 
@@ -226,9 +249,9 @@ extern "C" {
 }
 
 /// A RARP broadcast announcing `mac` (DPDK builds it: librte_net).
-pub fn make_rarp(pool: *mut rte_mempool, mac: &[u8; 6]) -> Option<Mbuf> {
+pub fn make_rarp(pool: Mempool, mac: &[u8; 6]) -> Option<Mbuf> {
     // SAFETY: valid pool and a 6-byte address; the result is ours.
-    unsafe { Mbuf::from_raw(rte_net_make_rarp_packet(pool, mac)) }
+    unsafe { Mbuf::from_raw(rte_net_make_rarp_packet(pool.0.as_ptr(), mac)) }
 }
 
 /// mbuf offload flag bits (22.11 values).

@@ -5,6 +5,7 @@ use std::ffi::{c_int, c_uint};
 
 use super::guard;
 use super::types::*;
+use crate::dpdk::mbuf::{Mbuf, Mempool};
 use crate::{device, net};
 
 /// DPDK_23
@@ -23,12 +24,19 @@ pub unsafe extern "C" fn rte_vhost_dequeue_burst(
     count: u16,
 ) -> u16 {
     let Some(dev) = device::get(vid) else { return 0 };
-    if mbuf_pool.is_null() || pkts.is_null() || count == 0 {
+    // SAFETY: DPDK's contract: a valid pktmbuf pool.
+    let Some(pool) = (unsafe { Mempool::from_raw(mbuf_pool) }) else { return 0 };
+    if pkts.is_null() || count == 0 {
         return 0;
     }
-    // SAFETY: the caller provides `count` writable entries at `pkts`.
-    let out = unsafe { std::slice::from_raw_parts_mut(pkts, usize::from(count)) };
-    guard("rte_vhost_dequeue_burst", 0, || net::dequeue_burst(dev, queue_id, mbuf_pool, out))
+    let mut got = [None; net::MAX_BURST];
+    let n = usize::from(count).min(net::MAX_BURST);
+    let done = guard("rte_vhost_dequeue_burst", 0, || net::dequeue_burst(dev, queue_id, pool, &mut got[..n]));
+    for (i, m) in got[..usize::from(done)].iter().enumerate() {
+        // SAFETY: the caller provides `count` >= done writable entries.
+        unsafe { *pkts.add(i) = m.map_or(std::ptr::null_mut(), Mbuf::as_ptr) };
+    }
+    done
 }
 
 /// DPDK_23
@@ -53,9 +61,14 @@ pub unsafe extern "C" fn rte_vhost_enqueue_burst(
     if pkts.is_null() || count == 0 {
         return 0;
     }
-    // SAFETY: the caller provides `count` mbuf pointers at `pkts`.
-    let pkts = unsafe { std::slice::from_raw_parts(pkts, usize::from(count)) };
-    guard("rte_vhost_enqueue_burst", 0, || net::enqueue_burst(dev, queue_id, pkts))
+    let n = usize::from(count).min(net::MAX_BURST);
+    let mut mbufs = [None; net::MAX_BURST];
+    for (i, slot) in mbufs[..n].iter_mut().enumerate() {
+        // SAFETY: the caller provides `count` mbuf pointers, each NULL or a
+        // valid mbuf the burst may read.
+        *slot = unsafe { Mbuf::from_raw(*pkts.add(i)) };
+    }
+    guard("rte_vhost_enqueue_burst", 0, || net::enqueue_burst(dev, queue_id, &mbufs[..n]))
 }
 
 /// EXPERIMENTAL

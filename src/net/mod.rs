@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 
 use crate::device::features::*;
 use crate::device::Device;
-use crate::dpdk::mbuf::{self, rte_mempool, Mbuf, RteMbuf};
+use crate::dpdk::mbuf::{self, Mbuf, Mempool};
 use crate::memory::ring::{read_guest, write_guest, RingMem, Seg};
 use crate::virtqueue::chain::{walk_packed, walk_split, BufVec, ChainError, PackedChain};
 use crate::virtqueue::{EventFd, VqState};
@@ -120,7 +120,7 @@ fn copy_from_guest(
     mut pos: (usize, u32),
     mut left: u64,
     head: &mut Mbuf,
-    pool: *mut rte_mempool,
+    pool: Mempool,
     linear: bool,
 ) -> Result<(), &'static str> {
     let total = left;
@@ -224,7 +224,7 @@ fn split_enqueue(
     dev: &Device,
     vq: &mut VqState,
     bufs: &mut BufVec,
-    pkts: &[*mut RteMbuf],
+    pkts: &[Option<Mbuf>],
     stats: bool,
 ) -> usize {
     let ring = vq.ring_mem();
@@ -239,7 +239,7 @@ fn split_enqueue(
     let mut heads = [(0u16, 0u32); MAX_CHAINS];
     for &p in pkts {
         // A NULL entry ends the burst.
-        let Some(m) = burst_mbuf(p) else { break };
+        let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         bufs.clear();
         let mut nchains = 0;
@@ -290,8 +290,8 @@ fn split_dequeue(
     dev: &Device,
     vq: &mut VqState,
     bufs: &mut BufVec,
-    pool: *mut rte_mempool,
-    out: &mut [*mut RteMbuf],
+    pool: Mempool,
+    out: &mut [Option<Mbuf>],
     opts: DequeueOpts,
 ) -> usize {
     let ring = vq.ring_mem();
@@ -317,8 +317,7 @@ fn split_dequeue(
         vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
         match res {
             Ok(()) => {
-                if opts.stats {
-                    let m = burst_mbuf(out[i]).expect("allocated mbuf");
+                if let (true, Some(m)) = (opts.stats, out[i]) {
                     vq.stats.count(m.pkt_len(), m.data());
                 }
                 out.swap(done, i);
@@ -332,7 +331,8 @@ fn split_dequeue(
             }
         }
     }
-    mbuf::free_bulk(&mut out[done..n]);
+    mbuf::free_bulk(&out[done..n]);
+    out[done..n].fill(None);
     ring.split_set_used_idx(vq.last_used_idx);
     notify_guest(vq, &ring, opts.stats);
     done
@@ -390,7 +390,7 @@ fn packed_enqueue(
     dev: &Device,
     vq: &mut VqState,
     bufs: &mut BufVec,
-    pkts: &[*mut RteMbuf],
+    pkts: &[Option<Mbuf>],
     stats: bool,
 ) -> usize {
     let ring = vq.ring_mem();
@@ -402,7 +402,7 @@ fn packed_enqueue(
     let mut done = 0;
     let size = vq.size;
     for &p in pkts {
-        let Some(m) = burst_mbuf(p) else { break };
+        let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         bufs.clear();
         let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
@@ -463,8 +463,8 @@ fn packed_dequeue(
     dev: &Device,
     vq: &mut VqState,
     bufs: &mut BufVec,
-    pool: *mut rte_mempool,
-    out: &mut [*mut RteMbuf],
+    pool: Mempool,
+    out: &mut [Option<Mbuf>],
     opts: DequeueOpts,
 ) -> usize {
     let ring = vq.ring_mem();
@@ -498,8 +498,7 @@ fn packed_dequeue(
         nused += 1;
         match res {
             Ok(()) => {
-                if opts.stats {
-                    let m = burst_mbuf(out[i]).expect("allocated mbuf");
+                if let (true, Some(m)) = (opts.stats, out[i]) {
                     vq.stats.count(m.pkt_len(), m.data());
                 }
                 out.swap(done, i);
@@ -513,7 +512,8 @@ fn packed_dequeue(
             }
         }
     }
-    mbuf::free_bulk(&mut out[done..n]);
+    mbuf::free_bulk(&out[done..n]);
+    out[done..n].fill(None);
     if nused > 0 {
         packed_publish(vq, &ring, &used[..nused], false);
         notify_guest(vq, &ring, opts.stats);
@@ -531,13 +531,13 @@ struct DequeueOpts {
     linear: bool,
 }
 
-/// Fills mbuf `raw` (fresh from the pool) from the gathered guest buffers:
+/// Fills mbuf `m` (fresh from the pool) from the gathered guest buffers:
 /// skips and interprets the virtio-net header, copies the payload.
 fn fill_mbuf(
     bufs: &BufVec,
     hlen: u32,
-    raw: *mut RteMbuf,
-    pool: *mut rte_mempool,
+    m: Option<Mbuf>,
+    pool: Mempool,
     opts: DequeueOpts,
 ) -> Result<(), &'static str> {
     if bufs.total() <= u64::from(hlen) {
@@ -546,7 +546,7 @@ fn fill_mbuf(
     let mut hb = [0u8; 12];
     let (pos, _) = get(bufs.segs(), (0, 0), &mut hb[..hlen as usize]);
     let hdr = NetHdr::parse(&hb);
-    let mut m = burst_mbuf(raw).ok_or("no mbuf")?;
+    let mut m = m.ok_or("no mbuf")?;
     let result = copy_from_guest(bufs.segs(), pos, bufs.total() - u64::from(hlen), &mut m, pool, opts.linear);
     if result.is_ok() && !hdr.is_empty() {
         // The headers to parse are at the start of the first segment.
@@ -558,13 +558,9 @@ fn fill_mbuf(
     result
 }
 
-fn burst_mbuf(p: *mut RteMbuf) -> Option<Mbuf> {
-    mbuf::from_burst_ptr(p)
-}
-
 /// `rte_vhost_enqueue_burst`: copies up to 32 packets into the guest's RX
 /// ring `qid`; returns how many. The caller keeps ownership of the mbufs.
-pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[*mut RteMbuf]) -> u16 {
+pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
     let Some(mut s) = vq.try_lock() else { return 0 };
     if !s.enabled || !s.rings_ok() {
@@ -584,7 +580,7 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[*mut RteMbuf]) -> u16 {
 
 /// `rte_vhost_dequeue_burst`: up to `out.len()` (≤ 32) packets from the
 /// guest's TX ring `qid` into mbufs from `pool`, RARP first if requested.
-pub fn dequeue_burst(dev: &Device, qid: u16, pool: *mut rte_mempool, out: &mut [*mut RteMbuf]) -> u16 {
+pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
     let Some(mut s) = vq.try_lock() else { return 0 };
     if !s.enabled || !s.rings_ok() || out.is_empty() {
@@ -604,7 +600,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: *mut rte_mempool, out: &mut [
         let mac = *dev.rarp_mac.lock();
         match mbuf::make_rarp(pool, &mac) {
             Some(m) => {
-                out[0] = m.as_ptr();
+                out[0] = Some(m);
                 first = 1;
             }
             None => vlog!(Data, Err, dev.ifname(), "failed to make RARP packet."),
