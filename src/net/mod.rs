@@ -251,7 +251,7 @@ fn split_enqueue(
             }
             let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(nchains as u16));
             let before = bufs.total();
-            if let Err(e) = walk_split(&mem, vq.size, head, true, |i| ring.read_split_desc(i), bufs) {
+            if let Err(e) = walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs) {
                 log_bad_chain(dev, vq, e);
                 ok = false;
                 break;
@@ -310,7 +310,7 @@ fn split_dequeue(
         let head = ring.split_avail_ring(vq.last_avail_idx);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
         bufs.clear();
-        let res = walk_split(&mem, vq.size, head, false, |i| ring.read_split_desc(i), bufs)
+        let res = walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
             .map_err(|e| e.to_string())
             .and_then(|()| fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned));
         ring.split_write_used(vq.last_used_idx, u32::from(head), 0);
@@ -419,7 +419,7 @@ fn packed_enqueue(
                 break;
             }
             let before = bufs.total();
-            match walk_packed(&mem, size, slot, true, |i| ring.read_packed_desc(i), bufs) {
+            match walk_packed(&mem, size, slot, |i| ring.read_packed_desc(i), bufs) {
                 Ok(c) => {
                     chains[nchains] = (c, (bufs.total() - before) as u32);
                     nchains += 1;
@@ -487,7 +487,7 @@ fn packed_dequeue(
             break;
         }
         bufs.clear();
-        let chain = walk_packed(&mem, size, vq.last_avail_idx, false, |i| ring.read_packed_desc(i), bufs);
+        let chain = walk_packed(&mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs);
         let (count, id, res) = match chain {
             Ok(c) => (c.count, c.id, fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned)),
             // A broken chain is returned as one slot so the ring moves on.

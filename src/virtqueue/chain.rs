@@ -28,8 +28,6 @@ pub enum ChainError {
     BadAddress,
     /// An indirect descriptor inside an indirect table, or chained.
     BadIndirect,
-    /// A device-writable buffer where a readable one was needed, or back.
-    WrongDirection,
     /// More segments than `MAX_SEGS`.
     TooManySegments,
     /// No buffer at all, or zero-length total.
@@ -43,7 +41,6 @@ impl std::fmt::Display for ChainError {
             ChainError::IndexOutOfRange => "descriptor index out of range",
             ChainError::BadAddress => "descriptor buffer outside guest memory",
             ChainError::BadIndirect => "invalid indirect descriptor",
-            ChainError::WrongDirection => "descriptor with the wrong direction",
             ChainError::TooManySegments => "too many buffer segments",
             ChainError::Empty => "empty descriptor chain",
         };
@@ -115,12 +112,11 @@ impl BufVec {
     }
 }
 
-/// Checks a descriptor's direction and adds its buffer.
+/// Adds a descriptor's buffer. Its WRITE flag is not enforced, as DPDK does
+/// not: DPDK's own virtio-user marks the header of packed indirect TX tables
+/// device-writable, and direction is no memory-safety matter for us.
 #[inline]
-fn take(mem: &GuestMemory, d: &Desc, writable: bool, out: &mut BufVec) -> Result<(), ChainError> {
-    if (d.flags & F_WRITE != 0) != writable {
-        return Err(ChainError::WrongDirection);
-    }
+fn take(mem: &GuestMemory, d: &Desc, out: &mut BufVec) -> Result<(), ChainError> {
     out.add_buffer(mem, d.addr, d.len)
 }
 
@@ -138,12 +134,7 @@ fn indirect_table(mem: &GuestMemory, d: &Desc) -> Result<(u64, u32), ChainError>
 }
 
 /// Walks a split-layout indirect table (entries linked by `next`).
-pub fn walk_indirect(
-    mem: &GuestMemory,
-    d: &Desc,
-    writable: bool,
-    out: &mut BufVec,
-) -> Result<(), ChainError> {
+pub fn walk_indirect(mem: &GuestMemory, d: &Desc, out: &mut BufVec) -> Result<(), ChainError> {
     let (table, n) = indirect_table(mem, d)?;
     let mut i: u32 = 0;
     // At most n descriptors: the table cannot loop us.
@@ -152,7 +143,7 @@ pub fn walk_indirect(
         if e.flags & F_INDIRECT != 0 {
             return Err(ChainError::BadIndirect);
         }
-        take(mem, &e, writable, out)?;
+        take(mem, &e, out)?;
         if e.flags & F_NEXT == 0 {
             return Ok(());
         }
@@ -169,7 +160,6 @@ pub fn walk_split(
     mem: &GuestMemory,
     size: u16,
     head: u16,
-    writable: bool,
     read: impl Fn(u16) -> Desc,
     out: &mut BufVec,
 ) -> Result<(), ChainError> {
@@ -180,9 +170,9 @@ pub fn walk_split(
     for _ in 0..size {
         let d = read(i);
         if d.flags & F_INDIRECT != 0 {
-            return walk_indirect(mem, &d, writable, out);
+            return walk_indirect(mem, &d, out);
         }
-        take(mem, &d, writable, out)?;
+        take(mem, &d, out)?;
         if d.flags & F_NEXT == 0 {
             return Ok(());
         }
@@ -207,7 +197,6 @@ pub fn walk_packed(
     mem: &GuestMemory,
     size: u16,
     start: u16,
-    writable: bool,
     read: impl Fn(u16) -> Desc,
     out: &mut BufVec,
 ) -> Result<PackedChain, ChainError> {
@@ -225,11 +214,11 @@ pub fn walk_packed(
             let (table, n) = indirect_table(mem, &d)?;
             for k in 0..n {
                 let e = read_desc_at(table + u64::from(k) * 16, Layout::Packed);
-                take(mem, &Desc { flags: e.flags & F_WRITE, ..e }, writable, out)?;
+                take(mem, &e, out)?;
             }
             return Ok(PackedChain { count, id: d.next_or_id });
         }
-        take(mem, &d, writable, out)?;
+        take(mem, &d, out)?;
         if d.flags & F_NEXT == 0 {
             return Ok(PackedChain { count, id: d.next_or_id });
         }
