@@ -1,0 +1,203 @@
+"""Drives pairs of dpdk-testpmd processes (vhost-user <-> virtio-user) for the
+end-to-end tests and the benchmark. The vhost side runs with a chosen
+librte_vhost.so.23 (LD_LIBRARY_PATH), and the library it actually mapped is
+read from /proc/PID/maps."""
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+STOCK = "/usr/lib/x86_64-linux-gnu/librte_vhost.so.23"
+
+
+class Testpmd:
+    """One interactive testpmd, fed through a pipe, output to a log file."""
+
+    def __init__(self, name, eal, app, libdir=None, env=None):
+        self.name = name
+        self.log_path = tempfile.mktemp(prefix=f"rvhost-{name}-", suffix=".log")
+        self.log = open(self.log_path, "w+")
+        e = dict(os.environ)
+        e.pop("LD_LIBRARY_PATH", None)
+        if libdir:
+            e["LD_LIBRARY_PATH"] = libdir
+        if env:
+            e.update(env)
+        # Line-buffered stdout: testpmd prints with stdio, the log is a file.
+        cmd = ["stdbuf", "-oL", "dpdk-testpmd"] + eal + ["--"] + ["-i"] + app
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT,
+                                  text=True, env=e)
+        self.pos = 0
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_for(self, pattern, timeout=30.0):
+        """Waits until `pattern` appears in the output after the last mark."""
+        end = time.time() + timeout
+        while time.time() < end:
+            out = self.output()
+            m = re.search(pattern, out[self.pos:])
+            if m:
+                return m
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{out[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name}: no '{pattern}' within {timeout}s:\n{self.output()[-3000:]}")
+
+    def cmd(self, line, expect=None, timeout=10.0):
+        self.pos = len(self.output())
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        if expect:
+            return self.wait_for(expect, timeout)
+        return None
+
+    def since_mark(self):
+        return self.output()[self.pos:]
+
+    def mapped_vhost_library(self):
+        try:
+            with open(f"/proc/{self.p.pid}/maps") as f:
+                libs = {line.split()[-1] for line in f if "librte_vhost.so" in line}
+        except OSError:
+            return None
+        return sorted(libs)[0] if libs else None
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write("quit\n")
+                self.p.stdin.flush()
+                self.p.wait(timeout=15)
+            except Exception:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def port_stats(pmd, port=0):
+    """Parses 'show port stats PORT' into a dict (packets, bytes, pps)."""
+    pmd.cmd(f"show port stats {port}", expect=r"Tx-pps:\s+\d+")
+    out = pmd.since_mark()
+    nums = {}
+    for key, pat in [("rx_packets", r"RX-packets:\s+(\d+)"), ("tx_packets", r"TX-packets:\s+(\d+)"),
+                     ("rx_bytes", r"RX-bytes:\s+(\d+)"), ("tx_bytes", r"TX-bytes:\s+(\d+)"),
+                     ("rx_pps", r"Rx-pps:\s+(\d+)"), ("tx_pps", r"Tx-pps:\s+(\d+)"),
+                     ("rx_missed", r"RX-missed:\s+(\d+)"), ("tx_errors", r"TX-errors:\s+(\d+)")]:
+        m = re.search(pat, out)
+        nums[key] = int(m.group(1)) if m else 0
+    return nums
+
+
+class Pair:
+    """A vhost-user testpmd (library under test) and a virtio-user testpmd."""
+
+    def __init__(self, libdir, virtio_args="", queues=1, vhost_args="", record_cycles=False,
+                 vhost_client=False, mbuf_size=None, tag="t"):
+        self.sock = tempfile.mktemp(prefix=f"rvhost-{tag}-", suffix=".sock")
+        self.libdir = libdir
+        self.queues = queues
+        self.virtio_args = virtio_args
+        self.vhost_client = vhost_client
+        self.record = ["--record-core-cycles"] if record_cycles else []
+        self.mbuf = [f"--mbuf-size={mbuf_size}"] if mbuf_size else []
+        self.vhost_args = vhost_args
+        self.tag = tag
+        self.vhost = None
+        self.virtio = None
+
+    def app_args(self):
+        q = [f"--rxq={self.queues}", f"--txq={self.queues}"] if self.queues > 1 else []
+        return ["--nb-cores=1", "--txd=1024", "--rxd=1024"] + q + self.record + self.mbuf
+
+    def start_vhost(self):
+        client = ",client=1" if self.vhost_client else ""
+        vdev = f"net_vhost0,iface={self.sock},queues={self.queues}{client}{self.vhost_args}"
+        eal = ["-l", "0,1", "--main-lcore", "0", "--no-huge", "-m", "1024", "--no-pci",
+               f"--file-prefix=rvh-{self.tag}-vh-{os.getpid()}", "--vdev", vdev]
+        self.vhost = Testpmd(f"{self.tag}-vhost", eal, self.app_args(), libdir=self.libdir)
+        self.vhost.wait_for(r"testpmd>", 60)
+
+    def start_virtio(self):
+        server = ",server=1" if self.vhost_client else ""
+        vdev = f"net_virtio_user0,path={self.sock},queues={self.queues}{server}{self.virtio_args}"
+        eal = ["-l", "0,1", "--main-lcore", "1", "--no-huge", "-m", "1024", "--no-pci",
+               "--single-file-segments", f"--file-prefix=rvh-{self.tag}-vu-{os.getpid()}", "--vdev", vdev]
+        self.virtio = Testpmd(f"{self.tag}-virtio", eal, self.app_args())
+        self.virtio.wait_for(r"testpmd>", 60)
+
+    def start(self):
+        if self.vhost_client:
+            self.start_virtio()
+            self.start_vhost()
+        else:
+            self.start_vhost()
+            self.start_virtio()
+        self.wait_link()
+
+    def wait_link(self, timeout=90):
+        """The vhost port is up once the device was created (new_device):
+        testpmd reports the link-state-change event."""
+        self.vhost.pos = 0
+        self.vhost.wait_for(r"Port 0: link state change event", timeout)
+        self.vhost.cmd("show port info 0", expect=r"Link status: \w+", timeout=60)
+        if "Link status: up" not in self.vhost.since_mark():
+            raise RuntimeError("vhost port link is not up")
+
+    def loaded_library(self):
+        return self.vhost.mapped_vhost_library()
+
+    def run_traffic(self, fwd="mac", txpkts=None):
+        for pmd in (self.vhost, self.virtio):
+            pmd.cmd(f"set fwd {fwd}", expect=r"forwarding mode")
+        if txpkts:
+            self.virtio.cmd(f"set txpkts {txpkts}")
+            time.sleep(0.2)
+        self.vhost.cmd("start", expect=r"forwarding")
+        self.virtio.cmd("start tx_first 32", expect=r"forwarding")
+
+    def stop_traffic(self):
+        self.virtio.cmd("stop", expect=r"Done\.")
+        time.sleep(0.3)
+        self.vhost.cmd("stop", expect=r"Done\.")
+
+    def close(self):
+        for pmd in (self.virtio, self.vhost):
+            if pmd:
+                pmd.stop()
+        try:
+            os.unlink(self.sock)
+        except OSError:
+            pass
+
+
+def cycles_per_packet(pmd):
+    """'CPU cycles/packet=N' from 'show fwd stats all' (with
+    --record-core-cycles), or None."""
+    pmd.cmd("show fwd stats all", expect=r"Accumulated forward statistics")
+    time.sleep(0.3)
+    m = re.search(r"CPU cycles/packet=([\d.]+)", pmd.since_mark())
+    return float(m.group(1)) if m else None
+
+
+def resolve_libdir(arg):
+    """None (stock) or an absolute directory holding librte_vhost.so.23."""
+    if not arg or arg == "stock":
+        return None
+    d = os.path.abspath(arg)
+    if not os.path.exists(os.path.join(d, "librte_vhost.so.23")):
+        raise SystemExit(f"no librte_vhost.so.23 in {d}")
+    return d
+
+
+def expected_library(libdir):
+    return os.path.realpath(os.path.join(libdir, "librte_vhost.so.23")) if libdir else os.path.realpath(STOCK)
