@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The main job: vhost-user <-> virtio-user loopback under dpdk-testpmd,
+stock DPDK 22.11's librte_vhost against ours, same machine, alternating the
+order every round. For each path it reports the median Rx rate at the vhost
+port (Mpps, sampled after a warm-up) and the vhost forwarding core's CPU
+cycles per packet (testpmd --record-core-cycles), and the ratio ours/stock.
+It is a benchmark: it fails only if traffic does not flow.
+usage: bench.py [LIBDIR] [--rounds N] [--quick] [--size 64|1518]"""
+
+import argparse
+import statistics
+import sys
+import time
+
+from testpmd import Pair, cycles_per_packet, expected_library, port_stats, resolve_libdir
+from loopback_paths import PATHS
+
+QUICK = ["split mergeable", "packed in-order mergeable"]
+
+
+def measure(libdir, vargs, size, samples=3):
+    pair = Pair(libdir, vargs, record_cycles=True, tag="bench")
+    try:
+        pair.start()
+        if pair.loaded_library() != expected_library(libdir):
+            raise RuntimeError(f"wrong library mapped: {pair.loaded_library()}")
+        pair.run_traffic(txpkts=str(size) if size != 64 else None)
+        time.sleep(2)
+        rates = []
+        for _ in range(samples):
+            time.sleep(1.5)
+            rates.append(port_stats(pair.vhost)["rx_pps"] / 1e6)
+        pair.stop_traffic()
+        cyc = cycles_per_packet(pair.vhost)
+        return statistics.median(rates), cyc
+    finally:
+        pair.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("libdir", nargs="?", default="build")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--size", type=int, default=64)
+    a = ap.parse_args()
+    ours = resolve_libdir(a.libdir)
+    paths = [(n, v) for n, v in PATHS if not a.quick or n in QUICK]
+    rounds = 1 if a.quick else a.rounds
+    results = {n: {"stock": [], "rvhost": []} for n, _ in paths}
+    flowed = True
+    for r in range(rounds):
+        order = [("stock", None), ("rvhost", ours)]
+        if r % 2:
+            order.reverse()
+        for name, vargs in paths:
+            for label, libdir in order:
+                try:
+                    mpps, cyc = measure(libdir, vargs, a.size)
+                except Exception as e:
+                    print(f"[{label}] {name}: error {str(e)[:200]}", flush=True)
+                    mpps, cyc = 0.0, None
+                flowed &= mpps > 0
+                results[name][label].append((mpps, cyc))
+                print(f"round {r + 1} [{label}] {name}: {mpps:.2f} Mpps, "
+                      f"{cyc if cyc is not None else '?'} cycles/pkt", flush=True)
+
+    def med(vals, i):
+        v = [x[i] for x in vals if x[i]]
+        return statistics.median(v) if v else None
+
+    print(f"\n{a.size}-byte packets, {rounds} round(s), median per path; "
+          "vhost side's forwarding core (cycles/packet from --record-core-cycles)\n")
+    print("| path | stock Mpps | rvhost Mpps | ratio | stock cyc/pkt | rvhost cyc/pkt | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name, _ in paths:
+        s, o = results[name]["stock"], results[name]["rvhost"]
+        sm, om, sc, oc = med(s, 0), med(o, 0), med(s, 1), med(o, 1)
+
+        def fmt(x, p=2):
+            return f"{x:.{p}f}" if x else "-"
+
+        ratio = f"{om / sm:.2f}" if sm and om else "-"
+        cratio = f"{oc / sc:.2f}" if sc and oc else "-"
+        print(f"| {name} | {fmt(sm)} | {fmt(om)} | {ratio} | {fmt(sc, 0)} | {fmt(oc, 0)} | {cratio} |")
+    sys.exit(0 if flowed else 1)
+
+
+if __name__ == "__main__":
+    main()
