@@ -13,7 +13,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use parking_lot::MutexGuard;
+use crate::virtqueue::access_lock::AccessGuard;
 
 use super::features::{self, bit, protocol as pf};
 use super::{Device, MAX_VRING};
@@ -65,7 +65,7 @@ struct Ctx<'a> {
     ifname: String,
     config: SocketConfig,
     /// Ring locks held for the whole message (requests that change rings).
-    held: Vec<MutexGuard<'a, VqState>>,
+    held: Vec<AccessGuard<'a, VqState>>,
     events: Vec<Event>,
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use parking_lot::MutexGuard;
+use crate::virtqueue::access_lock::AccessGuard;
 
 use crate::ffi::callbacks::{DeviceOps, ExternOps};
 use crate::ffi::vdpa_ops::{VdpaDevice, DEVICE_TYPE_BLK};
@@ -289,7 +289,7 @@ impl Device {
 
     /// Drops rings `keep..` (SET_FEATURES without MQ); `held` holds every
     /// ring's lock, in index order.
-    pub fn truncate_vrings(&self, keep: u32, held: &mut Vec<MutexGuard<'_, VqState>>) {
+    pub fn truncate_vrings(&self, keep: u32, held: &mut Vec<AccessGuard<'_, VqState>>) {
         let nr = self.nr_vring();
         if nr <= keep {
             return;

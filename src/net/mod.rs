@@ -20,15 +20,13 @@ use crate::device::features::*;
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
 use crate::memory::ring::{read_guest, write_guest, RingMem, Seg};
-use crate::virtqueue::chain::{walk_packed, walk_split, BufVec, ChainError, PackedChain};
+use crate::virtqueue::chain::{walk_packed, walk_split, BufVec, ChainError};
 use crate::virtqueue::{EventFd, VqState};
 use crate::vlog;
 use header::NetHdr;
 
 /// DPDK's MAX_PKT_BURST: packets moved per call at most.
 pub const MAX_BURST: usize = 32;
-/// Most descriptor chains one mergeable packet may take.
-const MAX_CHAINS: usize = 128;
 
 const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
 const VRING_USED_F_NO_NOTIFY: u16 = 1;
@@ -236,41 +234,42 @@ fn split_enqueue(
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
     let mut done = 0;
-    let mut heads = [(0u16, 0u32); MAX_CHAINS];
     for &p in pkts {
         // A NULL entry ends the burst.
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         bufs.clear();
-        let mut nchains = 0;
         let mut ok = true;
         while bufs.total() < needed {
-            if avail == 0 || nchains == MAX_CHAINS || (!mergeable && nchains == 1) {
+            if avail == 0 || (!mergeable && bufs.nchains == 1) {
                 ok = false;
                 break;
             }
-            let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(nchains as u16));
+            let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(bufs.nchains as u16));
             let before = bufs.total();
             if let Err(e) = walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs) {
                 log_bad_chain(dev, vq, e);
                 ok = false;
                 break;
             }
-            heads[nchains] = (head, (bufs.total() - before) as u32);
-            nchains += 1;
+            if !bufs.push_chain(head, 1, before) {
+                ok = false;
+                break;
+            }
             avail -= 1;
         }
         if !ok {
             break;
         }
+        let nchains = bufs.nchains;
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
         copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
         let mut left = needed;
-        for &(head, cap) in &heads[..nchains] {
-            let len = u64::from(cap).min(left);
+        for c in &bufs.chains[..nchains] {
+            let len = u64::from(c.cap).min(left);
             left -= len;
-            ring.split_write_used(vq.last_used_idx, u32::from(head), len as u32);
+            ring.split_write_used(vq.last_used_idx, u32::from(c.id), len as u32);
             vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
         }
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(nchains as u16);
@@ -397,7 +396,7 @@ fn packed_enqueue(
     let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
-    let mut used: [(u16, u32, u16); MAX_BURST * 4] = [(0, 0, 0); MAX_BURST * 4];
+    let mut used = [(0u16, 0u32, 0u16); MAX_BURST * 4];
     let mut nused = 0;
     let mut done = 0;
     let size = vq.size;
@@ -406,11 +405,9 @@ fn packed_enqueue(
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         bufs.clear();
         let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
-        let mut chains: [(PackedChain, u32); MAX_CHAINS] = [(PackedChain { count: 0, id: 0 }, 0); MAX_CHAINS];
-        let mut nchains = 0;
         let mut ok = true;
         while bufs.total() < needed {
-            if nchains == MAX_CHAINS || (!mergeable && nchains == 1) || nused + nchains == used.len() {
+            if (!mergeable && bufs.nchains == 1) || nused + bufs.nchains == used.len() {
                 ok = false;
                 break;
             }
@@ -421,8 +418,10 @@ fn packed_enqueue(
             let before = bufs.total();
             match walk_packed(&mem, size, slot, |i| ring.read_packed_desc(i), bufs) {
                 Ok(c) => {
-                    chains[nchains] = (c, (bufs.total() - before) as u32);
-                    nchains += 1;
+                    if !bufs.push_chain(c.id, c.count, before) {
+                        ok = false;
+                        break;
+                    }
                     advance(&mut slot, &mut wrap, c.count, size);
                 }
                 Err(e) => {
@@ -435,12 +434,13 @@ fn packed_enqueue(
         if !ok {
             break;
         }
+        let nchains = bufs.nchains;
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
         copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
         let mut left = needed;
-        for &(c, cap) in &chains[..nchains] {
-            let len = u64::from(cap).min(left);
+        for c in &bufs.chains[..nchains] {
+            let len = u64::from(c.cap).min(left);
             left -= len;
             used[nused] = (c.id, len as u32, c.count);
             nused += 1;

@@ -48,17 +48,38 @@ impl std::fmt::Display for ChainError {
     }
 }
 
+/// Most descriptor chains one mergeable packet may take.
+pub const MAX_CHAINS: usize = 64;
+
+/// One descriptor chain taken for a packet: its head (split) or buffer id
+/// (packed), ring slots used (packed), and capacity in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub id: u16,
+    pub count: u16,
+    pub cap: u32,
+}
+
 /// Segments gathered for one packet (possibly several chains when
-/// mergeable). A fixed array: no allocation on the datapath.
+/// mergeable), and those chains. Fixed arrays, kept per ring: no allocation
+/// or initialisation on the datapath.
 pub struct BufVec {
     segs: [Seg; MAX_SEGS],
     n: usize,
     total: u64,
+    pub chains: [ChainInfo; MAX_CHAINS],
+    pub nchains: usize,
 }
 
 impl Default for BufVec {
     fn default() -> Self {
-        BufVec { segs: [Seg::default(); MAX_SEGS], n: 0, total: 0 }
+        BufVec {
+            segs: [Seg::default(); MAX_SEGS],
+            n: 0,
+            total: 0,
+            chains: [ChainInfo::default(); MAX_CHAINS],
+            nchains: 0,
+        }
     }
 }
 
@@ -72,6 +93,19 @@ impl BufVec {
     pub fn clear(&mut self) {
         self.n = 0;
         self.total = 0;
+        self.nchains = 0;
+    }
+
+    /// Records a chain whose segments were just added (since `total_before`).
+    #[inline]
+    pub fn push_chain(&mut self, id: u16, count: u16, total_before: u64) -> bool {
+        if self.nchains == MAX_CHAINS {
+            return false;
+        }
+        let cap = (self.total - total_before) as u32;
+        self.chains[self.nchains] = ChainInfo { id, count, cap };
+        self.nchains += 1;
+        true
     }
     pub fn segs(&self) -> &[Seg] {
         &self.segs[..self.n]

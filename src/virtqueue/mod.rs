@@ -10,12 +10,13 @@
 //! the datapath never sees a half-updated ring or an unmapped table: each ring
 //! holds its own `Arc` of the memory table, swapped under the lock.
 
+pub mod access_lock;
 pub mod chain;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, MutexGuard};
+use access_lock::{AccessGuard, AccessLock};
 
 use crate::memory::inflight::{InflightQueue, Resubmit};
 use crate::memory::ring::RingMem;
@@ -187,23 +188,23 @@ impl VqState {
 /// One virtqueue: its state behind the per-ring access lock.
 #[derive(Debug, Default)]
 pub struct Virtqueue {
-    state: Mutex<VqState>,
+    state: AccessLock<VqState>,
 }
 
 impl Virtqueue {
     pub fn new(index: u16) -> Virtqueue {
-        Virtqueue { state: Mutex::new(VqState { index, ..VqState::default() }) }
+        Virtqueue { state: AccessLock::new(VqState { index, ..VqState::default() }) }
     }
 
     /// Control plane: waits for the datapath to finish its burst.
-    pub fn lock(&self) -> MutexGuard<'_, VqState> {
+    pub fn lock(&self) -> AccessGuard<'_, VqState> {
         self.state.lock()
     }
 
     /// Datapath: one uncontended atomic; `None` while the control plane is
     /// changing the ring (the burst then moves no packets).
     #[inline]
-    pub fn try_lock(&self) -> Option<MutexGuard<'_, VqState>> {
+    pub fn try_lock(&self) -> Option<AccessGuard<'_, VqState>> {
         self.state.try_lock()
     }
 }
