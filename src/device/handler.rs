@@ -825,6 +825,7 @@ fn set_vring_fd(ctx: &mut Ctx<'_>, req: Request, value: u64, fds: Vec<OwnedFd>) 
                 if let Err(why) = vq.translate() {
                     vlog!(Config, Debug, ifname, "vring {idx} not translated yet: {why}");
                 }
+                warn_used_idx_resync(&ifname, vq);
                 // Without protocol features, a kicked ring is enabled.
                 if !proto {
                     vq.enabled = true;
@@ -999,6 +1000,14 @@ fn set_status(ctx: &mut Ctx<'_>, value: u64) -> Outcome {
     vlog!(Config, Info, ctx.ifname, "\t-DEVICE_NEED_RESET: {}", flag(status::DEVICE_NEED_RESET));
     vlog!(Config, Info, ctx.ifname, "\t-FAILED: {}", flag(status::FAILED));
     Outcome::Ok
+}
+
+/// DPDK's check when a split ring's addresses are translated.
+fn warn_used_idx_resync(ifname: &str, vq: &mut VqState) {
+    if let Some((ours, guest)) = vq.sync_used_idx() {
+        vlog!(Config, Warning, ifname, "last_used_idx ({ours}) and vq->used->idx ({guest}) mismatches;");
+        vlog!(Config, Warning, ifname, "some packets maybe resent for Tx and dropped for Rx");
+    }
 }
 
 /// Whether the device's protocol features include `bit`.

@@ -167,6 +167,23 @@ impl VqState {
         Ok(())
     }
 
+    /// Split rings: the used index in guest memory is the truth about what
+    /// was completed; if ours differs (a reconnect after a crash), take the
+    /// guest's, as DPDK does. Returns the (ours, guest's) pair when it did.
+    pub fn sync_used_idx(&mut self) -> Option<(u16, u16)> {
+        if self.is_packed() || !self.rings_ok() {
+            return None;
+        }
+        let guest = self.ring_mem().split_used_idx();
+        if guest == self.last_used_idx {
+            return None;
+        }
+        let ours = self.last_used_idx;
+        self.last_used_idx = guest;
+        self.last_avail_idx = guest;
+        Some((ours, guest))
+    }
+
     /// The ring areas for the datapath (only while `rings_ok()`).
     #[inline]
     pub fn ring_mem(&self) -> RingMem {
