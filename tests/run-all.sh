@@ -30,11 +30,12 @@ if [ -x ffi-tests/run.sh ]; then
 else
   skip "ffi-tests" "not present"
 fi
-for t in tests/e2e/*.sh; do
-  [ -x "$t" ] || continue
-  case $(basename "$t") in lib.sh|bench.sh) continue ;; esac
-  run "e2e: $(basename "$t" .sh)" "$t" "$PWD/build"
+# End-to-end (dpdk-testpmd pairs): each runs stock and rvhost, rvhost must pass.
+for t in tests/e2e/loopback_paths.py tests/e2e/reconnect.py; do
+  run "e2e: $(basename "$t" .py)" timeout 900 python3 "$t" "$PWD/build"
 done
+# The benchmark's quick mode proves the main job runs (it never fails on speed).
+run "bench --quick (main job)" timeout 600 python3 tests/e2e/bench.py "$PWD/build" --quick
 
 echo
 printf '%s\n' "${results[@]}"

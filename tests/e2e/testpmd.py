@@ -127,18 +127,23 @@ class Pair:
         self.vhost = Testpmd(f"{self.tag}-vhost", eal, self.app_args(), libdir=self.libdir)
         self.vhost.wait_for(r"testpmd>", 60)
 
-    def start_virtio(self):
+    def start_virtio(self, wait=True):
         server = ",server=1" if self.vhost_client else ""
         vdev = f"net_virtio_user0,path={self.sock},queues={self.queues}{server}{self.virtio_args}"
         eal = ["-l", "0,1", "--main-lcore", "1", "--no-huge", "-m", "1024", "--no-pci",
                "--single-file-segments", f"--file-prefix=rvh-{self.tag}-vu-{os.getpid()}", "--vdev", vdev]
         self.virtio = Testpmd(f"{self.tag}-virtio", eal, self.app_args())
-        self.virtio.wait_for(r"testpmd>", 60)
+        if wait:
+            self.virtio.wait_for(r"testpmd>", 60)
 
     def start(self):
         if self.vhost_client:
-            self.start_virtio()
+            # A virtio-user server finishes probing only once the vhost
+            # client has connected.
+            self.start_virtio(wait=False)
+            time.sleep(1)
             self.start_vhost()
+            self.virtio.wait_for(r"testpmd>", 60)
         else:
             self.start_vhost()
             self.start_virtio()
