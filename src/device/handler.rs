@@ -694,7 +694,9 @@ fn set_log_base(ctx: &mut Ctx<'_>, payload: &[u8], fds: Vec<OwnedFd>) -> Outcome
     vlog!(Config, Info, ctx.ifname, "log mmap size: {}, offset: {}", area.mmap_size, area.mmap_offset);
     match DirtyLog::map(&fd, area.mmap_size, area.mmap_offset) {
         Ok(log) => {
-            ctx.dev.state.lock().log = Some(Arc::new(log));
+            let log = Arc::new(log);
+            ctx.for_each_vq(|vq| vq.log = Some(Arc::clone(&log)));
+            ctx.dev.state.lock().log = Some(log);
             // QEMU expects an empty reply body.
             Outcome::Reply(Vec::new(), Vec::new())
         }

@@ -101,6 +101,15 @@ fn get(segs: &[Seg], mut pos: (usize, u32), dst: &mut [u8]) -> ((usize, u32), us
     (pos, done)
 }
 
+/// Marks the guest pages behind `segs` dirty (migration logging).
+fn log_segments(log: &crate::migration::dirty_log::DirtyLog, mem: &crate::memory::GuestMemory, segs: &[Seg]) {
+    for s in segs {
+        if let Some(gpa) = mem.hva_to_gpa(s.hva, u64::from(s.len)) {
+            log.mark(gpa, u64::from(s.len));
+        }
+    }
+}
+
 /// Copies header + packet into the reserved guest segments.
 fn copy_to_guest(segs: &[Seg], hdr: &[u8], m: Mbuf) {
     let mut pos = put(segs, (0, 0), hdr);
@@ -233,6 +242,7 @@ fn split_enqueue(
     let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
+    let log = vq.active_log();
     let mut done = 0;
     for &p in pkts {
         // A NULL entry ends the burst.
@@ -265,11 +275,17 @@ fn split_enqueue(
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
         copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
+        if let Some(log) = &log {
+            log_segments(log, &mem, bufs.segs());
+        }
         let mut left = needed;
         for c in &bufs.chains[..nchains] {
             let len = u64::from(c.cap).min(left);
             left -= len;
             ring.split_write_used(vq.last_used_idx, u32::from(c.id), len as u32);
+            if let Some(log) = &log {
+                vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
+            }
             vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
         }
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(nchains as u16);
@@ -280,6 +296,9 @@ fn split_enqueue(
     }
     if done > 0 {
         ring.split_set_used_idx(vq.last_used_idx);
+        if let Some(log) = &log {
+            vq.log_ring_write(log, 2, 2);
+        }
         notify_guest(vq, &ring, stats);
     }
     done
@@ -304,6 +323,7 @@ fn split_dequeue(
     }
     let mem = vq.mem.clone();
     let hlen = hdr_len(vq);
+    let log = vq.active_log();
     let mut done = 0;
     for i in 0..n {
         let head = ring.split_avail_ring(vq.last_avail_idx);
@@ -313,6 +333,9 @@ fn split_dequeue(
             .map_err(|e| e.to_string())
             .and_then(|()| fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned));
         ring.split_write_used(vq.last_used_idx, u32::from(head), 0);
+        if let Some(log) = &log {
+            vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
+        }
         vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
         match res {
             Ok(()) => {
@@ -333,6 +356,9 @@ fn split_dequeue(
     mbuf::free_bulk(&out[done..n]);
     out[done..n].fill(None);
     ring.split_set_used_idx(vq.last_used_idx);
+    if let Some(log) = &log {
+        vq.log_ring_write(log, 2, 2);
+    }
     notify_guest(vq, &ring, opts.stats);
     done
 }
@@ -368,9 +394,13 @@ fn used_flags(wrap: bool, write: bool) -> u16 {
 /// first one's flags last with release so the guest sees a whole batch.
 fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[(u16, u32, u16)], write: bool) {
     let mut first = None;
+    let log = vq.active_log();
     for &(id, len, count) in entries {
         let flags = used_flags(vq.used_wrap_counter, write);
         let slot = vq.last_used_idx;
+        if let Some(log) = &log {
+            vq.log_ring_write(log, u64::from(slot) * 16, 16);
+        }
         if first.is_none() {
             first = Some((slot, flags));
             ring.packed_write_used(slot, id, len, flags ^ (PACKED_F_AVAIL | PACKED_F_USED), false);
@@ -400,6 +430,7 @@ fn packed_enqueue(
     let mut nused = 0;
     let mut done = 0;
     let size = vq.size;
+    let log = vq.active_log();
     for &p in pkts {
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
@@ -438,6 +469,9 @@ fn packed_enqueue(
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
         copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
+        if let Some(log) = &log {
+            log_segments(log, &mem, bufs.segs());
+        }
         let mut left = needed;
         for c in &bufs.chains[..nchains] {
             let len = u64::from(c.cap).min(left);

@@ -260,3 +260,126 @@ pub fn walk_packed(
     }
     Err(ChainError::TooLong)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::memory::ring::Layout;
+    use crate::protocol::MemoryRegionDesc;
+
+    /// Two 64 KiB regions: gpa [0, 64K) and [64K, 128K), one per memfd.
+    fn memory() -> GuestMemory {
+        let fd = || -> OwnedFd {
+            let fd =
+                nix::sys::memfd::memfd_create(c"t", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+            nix::unistd::ftruncate(&fd, 0x10000).unwrap();
+            fd
+        };
+        let r = |gpa| MemoryRegionDesc {
+            guest_phys_addr: gpa,
+            memory_size: 0x10000,
+            userspace_addr: gpa,
+            mmap_offset: 0,
+        };
+        GuestMemory::map(&[r(0), r(0x10000)], vec![fd(), fd()], false).unwrap()
+    }
+
+    /// A descriptor table held in a test array (split layout semantics).
+    fn table(descs: &[(u64, u32, u16, u16)]) -> impl Fn(u16) -> Desc + '_ {
+        move |i| {
+            let (addr, len, flags, next) = descs[usize::from(i)];
+            Desc { addr, len, flags, next_or_id: next }
+        }
+    }
+
+    fn walk(mem: &GuestMemory, descs: &[(u64, u32, u16, u16)], head: u16) -> Result<BufVec, ChainError> {
+        let mut out = BufVec::default();
+        walk_split(mem, descs.len() as u16, head, table(descs), &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn chains_become_segments() {
+        let mem = memory();
+        let v = walk(&mem, &[(0x100, 12, F_NEXT, 1), (0x2000, 1500, 0, 0)], 0).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v.total(), 1512);
+        // A buffer across the two regions is split, never assumed contiguous.
+        let v = walk(&mem, &[(0xff00, 0x200, 0, 0)], 0).unwrap();
+        assert_eq!(v.segs().iter().map(|s| s.len).collect::<Vec<_>>(), vec![0x100, 0x100]);
+        assert_eq!(v.segs()[1].hva, mem.gpa_to_hva(0x10000, 1).unwrap().0);
+    }
+
+    #[test]
+    fn malformed_chains_are_rejected() {
+        let mem = memory();
+        let e = |d: &[(u64, u32, u16, u16)]| walk(&mem, d, 0).unwrap_err();
+        assert_eq!(e(&[(0, 8, F_NEXT, 1), (0, 8, F_NEXT, 0)]), ChainError::TooLong, "loop");
+        assert_eq!(e(&[(0, 8, F_NEXT, 7)]), ChainError::IndexOutOfRange, "next beyond the ring");
+        assert_eq!(e(&[(0x20000, 8, 0, 0)]), ChainError::BadAddress, "outside guest memory");
+        assert_eq!(e(&[(0x1fff0, 0x20, 0, 0)]), ChainError::BadAddress, "runs off the end of memory");
+        assert_eq!(e(&[(u64::MAX - 4, 8, 0, 0)]), ChainError::BadAddress, "address wraps");
+        assert_eq!(walk(&mem, &[(0, 8, 0, 0)], 3).unwrap_err(), ChainError::IndexOutOfRange, "head beyond");
+        // Indirect: length not a multiple of 16, chained on, nested.
+        assert_eq!(e(&[(0x1000, 24, F_INDIRECT, 0)]), ChainError::BadIndirect);
+        assert_eq!(e(&[(0x1000, 32, F_INDIRECT | F_NEXT, 0)]), ChainError::BadIndirect);
+        let slot = |i: u64| mem.gpa_to_hva(0x1000 + 16 * i, 16).unwrap().0;
+        let put = |i: u64, addr: u64, len: u32, flags: u16, next: u16| {
+            let s = Seg { hva: slot(i), len: 16 };
+            let mut b = [0u8; 16];
+            b[0..8].copy_from_slice(&addr.to_le_bytes());
+            b[8..12].copy_from_slice(&len.to_le_bytes());
+            b[12..14].copy_from_slice(&flags.to_le_bytes());
+            b[14..16].copy_from_slice(&next.to_le_bytes());
+            crate::memory::ring::write_guest(s, 0, &b);
+        };
+        put(0, 0x3000, 100, F_INDIRECT, 0);
+        assert_eq!(e(&[(0x1000, 16, F_INDIRECT, 0)]), ChainError::BadIndirect, "nested indirect");
+        put(0, 0x3000, 100, F_NEXT, 1);
+        put(1, 0x4000, 200, F_NEXT, 0);
+        assert_eq!(e(&[(0x1000, 32, F_INDIRECT, 0)]), ChainError::TooLong, "loop inside the table");
+        put(1, 0x4000, 200, F_NEXT, 9);
+        assert_eq!(e(&[(0x1000, 32, F_INDIRECT, 0)]), ChainError::IndexOutOfRange, "next beyond the table");
+        put(1, 0x4000, 200, 0, 0);
+        assert_eq!(walk(&mem, &[(0x1000, 32, F_INDIRECT, 0)], 0).unwrap().total(), 300);
+        assert_eq!(read_desc_at(slot(1), Layout::Split).len, 200);
+    }
+
+    #[test]
+    fn packed_chains_wrap_and_are_bounded() {
+        let mem = memory();
+        let ring = [(0u64, 10u32, F_NEXT, 0u16), (0, 10, 0, 7), (0, 10, F_NEXT, 0), (0, 10, F_NEXT, 0)];
+        let rd = |i: u16| {
+            let (addr, len, flags, id) = ring[usize::from(i % 4)];
+            Desc { addr, len, flags, next_or_id: id }
+        };
+        let mut out = BufVec::default();
+        // Starting at slot 2: 2, 3, wraps to 0, ends at 1 (id 7).
+        assert_eq!(walk_packed(&mem, 4, 2, rd, &mut out), Ok(PackedChain { count: 4, id: 7 }));
+        let all_next = |_: u16| Desc { addr: 0, len: 1, flags: F_NEXT, next_or_id: 0 };
+        assert_eq!(walk_packed(&mem, 4, 0, all_next, &mut BufVec::default()), Err(ChainError::TooLong));
+    }
+
+    proptest! {
+        /// Any descriptor table: the walk ends (no hang), and whatever it
+        /// accepts lies inside guest memory.
+        #[test]
+        fn arbitrary_tables_never_escape(
+            descs in proptest::collection::vec((0u64..0x22000, 0u32..0x3000, 0u16..8, 0u16..20), 1..16),
+            head in 0u16..20,
+        ) {
+            let mem = memory();
+            let mut out = BufVec::default();
+            if walk_split(&mem, descs.len() as u16, head, table(&descs), &mut out).is_ok() {
+                for s in out.segs() {
+                    prop_assert!(mem.hva_to_gpa(s.hva, u64::from(s.len)).is_some());
+                }
+            }
+            let mut out = BufVec::default();
+            let _ = walk_packed(&mem, descs.len() as u16, head % descs.len() as u16, table(&descs), &mut out);
+        }
+    }
+}

@@ -21,6 +21,7 @@ use access_lock::{AccessGuard, AccessLock};
 use crate::memory::inflight::{InflightQueue, Resubmit};
 use crate::memory::ring::RingMem;
 use crate::memory::GuestMemory;
+use crate::migration::dirty_log::DirtyLog;
 use crate::net::stats::VringStats;
 use crate::protocol::VringAddr;
 use chain::BufVec;
@@ -100,6 +101,9 @@ pub struct VqState {
     /// the ring becomes ready.
     pub notif_enable: Option<bool>,
     pub stats: VringStats,
+    /// The dirty-page log shared with the front-end (SET_LOG_BASE); used
+    /// while VHOST_F_LOG_ALL is negotiated.
+    pub log: Option<Arc<DirtyLog>>,
     /// Malformed chains seen (logged for the first few only).
     pub bad_chains: u64,
     /// Scratch segment list, allocated on the ring's first burst.
@@ -192,6 +196,26 @@ impl VqState {
 
     pub fn has_feature(&self, bit: u32) -> bool {
         self.features & (1u64 << bit) != 0
+    }
+
+    /// The dirty log to write to, while live migration logging is on.
+    #[inline]
+    pub fn active_log(&self) -> Option<Arc<DirtyLog>> {
+        if self.has_feature(crate::device::features::VHOST_F_LOG_ALL) {
+            self.log.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Logs a write of `len` bytes at `offset` in the used area (split) or
+    /// descriptor ring (packed), at the guest address the front-end gave for
+    /// logging (VHOST_VRING_F_LOG).
+    pub fn log_ring_write(&self, log: &DirtyLog, offset: u64, len: u64) {
+        let wants = self.addr.is_some_and(|a| a.flags & crate::protocol::VRING_F_LOG != 0);
+        if wants && self.log_guest_addr != 0 {
+            log.mark(self.log_guest_addr.wrapping_add(offset), len);
+        }
     }
 
     /// Drops the translation (rings no longer accessible).
