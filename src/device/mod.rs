@@ -111,8 +111,23 @@ impl Device {
         self.nr_vring.load(Ordering::Acquire)
     }
 
-    /// Marks rings up to `qid` as in use (DPDK allocates them lazily).
+    /// Marks rings up to `qid` as in use (DPDK allocates them lazily). A new
+    /// ring starts with the device's current memory table, features and log.
     pub fn ensure_vring(&self, qid: u32) {
+        let old = self.nr_vring.load(Ordering::Acquire);
+        if qid < old {
+            return;
+        }
+        let (mem, features, log) = {
+            let st = self.state.lock();
+            (Arc::clone(&st.mem), st.features, st.log.clone())
+        };
+        for vq in &self.vqs[old as usize..=qid as usize] {
+            let mut s = vq.lock();
+            s.mem = Arc::clone(&mem);
+            s.features = features;
+            s.log = log.clone();
+        }
         self.nr_vring.fetch_max(qid + 1, Ordering::AcqRel);
     }
 

@@ -113,6 +113,19 @@ impl GuestRam {
         GuestRam { fd, addr: addr as u64, size }
     }
 
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: our live mapping of `size` bytes.
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.size as usize) }
+    }
+
+    /// The driver's writable view (the back-end writes concurrently only into
+    /// buffers the test reads after the API call returned).
+    #[allow(clippy::mut_from_ref)]
+    pub fn bytes_mut(&self) -> &mut [u8] {
+        // SAFETY: as above; tests are single-threaded with respect to it.
+        unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.size as usize) }
+    }
+
     /// SET_MEM_TABLE payload with one region: gpa 0, our address as uaddr.
     pub fn mem_table(&self) -> Vec<u8> {
         let mut p = 1u32.to_ne_bytes().to_vec();
