@@ -31,7 +31,7 @@ else
   skip "ffi-tests" "not present"
 fi
 # End-to-end (dpdk-testpmd pairs): each runs stock and rvhost, rvhost must pass.
-for t in tests/e2e/loopback_paths.py tests/e2e/reconnect.py; do
+for t in tests/e2e/loopback_paths.py tests/e2e/reconnect.py tests/e2e/qemu_guest.py; do
   run "e2e: $(basename "$t" .py)" timeout 900 python3 "$t" "$PWD/build"
 done
 # The benchmark's quick mode proves the main job runs (it never fails on speed).
