@@ -204,3 +204,16 @@ pub fn read_guest(seg: Seg, off: u32, dst: &mut [u8]) {
         std::ptr::copy_nonoverlapping((seg.hva + u64::from(off)) as *const u8, dst.as_mut_ptr(), dst.len())
     };
 }
+
+/// Hints the CPU to fetch the cache line at `hva` (a translated guest
+/// address); never faults, so any address is harmless.
+#[inline(always)]
+pub fn prefetch(hva: u64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it never faults or changes memory.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(hva as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = hva;
+}

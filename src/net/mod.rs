@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use crate::device::features::*;
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
-use crate::memory::ring::{read_guest, write_guest, RingMem, Seg};
+use crate::memory::ring::{prefetch, read_guest, write_guest, RingMem, Seg};
 use crate::virtqueue::chain::{walk_packed, walk_split, BufVec, ChainError};
 use crate::virtqueue::{EventFd, VqState};
 use crate::vlog;
@@ -107,6 +107,25 @@ fn log_segments(log: &crate::migration::dirty_log::DirtyLog, mem: &crate::memory
         if let Some(gpa) = mem.hva_to_gpa(s.hva, u64::from(s.len)) {
             log.mark(gpa, u64::from(s.len));
         }
+    }
+}
+
+/// Prefetches the first buffer of the split chain at avail position `pos`
+/// (the next packet), so its cache miss overlaps the current copy.
+#[inline]
+fn prefetch_split(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u16) {
+    let d = ring.read_split_desc(ring.split_avail_ring(pos));
+    if let Some((hva, _)) = mem.gpa_to_hva(d.addr, 64) {
+        prefetch(hva);
+    }
+}
+
+/// Same for the packed descriptor at `slot`.
+#[inline]
+fn prefetch_packed(ring: &RingMem, mem: &crate::memory::GuestMemory, slot: u16) {
+    let d = ring.read_packed_desc(slot);
+    if let Some((hva, _)) = mem.gpa_to_hva(d.addr, 64) {
+        prefetch(hva);
     }
 }
 
@@ -272,6 +291,9 @@ fn split_enqueue(
             break;
         }
         let nchains = bufs.nchains;
+        if avail > 0 {
+            prefetch_split(&ring, &mem, vq.last_avail_idx.wrapping_add(nchains as u16));
+        }
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
         copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
@@ -328,6 +350,9 @@ fn split_dequeue(
     for i in 0..n {
         let head = ring.split_avail_ring(vq.last_avail_idx);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
+        if i + 1 < n {
+            prefetch_split(&ring, &mem, vq.last_avail_idx);
+        }
         bufs.clear();
         let res = walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
             .map_err(|e| e.to_string())
@@ -466,6 +491,7 @@ fn packed_enqueue(
             break;
         }
         let nchains = bufs.nchains;
+        prefetch_packed(&ring, &mem, slot);
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
         copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
@@ -523,7 +549,10 @@ fn packed_dequeue(
         bufs.clear();
         let chain = walk_packed(&mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs);
         let (count, id, res) = match chain {
-            Ok(c) => (c.count, c.id, fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned)),
+            Ok(c) => {
+                prefetch_packed(&ring, &mem, (vq.last_avail_idx + c.count) % size);
+                (c.count, c.id, fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned))
+            }
             // A broken chain is returned as one slot so the ring moves on.
             Err(e) => (1, ring.read_packed_desc(vq.last_avail_idx).next_or_id, Err(e.to_string())),
         };
