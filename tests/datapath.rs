@@ -239,6 +239,24 @@ fn payloads_round_trip_and_logging_marks_written_pages() {
     assert_eq!(unsafe { rte_vhost_vring_stats_get(vid, 1, stats.as_mut_ptr(), 17) }, 17);
     assert_eq!((stats[0][1], stats[1][1]), (1, 3000), "good_packets / good_bytes");
 
+    // --- SEND_RARP: the next dequeue burst starts with a RARP broadcast
+    // announcing the guest's MAC (DPDK builds it with rte_net_make_rarp_packet).
+    let mac = [0x52u8, 0x54, 0, 0x12, 0x34, 0x56];
+    let mut arg = [0u8; 8];
+    arg[..6].copy_from_slice(&mac);
+    fe.set_u64(Request::SendRarp, u64::from_ne_bytes(arg));
+    assert_eq!(fe.call_u64(Request::GetQueueNum), 128, "SEND_RARP handled");
+    let mut rarp = [std::ptr::null_mut::<RteMbuf>(); 4];
+    // SAFETY: valid vid, queue, pool and a 4-entry array.
+    assert_eq!(unsafe { rte_vhost_dequeue_burst(vid, 1, pool, rarp.as_mut_ptr(), 4) }, 1);
+    // SAFETY: an mbuf the library handed us.
+    let r = unsafe { Mbuf::from_raw(rarp[0]) }.unwrap();
+    let frame = r.data();
+    assert_eq!(&frame[..6], &[0xff; 6], "broadcast");
+    assert_eq!(&frame[6..12], &mac, "source is the guest's MAC");
+    assert_eq!(&frame[12..14], &[0x80, 0x35], "RARP ethertype");
+    r.free();
+
     // --- migration logging: a 2 MiB guest needs 64 bytes of bitmap.
     let log = GuestRam::new(4096);
     let mut area = 64u64.to_ne_bytes().to_vec();
