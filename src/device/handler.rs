@@ -476,13 +476,7 @@ fn get_config(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
         vlog!(Config, Err, ctx.ifname, "is not vDPA device!");
         return Outcome::Err;
     };
-    let mut cfg = match ConfigAccess::parse(payload) {
-        Ok(c) => c,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "{e}");
-            return Outcome::Err;
-        }
-    };
+    let Some(mut cfg) = logged(ctx, "", ConfigAccess::parse(payload)) else { return Outcome::Err };
     match v.get_config(ctx.dev.vid(), &mut cfg.region) {
         Some(0) => Outcome::Reply(cfg.to_bytes(), Vec::new()),
         Some(_) => {
@@ -502,13 +496,7 @@ fn set_config(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
         vlog!(Config, Err, ctx.ifname, "is not vDPA device!");
         return Outcome::Err;
     };
-    let mut cfg = match ConfigAccess::parse(payload) {
-        Ok(c) => c,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "{e}");
-            return Outcome::Err;
-        }
-    };
+    let Some(mut cfg) = logged(ctx, "", ConfigAccess::parse(payload)) else { return Outcome::Err };
     match v.set_config(ctx.dev.vid(), &mut cfg.region, cfg.offset, cfg.flags) {
         Some(0) => Outcome::Ok,
         Some(_) => {
@@ -539,13 +527,7 @@ fn set_mem_table(
     header: Header,
     conn: BorrowedFd<'_>,
 ) -> Outcome {
-    let table = match MemoryTable::parse(payload) {
-        Ok(t) => t,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "{e}");
-            return Outcome::Err;
-        }
-    };
+    let Some(table) = logged(ctx, "", MemoryTable::parse(payload)) else { return Outcome::Err };
     let current = Arc::clone(&ctx.dev.state.lock().mem);
     if !current.is_empty() && same_layout(&current, &table) {
         vlog!(Config, Info, ctx.ifname, "memory regions not changed");
@@ -561,12 +543,10 @@ fn set_mem_table(
     if let Some(v) = configured_vdpa {
         v.dev_close(ctx.dev.vid());
     }
-    let mem = match GuestMemory::map(&table.regions, fds, false) {
-        Ok(m) => Arc::new(m),
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "failed to mmap region: {e}");
-            return Outcome::Err;
-        }
+    let Some(mem) =
+        logged(ctx, "failed to mmap region", GuestMemory::map(&table.regions, fds, false).map(Arc::new))
+    else {
+        return Outcome::Err;
     };
     for (i, r) in mem.regions().iter().enumerate() {
         vlog!(
@@ -606,19 +586,9 @@ fn set_mem_table(
 }
 
 fn postcopy_advise(ctx: &mut Ctx<'_>) -> Outcome {
-    let ufd = match Userfault::open() {
-        Ok(u) => u,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "userfaultfd not available: {e}");
-            return Outcome::Err;
-        }
-    };
-    let shared = match ufd.fd().try_clone_to_owned() {
-        Ok(fd) => fd,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "failed to share the userfaultfd: {e}");
-            return Outcome::Err;
-        }
+    let Some(ufd) = logged(ctx, "userfaultfd not available", Userfault::open()) else { return Outcome::Err };
+    let Some(shared) = logged(ctx, "failed to share the userfaultfd", ufd.fd().try_clone_to_owned()) else {
+        return Outcome::Err;
     };
     ctx.dev.state.lock().postcopy_ufd = Some(ufd);
     Outcome::Reply(Vec::new(), vec![shared])
@@ -681,13 +651,7 @@ fn same_layout(mem: &GuestMemory, table: &MemoryTable) -> bool {
 }
 
 fn set_log_base(ctx: &mut Ctx<'_>, payload: &[u8], fds: Vec<OwnedFd>) -> Outcome {
-    let area = match LogArea::parse(payload) {
-        Ok(a) => a,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "{e}");
-            return Outcome::Err;
-        }
-    };
+    let Some(area) = logged(ctx, "", LogArea::parse(payload)) else { return Outcome::Err };
     let Some(fd) = fds.into_iter().next() else {
         return Outcome::Err;
     };
@@ -856,19 +820,15 @@ fn get_inflight_fd(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
         return Outcome::Err;
     }
     let packed = ctx.dev.state.lock().features & bit(features::VIRTIO_F_RING_PACKED) != 0;
-    let region = match InflightRegion::allocate(area.num_queues, area.queue_size, packed) {
-        Ok(r) => r,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "failed to alloc vhost inflight area: {e}");
-            return Outcome::Err;
-        }
+    let Some(region) = logged(
+        ctx,
+        "failed to alloc vhost inflight area",
+        InflightRegion::allocate(area.num_queues, area.queue_size, packed),
+    ) else {
+        return Outcome::Err;
     };
-    let fd = match region.fd().try_clone() {
-        Ok(fd) => fd,
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "failed to share the inflight fd: {e}");
-            return Outcome::Err;
-        }
+    let Some(fd) = logged(ctx, "failed to share the inflight fd", region.fd().try_clone()) else {
+        return Outcome::Err;
     };
     let reply = InflightArea { mmap_size: region.size(), mmap_offset: 0, ..area };
     vlog!(Config, Info, ctx.ifname, "send inflight mmap_size: {}", reply.mmap_size);
@@ -900,12 +860,12 @@ fn set_inflight_fd(ctx: &mut Ctx<'_>, payload: &[u8], fds: Vec<OwnedFd>) -> Outc
         );
         return Outcome::Err;
     }
-    let region = match InflightRegion::map(fd, area.mmap_size, area.mmap_offset) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            vlog!(Config, Err, ctx.ifname, "failed to mmap share memory: {e}");
-            return Outcome::Err;
-        }
+    let Some(region) = logged(
+        ctx,
+        "failed to mmap share memory",
+        InflightRegion::map(fd, area.mmap_size, area.mmap_offset).map(Arc::new),
+    ) else {
+        return Outcome::Err;
     };
     ctx.dev.ensure_vring(u32::from(area.num_queues) - 1);
     for q in 0..area.num_queues {
@@ -1002,6 +962,19 @@ fn set_status(ctx: &mut Ctx<'_>, value: u64) -> Outcome {
     vlog!(Config, Info, ctx.ifname, "\t-DEVICE_NEED_RESET: {}", flag(status::DEVICE_NEED_RESET));
     vlog!(Config, Info, ctx.ifname, "\t-FAILED: {}", flag(status::FAILED));
     Outcome::Ok
+}
+
+/// The value of `r`, or `None` after logging its error (prefixed by `what`
+/// when not empty) for this device.
+fn logged<T, E: std::fmt::Display>(ctx: &Ctx<'_>, what: &str, r: Result<T, E>) -> Option<T> {
+    r.map_err(|e| {
+        if what.is_empty() {
+            vlog!(Config, Err, ctx.ifname, "{e}");
+        } else {
+            vlog!(Config, Err, ctx.ifname, "{what}: {e}");
+        }
+    })
+    .ok()
 }
 
 /// DPDK's check when a split ring's addresses are translated.

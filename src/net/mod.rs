@@ -362,24 +362,9 @@ fn split_dequeue(
             vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
         }
         vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
-        match res {
-            Ok(()) => {
-                if let (true, Some(m)) = (opts.stats, out[i]) {
-                    vq.stats.count(m.pkt_len(), m.data());
-                }
-                out.swap(done, i);
-                done += 1;
-            }
-            Err(e) => {
-                vq.bad_chains += 1;
-                if vq.bad_chains <= 8 {
-                    vlog!(Data, Err, dev.ifname(), "vring {}: dropping a packet: {e}", vq.index);
-                }
-            }
-        }
+        account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
     }
-    mbuf::free_bulk(&out[done..n]);
-    out[done..n].fill(None);
+    release_unused(out, done, n);
     ring.split_set_used_idx(vq.last_used_idx);
     if let Some(log) = &log {
         vq.log_ring_write(log, 2, 2);
@@ -559,24 +544,9 @@ fn packed_dequeue(
         advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, count, size);
         used[nused] = (id, 0, count);
         nused += 1;
-        match res {
-            Ok(()) => {
-                if let (true, Some(m)) = (opts.stats, out[i]) {
-                    vq.stats.count(m.pkt_len(), m.data());
-                }
-                out.swap(done, i);
-                done += 1;
-            }
-            Err(e) => {
-                vq.bad_chains += 1;
-                if vq.bad_chains <= 8 {
-                    vlog!(Data, Err, dev.ifname(), "vring {}: dropping a packet: {e}", vq.index);
-                }
-            }
-        }
+        account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
     }
-    mbuf::free_bulk(&out[done..n]);
-    out[done..n].fill(None);
+    release_unused(out, done, n);
     if nused > 0 {
         packed_publish(vq, &ring, &used[..nused], false);
         notify_guest(vq, &ring, opts.stats);
@@ -586,6 +556,40 @@ fn packed_dequeue(
 
 // --------------------------------------------------------------------------
 // Shared by both layouts.
+
+/// Accounts dequeued slot `i`: a good packet moves up to the front of
+/// `out`, a bad one is counted and logged (its mbuf is released later).
+fn account_dequeued(
+    dev: &Device,
+    vq: &mut VqState,
+    out: &mut [Option<Mbuf>],
+    i: usize,
+    done: &mut usize,
+    res: Result<(), String>,
+    stats: bool,
+) {
+    match res {
+        Ok(()) => {
+            if let (true, Some(m)) = (stats, out[i]) {
+                vq.stats.count(m.pkt_len(), m.data());
+            }
+            out.swap(*done, i);
+            *done += 1;
+        }
+        Err(e) => {
+            vq.bad_chains += 1;
+            if vq.bad_chains <= 8 {
+                vlog!(Data, Err, dev.ifname(), "vring {}: dropping a packet: {e}", vq.index);
+            }
+        }
+    }
+}
+
+/// Returns the mbufs allocated for slots `done..n` that carry no packet.
+fn release_unused(out: &mut [Option<Mbuf>], done: usize, n: usize) {
+    mbuf::free_bulk(&out[done..n]);
+    out[done..n].fill(None);
+}
 
 #[derive(Clone, Copy, Debug)]
 struct DequeueOpts {

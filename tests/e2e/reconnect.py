@@ -11,7 +11,7 @@ usage: reconnect.py [LIBDIR]"""
 import sys
 import time
 
-from testpmd import Pair, expected_library, port_stats, resolve_libdir
+from testpmd import Pair, expected_library, port_stats, resolve_libdir, run_differential
 
 
 def flowing(pair, seconds=2.0):
@@ -84,22 +84,9 @@ def port_restart(libdir):
 
 def main():
     ours = resolve_libdir(sys.argv[1] if len(sys.argv) > 1 else None)
-    libs = [("stock", None)] + ([("rvhost", ours)] if ours else [])
-    passed = failed = 0
-    for name, fn in [("kill/restart virtio-user (vhost server)", kill_restart_virtio),
-                     ("kill/restart vhost (vhost client, virtio-user server)", kill_restart_vhost),
-                     ("vhost port stop/start", port_restart)]:
-        for label, libdir in libs:
-            try:
-                ok, detail = fn(libdir)
-            except Exception as e:
-                ok, detail = False, f"{type(e).__name__}: {str(e)[:300]}"
-            print(f"{'PASS' if ok else 'FAIL'}: [{label}] {name}: {detail}", flush=True)
-            if label == "rvhost" or not ours:
-                passed += ok
-                failed += not ok
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    run_differential([("kill/restart virtio-user (vhost server)", kill_restart_virtio),
+                      ("kill/restart vhost (vhost client, virtio-user server)", kill_restart_vhost),
+                      ("vhost port stop/start", port_restart)], ours)
 
 
 if __name__ == "__main__":

@@ -206,3 +206,27 @@ def resolve_libdir(arg):
 
 def expected_library(libdir):
     return os.path.realpath(os.path.join(libdir, "librte_vhost.so.23")) if libdir else os.path.realpath(STOCK)
+
+
+def run_differential(cases, ours):
+    """Runs each (name, fn) case with stock DPDK's library and with `ours`
+    (a libdir, or None for stock only); fn(libdir) returns (ok, detail).
+    Prints PASS/FAIL per run and the closing 'N passed, N failed' line,
+    counting the runs on ours (or on stock when ours is None); exits 1 on
+    any failure."""
+    import sys
+    libs = [("stock", None)] + ([("rvhost", ours)] if ours else [])
+    passed = failed = 0
+    for name, fn in cases:
+        for label, libdir in libs:
+            t0 = time.time()
+            try:
+                ok, detail = fn(libdir)
+            except Exception as e:  # a crash or a hang of a process is a failure
+                ok, detail = False, f"{type(e).__name__}: {str(e)[:400]}"
+            print(f"{'PASS' if ok else 'FAIL'}: [{label}] {name} ({time.time() - t0:.0f} s): {detail}", flush=True)
+            if label == "rvhost" or not ours:
+                passed += ok
+                failed += not ok
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
