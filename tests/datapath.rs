@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use common::{eal_init, socket_path, Frontend, GuestRam};
-use rvhost::dpdk::mbuf::{rte_mempool, Mbuf, RteMbuf};
+use rvhost::dpdk::mbuf::{ol, rte_mempool, Mbuf, RteMbuf};
 use rvhost::protocol::Request;
 
 const RING: u16 = 256;
@@ -115,6 +115,19 @@ impl Ring<'_> {
         }
         p
     }
+}
+
+/// An Ethernet/IPv4/TCP frame (60 bytes).
+fn tcp_ipv4_frame() -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 1]);
+    f[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 2]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45; // IPv4, 20-byte header
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[23] = 6; // TCP
+    f[46] = 5 << 4; // 20-byte TCP header
+    f
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -239,6 +252,50 @@ fn payloads_round_trip_and_logging_marks_written_pages() {
     assert_eq!(unsafe { rte_vhost_vring_stats_get(vid, 1, stats.as_mut_ptr(), 17) }, 17);
     assert_eq!((stats[0][1], stats[1][1]), (1, 3000), "good_packets / good_bytes");
 
+    // --- offloads: an mbuf asking for a TCP checksum becomes a virtio-net
+    // header with NEEDS_CSUM; a guest header asking for one becomes Tx flags
+    // on the dequeued mbuf (the legacy, non-compliant behaviour).
+    let frame = tcp_ipv4_frame();
+    rx.set_desc(4, 0x44000, 2048, D_WRITE, 0);
+    rx.post(4);
+    // SAFETY: a fresh mbuf, filled within its room.
+    let mut csum = [unsafe {
+        let mut m = rvhost::dpdk::mbuf::alloc(rvhost::dpdk::mbuf::Mempool::from_raw(pool).unwrap()).unwrap();
+        m.tail_mut(frame.len()).copy_from_slice(&frame);
+        m.commit(frame.len());
+        m.set_pkt_len(frame.len() as u32);
+        m.set_ol_flags(ol::TX_TCP_CKSUM | ol::TX_IPV4);
+        m.set_tx_offload(14, 20, 20, 0);
+        m.as_ptr()
+    }];
+    // SAFETY: as above.
+    assert_eq!(unsafe { rte_vhost_enqueue_burst(vid, 0, csum.as_mut_ptr(), 1) }, 1);
+    // SAFETY: ours again.
+    unsafe { rte_pktmbuf_free_bulk(csum.as_mut_ptr(), 1) };
+    let h = &ram.bytes()[0x43000..0x43000 + 12];
+    assert_eq!(h[0], 1, "VIRTIO_NET_HDR_F_NEEDS_CSUM");
+    assert_eq!(u16::from_le_bytes([h[6], h[7]]), 34, "csum_start = l2 + l3");
+    assert_eq!(u16::from_le_bytes([h[8], h[9]]), 16, "csum_offset of the TCP checksum");
+    let mut hdr = [0u8; 12];
+    hdr[0] = 1;
+    hdr[6..8].copy_from_slice(&34u16.to_le_bytes());
+    hdr[8..10].copy_from_slice(&16u16.to_le_bytes());
+    ram.bytes_mut()[0x82000..0x82000 + 12].copy_from_slice(&hdr);
+    ram.bytes_mut()[0x83000..0x83000 + frame.len()].copy_from_slice(&frame);
+    tx.set_desc(4, 0x82000, 12, D_NEXT, 5);
+    tx.set_desc(5, 0x83000, frame.len() as u32, 0, 0);
+    tx.post(4);
+    let mut got = [std::ptr::null_mut::<RteMbuf>(); 2];
+    // SAFETY: valid vid, queue, pool and a 2-entry array.
+    assert_eq!(unsafe { rte_vhost_dequeue_burst(vid, 1, pool, got.as_mut_ptr(), 2) }, 1);
+    // SAFETY: an mbuf the library handed us.
+    let g = unsafe { Mbuf::from_raw(got[0]) }.unwrap();
+    assert_eq!(g.ol_flags() & (ol::TX_L4_MASK | ol::TX_IPV4), ol::TX_TCP_CKSUM | ol::TX_IPV4);
+    let t = g.tx_offload();
+    assert_eq!((t.l2_len(), t.l3_len()), (14, 20));
+    assert_eq!(g.data(), &frame[..]);
+    g.free();
+
     // --- SEND_RARP: the next dequeue burst starts with a RARP broadcast
     // announcing the guest's MAC (DPDK builds it with rte_net_make_rarp_packet).
     let mac = [0x52u8, 0x54, 0, 0x12, 0x34, 0x56];
@@ -264,7 +321,8 @@ fn payloads_round_trip_and_logging_marks_written_pages() {
     fe.send(Request::SetLogBase, &area, &[log.fd.as_raw_fd()], false);
     assert!(fe.recv().payload.is_empty(), "SET_LOG_BASE reply has no body");
     acked(&fe, Request::SetFeatures, &(F_VERSION_1 | F_MRG_RXBUF | F_LOG_ALL).to_ne_bytes(), &[]);
-    // The fourth RX buffer (gpa 0x43000) is still available: it gets the packet.
+    rx.set_desc(5, 0x45000, 2048, D_WRITE, 0);
+    rx.post(5);
     // SAFETY: a fresh mbuf, filled within its room.
     let mut one = [unsafe {
         let mut m = rvhost::dpdk::mbuf::alloc(rvhost::dpdk::mbuf::Mempool::from_raw(pool).unwrap()).unwrap();
@@ -289,8 +347,8 @@ fn payloads_round_trip_and_logging_marks_written_pages() {
     unsafe { rte_pktmbuf_free_bulk(one.as_mut_ptr(), 1) };
     let dirty: Vec<u64> =
         (0..512u64).filter(|p| log.bytes()[(p / 8) as usize] & (1 << (p % 8)) != 0).collect();
-    // The buffer's page (0x43000) and the used ring's page (logged at the
-    // ring's guest address, 0x12000).
-    assert_eq!(dirty, vec![0x12, 0x43], "exactly the written pages are dirty");
-    assert_eq!(&ram.bytes()[0x43000 + 12..0x43000 + 112], &[0xab; 100][..]);
+    // The buffer's page (0x44000: the RX buffers are used in order) and the
+    // used ring's page (logged at the ring's guest address, 0x12000).
+    assert_eq!(dirty, vec![0x12, 0x44], "exactly the written pages are dirty");
+    assert_eq!(&ram.bytes()[0x44000 + 12..0x44000 + 112], &[0xab; 100][..]);
 }
