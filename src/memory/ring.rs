@@ -160,17 +160,21 @@ pub enum Layout {
 /// entry) into a local copy.
 #[inline]
 pub fn read_desc_at(addr: u64, layout: Layout) -> Desc {
+    let p = addr as *const u8;
     // SAFETY: `addr` lies in a translated descriptor table (ring or indirect
     // table checked to lie in one region); volatile reads of guest memory.
-    let (a, b) =
-        unsafe { (((addr + 12) as *const u16).read_volatile(), ((addr + 14) as *const u16).read_volatile()) };
+    let (addr_v, len, a, b) = unsafe {
+        (
+            p.cast::<u64>().read_volatile(),
+            p.add(8).cast::<u32>().read_volatile(),
+            p.add(12).cast::<u16>().read_volatile(),
+            p.add(14).cast::<u16>().read_volatile(),
+        )
+    };
     let (flags, next_or_id) = match layout {
         Layout::Split => (a, b),
         Layout::Packed => (b, a),
     };
-    // SAFETY: as above.
-    let (addr_v, len) =
-        unsafe { ((addr as *const u64).read_volatile(), ((addr + 8) as *const u32).read_volatile()) };
     Desc {
         addr: u64::from_le(addr_v),
         len: u32::from_le(len),
