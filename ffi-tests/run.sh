@@ -1,11 +1,14 @@
 #!/bin/bash
 # Builds the C tests and runs them against a librte_vhost.so.23:
 #   ffi-tests/run.sh          Debian's (stock DPDK 22.11)
-#   ffi-tests/run.sh LIBDIR   the one in LIBDIR (e.g. build/ for rvhost)
+#   ffi-tests/run.sh LIBDIR   the one in LIBDIR (e.g. build for rvhost)
+# The test prints which file it actually loaded (/proc/self/maps).
 set -euo pipefail
+if [ $# -gt 0 ]; then
+  libdir=$(realpath -e "$1")
+  [ -e "$libdir/librte_vhost.so.23" ] || { echo "no librte_vhost.so.23 in $libdir" >&2; exit 2; }
+  export LD_LIBRARY_PATH=$libdir
+fi
 cd "$(dirname "$0")"
 make -s out/t_vhost_user
-if [ $# -gt 0 ]; then
-  export LD_LIBRARY_PATH=$(realpath "$1")
-fi
 timeout 120 ./out/t_vhost_user
