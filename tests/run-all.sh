@@ -21,7 +21,7 @@ run "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
 run "cargo test" cargo test --quiet
 run "ABI: symbols and versions" tests/abi/symbols.sh build/librte_vhost.so.23
 run "ABI: consumers load ours" tests/abi/consumers.sh build
-for t in tests/abi/layout.sh tests/abi/examples.sh; do
+for t in tests/abi/layout.sh tests/abi/examples.sh tests/abi/install.sh; do
   if [ -x "$t" ]; then run "ABI: $(basename "$t" .sh)" "$t" build; else skip "$t" "not present"; fi
 done
 if [ -x ffi-tests/run.sh ]; then
@@ -33,6 +33,14 @@ fi
 # End-to-end (dpdk-testpmd pairs): each runs stock and rvhost, rvhost must pass.
 for t in tests/e2e/loopback_paths.py tests/e2e/reconnect.py tests/e2e/qemu_guest.py; do
   run "e2e: $(basename "$t" .py)" timeout 900 python3 "$t" "$PWD/build"
+done
+# Shell end-to-end scripts, if any (each gets the build dir; exit status
+# decides). A helper that is not a test says so in its first lines with the
+# comment "# rvhost-e2e: helper" (e.g. guest-image.sh).
+for t in tests/e2e/*.sh; do
+  [ -e "$t" ] || continue
+  head -n 5 "$t" | grep -q '^# rvhost-e2e: helper' && continue
+  run "e2e: $(basename "$t" .sh)" timeout 900 bash "$t" "$PWD/build"
 done
 # The benchmark's quick mode proves the main job runs (it never fails on speed).
 run "bench --quick (main job)" timeout 600 python3 tests/e2e/bench.py "$PWD/build" --quick

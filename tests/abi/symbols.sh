@@ -2,9 +2,11 @@
 # ABI check: our librte_vhost.so.23 exports exactly Debian's symbol@version
 # set, nothing else (no Rust symbols), with the same SONAME and three
 # independent version nodes.
-# usage: tests/abi/symbols.sh [OUR_LIB] [STOCK_LIB]
+# usage: tests/abi/symbols.sh [OUR_LIB|BUILDDIR] [STOCK_LIB]
 set -euo pipefail
 ours=${1:-build/librte_vhost.so.23}
+[ -d "$ours" ] && ours=$ours/librte_vhost.so.23   # a build directory works too
+[ -f "$ours" ] || { echo "FAIL: no library at $ours"; exit 1; }
 stock=${2:-/usr/lib/x86_64-linux-gnu/librte_vhost.so.23}
 fail=0
 check() { if [ "$2" = ok ]; then echo "PASS: $1"; else echo "FAIL: $1"; fail=1; fi; }
@@ -28,6 +30,13 @@ vdefs() { readelf -V "$1" | sed -n '/Version definition/,/Version needs/p' | gre
 [ "$(vdefs "$ours")" = "$(vdefs "$stock")" ] && check "version definitions equal ($(vdefs "$ours" | tr '\n' ' '))" ok || check "version definitions differ" fail
 parents=$(readelf -V "$ours" | sed -n '/Version definition/,/Version needs/p' | grep -c 'Parent' || true)
 [ "$parents" = 0 ] && check "version nodes have no parent" ok || check "version nodes have parents" fail
+
+# Loads wherever Debian's does: every library we need, Debian's needs too,
+# except libgcc_s.so.1 (Rust's unwinder; package libgcc-s1, Priority: required).
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u; }
+extra=$(comm -13 <(needed "$stock") <(needed "$ours") | grep -vx 'libgcc_s.so.1' || true)
+[ -z "$extra" ] && check "NEEDED ($(needed "$ours" | tr '\n' ' '))within Debian's" ok \
+  || check "NEEDED libraries Debian's library does not need: $(echo $extra)" fail
 
 # rte_vhost_va_from_guest_pa stays a header inline.
 objdump -T "$ours" | grep -q 'rte_vhost_va_from_guest_pa' && check "rte_vhost_va_from_guest_pa not exported" fail || check "rte_vhost_va_from_guest_pa not exported" ok

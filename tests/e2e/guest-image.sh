@@ -1,4 +1,5 @@
 #!/bin/bash
+# rvhost-e2e: helper (used by qemu_guest.py; not a test of its own)
 # Builds a tiny Linux guest for the QEMU test: Debian's kernel and a busybox
 # initramfs that loads the virtio-net driver, configures 10.0.0.2/24 and pings
 # 10.0.0.1 (testpmd's icmpecho behind the vhost-user port).
