@@ -145,6 +145,34 @@ fn known_bad_messages_are_refused_without_harm() {
         fe.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert_eq!(std::io::Read::read(&mut &fe.stream, &mut buf).unwrap(), 0, "{what}: connection closed");
     }
+    // More fds than a message may carry (9 on a one-region table): the
+    // kernel truncates the control data; the 8 that arrived must be closed.
+    let count_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = count_fds();
+    for _ in 0..3 {
+        let fe = Frontend::connect(&server.path);
+        let mut table = [1u32.to_ne_bytes(), 0u32.to_ne_bytes()].concat();
+        table.extend_from_slice(&[0u8; 32]);
+        let files: Vec<_> = (0..9).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+        let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+        let hdr =
+            Header { request: Request::SetMemTable as u32, flags: need, size: table.len() as u32 }.to_bytes();
+        let iov = [std::io::IoSlice::new(&hdr), std::io::IoSlice::new(&table)];
+        let rights = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        nix::sys::socket::sendmsg::<()>(
+            fe.stream.as_raw_fd(),
+            &iov,
+            &rights,
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )
+        .expect("send with 9 fds");
+        drop(files);
+        fe.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = std::io::Read::read(&mut &fe.stream, &mut buf);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(count_fds() <= before, "fds leaked by truncated fd messages: {before} -> {}", count_fds());
     // Header with a bad version, then a truncated header.
     let fe = Frontend::connect(&server.path);
     assert!(send_raw(&fe, Request::GetFeatures as u32, 2, &[], 0));

@@ -58,6 +58,29 @@ fn take_fds(cmsgs: impl Iterator<Item = ControlMessageOwned>) -> Vec<OwnedFd> {
     fds
 }
 
+/// The fds of a truncated SCM_RIGHTS message (the ones the kernel installed
+/// before running out of room), so they can be closed.
+fn take_truncated_fds(cmsg: &[u8]) -> Vec<OwnedFd> {
+    const HDR: usize = std::mem::size_of::<libc::cmsghdr>();
+    if cmsg.len() < HDR {
+        return Vec::new();
+    }
+    let len = usize::from_ne_bytes(cmsg[..8].try_into().expect("8 bytes")).min(cmsg.len());
+    let level = i32::from_ne_bytes(cmsg[8..12].try_into().expect("4 bytes"));
+    let kind = i32::from_ne_bytes(cmsg[12..16].try_into().expect("4 bytes"));
+    if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS || len < HDR {
+        return Vec::new();
+    }
+    cmsg[HDR..len]
+        .chunks_exact(4)
+        .map(|c| i32::from_ne_bytes(c.try_into().expect("4 bytes")))
+        .filter(|fd| *fd >= 0)
+        // SAFETY: the kernel installed these fds in our table for this
+        // message (SCM_RIGHTS); nothing else owns them.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect()
+}
+
 /// Reads exactly `buf.len()` bytes (the socket has a receive timeout, so a
 /// stalled peer yields an error instead of a hang).
 fn read_exact(fd: RawFd, buf: &mut [u8]) -> Result<(), ReadError> {
@@ -78,13 +101,21 @@ fn read_exact(fd: RawFd, buf: &mut [u8]) -> Result<(), ReadError> {
 pub fn read_message(sock: BorrowedFd<'_>) -> Result<RawMessage, ReadError> {
     let mut hdr = [0u8; HDR_SIZE];
     let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS]);
+    // Initialised and full length, so truncated control data can be parsed
+    // from it afterwards (nix only uses the capacity).
+    cmsg_buf.resize(cmsg_buf.capacity(), 0);
     let (n, fds, truncated) = loop {
         let mut iov = [IoSliceMut::new(&mut hdr)];
         match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg_buf), MsgFlags::MSG_CMSG_CLOEXEC) {
             Ok(msg) => {
                 let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
                 let n = msg.bytes;
-                let fds = take_fds(msg.cmsgs().map_err(|e| ReadError::Io(e.into()))?);
+                // nix refuses to iterate truncated control data; the fds
+                // that did arrive must still be closed, so take them raw.
+                let fds = match msg.cmsgs() {
+                    Ok(cmsgs) if !truncated => take_fds(cmsgs),
+                    _ => Vec::new(),
+                };
                 break (n, fds, truncated);
             }
             Err(nix::errno::Errno::EINTR) => continue,
@@ -95,6 +126,7 @@ pub fn read_message(sock: BorrowedFd<'_>) -> Result<RawMessage, ReadError> {
         return Err(ReadError::Closed);
     }
     if truncated {
+        drop(take_truncated_fds(&cmsg_buf));
         return Err(ReadError::TooManyFds);
     }
     if n < HDR_SIZE {
