@@ -25,28 +25,32 @@ pub struct NetHdr {
 }
 
 impl NetHdr {
-    pub fn to_bytes(self) -> [u8; 12] {
-        let mut b = [0u8; 12];
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-        b[10..12].copy_from_slice(&self.num_buffers.to_le_bytes());
-        b
+    /// The header as the little-endian integer whose first 12 bytes are its
+    /// wire form: built and written from registers (a byte array on the
+    /// stack read back wider than it was written stalls on store forwarding).
+    #[inline]
+    pub fn to_le(self) -> u128 {
+        u128::from(self.flags)
+            | u128::from(self.gso_type) << 8
+            | u128::from(self.hdr_len) << 16
+            | u128::from(self.gso_size) << 32
+            | u128::from(self.csum_start) << 48
+            | u128::from(self.csum_offset) << 64
+            | u128::from(self.num_buffers) << 80
     }
 
-    pub fn parse(b: &[u8; 12]) -> NetHdr {
-        let u = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    /// The header whose wire form is the low 12 bytes of `v` (little-endian).
+    #[inline]
+    pub fn from_le(v: u128) -> NetHdr {
+        let u16_at = |byte: u32| (v >> (8 * byte)) as u16;
         NetHdr {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u(2),
-            gso_size: u(4),
-            csum_start: u(6),
-            csum_offset: u(8),
-            num_buffers: u(10),
+            flags: v as u8,
+            gso_type: (v >> 8) as u8,
+            hdr_len: u16_at(2),
+            gso_size: u16_at(4),
+            csum_start: u16_at(6),
+            csum_offset: u16_at(8),
+            num_buffers: u16_at(10),
         }
     }
 
@@ -159,5 +163,27 @@ pub fn apply_to_mbuf(h: &NetHdr, data: &[u8], m: &mut Mbuf, compliant: bool) {
         flags |= if v4 { ol::TX_IPV4 } else { ol::TX_IPV6 };
         m.set_ol_flags(m.ol_flags() | flags);
         m.set_tx_offload(u64::from(l2), u64::from(l3), l4, seg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_is_the_little_endian_struct() {
+        let h = NetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 0x3412,
+            gso_size: 0x5aa5,
+            csum_start: 34,
+            csum_offset: 16,
+            num_buffers: 0x0102,
+        };
+        let b = h.to_le().to_le_bytes();
+        assert_eq!(&b[..12], &[1, 1, 0x12, 0x34, 0xa5, 0x5a, 34, 0, 16, 0, 0x02, 0x01]);
+        assert_eq!(&b[12..], &[0; 4], "nothing beyond the 12-byte header");
+        assert_eq!(NetHdr::from_le(h.to_le()), h);
     }
 }

@@ -19,7 +19,9 @@ use std::sync::atomic::Ordering;
 use crate::device::features::*;
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
-use crate::memory::ring::{prefetch, read_guest, write_guest, RingMem, Seg};
+use crate::memory::ring::{
+    prefetch, prefetch_write, read_guest, read_guest_le, write_guest, write_guest_le, RingMem, Seg,
+};
 use crate::virtqueue::chain::{walk_packed, walk_split, BufVec, ChainError};
 use crate::virtqueue::{EventFd, VqState};
 use crate::vlog;
@@ -110,28 +112,73 @@ fn log_segments(log: &crate::migration::dirty_log::DirtyLog, mem: &crate::memory
     }
 }
 
-/// Prefetches the first buffer of the split chain at avail position `pos`
-/// (the next packet), so its cache miss overlaps the current copy.
+/// Prefetches the first two cache lines of guest buffer `d` (header and
+/// the start of the packet), for writing on enqueue, so the miss on the
+/// guest's line overlaps the current packet's copy.
 #[inline]
-fn prefetch_split(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u16) {
-    let d = ring.read_split_desc(ring.split_avail_ring(pos));
-    if let Some((hva, _)) = mem.gpa_to_hva(d.addr, 64) {
-        prefetch(hva);
+fn prefetch_buffer(mem: &crate::memory::GuestMemory, d: crate::memory::ring::Desc, write: bool) {
+    if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len.min(128))) {
+        let last = hva + n.saturating_sub(1);
+        if write {
+            prefetch_write(hva);
+            prefetch_write(last);
+        } else {
+            prefetch(hva);
+            prefetch(last);
+        }
     }
+}
+
+/// Prefetches the first buffer of the split chain at avail position `pos`
+/// (the next packet).
+#[inline]
+fn prefetch_split(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u16, write: bool) {
+    prefetch_buffer(mem, ring.read_split_desc(ring.split_avail_ring(pos)), write);
 }
 
 /// Same for the packed descriptor at `slot`.
 #[inline]
-fn prefetch_packed(ring: &RingMem, mem: &crate::memory::GuestMemory, slot: u16) {
-    let d = ring.read_packed_desc(slot);
-    if let Some((hva, _)) = mem.gpa_to_hva(d.addr, 64) {
-        prefetch(hva);
+fn prefetch_packed(ring: &RingMem, mem: &crate::memory::GuestMemory, slot: u16, write: bool) {
+    prefetch_buffer(mem, ring.read_packed_desc(slot), write);
+}
+
+/// Writes the virtio-net header at the start of the segments; returns the
+/// position after it.
+#[inline]
+fn put_header(segs: &[Seg], hdr: NetHdr, hlen: u32) -> (usize, u32) {
+    match segs.first() {
+        Some(&first) if first.len >= hlen => {
+            write_guest_le(first, 0, hdr.to_le(), hlen as usize);
+            if first.len == hlen {
+                (1, 0)
+            } else {
+                (0, hlen)
+            }
+        }
+        _ => put(segs, (0, 0), &hdr.to_le().to_le_bytes()[..hlen as usize]),
+    }
+}
+
+/// Reads the virtio-net header at the start of the segments; returns it and
+/// the position after it.
+#[inline]
+fn get_header(segs: &[Seg], hlen: u32) -> (NetHdr, (usize, u32)) {
+    match segs.first() {
+        Some(&first) if first.len >= hlen => {
+            let hdr = NetHdr::from_le(read_guest_le(first, 0, hlen as usize));
+            (hdr, if first.len == hlen { (1, 0) } else { (0, hlen) })
+        }
+        _ => {
+            let mut b = [0u8; 16];
+            let (pos, _) = get(segs, (0, 0), &mut b[..hlen as usize]);
+            (NetHdr::from_le(u128::from_le_bytes(b)), pos)
+        }
     }
 }
 
 /// Copies header + packet into the reserved guest segments.
-fn copy_to_guest(segs: &[Seg], hdr: &[u8], m: Mbuf) {
-    let mut pos = put(segs, (0, 0), hdr);
+fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
+    let mut pos = put_header(segs, hdr, hlen);
     let mut seg = Some(m);
     while let Some(s) = seg {
         pos = put(segs, pos, s.data());
@@ -262,6 +309,8 @@ fn split_enqueue(
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
     let log = vq.active_log();
+    let mut used = [(0u32, 0u32); MAX_BURST * 4];
+    let mut nused = 0;
     let mut done = 0;
     for &p in pkts {
         // A NULL entry ends the burst.
@@ -270,7 +319,7 @@ fn split_enqueue(
         bufs.clear();
         let mut ok = true;
         while bufs.total() < needed {
-            if avail == 0 || (!mergeable && bufs.nchains == 1) {
+            if avail == 0 || (!mergeable && bufs.nchains == 1) || nused + bufs.nchains == used.len() {
                 ok = false;
                 break;
             }
@@ -292,11 +341,11 @@ fn split_enqueue(
         }
         let nchains = bufs.nchains;
         if avail > 0 {
-            prefetch_split(&ring, &mem, vq.last_avail_idx.wrapping_add(nchains as u16));
+            prefetch_split(&ring, &mem, vq.last_avail_idx.wrapping_add(nchains as u16), true);
         }
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
-        copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
+        copy_to_guest(bufs.segs(), hdr, hlen, m);
         if let Some(log) = &log {
             log_segments(log, &mem, bufs.segs());
         }
@@ -304,11 +353,8 @@ fn split_enqueue(
         for c in &bufs.chains[..nchains] {
             let len = u64::from(c.cap).min(left);
             left -= len;
-            ring.split_write_used(vq.last_used_idx, u32::from(c.id), len as u32);
-            if let Some(log) = &log {
-                vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
-            }
-            vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
+            used[nused] = (u32::from(c.id), len as u32);
+            nused += 1;
         }
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(nchains as u16);
         if stats {
@@ -317,13 +363,28 @@ fn split_enqueue(
         done += 1;
     }
     if done > 0 {
-        ring.split_set_used_idx(vq.last_used_idx);
-        if let Some(log) = &log {
-            vq.log_ring_write(log, 2, 2);
-        }
+        split_publish(vq, &ring, &used[..nused]);
         notify_guest(vq, &ring, stats);
     }
     done
+}
+
+/// Writes used entries (head id, length) from the ring's used index on, then
+/// publishes them all with one release store of used->idx. Batched at the
+/// end of a burst, so the lines the guest polls are written once per burst.
+fn split_publish(vq: &mut VqState, ring: &RingMem, entries: &[(u32, u32)]) {
+    let log = vq.active_log();
+    for &(id, len) in entries {
+        ring.split_write_used(vq.last_used_idx, id, len);
+        if let Some(log) = &log {
+            vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
+        }
+        vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
+    }
+    ring.split_set_used_idx(vq.last_used_idx);
+    if let Some(log) = &log {
+        vq.log_ring_write(log, 2, 2);
+    }
 }
 
 fn split_dequeue(
@@ -339,36 +400,29 @@ fn split_dequeue(
         log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
         return 0;
     };
-    let n = out.len().min(usize::from(avail));
+    let n = out.len().min(usize::from(avail)).min(MAX_BURST);
     if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
     let mem = vq.mem.clone();
     let hlen = hdr_len(vq);
-    let log = vq.active_log();
+    let mut used = [(0u32, 0u32); MAX_BURST];
     let mut done = 0;
     for i in 0..n {
         let head = ring.split_avail_ring(vq.last_avail_idx);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
         if i + 1 < n {
-            prefetch_split(&ring, &mem, vq.last_avail_idx);
+            prefetch_split(&ring, &mem, vq.last_avail_idx, false);
         }
         bufs.clear();
         let res = walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
             .map_err(|e| e.to_string())
             .and_then(|()| fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned));
-        ring.split_write_used(vq.last_used_idx, u32::from(head), 0);
-        if let Some(log) = &log {
-            vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
-        }
-        vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
+        used[i] = (u32::from(head), 0);
         account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
     }
     release_unused(out, done, n);
-    ring.split_set_used_idx(vq.last_used_idx);
-    if let Some(log) = &log {
-        vq.log_ring_write(log, 2, 2);
-    }
+    split_publish(vq, &ring, &used[..n]);
     notify_guest(vq, &ring, opts.stats);
     done
 }
@@ -476,10 +530,10 @@ fn packed_enqueue(
             break;
         }
         let nchains = bufs.nchains;
-        prefetch_packed(&ring, &mem, slot);
+        prefetch_packed(&ring, &mem, slot, true);
         let mut hdr = header::for_mbuf(&m);
         hdr.num_buffers = nchains as u16;
-        copy_to_guest(bufs.segs(), &hdr.to_bytes()[..hlen as usize], m);
+        copy_to_guest(bufs.segs(), hdr, hlen, m);
         if let Some(log) = &log {
             log_segments(log, &mem, bufs.segs());
         }
@@ -535,7 +589,7 @@ fn packed_dequeue(
         let chain = walk_packed(&mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs);
         let (count, id, res) = match chain {
             Ok(c) => {
-                prefetch_packed(&ring, &mem, (vq.last_avail_idx + c.count) % size);
+                prefetch_packed(&ring, &mem, vq.last_avail_idx + c.count, false);
                 (c.count, c.id, fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned))
             }
             // A broken chain is returned as one slot so the ring moves on.
@@ -610,9 +664,7 @@ fn fill_mbuf(
     if bufs.total() <= u64::from(hlen) {
         return Err("descriptor chain shorter than the virtio-net header");
     }
-    let mut hb = [0u8; 12];
-    let (pos, _) = get(bufs.segs(), (0, 0), &mut hb[..hlen as usize]);
-    let hdr = NetHdr::parse(&hb);
+    let (hdr, pos) = get_header(bufs.segs(), hlen);
     let mut m = m.ok_or("no mbuf")?;
     let result = copy_from_guest(bufs.segs(), pos, bufs.total() - u64::from(hlen), &mut m, pool, opts.linear);
     if result.is_ok() && !hdr.is_empty() {

@@ -150,6 +150,9 @@ impl VqState {
         if self.size == 0 {
             return Err("ring size not set");
         }
+        if !self.is_packed() && !self.size.is_power_of_two() {
+            return Err("split ring size is not a power of two");
+        }
         let (desc_len, avail_len, used_len) = self.area_sizes();
         let mem = &self.mem;
         let desc =
