@@ -151,12 +151,16 @@ class Pair:
 
     def wait_link(self, timeout=90):
         """The vhost port is up once the device was created (new_device):
-        testpmd reports the link-state-change event."""
+        testpmd reports the link-state-change event, after the queue state
+        events of the rings the front-end enabled."""
         self.vhost.pos = 0
         self.vhost.wait_for(r"Port 0: link state change event", timeout)
         self.vhost.cmd("show port info 0", expect=r"Link status: \w+", timeout=60)
         if "Link status: up" not in self.vhost.since_mark():
             raise RuntimeError("vhost port link is not up")
+        # net/vhost turns vring_state_changed into queue state events.
+        if "Port 0: queue state event" not in self.vhost.output():
+            raise RuntimeError("no queue state event on the vhost port")
 
     def loaded_library(self):
         return self.vhost.mapped_vhost_library()
