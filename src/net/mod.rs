@@ -436,6 +436,18 @@ fn packed_available(ring: &RingMem, slot: u16, wrap: bool) -> bool {
     (f & PACKED_F_AVAIL != 0) == wrap && (f & PACKED_F_USED != 0) != wrap
 }
 
+/// How many consecutive descriptors from the next one the guest has made
+/// available, up to `max`.
+fn packed_available_count(vq: &VqState, ring: &RingMem, max: usize) -> usize {
+    let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
+    let mut n = 0;
+    while n < max && packed_available(ring, slot, wrap) {
+        n += 1;
+        advance(&mut slot, &mut wrap, 1, vq.size);
+    }
+    n
+}
+
 fn advance(idx: &mut u16, wrap: &mut bool, by: u16, size: u16) {
     *idx += by;
     if *idx >= size {
@@ -567,12 +579,10 @@ fn packed_dequeue(
     opts: DequeueOpts,
 ) -> usize {
     let ring = vq.ring_mem();
-    // Count what is available first, to allocate in bulk.
-    let n = out.len();
-    if n == 0 || !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
-        return 0;
-    }
-    if !mbuf::alloc_bulk(pool, &mut out[..n]) {
+    // Count the available descriptors first (an upper bound on the packets),
+    // to allocate no more mbufs than can be filled.
+    let n = packed_available_count(vq, &ring, out.len().min(MAX_BURST));
+    if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
     let mem = vq.mem.clone();
@@ -581,7 +591,7 @@ fn packed_dequeue(
     let mut used: [(u16, u32, u16); MAX_BURST] = [(0, 0, 0); MAX_BURST];
     let mut nused = 0;
     let mut done = 0;
-    for i in 0..n.min(MAX_BURST) {
+    for i in 0..n {
         if !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
             break;
         }
