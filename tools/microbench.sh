@@ -92,7 +92,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
 if [ $callgrind = 0 ]; then
   n=${iters:-200000}
-  declare -A res
+  declare -A res last
   for ((r = 0; r < rounds; r++)); do
     for size in $sizes; do
       for mode in $modes; do
@@ -102,11 +102,12 @@ if [ $callgrind = 0 ]; then
           dir=$stock_dir
           [ $label = stock ] || dir=$libdir
           line=$(run $label "$dir" "$mode" "$size" "$n")
-          res[$label,$mode,$size]+="$(echo "$line" | field cycles/pkt) "
+          last[$label]=$(echo "$line" | field cycles/pkt)
+          res[$label,$mode,$size]+="${last[$label]} "
           res[$label,$mode,$size,deq]+="$(echo "$line" | field deq) "
           res[$label,$mode,$size,enq]+="$(echo "$line" | field enq) "
         done
-        echo "round $((r + 1))/$rounds $mode size=$size: stock ${res[stock,$mode,$size]}| rvhost ${res[rvhost,$mode,$size]}" >&2
+        echo "round $((r + 1))/$rounds $mode size=$size: stock ${last[stock]} rvhost ${last[rvhost]} cycles/pkt" >&2
       done
     done
   done
