@@ -130,6 +130,7 @@ struct gring {
 	uint32_t posted, reclaimed;	  /* free-running counts */
 };
 
+static char sock_path[108]; /* removed by die() */
 static _Atomic int new_vid = -1;
 static _Atomic int destroyed;
 
@@ -161,6 +162,8 @@ static void die(const char *mode, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	fflush(stdout);
+	if (sock_path[0])
+		unlink(sock_path);
 	_exit(1);
 }
 
@@ -509,7 +512,7 @@ static void check_sample(const char *mode, struct rte_mbuf **pkts, unsigned int 
 static struct result run_mode(const struct mode *md, struct rte_mempool *pool, unsigned int size, uint16_t ring,
 			      uint64_t warmup, uint64_t iters)
 {
-	char path[108];
+	char *path = sock_path;
 	struct guest_ram ram;
 	struct gring *rx = calloc(1, sizeof(*rx)), *tx = calloc(1, sizeof(*tx));
 	struct rte_mbuf *pkts[BURST];
@@ -524,7 +527,7 @@ static struct result run_mode(const struct mode *md, struct rte_mempool *pool, u
 
 	if (!rx || !tx || !ch_deq || !ch_enq || !ch_all)
 		die(mode, "out of memory");
-	snprintf(path, sizeof(path), "/tmp/rvhost-bench-%d-%s.sock", getpid(), mode);
+	snprintf(sock_path, sizeof(sock_path), "/tmp/rvhost-bench-%d-%s.sock", getpid(), mode);
 	unlink(path);
 	atomic_store(&new_vid, -1);
 	atomic_store(&destroyed, 0);
