@@ -22,7 +22,7 @@ use crate::dpdk::mbuf::{self, Mbuf, Mempool};
 use crate::memory::ring::{
     prefetch, prefetch_write, read_guest, read_guest_le, write_guest, write_guest_le, RingMem, Seg,
 };
-use crate::virtqueue::chain::{walk_packed, walk_split, BufVec, ChainError};
+use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
 use crate::virtqueue::{EventFd, VqState};
 use crate::vlog;
 use header::NetHdr;
@@ -178,6 +178,16 @@ fn get_header(segs: &[Seg], hlen: u32) -> (NetHdr, (usize, u32)) {
 
 /// Copies header + packet into the reserved guest segments.
 fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
+    // The common case, without the segment walk: a one-segment mbuf and a
+    // first guest buffer that holds header and packet.
+    if let (Some(&first), None) = (segs.first(), m.next()) {
+        let data = m.data();
+        if first.len as usize >= hlen as usize + data.len() {
+            write_guest_le(first, 0, hdr.to_le(), hlen as usize);
+            write_guest(first, hlen, data);
+            return;
+        }
+    }
     let mut pos = put_header(segs, hdr, hlen);
     let mut seg = Some(m);
     while let Some(s) = seg {
@@ -293,6 +303,41 @@ fn split_avail(vq: &VqState, ring: &RingMem) -> Option<u16> {
     (n <= vq.size).then_some(n)
 }
 
+/// Gathers enough split-ring chains, from the next available one on, for a
+/// packet of `needed` bytes (several only when `mergeable`) into `bufs`;
+/// `avail` and `room` (used entries left in the burst) bound it. `false` if
+/// the packet cannot be placed now.
+#[allow(clippy::too_many_arguments)]
+fn reserve_split(
+    dev: &Device,
+    vq: &mut VqState,
+    ring: &RingMem,
+    mem: &crate::memory::GuestMemory,
+    bufs: &mut BufVec,
+    needed: u64,
+    avail: &mut u16,
+    room: usize,
+) -> bool {
+    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    bufs.clear();
+    while bufs.total() < needed {
+        if *avail == 0 || (!mergeable && bufs.nchains == 1) || bufs.nchains == room {
+            return false;
+        }
+        let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(bufs.nchains as u16));
+        let before = bufs.total();
+        if let Err(e) = walk_split(mem, vq.size, head, |i| ring.read_split_desc(i), bufs) {
+            log_bad_chain(dev, vq, e);
+            return false;
+        }
+        if !bufs.push_chain(head, 1, before) {
+            return false;
+        }
+        *avail -= 1;
+    }
+    true
+}
+
 fn split_enqueue(
     dev: &Device,
     vq: &mut VqState,
@@ -305,7 +350,6 @@ fn split_enqueue(
         log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
         return 0;
     };
-    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
     let log = vq.active_log();
@@ -316,47 +360,44 @@ fn split_enqueue(
         // A NULL entry ends the burst.
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
-        bufs.clear();
-        let mut ok = true;
-        while bufs.total() < needed {
-            if avail == 0 || (!mergeable && bufs.nchains == 1) || nused + bufs.nchains == used.len() {
-                ok = false;
-                break;
+        // The common case needs no walk: the next chain is one buffer that
+        // holds header and packet.
+        let head = ring.split_avail_ring(vq.last_avail_idx);
+        let lone = (avail > 0 && nused < used.len() && head < vq.size)
+            .then(|| lone_buffer(&mem, &ring.read_split_desc(head), needed))
+            .flatten();
+        let (one_seg, one_chain);
+        let (segs, chains) = match lone {
+            Some(seg) => {
+                avail -= 1;
+                one_seg = [seg];
+                one_chain = [ChainInfo { id: head, count: 1, cap: seg.len }];
+                (&one_seg[..], &one_chain[..])
             }
-            let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(bufs.nchains as u16));
-            let before = bufs.total();
-            if let Err(e) = walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs) {
-                log_bad_chain(dev, vq, e);
-                ok = false;
-                break;
+            None => {
+                if !reserve_split(dev, vq, &ring, &mem, bufs, needed, &mut avail, used.len() - nused) {
+                    break;
+                }
+                (bufs.segs(), &bufs.chains[..bufs.nchains])
             }
-            if !bufs.push_chain(head, 1, before) {
-                ok = false;
-                break;
-            }
-            avail -= 1;
-        }
-        if !ok {
-            break;
-        }
-        let nchains = bufs.nchains;
+        };
         if avail > 0 {
-            prefetch_split(&ring, &mem, vq.last_avail_idx.wrapping_add(nchains as u16), true);
+            prefetch_split(&ring, &mem, vq.last_avail_idx.wrapping_add(chains.len() as u16), true);
         }
         let mut hdr = header::for_mbuf(&m);
-        hdr.num_buffers = nchains as u16;
-        copy_to_guest(bufs.segs(), hdr, hlen, m);
+        hdr.num_buffers = chains.len() as u16;
+        copy_to_guest(segs, hdr, hlen, m);
         if let Some(log) = &log {
-            log_segments(log, &mem, bufs.segs());
+            log_segments(log, &mem, segs);
         }
         let mut left = needed;
-        for c in &bufs.chains[..nchains] {
+        for c in chains {
             let len = u64::from(c.cap).min(left);
             left -= len;
             used[nused] = (u32::from(c.id), len as u32);
             nused += 1;
         }
-        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(nchains as u16);
+        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(chains.len() as u16);
         if stats {
             vq.stats.count(m.pkt_len(), m.data());
         }

@@ -154,6 +154,18 @@ fn take(mem: &GuestMemory, d: &Desc, out: &mut BufVec) -> Result<(), ChainError>
     out.add_buffer(mem, d.addr, d.len)
 }
 
+/// The common chain resolved without a walk: one descriptor (no NEXT, no
+/// INDIRECT) whose buffer holds at least `needed` bytes and is contiguous in
+/// our address space. `None` sends the caller to the full walk.
+#[inline]
+pub fn lone_buffer(mem: &GuestMemory, d: &Desc, needed: u64) -> Option<Seg> {
+    if d.flags & (F_NEXT | F_INDIRECT) != 0 || u64::from(d.len) < needed {
+        return None;
+    }
+    let (hva, n) = mem.gpa_to_hva(d.addr, u64::from(d.len))?;
+    (n == u64::from(d.len)).then_some(Seg { hva, len: d.len })
+}
+
 /// Locates the indirect table described by `d` (which must not chain on):
 /// our address of it and its entry count.
 fn indirect_table(mem: &GuestMemory, d: &Desc) -> Result<(u64, u32), ChainError> {
