@@ -1,7 +1,8 @@
 //! DPDK's `struct rte_mbuf` (22.11, `RTE_IOVA_AS_PA`, 64-byte cache lines) and
-//! the shim calls for mempool allocation. The layout is checked against the
-//! installed headers by `ffi-tests` (mbuf layout test) and by the size
-//! assertions below.
+//! the shim calls for mempool allocation, external buffers and the checksum
+//! helpers. The layout is checked against the installed headers by
+//! `ffi-tests` (mbuf layout test), by the size assertions below and by the
+//! `_Static_assert`s of `shim.c`.
 
 use std::ffi::c_void;
 
@@ -61,6 +62,78 @@ impl RteMbuf {
     }
 }
 
+/// `RTE_PKTMBUF_HEADROOM` of the installed DPDK (asserted in `shim.c`).
+pub const HEADROOM: u32 = 128;
+
+/// `struct rte_mbuf_ext_shared_info`: kept at the end of an external buffer.
+#[repr(C)]
+pub struct ExtSharedInfo {
+    free_cb: Option<ExtbufFreeCb>,
+    fcb_opaque: *mut c_void,
+    refcnt: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<ExtSharedInfo>() == 24);
+
+/// `rte_mbuf_extbuf_free_callback_t`.
+type ExtbufFreeCb = unsafe extern "C" fn(addr: *mut c_void, opaque: *mut c_void);
+
+/// `struct rte_net_hdr_lens`, filled by `rte_net_get_ptype`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HdrLens {
+    pub l2_len: u8,
+    pub inner_l2_len: u8,
+    pub l3_len: u16,
+    pub inner_l3_len: u16,
+    pub tunnel_len: u16,
+    pub l4_len: u8,
+    pub inner_l4_len: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<HdrLens>() == 10);
+
+/// `RTE_PTYPE_*` values used by the offload code.
+pub mod ptype {
+    pub const ALL_MASK: u32 = 0x0fff_ffff;
+    pub const L4_MASK: u32 = 0x0f00;
+    pub const L4_TCP: u32 = 0x0100;
+    pub const L4_UDP: u32 = 0x0200;
+    pub const L4_SCTP: u32 = 0x0400;
+}
+
+extern "C" {
+    fn rte_malloc(ty: *const std::ffi::c_char, size: usize, align: u32) -> *mut c_void;
+    fn rte_free(ptr: *mut c_void);
+    fn rte_malloc_virt2iova(addr: *const c_void) -> u64;
+    fn rte_net_get_ptype(m: *const RteMbuf, hdr_lens: *mut HdrLens, layers: u32) -> u32;
+    fn rvh_pktmbuf_ext_shinfo_init_helper(
+        buf_addr: *mut c_void,
+        buf_len: *mut u16,
+        free_cb: ExtbufFreeCb,
+        fcb_opaque: *mut c_void,
+    ) -> *mut ExtSharedInfo;
+    fn rvh_pktmbuf_attach_extbuf(
+        m: *mut RteMbuf,
+        buf_addr: *mut c_void,
+        buf_iova: u64,
+        buf_len: u16,
+        shinfo: *mut ExtSharedInfo,
+    );
+    fn rvh_pktmbuf_reset_headroom(m: *mut RteMbuf);
+    fn rvh_net_intel_cksum_prepare(m: *mut RteMbuf) -> i32;
+    fn rvh_ipv4_cksum(ipv4_hdr: *const u8) -> u16;
+    fn rvh_raw_cksum_mbuf(m: *const RteMbuf, off: u32, len: u32, cksum: *mut u16) -> i32;
+}
+
+/// Frees an external buffer once its last mbuf lets go of it (DPDK's
+/// `virtio_dev_extbuf_free`): `opaque` is the `rte_malloc`ed buffer.
+unsafe extern "C" fn extbuf_free(_addr: *mut c_void, opaque: *mut c_void) {
+    // SAFETY: `opaque` is the buffer `attach_extbuf` allocated; its shared
+    // info's refcount reached zero, so nothing refers to it any more.
+    unsafe { rte_free(opaque) }
+}
+
 extern "C" {
     pub fn rvh_pktmbuf_alloc_bulk(mp: *mut rte_mempool, pkts: *mut *mut RteMbuf, count: u32) -> i32;
     pub fn rvh_pktmbuf_alloc(mp: *mut rte_mempool) -> *mut RteMbuf;
@@ -107,6 +180,9 @@ impl Mbuf {
     pub fn data_len(&self) -> u16 {
         self.m().data_len
     }
+    pub fn nb_segs(&self) -> u16 {
+        self.m().nb_segs
+    }
     #[inline]
     pub fn ol_flags(&self) -> u64 {
         self.m().ol_flags
@@ -120,6 +196,14 @@ impl Mbuf {
     pub fn set_tx_offload(&mut self, l2: u64, l3: u64, l4: u64, tso_segsz: u64) {
         self.m_mut().tx_offload =
             (l2 & 0x7f) | ((l3 & 0x1ff) << 7) | ((l4 & 0xff) << 16) | ((tso_segsz & 0xffff) << 24);
+    }
+    /// Sets only the `tso_segsz` field of `tx_offload`.
+    pub fn set_tso_segsz(&mut self, tso_segsz: u16) {
+        let t = &mut self.m_mut().tx_offload;
+        *t = (*t & !(0xffff << 24)) | (u64::from(tso_segsz) << 24);
+    }
+    pub fn packet_type(&self) -> u32 {
+        self.m().packet_type
     }
     pub fn set_packet_type(&mut self, ptype: u32) {
         self.m_mut().packet_type = ptype;
@@ -138,6 +222,15 @@ impl Mbuf {
         // its buffer (mbuf invariant maintained by DPDK and by `append`).
         unsafe {
             std::slice::from_raw_parts(m.buf_addr.add(usize::from(m.data_off)), usize::from(m.data_len))
+        }
+    }
+
+    /// This segment's data, writable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let m = self.m();
+        // SAFETY: as `data`; the burst has exclusive use of the mbuf.
+        unsafe {
+            std::slice::from_raw_parts_mut(m.buf_addr.add(usize::from(m.data_off)), usize::from(m.data_len))
         }
     }
 
@@ -179,6 +272,85 @@ impl Mbuf {
     /// Sets the packet length of a head mbuf.
     pub fn set_pkt_len(&mut self, len: u32) {
         self.m_mut().pkt_len = len;
+    }
+
+    /// Replaces the (empty) data room of this fresh mbuf by an external buffer
+    /// holding `size` bytes after the standard headroom (DPDK's
+    /// `virtio_dev_extbuf_alloc`): `rte_malloc`ed, cache-line aligned, with
+    /// its `rte_mbuf_ext_shared_info` at the end, freed by `rte_free` when the
+    /// mbuf is. False (mbuf unchanged) if that does not fit an mbuf's 16-bit
+    /// buffer length or memory is short.
+    pub fn attach_extbuf(&mut self, size: u64) -> bool {
+        let shinfo_room = (std::mem::size_of::<ExtSharedInfo>() + std::mem::size_of::<usize>()) as u64;
+        let total = (u64::from(HEADROOM) + size + shinfo_room).next_multiple_of(8);
+        let Ok(mut buf_len) = u16::try_from(total) else { return false };
+        // SAFETY: plain allocation from DPDK's heap (NULL type, 64-byte
+        // alignment, any socket), as DPDK does.
+        let buf = unsafe { rte_malloc(std::ptr::null(), usize::from(buf_len), 64) };
+        if buf.is_null() {
+            return false;
+        }
+        // SAFETY: `buf` holds `buf_len` bytes; the helper puts the shared info
+        // at its end and shortens `buf_len` to what precedes it.
+        let shinfo = unsafe { rvh_pktmbuf_ext_shinfo_init_helper(buf, &mut buf_len, extbuf_free, buf) };
+        if shinfo.is_null() {
+            // SAFETY: ours, never attached.
+            unsafe { rte_free(buf) };
+            return false;
+        }
+        // SAFETY: a fresh direct mbuf we own (refcnt 1) and a buffer whose
+        // shared info has refcount 1 and our free callback; the mbuf now owns
+        // the buffer and frees it through the callback.
+        unsafe {
+            let iova = rte_malloc_virt2iova(buf);
+            rvh_pktmbuf_attach_extbuf(self.as_ptr(), buf, iova, buf_len, shinfo);
+            rvh_pktmbuf_reset_headroom(self.as_ptr());
+        }
+        true
+    }
+
+    /// `rte_net_intel_cksum_prepare`: writes the pseudo-header checksums the
+    /// requested L4 checksum / TSO offloads need into the packet (DPDK's
+    /// enqueue does this for the guest). False if the headers are not all in
+    /// the first segment.
+    pub fn cksum_prepare(&mut self) -> bool {
+        // SAFETY: a valid mbuf we may modify; DPDK's helper checks that the
+        // headers it writes lie within the first segment.
+        unsafe { rvh_net_intel_cksum_prepare(self.as_ptr()) == 0 }
+    }
+
+    /// Computes and stores the IPv4 header checksum of the header at
+    /// `l2_len` (what a NIC does for `RTE_MBUF_F_TX_IP_CKSUM`), if that header
+    /// lies within the first segment.
+    pub fn fill_ipv4_cksum(&mut self) {
+        let l2 = self.tx_offload().l2_len() as usize;
+        let data = self.data_mut();
+        let Some(&version_ihl) = data.get(l2) else { return };
+        let ihl = usize::from(version_ihl & 0x0f) * 4;
+        if ihl < 20 || data.len() < l2 + ihl {
+            return;
+        }
+        data[l2 + 10..l2 + 12].fill(0);
+        // SAFETY: the IPv4 header of `ihl` bytes is inside `data` (checked).
+        let cksum = unsafe { rvh_ipv4_cksum(data[l2..].as_ptr()) };
+        data[l2 + 10..l2 + 12].copy_from_slice(&cksum.to_ne_bytes());
+    }
+
+    /// `rte_net_get_ptype` over all layers: the packet type and header lengths.
+    pub fn parse_ptype(&self) -> (u32, HdrLens) {
+        let mut lens = HdrLens::default();
+        // SAFETY: a valid mbuf chain; `lens` is a writable rte_net_hdr_lens.
+        let ptype = unsafe { rte_net_get_ptype(self.as_ptr(), &mut lens, ptype::ALL_MASK) };
+        (ptype, lens)
+    }
+
+    /// `rte_raw_cksum_mbuf`: the raw one's complement sum of `len` bytes at
+    /// `off` over the whole chain (`None` if beyond the packet).
+    pub fn raw_cksum(&self, off: u32, len: u32) -> Option<u16> {
+        let mut sum = 0u16;
+        // SAFETY: a valid mbuf chain; DPDK's helper bounds the range by
+        // pkt_len and walks the segments.
+        (unsafe { rvh_raw_cksum_mbuf(self.as_ptr(), off, len, &mut sum) } == 0).then_some(sum)
     }
 
     /// Frees the whole chain back to its pool.
@@ -257,8 +429,8 @@ pub fn make_rarp(pool: Mempool, mac: &[u8; 6]) -> Option<Mbuf> {
 /// mbuf offload flag bits (22.11 values).
 pub mod ol {
     pub const RX_L4_CKSUM_NONE: u64 = 0x108;
-    pub const RX_L4_CKSUM_GOOD: u64 = 0x100;
     pub const RX_LRO: u64 = 0x10000;
+    pub const EXTERNAL: u64 = 1 << 61;
     pub const TX_TCP_SEG: u64 = 1 << 50;
     pub const TX_UDP_SEG: u64 = 1 << 42;
     pub const TX_IP_CKSUM: u64 = 1 << 54;

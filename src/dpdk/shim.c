@@ -1,13 +1,21 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  *
- * Thin out-of-line wrappers over DPDK's static-inline mbuf/mempool API.
+ * Thin out-of-line wrappers over DPDK's static-inline mbuf/mempool/net API.
  * Compiled against the installed DPDK headers so the Rust datapath keeps the
- * exact semantics (mempool cache selection, refcounts, external buffers) of
- * the DPDK build it runs with. Called once per burst where possible.
+ * exact semantics (mempool cache selection, refcounts, external buffers,
+ * checksum helpers) of the DPDK build it runs with. Called once per burst
+ * where possible.
  */
+#include <rte_ip.h>
+#include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
-#include <rte_lcore.h>
+#include <rte_net.h>
+
+/* The Rust side (src/dpdk/mbuf.rs) mirrors these. */
+_Static_assert(RTE_PKTMBUF_HEADROOM == 128, "mbuf::HEADROOM");
+_Static_assert(sizeof(struct rte_mbuf_ext_shared_info) == 24, "mbuf::ExtSharedInfo");
+_Static_assert(sizeof(struct rte_net_hdr_lens) == 10, "mbuf::HdrLens");
 
 int rvh_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned int count)
 {
@@ -32,4 +40,37 @@ uint16_t rvh_pktmbuf_data_room_size(struct rte_mempool *mp)
 unsigned int rvh_lcore_id(void)
 {
 	return rte_lcore_id();
+}
+
+struct rte_mbuf_ext_shared_info *
+rvh_pktmbuf_ext_shinfo_init_helper(void *buf_addr, uint16_t *buf_len,
+				   rte_mbuf_extbuf_free_callback_t free_cb, void *fcb_opaque)
+{
+	return rte_pktmbuf_ext_shinfo_init_helper(buf_addr, buf_len, free_cb, fcb_opaque);
+}
+
+void rvh_pktmbuf_attach_extbuf(struct rte_mbuf *m, void *buf_addr, rte_iova_t buf_iova,
+			       uint16_t buf_len, struct rte_mbuf_ext_shared_info *shinfo)
+{
+	rte_pktmbuf_attach_extbuf(m, buf_addr, buf_iova, buf_len, shinfo);
+}
+
+void rvh_pktmbuf_reset_headroom(struct rte_mbuf *m)
+{
+	rte_pktmbuf_reset_headroom(m);
+}
+
+int rvh_net_intel_cksum_prepare(struct rte_mbuf *m)
+{
+	return rte_net_intel_cksum_prepare(m);
+}
+
+uint16_t rvh_ipv4_cksum(const struct rte_ipv4_hdr *ipv4_hdr)
+{
+	return rte_ipv4_cksum(ipv4_hdr);
+}
+
+int rvh_raw_cksum_mbuf(const struct rte_mbuf *m, uint32_t off, uint32_t len, uint16_t *cksum)
+{
+	return rte_raw_cksum_mbuf(m, off, len, cksum);
 }

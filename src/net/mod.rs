@@ -197,22 +197,18 @@ fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
 }
 
 /// Copies a guest packet (after its header, at `pos`) into `head` and more
-/// mbufs from `pool` as needed. `linear` forbids chaining.
+/// mbufs from `pool` as needed.
 fn copy_from_guest(
     segs: &[Seg],
     mut pos: (usize, u32),
     mut left: u64,
     head: &mut Mbuf,
     pool: Mempool,
-    linear: bool,
 ) -> Result<(), &'static str> {
     let total = left;
     let mut cur = *head;
     while left > 0 {
         if cur.tailroom() == 0 {
-            if linear {
-                return Err("packet larger than the mbuf (linear buffers requested)");
-            }
             let next = mbuf::alloc(pool).ok_or("failed to allocate an mbuf segment")?;
             Mbuf::chain(head, &mut cur, next);
             cur = next;
@@ -696,11 +692,36 @@ fn release_unused(out: &mut [Option<Mbuf>], done: usize, n: usize) {
     out[done..n].fill(None);
 }
 
+/// DPDK's `virtio_net_with_host_offload`: any of these negotiated makes the
+/// dequeue path apply the guest's virtio-net header.
+const HOST_OFFLOAD_FEATURES: u64 = bit(VIRTIO_NET_F_CSUM)
+    | bit(VIRTIO_NET_F_HOST_ECN)
+    | bit(VIRTIO_NET_F_HOST_TSO4)
+    | bit(VIRTIO_NET_F_HOST_TSO6)
+    | bit(VIRTIO_NET_F_HOST_UFO);
+
 #[derive(Clone, Copy, Debug)]
 struct DequeueOpts {
     stats: bool,
     compliant: bool,
+    /// RTE_VHOST_USER_EXTBUF_SUPPORT: a packet larger than the mbuf's data
+    /// room gets an external buffer.
+    extbuf: bool,
+    /// RTE_VHOST_USER_LINEARBUF_SUPPORT: a packet is never chained.
     linear: bool,
+    /// A host offload feature is negotiated: the guest's header is applied.
+    host_offload: bool,
+}
+
+/// DPDK's `virtio_dev_pktmbuf_prep`: makes the fresh mbuf `m` ready for a
+/// `len`-byte packet. Beyond its tailroom, an external buffer is attached if
+/// allowed; failing that, the packet is chained unless linear buffers were
+/// asked for, in which case it is dropped.
+fn prep_mbuf(m: &mut Mbuf, len: u64, opts: DequeueOpts) -> Result<(), &'static str> {
+    if m.tailroom() as u64 >= len || (opts.extbuf && m.attach_extbuf(len)) || !opts.linear {
+        return Ok(());
+    }
+    Err("packet larger than the mbuf data room (linear buffers, no external buffer)")
 }
 
 /// Fills mbuf `m` (fresh from the pool) from the gathered guest buffers:
@@ -717,15 +738,13 @@ fn fill_mbuf(
     }
     let (hdr, pos) = get_header(bufs.segs(), hlen);
     let mut m = m.ok_or("no mbuf")?;
-    let result = copy_from_guest(bufs.segs(), pos, bufs.total() - u64::from(hlen), &mut m, pool, opts.linear);
-    if result.is_ok() && !hdr.is_empty() {
-        // The headers to parse are at the start of the first segment.
-        let mut start = [0u8; 128];
-        let n = m.data().len().min(start.len());
-        start[..n].copy_from_slice(&m.data()[..n]);
-        header::apply_to_mbuf(&hdr, &start[..n], &mut m, opts.compliant);
+    let len = bufs.total() - u64::from(hlen);
+    prep_mbuf(&mut m, len, opts)?;
+    copy_from_guest(bufs.segs(), pos, len, &mut m, pool)?;
+    if opts.host_offload {
+        header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
     }
-    result
+    Ok(())
 }
 
 /// `rte_vhost_enqueue_burst`: copies up to 32 packets into the guest's RX
@@ -760,7 +779,9 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
     let opts = DequeueOpts {
         stats: sf & flags::NET_STATS_ENABLE != 0,
         compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
+        extbuf: sf & flags::EXTBUF_SUPPORT != 0,
         linear: sf & flags::LINEARBUF_SUPPORT != 0,
+        host_offload: s.features & HOST_OFFLOAD_FEATURES != 0,
     };
     let out_len = out.len().min(MAX_BURST);
     let mut first = 0;
