@@ -86,8 +86,13 @@ fn drain(fe: &Frontend) {
     }
 }
 
+/// The two tests share the process's fd table, which the first one counts:
+/// they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn known_bad_messages_are_refused_without_harm() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = Server::start("badmsg");
     let need = VERSION | FLAG_NEED_REPLY;
     let cases: Vec<(&str, u32, u32, Vec<u8>, usize)> = vec![
@@ -190,6 +195,7 @@ proptest! {
     fn random_message_streams_never_break_the_server(
         msgs in proptest::collection::vec((0u32..48, 0u32..16, proptest::collection::vec(any::<u8>(), 0..80), 0usize..3), 1..12)
     ) {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
         let server = SERVER.get_or_init(|| Server::start("fuzz"));
         let fe = Frontend::connect(&server.path);
