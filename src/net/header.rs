@@ -65,13 +65,20 @@ impl NetHdr {
 /// checksum goes into the L4 checksum field (`rte_net_intel_cksum_prepare`)
 /// and a requested IPv4 header checksum is computed, so `m` (a handle) is
 /// written through.
+#[inline]
 pub fn for_mbuf(m: &Mbuf) -> NetHdr {
     let f = m.ol_flags();
-    let mut h = NetHdr::default();
     if f & (ol::TX_L4_MASK | ol::TX_TCP_SEG | ol::TX_UDP_SEG | ol::TX_IP_CKSUM) == 0 {
-        return h;
+        return NetHdr::default();
     }
-    let mut m = *m;
+    offload_header(*m, f)
+}
+
+/// `for_mbuf` for a packet with offload requests (kept out of line so the
+/// plain packet's path stays short).
+#[inline(never)]
+fn offload_header(mut m: Mbuf, f: u64) -> NetHdr {
+    let mut h = NetHdr::default();
     let t = m.tx_offload();
     let (l2l3, l4) = ((t.l2_len() + t.l3_len()) as u16, t.l4_len() as u16);
     let tso_segsz = t.tso_segsz() as u16;

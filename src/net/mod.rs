@@ -349,8 +349,7 @@ fn split_enqueue(
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
     let log = vq.active_log();
-    let mut used = [(0u32, 0u32); MAX_BURST * 4];
-    let mut nused = 0;
+    let mut used = UsedBatch::default();
     let mut done = 0;
     for &p in pkts {
         // A NULL entry ends the burst.
@@ -359,19 +358,18 @@ fn split_enqueue(
         // The common case needs no walk: the next chain is one buffer that
         // holds header and packet.
         let head = ring.split_avail_ring(vq.last_avail_idx);
-        let lone = (avail > 0 && nused < used.len() && head < vq.size)
+        let lone = (avail > 0 && used.room() > 0 && head < vq.size)
             .then(|| lone_buffer(&mem, &ring.read_split_desc(head), needed))
             .flatten();
-        let (one_seg, one_chain);
+        let one;
         let (segs, chains) = match lone {
             Some(seg) => {
                 avail -= 1;
-                one_seg = [seg];
-                one_chain = [ChainInfo { id: head, count: 1, cap: seg.len }];
-                (&one_seg[..], &one_chain[..])
+                one = LoneChain::new(seg, head);
+                one.parts()
             }
             None => {
-                if !reserve_split(dev, vq, &ring, &mem, bufs, needed, &mut avail, used.len() - nused) {
+                if !reserve_split(dev, vq, &ring, &mem, bufs, needed, &mut avail, used.room()) {
                     break;
                 }
                 (bufs.segs(), &bufs.chains[..bufs.nchains])
@@ -380,19 +378,7 @@ fn split_enqueue(
         if avail > 0 {
             prefetch_split(&ring, &mem, vq.last_avail_idx.wrapping_add(chains.len() as u16), true);
         }
-        let mut hdr = header::for_mbuf(&m);
-        hdr.num_buffers = chains.len() as u16;
-        copy_to_guest(segs, hdr, hlen, m);
-        if let Some(log) = &log {
-            log_segments(log, &mem, segs);
-        }
-        let mut left = needed;
-        for c in chains {
-            let len = u64::from(c.cap).min(left);
-            left -= len;
-            used[nused] = (u32::from(c.id), len as u32);
-            nused += 1;
-        }
+        place_packet(&mem, log.as_deref(), segs, chains, hlen, m, &mut used);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(chains.len() as u16);
         if stats {
             vq.stats.count(m.pkt_len(), m.data());
@@ -400,7 +386,7 @@ fn split_enqueue(
         done += 1;
     }
     if done > 0 {
-        split_publish(vq, &ring, &used[..nused]);
+        split_publish(vq, &ring, used.entries());
         notify_guest(vq, &ring, stats);
     }
     done
@@ -409,10 +395,10 @@ fn split_enqueue(
 /// Writes used entries (head id, length) from the ring's used index on, then
 /// publishes them all with one release store of used->idx. Batched at the
 /// end of a burst, so the lines the guest polls are written once per burst.
-fn split_publish(vq: &mut VqState, ring: &RingMem, entries: &[(u32, u32)]) {
+fn split_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) {
     let log = vq.active_log();
-    for &(id, len) in entries {
-        ring.split_write_used(vq.last_used_idx, id, len);
+    for e in entries {
+        ring.split_write_used(vq.last_used_idx, u32::from(e.id), e.len);
         if let Some(log) = &log {
             vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
         }
@@ -443,7 +429,7 @@ fn split_dequeue(
     }
     let mem = vq.mem.clone();
     let hlen = hdr_len(vq);
-    let mut used = [(0u32, 0u32); MAX_BURST];
+    let mut used = UsedBatch::default();
     let mut done = 0;
     for i in 0..n {
         let head = ring.split_avail_ring(vq.last_avail_idx);
@@ -451,15 +437,24 @@ fn split_dequeue(
         if i + 1 < n {
             prefetch_split(&ring, &mem, vq.last_avail_idx, false);
         }
-        bufs.clear();
-        let res = walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
-            .map_err(|e| e.to_string())
-            .and_then(|()| fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned));
-        used[i] = (u32::from(head), 0);
+        // The common case needs no walk: one buffer, header and packet.
+        let lone = (head < vq.size)
+            .then(|| lone_buffer(&mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
+            .flatten();
+        let res = match lone {
+            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts),
+            None => {
+                bufs.clear();
+                walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
+                    .map_err(DropReason::Chain)
+                    .and_then(|()| fill_mbuf(bufs.segs(), bufs.total(), hlen, out[i], pool, opts))
+            }
+        };
+        used.push(head, 0, 1);
         account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
     }
     release_unused(out, done, n);
-    split_publish(vq, &ring, &used[..n]);
+    split_publish(vq, &ring, used.entries());
     notify_guest(vq, &ring, opts.stats);
     done
 }
@@ -505,10 +500,10 @@ fn used_flags(wrap: bool, write: bool) -> u16 {
 
 /// Publishes used entries (slot, id, len, desc count) written relaxed, the
 /// first one's flags last with release so the guest sees a whole batch.
-fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[(u16, u32, u16)], write: bool) {
+fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem], write: bool) {
     let mut first = None;
     let log = vq.active_log();
-    for &(id, len, count) in entries {
+    for &UsedElem { id, len, count } in entries {
         let flags = used_flags(vq.used_wrap_counter, write);
         let slot = vq.last_used_idx;
         if let Some(log) = &log {
@@ -528,6 +523,41 @@ fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[(u16, u32, u16)],
     }
 }
 
+/// Gathers enough packed-ring chains, from the next available slot on, for
+/// a packet of `needed` bytes (several only when `mergeable`) into `bufs`;
+/// returns the slot and wrap counter after them, or `None` if the packet
+/// cannot be placed now (`room`: used entries left in the burst).
+fn reserve_packed(
+    dev: &Device,
+    vq: &mut VqState,
+    ring: &RingMem,
+    mem: &crate::memory::GuestMemory,
+    bufs: &mut BufVec,
+    needed: u64,
+    room: usize,
+) -> Option<(u16, bool)> {
+    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
+    bufs.clear();
+    while bufs.total() < needed {
+        if (!mergeable && bufs.nchains == 1) || bufs.nchains == room || !packed_available(ring, slot, wrap) {
+            return None;
+        }
+        let before = bufs.total();
+        match walk_packed(mem, vq.size, slot, |i| ring.read_packed_desc(i), bufs) {
+            Ok(c) if bufs.push_chain(c.id, c.count, before) => {
+                advance(&mut slot, &mut wrap, c.count, vq.size)
+            }
+            Ok(_) => return None,
+            Err(e) => {
+                log_bad_chain(dev, vq, e);
+                return None;
+            }
+        }
+    }
+    Some((slot, wrap))
+}
+
 fn packed_enqueue(
     dev: &Device,
     vq: &mut VqState,
@@ -536,63 +566,39 @@ fn packed_enqueue(
     stats: bool,
 ) -> usize {
     let ring = vq.ring_mem();
-    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
-    let mut used = [(0u16, 0u32, 0u16); MAX_BURST * 4];
-    let mut nused = 0;
+    let mut used = UsedBatch::default();
     let mut done = 0;
-    let size = vq.size;
     let log = vq.active_log();
     for &p in pkts {
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
-        bufs.clear();
         let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
-        let mut ok = true;
-        while bufs.total() < needed {
-            if (!mergeable && bufs.nchains == 1) || nused + bufs.nchains == used.len() {
-                ok = false;
-                break;
+        // The common case needs no walk: one descriptor holding it all.
+        let lone = (used.room() > 0 && packed_available(&ring, slot, wrap))
+            .then(|| {
+                let d = ring.read_packed_desc(slot);
+                lone_buffer(&mem, &d, needed).map(|seg| (seg, d.next_or_id))
+            })
+            .flatten();
+        let one;
+        let (segs, chains) = match lone {
+            Some((seg, id)) => {
+                advance(&mut slot, &mut wrap, 1, vq.size);
+                one = LoneChain::new(seg, id);
+                one.parts()
             }
-            if !packed_available(&ring, slot, wrap) {
-                ok = false;
-                break;
-            }
-            let before = bufs.total();
-            match walk_packed(&mem, size, slot, |i| ring.read_packed_desc(i), bufs) {
-                Ok(c) => {
-                    if !bufs.push_chain(c.id, c.count, before) {
-                        ok = false;
-                        break;
-                    }
-                    advance(&mut slot, &mut wrap, c.count, size);
-                }
-                Err(e) => {
-                    log_bad_chain(dev, vq, e);
-                    ok = false;
+            None => {
+                let Some(next) = reserve_packed(dev, vq, &ring, &mem, bufs, needed, used.room()) else {
                     break;
-                }
+                };
+                (slot, wrap) = next;
+                (bufs.segs(), &bufs.chains[..bufs.nchains])
             }
-        }
-        if !ok {
-            break;
-        }
-        let nchains = bufs.nchains;
+        };
         prefetch_packed(&ring, &mem, slot, true);
-        let mut hdr = header::for_mbuf(&m);
-        hdr.num_buffers = nchains as u16;
-        copy_to_guest(bufs.segs(), hdr, hlen, m);
-        if let Some(log) = &log {
-            log_segments(log, &mem, bufs.segs());
-        }
-        let mut left = needed;
-        for c in &bufs.chains[..nchains] {
-            let len = u64::from(c.cap).min(left);
-            left -= len;
-            used[nused] = (c.id, len as u32, c.count);
-            nused += 1;
-        }
+        place_packet(&mem, log.as_deref(), segs, chains, hlen, m, &mut used);
         vq.last_avail_idx = slot;
         vq.avail_wrap_counter = wrap;
         if stats {
@@ -600,8 +606,8 @@ fn packed_enqueue(
         }
         done += 1;
     }
-    if nused > 0 {
-        packed_publish(vq, &ring, &used[..nused], true);
+    if done > 0 {
+        packed_publish(vq, &ring, used.entries(), true);
         notify_guest(vq, &ring, stats);
     }
     done
@@ -625,31 +631,35 @@ fn packed_dequeue(
     let mem = vq.mem.clone();
     let hlen = hdr_len(vq);
     let size = vq.size;
-    let mut used: [(u16, u32, u16); MAX_BURST] = [(0, 0, 0); MAX_BURST];
-    let mut nused = 0;
+    let mut used = UsedBatch::default();
     let mut done = 0;
     for i in 0..n {
         if !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
             break;
         }
-        bufs.clear();
-        let chain = walk_packed(&mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs);
-        let (count, id, res) = match chain {
-            Ok(c) => {
-                prefetch_packed(&ring, &mem, vq.last_avail_idx + c.count, false);
-                (c.count, c.id, fill_mbuf(bufs, hlen, out[i], pool, opts).map_err(str::to_owned))
+        let d = ring.read_packed_desc(vq.last_avail_idx);
+        // The common case needs no walk: one descriptor, header and packet.
+        let (count, id, res) = match lone_buffer(&mem, &d, u64::from(hlen) + 1) {
+            Some(seg) => (1, d.next_or_id, fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts)),
+            None => {
+                bufs.clear();
+                match walk_packed(&mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs) {
+                    Ok(c) => (c.count, c.id, fill_mbuf(bufs.segs(), bufs.total(), hlen, out[i], pool, opts)),
+                    // A broken chain is returned as one slot so the ring moves on.
+                    Err(e) => (1, d.next_or_id, Err(DropReason::Chain(e))),
+                }
             }
-            // A broken chain is returned as one slot so the ring moves on.
-            Err(e) => (1, ring.read_packed_desc(vq.last_avail_idx).next_or_id, Err(e.to_string())),
         };
+        if i + 1 < n {
+            prefetch_packed(&ring, &mem, vq.last_avail_idx + count, false);
+        }
         advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, count, size);
-        used[nused] = (id, 0, count);
-        nused += 1;
+        used.push(id, 0, count);
         account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
     }
     release_unused(out, done, n);
-    if nused > 0 {
-        packed_publish(vq, &ring, &used[..nused], false);
+    if !used.entries().is_empty() {
+        packed_publish(vq, &ring, used.entries(), false);
         notify_guest(vq, &ring, opts.stats);
     }
     done
@@ -657,6 +667,100 @@ fn packed_dequeue(
 
 // --------------------------------------------------------------------------
 // Shared by both layouts.
+
+/// A used entry to publish: the chain's head (split) or buffer id (packed),
+/// the bytes written into it, and the ring slots it took (packed).
+#[derive(Clone, Copy, Debug, Default)]
+struct UsedElem {
+    id: u16,
+    len: u32,
+    count: u16,
+}
+
+/// The used entries of one burst, published together at its end.
+struct UsedBatch {
+    elems: [UsedElem; MAX_BURST * 4],
+    n: usize,
+}
+
+impl Default for UsedBatch {
+    fn default() -> Self {
+        UsedBatch { elems: [UsedElem::default(); MAX_BURST * 4], n: 0 }
+    }
+}
+
+impl UsedBatch {
+    /// Entries that can still be added.
+    fn room(&self) -> usize {
+        self.elems.len() - self.n
+    }
+    /// Adds an entry; the callers never exceed `room()`.
+    fn push(&mut self, id: u16, len: u32, count: u16) {
+        self.elems[self.n] = UsedElem { id, len, count };
+        self.n += 1;
+    }
+    fn entries(&self) -> &[UsedElem] {
+        &self.elems[..self.n]
+    }
+}
+
+/// The segment and chain record of a chain resolved by `lone_buffer`.
+struct LoneChain {
+    seg: [Seg; 1],
+    chain: [ChainInfo; 1],
+}
+
+impl LoneChain {
+    fn new(seg: Seg, id: u16) -> LoneChain {
+        LoneChain { seg: [seg], chain: [ChainInfo { id, count: 1, cap: seg.len }] }
+    }
+    fn parts(&self) -> (&[Seg], &[ChainInfo]) {
+        (&self.seg, &self.chain)
+    }
+}
+
+/// Enqueue of one packet into its reserved `chains` (whose buffers are
+/// `segs`): header and data copied, pages logged, used entries recorded
+/// (each chain filled in turn, the last one partly).
+#[allow(clippy::too_many_arguments)]
+fn place_packet(
+    mem: &crate::memory::GuestMemory,
+    log: Option<&crate::migration::dirty_log::DirtyLog>,
+    segs: &[Seg],
+    chains: &[ChainInfo],
+    hlen: u32,
+    m: Mbuf,
+    used: &mut UsedBatch,
+) {
+    let mut hdr = header::for_mbuf(&m);
+    hdr.num_buffers = chains.len() as u16;
+    copy_to_guest(segs, hdr, hlen, m);
+    if let Some(log) = log {
+        log_segments(log, mem, segs);
+    }
+    let mut left = u64::from(m.pkt_len()) + u64::from(hlen);
+    for c in chains {
+        let len = u64::from(c.cap).min(left);
+        left -= len;
+        used.push(c.id, len as u32, c.count);
+    }
+}
+
+/// Why a dequeued slot carries no packet.
+#[derive(Clone, Copy, Debug)]
+enum DropReason {
+    Chain(ChainError),
+    Packet(&'static str),
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DropReason::Chain(e) => e.fmt(f),
+            DropReason::Packet(why) => f.write_str(why),
+        }
+    }
+}
 
 /// Accounts dequeued slot `i`: a good packet moves up to the front of
 /// `out`, a bad one is counted and logged (its mbuf is released later).
@@ -666,7 +770,7 @@ fn account_dequeued(
     out: &mut [Option<Mbuf>],
     i: usize,
     done: &mut usize,
-    res: Result<(), String>,
+    res: Result<(), DropReason>,
     stats: bool,
 ) {
     match res {
@@ -727,24 +831,56 @@ fn prep_mbuf(m: &mut Mbuf, len: u64, opts: DequeueOpts) -> Result<(), &'static s
 /// Fills mbuf `m` (fresh from the pool) from the gathered guest buffers:
 /// skips and interprets the virtio-net header, copies the payload.
 fn fill_mbuf(
-    bufs: &BufVec,
+    segs: &[Seg],
+    total: u64,
     hlen: u32,
     m: Option<Mbuf>,
     pool: Mempool,
     opts: DequeueOpts,
-) -> Result<(), &'static str> {
-    if bufs.total() <= u64::from(hlen) {
-        return Err("descriptor chain shorter than the virtio-net header");
+) -> Result<(), DropReason> {
+    // The common case, inline: one guest buffer whose packet fits the mbuf.
+    if let ([seg], Some(mut mb)) = (segs, m) {
+        let len = total.wrapping_sub(u64::from(hlen));
+        if total > u64::from(hlen) && total <= u64::from(seg.len) && len <= mb.tailroom() as u64 {
+            let hdr = NetHdr::from_le(read_guest_le(*seg, 0, hlen as usize));
+            read_guest(*seg, hlen, mb.tail_mut(len as usize));
+            mb.commit(len as usize);
+            mb.set_pkt_len(len as u32);
+            if opts.host_offload {
+                header::apply_to_mbuf(&hdr, &mut mb, opts.compliant);
+            }
+            return Ok(());
+        }
     }
-    let (hdr, pos) = get_header(bufs.segs(), hlen);
-    let mut m = m.ok_or("no mbuf")?;
-    let len = bufs.total() - u64::from(hlen);
-    prep_mbuf(&mut m, len, opts)?;
-    copy_from_guest(bufs.segs(), pos, len, &mut m, pool)?;
-    if opts.host_offload {
-        header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
-    }
-    Ok(())
+    fill_mbuf_chained(segs, total, hlen, m, pool, opts)
+}
+
+/// `fill_mbuf` for everything else: several guest segments, external or
+/// chained mbufs, drops.
+#[inline(never)]
+fn fill_mbuf_chained(
+    segs: &[Seg],
+    total: u64,
+    hlen: u32,
+    m: Option<Mbuf>,
+    pool: Mempool,
+    opts: DequeueOpts,
+) -> Result<(), DropReason> {
+    let fill = || {
+        if total <= u64::from(hlen) {
+            return Err("descriptor chain shorter than the virtio-net header");
+        }
+        let (hdr, pos) = get_header(segs, hlen);
+        let mut m = m.ok_or("no mbuf")?;
+        let len = total - u64::from(hlen);
+        prep_mbuf(&mut m, len, opts)?;
+        copy_from_guest(segs, pos, len, &mut m, pool)?;
+        if opts.host_offload {
+            header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
+        }
+        Ok(())
+    };
+    fill().map_err(DropReason::Packet)
 }
 
 /// `rte_vhost_enqueue_burst`: copies up to 32 packets into the guest's RX
