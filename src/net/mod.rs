@@ -633,8 +633,10 @@ fn packed_dequeue(
     let size = vq.size;
     let mut used = UsedBatch::default();
     let mut done = 0;
+    // Descriptors taken so far: the first `n` are known to be available.
+    let mut taken = 0usize;
     for i in 0..n {
-        if !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
+        if taken >= n && !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
             break;
         }
         let d = ring.read_packed_desc(vq.last_avail_idx);
@@ -654,6 +656,7 @@ fn packed_dequeue(
             prefetch_packed(&ring, &mem, vq.last_avail_idx + count, false);
         }
         advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, count, size);
+        taken += usize::from(count);
         used.push(id, 0, count);
         account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
     }
