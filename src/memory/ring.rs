@@ -235,6 +235,12 @@ pub fn write_guest_le(seg: Seg, off: u32, value: u128, n: usize) {
     // SAFETY: [dst, dst+n) was bounds-checked against the segment, which lies
     // in a mapped region; each store below stays inside it.
     unsafe {
+        if n == 12 {
+            // The mergeable/VERSION_1 header, the usual case.
+            dst.cast::<u64>().write_unaligned((value as u64).to_le());
+            dst.add(8).cast::<u32>().write_unaligned(((value >> 64) as u32).to_le());
+            return;
+        }
         let mut done = 0;
         if n >= 8 {
             dst.cast::<u64>().write_unaligned((value as u64).to_le());
@@ -259,6 +265,11 @@ pub fn read_guest_le(seg: Seg, off: u32, n: usize) -> u128 {
     let mut value = 0u128;
     // SAFETY: as in write_guest_le, for reads.
     unsafe {
+        if n == 12 {
+            let lo = u64::from_le(src.cast::<u64>().read_unaligned());
+            let hi = u32::from_le(src.add(8).cast::<u32>().read_unaligned());
+            return u128::from(lo) | u128::from(hi) << 64;
+        }
         let mut done = 0;
         if n >= 8 {
             value = u128::from(u64::from_le(src.cast::<u64>().read_unaligned()));
@@ -296,22 +307,23 @@ unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
             dst.add(n - w).cast::<W>().write_unaligned(tail);
         }
     }
-    // SAFETY (all arms): each stays inside [0, n) of both ranges.
+    // SAFETY (all branches): each stays inside [0, n) of both ranges.
+    // Tested largest first: packets, then headers.
     unsafe {
-        match n {
-            0 => {}
-            1..=3 => {
-                for i in 0..n {
-                    *dst.add(i) = *src.add(i);
-                }
+        if n > 64 {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        } else if n > 32 {
+            ends::<[u64; 4]>(src, dst, n);
+        } else if n >= 16 {
+            ends::<[u64; 2]>(src, dst, n);
+        } else if n >= 8 {
+            ends::<u64>(src, dst, n);
+        } else if n >= 4 {
+            ends::<u32>(src, dst, n);
+        } else {
+            for i in 0..n {
+                *dst.add(i) = *src.add(i);
             }
-            4..=7 => ends::<u32>(src, dst, n),
-            8..=15 => ends::<u64>(src, dst, n),
-            16..=32 => ends::<[u64; 2]>(src, dst, n),
-            33..=64 => {
-                ends::<[u64; 4]>(src, dst, n);
-            }
-            _ => std::ptr::copy_nonoverlapping(src, dst, n),
         }
     }
 }

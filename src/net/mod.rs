@@ -501,25 +501,22 @@ fn used_flags(wrap: bool, write: bool) -> u16 {
 /// Publishes used entries (slot, id, len, desc count) written relaxed, the
 /// first one's flags last with release so the guest sees a whole batch.
 fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem], write: bool) {
-    let mut first = None;
     let log = vq.active_log();
-    for &UsedElem { id, len, count } in entries {
-        let flags = used_flags(vq.used_wrap_counter, write);
-        let slot = vq.last_used_idx;
+    let (mut slot, mut wrap, size) = (vq.last_used_idx, vq.used_wrap_counter, vq.size);
+    let first = (slot, used_flags(wrap, write));
+    for (i, e) in entries.iter().enumerate() {
+        let flags = used_flags(wrap, write);
+        // The first entry still reads as not used until the batch is written.
+        let flags = if i == 0 { flags ^ (PACKED_F_AVAIL | PACKED_F_USED) } else { flags };
+        ring.packed_write_used(slot, e.id, e.len, flags, false);
         if let Some(log) = &log {
             vq.log_ring_write(log, u64::from(slot) * 16, 16);
         }
-        if first.is_none() {
-            first = Some((slot, flags));
-            ring.packed_write_used(slot, id, len, flags ^ (PACKED_F_AVAIL | PACKED_F_USED), false);
-        } else {
-            ring.packed_write_used(slot, id, len, flags, false);
-        }
-        let size = vq.size;
-        advance(&mut vq.last_used_idx, &mut vq.used_wrap_counter, count, size);
+        advance(&mut slot, &mut wrap, e.count, size);
     }
-    if let Some((slot, flags)) = first {
-        ring.packed_set_flags_release(slot, flags);
+    (vq.last_used_idx, vq.used_wrap_counter) = (slot, wrap);
+    if !entries.is_empty() {
+        ring.packed_set_flags_release(first.0, first.1);
     }
 }
 
