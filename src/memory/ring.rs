@@ -226,21 +226,35 @@ pub fn read_guest(seg: Seg, off: u32, dst: &mut [u8]) {
     unsafe { copy_bytes((seg.hva + u64::from(off)) as *const u8, dst.as_mut_ptr(), dst.len()) };
 }
 
-/// Writes the low `n` (at most 16) bytes of the little-endian `value` at
-/// `seg.hva + off` with register stores (the virtio-net header).
+/// Makes the `n` (at most 16) bytes at `seg.hva + off` hold the low `n`
+/// bytes of the little-endian `value` (the virtio-net header), storing only
+/// what differs. A recycled RX buffer usually holds the same header already;
+/// not writing it leaves its cache line shared with the guest's core instead
+/// of taking it over (DPDK's ASSIGN_UNLESS_EQUAL does the same).
 #[inline]
-pub fn write_guest_le(seg: Seg, off: u32, value: u128, n: usize) {
+pub fn update_guest_le(seg: Seg, off: u32, value: u128, n: usize) {
     assert!(n <= 16 && off as usize + n <= seg.len as usize, "guest write beyond its translated segment");
     let dst = (seg.hva + u64::from(off)) as *mut u8;
     // SAFETY: [dst, dst+n) was bounds-checked against the segment, which lies
-    // in a mapped region; each store below stays inside it.
+    // in a mapped region; each access below stays inside it.
     unsafe {
         if n == 12 {
             // The mergeable/VERSION_1 header, the usual case.
-            dst.cast::<u64>().write_unaligned((value as u64).to_le());
-            dst.add(8).cast::<u32>().write_unaligned(((value >> 64) as u32).to_le());
+            let (lo, hi) = ((value as u64).to_le(), ((value >> 64) as u32).to_le());
+            if dst.cast::<u64>().read_unaligned() != lo {
+                dst.cast::<u64>().write_unaligned(lo);
+            }
+            if dst.add(8).cast::<u32>().read_unaligned() != hi {
+                dst.add(8).cast::<u32>().write_unaligned(hi);
+            }
             return;
         }
+    }
+    if read_guest_le(seg, off, n) == value & low_bytes_mask(n) {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe {
         let mut done = 0;
         if n >= 8 {
             dst.cast::<u64>().write_unaligned((value as u64).to_le());
@@ -256,6 +270,15 @@ pub fn write_guest_le(seg: Seg, off: u32, value: u128, n: usize) {
     }
 }
 
+/// The mask of the low `n` bytes of a u128.
+fn low_bytes_mask(n: usize) -> u128 {
+    if n >= 16 {
+        u128::MAX
+    } else {
+        (1u128 << (8 * n)) - 1
+    }
+}
+
 /// Reads `n` (at most 16) bytes at `seg.hva + off` as a little-endian
 /// integer, with register loads.
 #[inline]
@@ -263,7 +286,7 @@ pub fn read_guest_le(seg: Seg, off: u32, n: usize) -> u128 {
     assert!(n <= 16 && off as usize + n <= seg.len as usize, "guest read beyond its translated segment");
     let src = (seg.hva + u64::from(off)) as *const u8;
     let mut value = 0u128;
-    // SAFETY: as in write_guest_le, for reads.
+    // SAFETY: as in update_guest_le.
     unsafe {
         if n == 12 {
             let lo = u64::from_le(src.cast::<u64>().read_unaligned());
@@ -386,12 +409,15 @@ mod tests {
     fn little_endian_words_round_trip_at_every_width() {
         let value = 0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100u128;
         for n in 0..=16usize {
-            let mut guest = [0xffu8; 20];
-            write_guest_le(seg_of(&mut guest), 2, value, n);
-            assert_eq!(&guest[2..2 + n], &value.to_le_bytes()[..n], "n={n}");
-            assert!(guest[2 + n..].iter().all(|&b| b == 0xff), "n={n}: wrote too far");
-            let mask = if n == 16 { u128::MAX } else { (1u128 << (8 * n)) - 1 };
-            assert_eq!(read_guest_le(seg_of(&mut guest), 2, n), value & mask, "n={n}");
+            for before in [0xffu8, 0x00] {
+                let mut guest = [before; 20];
+                // What is already there (partly equal) is made equal too.
+                guest[2..2 + n.min(4)].copy_from_slice(&value.to_le_bytes()[..n.min(4)]);
+                update_guest_le(seg_of(&mut guest), 2, value, n);
+                assert_eq!(&guest[2..2 + n], &value.to_le_bytes()[..n], "n={n}");
+                assert!(guest[2 + n..].iter().all(|&b| b == before), "n={n}: wrote too far");
+                assert_eq!(read_guest_le(seg_of(&mut guest), 2, n), value & low_bytes_mask(n), "n={n}");
+            }
         }
     }
 
@@ -399,6 +425,6 @@ mod tests {
     #[should_panic(expected = "beyond its translated segment")]
     fn header_write_past_the_segment_is_refused() {
         let mut guest = [0u8; 10];
-        write_guest_le(seg_of(&mut guest), 0, 0, 12);
+        update_guest_le(seg_of(&mut guest), 0, 0, 12);
     }
 }

@@ -20,7 +20,7 @@ use crate::device::features::*;
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
 use crate::memory::ring::{
-    prefetch, prefetch_write, read_guest, read_guest_le, write_guest, write_guest_le, RingMem, Seg,
+    prefetch, prefetch_write, read_guest, read_guest_le, update_guest_le, write_guest, RingMem, Seg,
 };
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
 use crate::virtqueue::{EventFd, VqState};
@@ -112,34 +112,39 @@ fn log_segments(log: &crate::migration::dirty_log::DirtyLog, mem: &crate::memory
     }
 }
 
-/// Prefetches the first two cache lines of guest buffer `d` (header and
-/// the start of the packet), for writing on enqueue, so the miss on the
-/// guest's line overlaps the current packet's copy.
+/// Prefetches the start of guest buffer `d` (header and the first 116 bytes
+/// of the packet). On enqueue the packet's lines are fetched for writing; the
+/// header's only for reading, as it is usually left as it is.
 #[inline]
 fn prefetch_buffer(mem: &crate::memory::GuestMemory, d: crate::memory::ring::Desc, write: bool) {
     if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len.min(128))) {
         let last = hva + n.saturating_sub(1);
+        prefetch(hva);
         if write {
-            prefetch_write(hva);
+            prefetch_write(hva + 12.min(n.saturating_sub(1)));
             prefetch_write(last);
         } else {
-            prefetch(hva);
             prefetch(last);
         }
     }
 }
 
-/// Prefetches the first buffer of the split chain at avail position `pos`
-/// (the next packet).
-#[inline]
-fn prefetch_split(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u16, write: bool) {
-    prefetch_buffer(mem, ring.read_split_desc(ring.split_avail_ring(pos)), write);
+/// Prefetches the buffers of the `n` split chains from avail position `pos`
+/// on, at the start of a burst: the misses on lines the guest's core last
+/// touched then overlap each other instead of stalling packet by packet.
+fn prefetch_split_burst(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u16, n: usize, write: bool) {
+    for j in 0..n {
+        prefetch_buffer(mem, ring.read_split_desc(ring.split_avail_ring(pos.wrapping_add(j as u16))), write);
+    }
 }
 
-/// Same for the packed descriptor at `slot`.
-#[inline]
-fn prefetch_packed(ring: &RingMem, mem: &crate::memory::GuestMemory, slot: u16, write: bool) {
-    prefetch_buffer(mem, ring.read_packed_desc(slot), write);
+/// Same for the `n` packed descriptors from `slot` on (known available).
+fn prefetch_packed_burst(ring: &RingMem, mem: &crate::memory::GuestMemory, slot: u16, n: usize, write: bool) {
+    let mut slot = slot;
+    for _ in 0..n {
+        prefetch_buffer(mem, ring.read_packed_desc(slot), write);
+        slot = if slot + 1 == ring.size() { 0 } else { slot + 1 };
+    }
 }
 
 /// Writes the virtio-net header at the start of the segments; returns the
@@ -148,7 +153,7 @@ fn prefetch_packed(ring: &RingMem, mem: &crate::memory::GuestMemory, slot: u16, 
 fn put_header(segs: &[Seg], hdr: NetHdr, hlen: u32) -> (usize, u32) {
     match segs.first() {
         Some(&first) if first.len >= hlen => {
-            write_guest_le(first, 0, hdr.to_le(), hlen as usize);
+            update_guest_le(first, 0, hdr.to_le(), hlen as usize);
             if first.len == hlen {
                 (1, 0)
             } else {
@@ -183,7 +188,7 @@ fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
     if let (Some(&first), None) = (segs.first(), m.next()) {
         let data = m.data();
         if first.len as usize >= hlen as usize + data.len() {
-            write_guest_le(first, 0, hdr.to_le(), hlen as usize);
+            update_guest_le(first, 0, hdr.to_le(), hlen as usize);
             write_guest(first, hlen, data);
             return;
         }
@@ -349,6 +354,7 @@ fn split_enqueue(
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
     let log = vq.active_log();
+    prefetch_split_burst(&ring, &mem, vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
     let mut used = UsedBatch::default();
     let mut done = 0;
     for &p in pkts {
@@ -375,9 +381,6 @@ fn split_enqueue(
                 (bufs.segs(), &bufs.chains[..bufs.nchains])
             }
         };
-        if avail > 0 {
-            prefetch_split(&ring, &mem, vq.last_avail_idx.wrapping_add(chains.len() as u16), true);
-        }
         place_packet(&mem, log.as_deref(), segs, chains, hlen, m, &mut used);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(chains.len() as u16);
         if stats {
@@ -424,19 +427,21 @@ fn split_dequeue(
         return 0;
     };
     let n = out.len().min(usize::from(avail)).min(MAX_BURST);
-    if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
+    if n == 0 {
         return 0;
     }
     let mem = vq.mem.clone();
+    // The buffers' misses overlap the mbuf allocation.
+    prefetch_split_burst(&ring, &mem, vq.last_avail_idx, n, false);
+    if !mbuf::alloc_bulk(pool, &mut out[..n]) {
+        return 0;
+    }
     let hlen = hdr_len(vq);
     let mut used = UsedBatch::default();
     let mut done = 0;
     for i in 0..n {
         let head = ring.split_avail_ring(vq.last_avail_idx);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
-        if i + 1 < n {
-            prefetch_split(&ring, &mem, vq.last_avail_idx, false);
-        }
         // The common case needs no walk: one buffer, header and packet.
         let lone = (head < vq.size)
             .then(|| lone_buffer(&mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
@@ -565,6 +570,8 @@ fn packed_enqueue(
     let ring = vq.ring_mem();
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
+    let ahead = packed_available_count(vq, &ring, pkts.len());
+    prefetch_packed_burst(&ring, &mem, vq.last_avail_idx, ahead, true);
     let mut used = UsedBatch::default();
     let mut done = 0;
     let log = vq.active_log();
@@ -594,7 +601,6 @@ fn packed_enqueue(
                 (bufs.segs(), &bufs.chains[..bufs.nchains])
             }
         };
-        prefetch_packed(&ring, &mem, slot, true);
         place_packet(&mem, log.as_deref(), segs, chains, hlen, m, &mut used);
         vq.last_avail_idx = slot;
         vq.avail_wrap_counter = wrap;
@@ -622,10 +628,15 @@ fn packed_dequeue(
     // Count the available descriptors first (an upper bound on the packets),
     // to allocate no more mbufs than can be filled.
     let n = packed_available_count(vq, &ring, out.len().min(MAX_BURST));
-    if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
+    if n == 0 {
         return 0;
     }
     let mem = vq.mem.clone();
+    // The buffers' misses overlap the mbuf allocation.
+    prefetch_packed_burst(&ring, &mem, vq.last_avail_idx, n, false);
+    if !mbuf::alloc_bulk(pool, &mut out[..n]) {
+        return 0;
+    }
     let hlen = hdr_len(vq);
     let size = vq.size;
     let mut used = UsedBatch::default();
@@ -649,9 +660,6 @@ fn packed_dequeue(
                 }
             }
         };
-        if i + 1 < n {
-            prefetch_packed(&ring, &mem, vq.last_avail_idx + count, false);
-        }
         advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, count, size);
         taken += usize::from(count);
         used.push(id, 0, count);
