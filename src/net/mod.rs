@@ -138,15 +138,6 @@ fn prefetch_split_burst(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u
     }
 }
 
-/// Same for the `n` packed descriptors from `slot` on (known available).
-fn prefetch_packed_burst(ring: &RingMem, mem: &crate::memory::GuestMemory, slot: u16, n: usize, write: bool) {
-    let mut slot = slot;
-    for _ in 0..n {
-        prefetch_buffer(mem, ring.read_packed_desc(slot), write);
-        slot = if slot + 1 == ring.size() { 0 } else { slot + 1 };
-    }
-}
-
 /// Writes the virtio-net header at the start of the segments; returns the
 /// position after it.
 #[inline]
@@ -474,11 +465,19 @@ fn packed_available(ring: &RingMem, slot: u16, wrap: bool) -> bool {
 }
 
 /// How many consecutive descriptors from the next one the guest has made
-/// available, up to `max`.
-fn packed_available_count(vq: &VqState, ring: &RingMem, max: usize) -> usize {
+/// available, up to `max`; each one's buffer is prefetched on the way (as
+/// `prefetch_split_burst` does for split rings).
+fn packed_scan_available(
+    vq: &VqState,
+    ring: &RingMem,
+    mem: &crate::memory::GuestMemory,
+    max: usize,
+    write: bool,
+) -> usize {
     let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
     let mut n = 0;
     while n < max && packed_available(ring, slot, wrap) {
+        prefetch_buffer(mem, ring.read_packed_desc(slot), write);
         n += 1;
         advance(&mut slot, &mut wrap, 1, vq.size);
     }
@@ -570,8 +569,9 @@ fn packed_enqueue(
     let ring = vq.ring_mem();
     let hlen = hdr_len(vq);
     let mem = vq.mem.clone();
-    let ahead = packed_available_count(vq, &ring, pkts.len());
-    prefetch_packed_burst(&ring, &mem, vq.last_avail_idx, ahead, true);
+    // Descriptors known available, and how many of them are taken so far.
+    let ahead = packed_scan_available(vq, &ring, &mem, pkts.len(), true);
+    let mut taken = 0usize;
     let mut used = UsedBatch::default();
     let mut done = 0;
     let log = vq.active_log();
@@ -580,7 +580,7 @@ fn packed_enqueue(
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
         // The common case needs no walk: one descriptor holding it all.
-        let lone = (used.room() > 0 && packed_available(&ring, slot, wrap))
+        let lone = (used.room() > 0 && (taken < ahead || packed_available(&ring, slot, wrap)))
             .then(|| {
                 let d = ring.read_packed_desc(slot);
                 lone_buffer(&mem, &d, needed).map(|seg| (seg, d.next_or_id))
@@ -590,6 +590,7 @@ fn packed_enqueue(
         let (segs, chains) = match lone {
             Some((seg, id)) => {
                 advance(&mut slot, &mut wrap, 1, vq.size);
+                taken += 1;
                 one = LoneChain::new(seg, id);
                 one.parts()
             }
@@ -598,6 +599,7 @@ fn packed_enqueue(
                     break;
                 };
                 (slot, wrap) = next;
+                taken += bufs.chains[..bufs.nchains].iter().map(|c| usize::from(c.count)).sum::<usize>();
                 (bufs.segs(), &bufs.chains[..bufs.nchains])
             }
         };
@@ -627,14 +629,10 @@ fn packed_dequeue(
     let ring = vq.ring_mem();
     // Count the available descriptors first (an upper bound on the packets),
     // to allocate no more mbufs than can be filled.
-    let n = packed_available_count(vq, &ring, out.len().min(MAX_BURST));
-    if n == 0 {
-        return 0;
-    }
     let mem = vq.mem.clone();
     // The buffers' misses overlap the mbuf allocation.
-    prefetch_packed_burst(&ring, &mem, vq.last_avail_idx, n, false);
-    if !mbuf::alloc_bulk(pool, &mut out[..n]) {
+    let n = packed_scan_available(vq, &ring, &mem, out.len().min(MAX_BURST), false);
+    if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
     let hlen = hdr_len(vq);
