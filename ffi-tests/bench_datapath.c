@@ -167,27 +167,6 @@ static void die(const char *mode, const char *fmt, ...)
 	_exit(1);
 }
 
-static const char *loaded_vhost_library(void)
-{
-	static char path[512];
-	char line[1024];
-	FILE *f = fopen("/proc/self/maps", "r");
-
-	path[0] = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		char *p = strchr(line, '/');
-
-		if (p && strstr(p, "librte_vhost.so")) {
-			p[strcspn(p, "\n")] = 0;
-			snprintf(path, sizeof(path), "%s", p);
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-	return path;
-}
-
 /* ---- guest driver ---- */
 
 static void gring_init(struct gring *r, struct guest_ram *ram, int q, int packed, uint16_t size)

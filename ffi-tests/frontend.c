@@ -131,3 +131,25 @@ int count_open_fds(void)
 		closedir(d);
 	return n - 1; /* the directory's own fd */
 }
+
+/* The librte_vhost.so file this process mapped (/proc/self/maps), or "". */
+const char *loaded_vhost_library(void)
+{
+	static char path[512];
+	char line[1024];
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	path[0] = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strchr(line, '/');
+
+		if (p && strstr(p, "librte_vhost.so")) {
+			p[strcspn(p, "\n")] = 0;
+			snprintf(path, sizeof(path), "%s", p);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return path;
+}

@@ -42,5 +42,7 @@ uint64_t fe_call_u64(int sock, uint32_t request, const uint64_t *arg);
 int guest_ram_init(struct guest_ram *r, uint64_t size);
 void guest_ram_free(struct guest_ram *r);
 int count_open_fds(void);
+/* The librte_vhost.so file this process mapped (/proc/self/maps), or "". */
+const char *loaded_vhost_library(void);
 
 #endif

@@ -446,27 +446,6 @@ static void test_client_mode(void)
 	unlink(sock_path);
 }
 
-static const char *loaded_vhost_library(void)
-{
-	static char path[512];
-	char line[1024];
-	FILE *f = fopen("/proc/self/maps", "r");
-
-	path[0] = 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		char *p = strstr(line, "/");
-
-		if (p && strstr(p, "librte_vhost.so")) {
-			p[strcspn(p, "\n")] = 0;
-			snprintf(path, sizeof(path), "%s", p);
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-	return path;
-}
-
 int main(int argc, char **argv)
 {
 	char prefix[64];
