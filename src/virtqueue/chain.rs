@@ -375,6 +375,21 @@ mod tests {
         assert_eq!(walk_packed(&mem, 4, 0, all_next, &mut BufVec::default()), Err(ChainError::TooLong));
     }
 
+    #[test]
+    fn lone_buffer_takes_only_a_plain_contiguous_descriptor() {
+        let mem = memory();
+        let d = |addr, len, flags| Desc { addr, len, flags, next_or_id: 0 };
+        let seg = lone_buffer(&mem, &d(0x100, 1500, F_WRITE), 76).expect("plain buffer");
+        assert_eq!((seg.hva, seg.len), (mem.gpa_to_hva(0x100, 1).unwrap().0, 1500));
+        assert_eq!(lone_buffer(&mem, &d(0x100, 1500, F_NEXT), 76), None, "chained on: needs the walk");
+        assert_eq!(lone_buffer(&mem, &d(0x100, 1500, F_INDIRECT), 76), None, "indirect: needs the walk");
+        assert_eq!(lone_buffer(&mem, &d(0x100, 75, 0), 76), None, "too small for the packet");
+        assert_eq!(lone_buffer(&mem, &d(0xff00, 0x200, 0), 76), None, "spans two regions");
+        assert_eq!(lone_buffer(&mem, &d(0x1ff00, 0x200, 0), 76), None, "runs off the end of memory");
+        assert_eq!(lone_buffer(&mem, &d(0x30000, 100, 0), 76), None, "outside guest memory");
+        assert_eq!(lone_buffer(&mem, &d(u64::MAX - 10, 100, 0), 76), None, "address wraps");
+    }
+
     proptest! {
         /// Any descriptor table: the walk ends (no hang), and whatever it
         /// accepts lies inside guest memory.
@@ -392,6 +407,12 @@ mod tests {
             }
             let mut out = BufVec::default();
             let _ = walk_packed(&mem, descs.len() as u16, head % descs.len() as u16, table(&descs), &mut out);
+            // The walk-free path never yields memory the walk would refuse.
+            for (i, _) in descs.iter().enumerate() {
+                if let Some(seg) = lone_buffer(&mem, &table(&descs)(i as u16), 1) {
+                    prop_assert!(mem.hva_to_gpa(seg.hva, u64::from(seg.len)).is_some());
+                }
+            }
         }
     }
 }
