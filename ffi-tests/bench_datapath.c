@@ -363,20 +363,6 @@ static void swap_macs(struct rte_mbuf **pkts, unsigned int n)
 
 /* ---- vhost-user front-end (the sequence DPDK's virtio-user sends) ---- */
 
-struct vstate { uint32_t index, num; };
-struct vaddr { uint32_t index, flags; uint64_t desc, used, avail, log; };
-
-static int64_t acked(int s, uint32_t req, const void *p, uint32_t size, const int *fds, int nfds)
-{
-	struct fe_msg m;
-
-	if (fe_send(s, req, FE_VERSION | FE_NEED_REPLY, p, size, fds, nfds))
-		return -1;
-	if (fe_recv(s, &m, 5000) != 1 || m.request != req || m.size != 8)
-		return -1;
-	return (int64_t)*(uint64_t *)m.payload;
-}
-
 static uint64_t mode_features(const struct mode *md)
 {
 	return F_VERSION_1 | F_PROTOCOL_FEATURES | (md->mrg ? F_MRG_RXBUF : 0) | (md->packed ? F_RING_PACKED : 0);
@@ -398,40 +384,40 @@ static int negotiate(int s, struct guest_ram *ram, const struct mode *md, uint16
 	proto = fe_call_u64(s, REQ_GET_PROTOCOL_FEATURES, NULL);
 	if (features == UINT64_MAX || proto == UINT64_MAX || (proto & pf) != pf)
 		return -2;
-	if (acked(s, REQ_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0))
+	if (fe_acked(s, REQ_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0))
 		return -3;
 	for (q = 0; q < 2; q++) {
 		uint64_t idx = q;
 
-		if (acked(s, REQ_SET_VRING_CALL, &idx, 8, &efd[2 + q], 1))
+		if (fe_acked(s, REQ_SET_VRING_CALL, &idx, 8, &efd[2 + q], 1))
 			return -4;
 	}
 	want = mode_features(md);
-	if ((features & want) != want || acked(s, REQ_SET_FEATURES, &want, 8, NULL, 0))
+	if ((features & want) != want || fe_acked(s, REQ_SET_FEATURES, &want, 8, NULL, 0))
 		return -5;
 	status = 0xb;
-	if (acked(s, REQ_SET_STATUS, &status, 8, NULL, 0))
+	if (fe_acked(s, REQ_SET_STATUS, &status, 8, NULL, 0))
 		return -6;
-	if (acked(s, REQ_SET_MEM_TABLE, &mt, sizeof(mt), &ram->fd, 1))
+	if (fe_acked(s, REQ_SET_MEM_TABLE, &mt, sizeof(mt), &ram->fd, 1))
 		return -7;
 	for (q = 0; q < 2; q++) {
 		uint64_t idx = q;
 		struct vstate num = { q, ring }, base = { q, md->packed ? 1u << 15 : 0 };
 		struct vaddr a = { q, 0, ua + RING_OFF(q), ua + USED_OFF(q), ua + AVAIL_OFF(q), 0 };
 
-		if (acked(s, REQ_SET_VRING_NUM, &num, 8, NULL, 0) || acked(s, REQ_SET_VRING_BASE, &base, 8, NULL, 0) ||
-		    acked(s, REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) ||
-		    acked(s, REQ_SET_VRING_KICK, &idx, 8, &efd[q], 1))
+		if (fe_acked(s, REQ_SET_VRING_NUM, &num, 8, NULL, 0) || fe_acked(s, REQ_SET_VRING_BASE, &base, 8, NULL, 0) ||
+		    fe_acked(s, REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) ||
+		    fe_acked(s, REQ_SET_VRING_KICK, &idx, 8, &efd[q], 1))
 			return -8;
 	}
 	for (q = 0; q < 2; q++) {
 		struct vstate en = { q, 1 };
 
-		if (acked(s, REQ_SET_VRING_ENABLE, &en, 8, NULL, 0))
+		if (fe_acked(s, REQ_SET_VRING_ENABLE, &en, 8, NULL, 0))
 			return -9;
 	}
 	status = 0xf;
-	return acked(s, REQ_SET_STATUS, &status, 8, NULL, 0) ? -10 : 0;
+	return fe_acked(s, REQ_SET_STATUS, &status, 8, NULL, 0) ? -10 : 0;
 }
 
 static uint64_t drain_eventfd(int fd)

@@ -153,3 +153,14 @@ const char *loaded_vhost_library(void)
 		fclose(f);
 	return path;
 }
+
+int64_t fe_acked(int sock, uint32_t request, const void *payload, uint32_t size, const int *fds, int nfds)
+{
+	struct fe_msg m;
+
+	if (fe_send(sock, request, FE_VERSION | FE_NEED_REPLY, payload, size, fds, nfds))
+		return -1;
+	if (fe_recv(sock, &m, 5000) != 1 || m.request != request || m.size != 8)
+		return -1;
+	return (int64_t)*(uint64_t *)m.payload;
+}

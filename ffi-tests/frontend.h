@@ -39,6 +39,13 @@ int fe_recv(int sock, struct fe_msg *m, int timeout_ms);
 /* Sends a request with a u64 payload (or none) and NEED_REPLY; returns the
  * replied u64, or UINT64_MAX on failure. */
 uint64_t fe_call_u64(int sock, uint32_t request, const uint64_t *arg);
+/* SET_VRING_NUM/BASE/ENABLE and SET_VRING_ADDR payloads. */
+struct vstate { uint32_t index, num; };
+struct vaddr { uint32_t index, flags; uint64_t desc, used, avail, log; };
+
+/* Sends a request with NEED_REPLY; returns the ack's u64 (0 = success), or
+ * -1 if sending failed or no 8-byte reply to that request came in 5 s. */
+int64_t fe_acked(int sock, uint32_t request, const void *payload, uint32_t size, const int *fds, int nfds);
 int guest_ram_init(struct guest_ram *r, uint64_t size);
 void guest_ram_free(struct guest_ram *r);
 int count_open_fds(void);

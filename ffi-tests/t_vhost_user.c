@@ -102,24 +102,6 @@ static int start_server(uint64_t flags)
 	return 0;
 }
 
-/* An acked request: sends with NEED_REPLY, returns the ack (0 ok), or -1
- * when the back-end closed the connection instead. */
-static int64_t acked(int s, uint32_t req, const void *p, uint32_t size, const int *fds, int nfds)
-{
-	struct fe_msg m;
-	int r;
-
-	if (fe_send(s, req, FE_VERSION | FE_NEED_REPLY, p, size, fds, nfds))
-		return -1;
-	r = fe_recv(s, &m, 5000);
-	if (r != 1 || m.size != 8)
-		return -1;
-	return (int64_t)*(uint64_t *)m.payload;
-}
-
-struct vstate { uint32_t index, num; };
-struct vaddr { uint32_t index, flags; uint64_t desc, used, avail, log; };
-
 #define PROTO_F_MQ (1ULL << 0)
 #define PROTO_F_REPLY_ACK (1ULL << 3)
 #define PROTO_F_STATUS (1ULL << 16)
@@ -138,7 +120,7 @@ static int negotiate_prefix(int s, uint64_t *features)
 	proto = fe_call_u64(s, REQ_GET_PROTOCOL_FEATURES, NULL);
 	if (*features == UINT64_MAX || proto == UINT64_MAX || (proto & pf) != pf)
 		return -1;
-	return acked(s, REQ_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0) == 0 ? 0 : -1;
+	return fe_acked(s, REQ_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0) == 0 ? 0 : -1;
 }
 
 /* The sequence virtio-user sends; rings of RING entries at fixed offsets. */
@@ -153,15 +135,15 @@ static int full_sequence(int s, struct guest_ram *ram, int efd[4], uint64_t *neg
 	for (q = 0; q < 2; q++) {
 		uint64_t idx = q;
 
-		if (acked(s, REQ_SET_VRING_CALL, &idx, 8, &efd[2 + q], 1) != 0)
+		if (fe_acked(s, REQ_SET_VRING_CALL, &idx, 8, &efd[2 + q], 1) != 0)
 			return -2;
 	}
 	want = F_VERSION_1 | F_PROTOCOL_FEATURES | F_MRG_RXBUF;
 	*negotiated = want;
-	if ((features & want) != want || acked(s, REQ_SET_FEATURES, &want, 8, NULL, 0) != 0)
+	if ((features & want) != want || fe_acked(s, REQ_SET_FEATURES, &want, 8, NULL, 0) != 0)
 		return -3;
 	status = 0xb;
-	if (acked(s, REQ_SET_STATUS, &status, 8, NULL, 0) != 0 || fe_call_u64(s, REQ_GET_STATUS, NULL) != 0xb)
+	if (fe_acked(s, REQ_SET_STATUS, &status, 8, NULL, 0) != 0 || fe_call_u64(s, REQ_GET_STATUS, NULL) != 0xb)
 		return -4;
 	memset(mt, 0, sizeof(mt));
 	mt[0] = 1;
@@ -173,7 +155,7 @@ static int full_sequence(int s, struct guest_ram *ram, int efd[4], uint64_t *neg
 		r[2] = (uint64_t)(uintptr_t)ram->addr;
 		r[3] = 0;
 	}
-	if (acked(s, REQ_SET_MEM_TABLE, mt, 8 + 32, &ram->fd, 1) != 0)
+	if (fe_acked(s, REQ_SET_MEM_TABLE, mt, 8 + 32, &ram->fd, 1) != 0)
 		return -5;
 	for (q = 0; q < 2; q++) {
 		uint64_t base_off = 0x10000 * (q + 1), idx = q;
@@ -182,19 +164,19 @@ static int full_sequence(int s, struct guest_ram *ram, int efd[4], uint64_t *neg
 				   (uint64_t)(uintptr_t)ram->addr + base_off + 0x8000,
 				   (uint64_t)(uintptr_t)ram->addr + base_off + 0x4000, 0 };
 
-		if (acked(s, REQ_SET_VRING_NUM, &num, 8, NULL, 0) || acked(s, REQ_SET_VRING_BASE, &base, 8, NULL, 0) ||
-		    acked(s, REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) ||
-		    acked(s, REQ_SET_VRING_KICK, &idx, 8, &efd[q], 1))
+		if (fe_acked(s, REQ_SET_VRING_NUM, &num, 8, NULL, 0) || fe_acked(s, REQ_SET_VRING_BASE, &base, 8, NULL, 0) ||
+		    fe_acked(s, REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) ||
+		    fe_acked(s, REQ_SET_VRING_KICK, &idx, 8, &efd[q], 1))
 			return -6;
 	}
 	for (q = 0; q < 2; q++) {
 		struct vstate en = { q, 1 };
 
-		if (acked(s, REQ_SET_VRING_ENABLE, &en, 8, NULL, 0))
+		if (fe_acked(s, REQ_SET_VRING_ENABLE, &en, 8, NULL, 0))
 			return -7;
 	}
 	status = 0xf;
-	return acked(s, REQ_SET_STATUS, &status, 8, NULL, 0) == 0 ? 0 : -8;
+	return fe_acked(s, REQ_SET_STATUS, &status, 8, NULL, 0) == 0 ? 0 : -8;
 }
 
 static void test_negotiate(void)
@@ -307,7 +289,7 @@ static void test_bad_messages(void)
 			close(s);
 			continue;
 		}
-		got = acked(s, c->req, c->payload, c->size, &fd, c->nfds);
+		got = fe_acked(s, c->req, c->payload, c->size, &fd, c->nfds);
 		CHECK(got == want, "%s: got %lld, expected %lld%s%s", c->name, (long long)got, (long long)want,
 		      c->why_different ? " — differs on purpose: " : "", c->why_different ? c->why_different : "");
 		if (got >= 0)
