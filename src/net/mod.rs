@@ -175,7 +175,8 @@ fn get_header(segs: &[Seg], hlen: u32) -> (NetHdr, (usize, u32)) {
 /// Copies header + packet into the reserved guest segments.
 fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
     // The common case, without the segment walk: a one-segment mbuf and a
-    // first guest buffer that holds header and packet.
+    // first guest buffer that holds header and packet. (Tested before
+    // `put_header`, whose position bookkeeping this case does not need.)
     if let (Some(&first), None) = (segs.first(), m.next()) {
         let data = m.data();
         if first.len as usize >= hlen as usize + data.len() {
@@ -627,10 +628,10 @@ fn packed_dequeue(
     opts: DequeueOpts,
 ) -> usize {
     let ring = vq.ring_mem();
-    // Count the available descriptors first (an upper bound on the packets),
-    // to allocate no more mbufs than can be filled.
     let mem = vq.mem.clone();
-    // The buffers' misses overlap the mbuf allocation.
+    // Count the available descriptors first (an upper bound on the packets),
+    // to allocate no more mbufs than can be filled; their buffers are
+    // prefetched on the way, so the misses overlap the mbuf allocation.
     let n = packed_scan_available(vq, &ring, &mem, out.len().min(MAX_BURST), false);
     if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
@@ -728,7 +729,6 @@ impl LoneChain {
 /// Enqueue of one packet into its reserved `chains` (whose buffers are
 /// `segs`): header and data copied, pages logged, used entries recorded
 /// (each chain filled in turn, the last one partly).
-#[allow(clippy::too_many_arguments)]
 fn place_packet(
     mem: &crate::memory::GuestMemory,
     log: Option<&crate::migration::dirty_log::DirtyLog>,
