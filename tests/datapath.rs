@@ -35,6 +35,7 @@ const F_HOST_UFO: u64 = 1 << 14;
 const F_MRG_RXBUF: u64 = 1 << 15;
 const F_LOG_ALL: u64 = 1 << 26;
 const F_VERSION_1: u64 = 1 << 32;
+const F_RING_PACKED: u64 = 1 << 34;
 const BASIC: u64 = F_VERSION_1 | F_MRG_RXBUF;
 const OFFLOADS: u64 = BASIC
     | F_CSUM
@@ -226,13 +227,7 @@ impl Ring {
         (self.r32(o), self.r32(o + 4))
     }
     fn addr_msg(&self, index: u32, log_flag: bool) -> Vec<u8> {
-        let ua = |off: u64| self.ram.addr + off;
-        let mut p = index.to_ne_bytes().to_vec();
-        p.extend_from_slice(&u32::from(log_flag).to_ne_bytes());
-        for v in [ua(self.desc_off()), ua(self.used_off()), ua(self.avail_off()), self.used_off()] {
-            p.extend_from_slice(&v.to_ne_bytes());
-        }
-        p
+        vring_addr(self.ram, index, log_flag, self.desc_off(), self.used_off(), self.avail_off())
     }
 }
 
@@ -255,56 +250,90 @@ struct Guest {
     _eventfds: Vec<nix::sys::eventfd::EventFd>,
 }
 
+/// A device set up by the scripted front-end: its vid, the front-end, an
+/// mbuf pool with a 2048-byte data room, and the rings' eventfds.
+struct Device {
+    vid: c_int,
+    fe: Frontend,
+    pool: *mut rte_mempool,
+    eventfds: Vec<nix::sys::eventfd::EventFd>,
+}
+
+/// Registers socket `name`, connects the scripted front-end and sets up
+/// guest memory `ram` and rings 0 and 1 of `size` entries at the addresses
+/// `addr_msg(q)` gives (a SET_VRING_ADDR payload); returns once
+/// new_device has fired for the socket.
+fn set_up(
+    name: &str,
+    socket_flags: u64,
+    features: u64,
+    ram: &GuestRam,
+    size: u16,
+    addr_msg: impl Fn(u32) -> Vec<u8>,
+) -> Device {
+    eal_init();
+    let path = socket_path(name);
+    let cpath = CString::new(path.clone()).unwrap();
+    // SAFETY: valid path and a static ops table.
+    unsafe {
+        assert_eq!(rte_vhost_driver_register(cpath.as_ptr(), socket_flags), 0);
+        assert_eq!(rte_vhost_driver_callback_register(cpath.as_ptr(), &OPS), 0);
+        assert_eq!(rte_vhost_driver_start(cpath.as_ptr()), 0);
+    }
+    let pool_name = CString::new(name).unwrap();
+    // SAFETY: EAL is initialised; a fresh pool.
+    let pool = unsafe { rte_pktmbuf_pool_create(pool_name.as_ptr(), 1023, 0, 0, 2048 + 128, -1) };
+    assert!(!pool.is_null());
+    let fe = Frontend::connect(&path);
+    fe.send(Request::SetOwner, &[], &[], false);
+    fe.set_u64(Request::SetProtocolFeatures, (1 << 3) | (1 << 1)); // REPLY_ACK | LOG_SHMFD
+    acked(&fe, Request::SetFeatures, &features.to_ne_bytes(), &[]);
+    acked(&fe, Request::SetMemTable, &ram.mem_table(), &[ram.fd.as_raw_fd()]);
+    let efds: Vec<_> = (0..4).map(|_| nix::sys::eventfd::EventFd::new().unwrap()).collect();
+    for q in 0..2u32 {
+        acked(&fe, Request::SetVringNum, &[q.to_ne_bytes(), u32::from(size).to_ne_bytes()].concat(), &[]);
+        // Packed rings: avail wrap counter 1 (bit 15), as a fresh ring.
+        let base = if features & F_RING_PACKED != 0 { 1u32 << 15 } else { 0 };
+        acked(&fe, Request::SetVringBase, &[q.to_ne_bytes(), base.to_ne_bytes()].concat(), &[]);
+        acked(&fe, Request::SetVringAddr, &addr_msg(q), &[]);
+        acked(&fe, Request::SetVringCall, &u64::from(q).to_ne_bytes(), &[efds[q as usize].as_raw_fd()]);
+        acked(&fe, Request::SetVringKick, &u64::from(q).to_ne_bytes(), &[efds[2 + q as usize].as_raw_fd()]);
+    }
+    // new_device runs right after the last reply (as in DPDK): wait for
+    // the device whose ifname is our socket path.
+    let vid = (0..500)
+        .find_map(|_| {
+            let mut vids = NEW_VIDS.lock().unwrap();
+            let found = vids.iter().position(|&v| ifname(v) == path).map(|i| vids.remove(i));
+            drop(vids);
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            found
+        })
+        .expect("new_device fired (no protocol features: kicked rings are enabled)");
+    Device { vid, fe, pool, eventfds: efds }
+}
+
+/// A SET_VRING_ADDR payload: ring `index`, the log flag, the three ring
+/// addresses as front-end virtual addresses in `ram`, and the used ring's
+/// guest-physical address for logging.
+fn vring_addr(ram: &GuestRam, index: u32, log_flag: bool, desc: u64, used: u64, avail: u64) -> Vec<u8> {
+    let mut p = index.to_ne_bytes().to_vec();
+    p.extend_from_slice(&u32::from(log_flag).to_ne_bytes());
+    for v in [ram.addr + desc, ram.addr + used, ram.addr + avail, used] {
+        p.extend_from_slice(&v.to_ne_bytes());
+    }
+    p
+}
+
 impl Guest {
     fn connect(name: &str, socket_flags: u64, features: u64) -> Guest {
-        eal_init();
-        let path = socket_path(name);
-        let cpath = CString::new(path.clone()).unwrap();
-        // SAFETY: valid path and a static ops table.
-        unsafe {
-            assert_eq!(rte_vhost_driver_register(cpath.as_ptr(), socket_flags), 0);
-            assert_eq!(rte_vhost_driver_callback_register(cpath.as_ptr(), &OPS), 0);
-            assert_eq!(rte_vhost_driver_start(cpath.as_ptr()), 0);
-        }
-        let pool_name = CString::new(name).unwrap();
-        // SAFETY: EAL is initialised; a fresh pool.
-        let pool = unsafe { rte_pktmbuf_pool_create(pool_name.as_ptr(), 1023, 0, 0, 2048 + 128, -1) };
-        assert!(!pool.is_null());
         let ram: &'static GuestRam = Box::leak(Box::new(GuestRam::new(2 << 20)));
-        let fe = Frontend::connect(&path);
-        fe.send(Request::SetOwner, &[], &[], false);
-        fe.set_u64(Request::SetProtocolFeatures, (1 << 3) | (1 << 1)); // REPLY_ACK | LOG_SHMFD
-        acked(&fe, Request::SetFeatures, &features.to_ne_bytes(), &[]);
-        acked(&fe, Request::SetMemTable, &ram.mem_table(), &[ram.fd.as_raw_fd()]);
         let rx = Ring { ram, base: 0x10000, avail_idx: 0, next_desc: 0 };
         let tx = Ring { ram, base: 0x20000, avail_idx: 0, next_desc: 0 };
-        let efds: Vec<_> = (0..4).map(|_| nix::sys::eventfd::EventFd::new().unwrap()).collect();
-        for (q, ring) in [(0u32, &rx), (1, &tx)] {
-            acked(&fe, Request::SetVringNum, &[q.to_ne_bytes(), u32::from(RING).to_ne_bytes()].concat(), &[]);
-            acked(&fe, Request::SetVringBase, &[q.to_ne_bytes(), 0u32.to_ne_bytes()].concat(), &[]);
-            acked(&fe, Request::SetVringAddr, &ring.addr_msg(q, true), &[]);
-            acked(&fe, Request::SetVringCall, &u64::from(q).to_ne_bytes(), &[efds[q as usize].as_raw_fd()]);
-            acked(
-                &fe,
-                Request::SetVringKick,
-                &u64::from(q).to_ne_bytes(),
-                &[efds[2 + q as usize].as_raw_fd()],
-            );
-        }
-        // new_device runs right after the last reply (as in DPDK): wait for
-        // the device whose ifname is our socket path.
-        let vid = (0..500)
-            .find_map(|_| {
-                let mut vids = NEW_VIDS.lock().unwrap();
-                let found = vids.iter().position(|&v| ifname(v) == path).map(|i| vids.remove(i));
-                drop(vids);
-                if found.is_none() {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                found
-            })
-            .expect("new_device fired (no protocol features: kicked rings are enabled)");
-        Guest { vid, fe, ram, rx, tx, pool, _eventfds: efds }
+        let d = set_up(name, socket_flags, features, ram, RING, |q| [&rx, &tx][q as usize].addr_msg(q, true));
+        Guest { vid: d.vid, fe: d.fe, ram, rx, tx, pool: d.pool, _eventfds: d.eventfds }
     }
 
     fn pool(&self) -> Mempool {
@@ -856,4 +885,297 @@ fn guest_gso_and_checksum_headers_become_compliant_rx_flags() {
     assert_eq!(ones_sum(&data[34..]), 0xffff, "a valid checksum over the L4 part");
     assert!(data[..40] == f[..40] && data[42..] == f[42..], "nothing else changed");
     m.free();
+}
+
+// --------------------------------------------------------------------------
+// Packed rings.
+
+const P_AVAIL: u16 = 1 << 7;
+const P_USED: u16 = 1 << 15;
+const D_INDIRECT: u16 = 4;
+
+/// The guest driver's view of one packed ring: descriptors at `base`, the
+/// driver and device event areas after them; buffer ids handed out in turn
+/// and the chains in flight in the order they were made available.
+struct PackedRing {
+    ram: &'static GuestRam,
+    base: u64,
+    size: u16,
+    avail: (u16, bool),
+    used: (u16, bool),
+    next_id: u16,
+    in_flight: std::collections::VecDeque<(u16, u16)>,
+}
+
+impl PackedRing {
+    fn new(ram: &'static GuestRam, base: u64, size: u16) -> PackedRing {
+        PackedRing {
+            ram,
+            base,
+            size,
+            avail: (0, true),
+            used: (0, true),
+            next_id: 0,
+            in_flight: Default::default(),
+        }
+    }
+    fn addr_msg(&self, index: u32) -> Vec<u8> {
+        // Driver event area (the "avail" address), device event area ("used").
+        vring_addr(self.ram, index, false, self.base, self.base + 0x4010, self.base + 0x4000)
+    }
+    fn free_slots(&self) -> u16 {
+        self.size - self.in_flight.iter().map(|c| c.1).sum::<u16>()
+    }
+    fn slot_off(&self, slot: u16) -> usize {
+        (self.base + 16 * u64::from(slot)) as usize
+    }
+    /// Makes a chain of `(gpa, len, flags)` descriptors available (NEXT set
+    /// on all but the last, every one carrying the buffer id); returns the id.
+    fn post(&mut self, descs: &[(u64, u32, u16)]) -> u16 {
+        assert!(descs.len() as u16 <= self.free_slots());
+        let id = self.next_id;
+        self.next_id = (id + 1) % self.size;
+        for (k, &(gpa, len, flags)) in descs.iter().enumerate() {
+            let (slot, wrap) = self.avail;
+            let next = if k + 1 < descs.len() { D_NEXT } else { 0 };
+            let f = flags | next | if wrap { P_AVAIL } else { P_USED };
+            let o = self.slot_off(slot);
+            let b = self.ram.bytes_mut();
+            b[o..o + 8].copy_from_slice(&gpa.to_le_bytes());
+            b[o + 8..o + 12].copy_from_slice(&len.to_le_bytes());
+            b[o + 12..o + 14].copy_from_slice(&id.to_le_bytes());
+            b[o + 14..o + 16].copy_from_slice(&f.to_le_bytes());
+            self.avail = if slot + 1 == self.size { (0, !wrap) } else { (slot + 1, wrap) };
+        }
+        self.in_flight.push_back((id, descs.len() as u16));
+        id
+    }
+    /// The next used buffer (id, written length), if the device marked one.
+    /// rvhost completes buffers in the order they were made available; the
+    /// id is checked against that order.
+    fn take_used(&mut self) -> Option<(u16, u32)> {
+        let (slot, wrap) = self.used;
+        let o = self.slot_off(slot);
+        let b = self.ram.bytes();
+        let f = u16::from_le_bytes([b[o + 14], b[o + 15]]);
+        if (f & P_AVAIL != 0) != wrap || (f & P_USED != 0) != wrap {
+            return None;
+        }
+        let id = u16::from_le_bytes([b[o + 12], b[o + 13]]);
+        let len = u32::from_le_bytes(b[o + 8..o + 12].try_into().unwrap());
+        let (want, n) = self.in_flight.pop_front().expect("a used entry for a buffer in flight");
+        assert_eq!(id, want, "used buffer id at slot {slot}");
+        let next = slot + n;
+        self.used = if next >= self.size { (next - self.size, !wrap) } else { (next, wrap) };
+        Some((id, len))
+    }
+}
+
+/// A packet holding `data` in segments of at most `seg` bytes.
+fn chained_mbuf(pool: Mempool, data: &[u8], seg: usize) -> Mbuf {
+    let mut head = mbuf::alloc(pool).unwrap();
+    let mut last = head;
+    for (k, chunk) in data.chunks(seg).enumerate() {
+        if k > 0 {
+            let next = mbuf::alloc(pool).unwrap();
+            Mbuf::chain(&mut head, &mut last, next);
+            last = next;
+        }
+        last.tail_mut(chunk.len()).copy_from_slice(chunk);
+        last.commit(chunk.len());
+    }
+    head.set_pkt_len(data.len() as u32);
+    head
+}
+
+/// A small deterministic generator (the property tests' inputs).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Writes `b` into guest memory at `gpa`.
+fn poke(ram: &GuestRam, gpa: u64, b: &[u8]) {
+    ram.bytes_mut()[gpa as usize..gpa as usize + b.len()].copy_from_slice(b);
+}
+
+/// An indirect table at `table` holding `(gpa, len, flags)` entries, as the
+/// descriptor (gpa, len, flags) that points at it.
+fn indirect(ram: &GuestRam, table: u64, entries: &[(u64, u32, u16)]) -> (u64, u32, u16) {
+    for (k, &(gpa, len, flags)) in entries.iter().enumerate() {
+        let mut e = gpa.to_le_bytes().to_vec();
+        e.extend_from_slice(&len.to_le_bytes());
+        e.extend_from_slice(&0u16.to_le_bytes());
+        e.extend_from_slice(&flags.to_le_bytes());
+        poke(ram, table + 16 * k as u64, &e);
+    }
+    (table, 16 * entries.len() as u32, D_INDIRECT)
+}
+
+/// Packed rings through the batched (four descriptors a step) and the
+/// one-by-one paths, over rings whose size is a multiple of four and not:
+/// random mixes of one-descriptor buffers, chains, indirect tables and
+/// malformed buffers, random burst sizes, hundreds of ring wraps. Every
+/// guest packet comes out once, in order, byte for byte, and the bad ones
+/// are dropped; every host packet lands in the guest's buffers byte for
+/// byte with the right used lengths and num_buffers; every buffer is marked
+/// used once, in order.
+#[test]
+fn packed_rings_move_every_mix_of_buffers_both_ways() {
+    let _serial = serial();
+    for (k, size) in [256u16, 250].into_iter().enumerate() {
+        let ram: &'static GuestRam = Box::leak(Box::new(GuestRam::new(6 << 20)));
+        let mut rx = PackedRing::new(ram, 0x10000, size);
+        let mut tx = PackedRing::new(ram, 0x20000, size);
+        let features = BASIC | F_RING_PACKED;
+        let d = set_up(&format!("packed{k}"), 0, features, ram, size, |q| [&rx, &tx][q as usize].addr_msg(q));
+        // SAFETY: the pool lives for the whole test binary.
+        let pool = unsafe { Mempool::from_raw(d.pool) }.unwrap();
+        let mut rng = Lcg(0x5eed + u64::from(size));
+        let area = |base: u64, id: u16| base + 0x2000 * u64::from(id);
+        let (tx_area, rx_area) = (0x100000, 0x300000);
+        let mut expected = std::collections::VecDeque::new();
+        let mut rx_bufs: Vec<Vec<(u64, u32)>> = vec![Vec::new(); usize::from(size)];
+        let (mut tx_good, mut tx_bad, mut rx_pkts) = (0u64, 0u64, 0u64);
+        for round in 0..400 {
+            // --- guest -> host: post up to 40 packets of random kinds.
+            for _ in 0..rng.below(40) {
+                if tx.free_slots() < 3 {
+                    break;
+                }
+                let id = tx.next_id;
+                let a = area(tx_area, id);
+                let payload = pattern(1 + rng.below(3000) as usize, round as u8);
+                let kind = rng.below(10);
+                let hdr = [0u8; 12];
+                let descs = match kind {
+                    // One descriptor: header and packet.
+                    0..=5 => {
+                        poke(ram, a, &hdr);
+                        poke(ram, a + 12, &payload);
+                        vec![(a, 12 + payload.len() as u32, 0)]
+                    }
+                    // Header alone, the packet in one or two more.
+                    6 | 7 => {
+                        poke(ram, a, &hdr);
+                        poke(ram, a + 0x100, &payload);
+                        let cut = payload.len() / 2;
+                        let mut v = vec![(a, 12, 0), (a + 0x100, cut as u32, 0)];
+                        v.push((a + 0x100 + cut as u64, (payload.len() - cut) as u32, 0));
+                        v.retain(|e| e.1 > 0);
+                        v
+                    }
+                    // An indirect table of header and packet.
+                    8 => {
+                        poke(ram, a, &hdr);
+                        poke(ram, a + 0x100, &payload);
+                        vec![indirect(ram, a + 0x1f00, &[(a, 12, 0), (a + 0x100, payload.len() as u32, 0)])]
+                    }
+                    // Outside guest memory, or shorter than the header.
+                    _ => vec![if rng.below(2) == 0 { (0x4000_0000, 100, 0) } else { (a, 8, 0) }],
+                };
+                tx.post(&descs);
+                if kind < 9 {
+                    expected.push_back(payload);
+                    tx_good += 1;
+                } else {
+                    tx_bad += 1;
+                }
+            }
+            let mut out = [std::ptr::null_mut::<RteMbuf>(); 32];
+            let want = 1 + rng.below(32) as u16;
+            // SAFETY: valid vid, queue, pool and a 32-entry array.
+            let n = unsafe { rte_vhost_dequeue_burst(d.vid, 1, d.pool, out.as_mut_ptr(), want) };
+            assert!(n <= want);
+            for &p in &out[..usize::from(n)] {
+                // SAFETY: an mbuf the library handed us.
+                let m = unsafe { Mbuf::from_raw(p) }.unwrap();
+                let payload = expected.pop_front().expect("no more packets than posted");
+                assert_eq!(packet_bytes(m), payload, "guest packet (round {round}, ring {size})");
+                m.free();
+            }
+            while tx.take_used().is_some() {}
+
+            // --- host -> guest: keep the RX ring stocked with random kinds
+            // of buffers, then enqueue a random burst.
+            while rx.free_slots() >= 2 {
+                let id = rx.next_id;
+                let a = area(rx_area, id);
+                let bufs = match rng.below(8) {
+                    0..=4 => vec![(a, 2048)],
+                    5 | 6 => vec![(a, 1000), (a + 0x1000, 1048)],
+                    _ => vec![(a, 700), (a + 0x800, 1348)],
+                };
+                let descs: Vec<_> = bufs.iter().map(|&(g, l)| (g, l, D_WRITE)).collect();
+                if rng.below(8) == 7 {
+                    rx.post(&[indirect(ram, a + 0x1f00, &descs)]);
+                } else {
+                    rx.post(&descs);
+                }
+                rx_bufs[usize::from(id)] = bufs;
+            }
+            let count = 1 + rng.below(32) as usize;
+            let payloads: Vec<Vec<u8>> = (0..count)
+                .map(|j| {
+                    let len = if rng.below(10) == 0 { 2100 + rng.below(1900) } else { 60 + rng.below(1400) };
+                    pattern(len as usize, (round + j) as u8)
+                })
+                .collect();
+            let mut raw: Vec<*mut RteMbuf> =
+                payloads.iter().map(|p| chained_mbuf(pool, p, 2000).as_ptr()).collect();
+            // SAFETY: valid vid, queue and `count` mbufs.
+            let sent = unsafe { rte_vhost_enqueue_burst(d.vid, 0, raw.as_mut_ptr(), count as u16) };
+            for (j, p) in payloads.iter().take(usize::from(sent)).enumerate() {
+                let mut got = Vec::new();
+                let mut buffers = None;
+                let mut taken = 0;
+                while buffers.is_none_or(|b| taken < b) {
+                    let (id, len) = rx.take_used().expect("a used RX buffer per enqueued packet");
+                    let mut left = len as usize;
+                    for &(g, l) in &rx_bufs[usize::from(id)] {
+                        let n = left.min(l as usize);
+                        got.extend_from_slice(&ram.bytes()[g as usize..g as usize + n]);
+                        left -= n;
+                    }
+                    assert_eq!(left, 0, "used length within the buffer");
+                    if buffers.is_none() {
+                        buffers = Some(usize::from(u16::from_le_bytes([got[10], got[11]])));
+                    }
+                    taken += 1;
+                }
+                assert_eq!(&got[12..], &p[..], "host packet {j} (round {round}, ring {size})");
+                rx_pkts += 1;
+            }
+            assert!(rx.take_used().is_none(), "no used RX buffer beyond the packets sent");
+            for p in raw {
+                // SAFETY: the mbufs stay ours after enqueue (copy semantics).
+                unsafe { Mbuf::from_raw(p) }.unwrap().free();
+            }
+        }
+        // Drain what is left on the TX ring.
+        while !expected.is_empty() {
+            let mut out = [std::ptr::null_mut::<RteMbuf>(); 32];
+            // SAFETY: valid vid, queue, pool and a 32-entry array.
+            let n = unsafe { rte_vhost_dequeue_burst(d.vid, 1, d.pool, out.as_mut_ptr(), 32) };
+            for &p in &out[..usize::from(n)] {
+                // SAFETY: an mbuf the library handed us.
+                let m = unsafe { Mbuf::from_raw(p) }.unwrap();
+                assert_eq!(packet_bytes(m), expected.pop_front().unwrap());
+                m.free();
+            }
+            while tx.take_used().is_some() {}
+            if n == 0 {
+                break;
+            }
+        }
+        assert!(expected.is_empty(), "every guest packet dequeued");
+        assert!(tx.in_flight.is_empty(), "every TX buffer used");
+        assert!(tx_good > 3000 && tx_bad > 300 && rx_pkts > 3000, "{tx_good} {tx_bad} {rx_pkts}");
+        // The wrap counters turned many times.
+        assert!(tx_good + tx_bad > 20 * u64::from(size));
+    }
 }

@@ -135,25 +135,35 @@ impl RingMem {
     pub fn packed_flags(&self, i: u16) -> u16 {
         u16::from_le(atomic_u16(self.desc + self.packed_slot(i) * 16 + 14).load(Ordering::Acquire))
     }
-    /// Writes a used packed descriptor: id and len first, flags last with
-    /// release (or relaxed when `publish` is false: the caller releases the
-    /// batch's first flags afterwards).
+    /// Writes the id and len of used packed descriptor `i`; its flags are
+    /// stored afterwards (`packed_set_flags`): the guest reads an entry only
+    /// once it sees them.
     #[inline]
-    pub fn packed_write_used(&self, i: u16, id: u16, len: u32, flags: u16, publish: bool) {
+    pub fn packed_write_id_len(&self, i: u16, id: u16, len: u32) {
         let at = self.desc + self.packed_slot(i) * 16;
         // SAFETY: inside the translated descriptor table; the guest only reads
-        // an entry after seeing its flags, which are stored last.
+        // an entry after seeing its flags, which are stored after these.
         unsafe {
             ((at + 8) as *mut u32).write_volatile(len.to_le());
             ((at + 12) as *mut u16).write_volatile(id.to_le());
         }
-        let order = if publish { Ordering::Release } else { Ordering::Relaxed };
-        atomic_u16(at + 14).store(flags.to_le(), order);
     }
+    /// Stores the flags of packed descriptor `i` (release publishes the
+    /// entries written before).
     #[inline]
-    pub fn packed_set_flags_release(&self, i: u16, flags: u16) {
-        atomic_u16(self.desc + self.packed_slot(i) * 16 + 14).store(flags.to_le(), Ordering::Release);
+    pub fn packed_set_flags(&self, i: u16, flags: u16, order: Ordering) {
+        atomic_u16(self.desc + self.packed_slot(i) * 16 + 14).store(flags.to_le(), order);
     }
+    /// Descriptors `i..i + LINE` of a packed ring as one unit, if `i` is a
+    /// multiple of `LINE` and they all lie inside the ring (with a 64-byte
+    /// aligned ring, `LINE` = 4 is one cache line).
+    #[inline(always)]
+    pub fn packed_line<const LINE: usize>(&self, i: u16) -> Option<PackedLine<LINE>> {
+        let i = usize::from(i);
+        (i % LINE == 0 && i + LINE <= usize::from(self.size))
+            .then(|| PackedLine { at: self.desc + 16 * i as u64 })
+    }
+
     /// Driver event suppression structure: (off_wrap, flags).
     pub fn packed_driver_event(&self) -> (u16, u16) {
         let off_wrap = u16::from_le(atomic_u16(self.avail).load(Ordering::Acquire));
@@ -167,6 +177,56 @@ impl RingMem {
     }
 }
 
+/// `LINE` consecutive descriptors of a packed ring (`RingMem::packed_line`),
+/// read and marked used together, without a bounds check per descriptor.
+#[derive(Clone, Copy, Debug)]
+pub struct PackedLine<const LINE: usize> {
+    /// Address of the first descriptor, inside the translated ring, with
+    /// `LINE` descriptors from it in the ring.
+    at: u64,
+}
+
+impl<const LINE: usize> PackedLine<LINE> {
+    /// The descriptors' flags (acquire: they are read before the rest).
+    #[inline(always)]
+    pub fn flags(&self) -> [u16; LINE] {
+        let mut flags = [0; LINE];
+        for (k, f) in flags.iter_mut().enumerate() {
+            *f = u16::from_le(atomic_u16(self.at + 16 * k as u64 + 14).load(Ordering::Acquire));
+        }
+        flags
+    }
+
+    /// The descriptors.
+    #[inline(always)]
+    pub fn read(&self) -> [Desc; LINE] {
+        let mut descs = [Desc::default(); LINE];
+        for (k, d) in descs.iter_mut().enumerate() {
+            *d = read_desc_at(self.at + 16 * k as u64, Layout::Packed);
+        }
+        descs
+    }
+
+    /// Marks them used: ids and lengths, a release fence, then `flags` on
+    /// each (the guest reads an entry once it sees its flags).
+    #[inline(always)]
+    pub fn write_used(&self, ids: [u16; LINE], lens: [u32; LINE], flags: u16) {
+        for k in 0..LINE {
+            let at = self.at + 16 * k as u64;
+            // SAFETY: descriptor k of the line, inside the translated ring
+            // (`packed_line` checked the range); only the guest reads it.
+            unsafe {
+                ((at + 8) as *mut u32).write_volatile(lens[k].to_le());
+                ((at + 12) as *mut u16).write_volatile(ids[k].to_le());
+            }
+        }
+        std::sync::atomic::fence(Ordering::Release);
+        for k in 0..LINE {
+            atomic_u16(self.at + 16 * k as u64 + 14).store(flags.to_le(), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Descriptor layouts: split `{addr, len, flags, next}`, packed
 /// `{addr, len, id, flags}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +237,7 @@ pub enum Layout {
 
 /// Reads a 16-byte descriptor at `addr` (a translated ring or indirect table
 /// entry) into a local copy.
-#[inline]
+#[inline(always)]
 pub fn read_desc_at(addr: u64, layout: Layout) -> Desc {
     let p = addr as *const u8;
     // SAFETY: `addr` lies in a translated descriptor table (ring or indirect

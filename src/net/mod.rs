@@ -12,6 +12,8 @@
 //! (DMA) datapath can reuse the first and the last.
 
 pub mod header;
+mod packed;
+mod split;
 pub mod stats;
 
 use std::sync::atomic::Ordering;
@@ -113,28 +115,27 @@ fn log_segments(log: &crate::migration::dirty_log::DirtyLog, mem: &crate::memory
 }
 
 /// Prefetches the start of guest buffer `d` (header and the first 116 bytes
-/// of the packet). On enqueue the packet's lines are fetched for writing; the
-/// header's only for reading, as it is usually left as it is.
+/// of the packet), translating it first.
 #[inline]
 fn prefetch_buffer(mem: &crate::memory::GuestMemory, d: crate::memory::ring::Desc, write: bool) {
-    if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len.min(128))) {
-        let last = hva + n.saturating_sub(1);
-        prefetch(hva);
-        if write {
-            prefetch_write(hva + 12.min(n.saturating_sub(1)));
-            prefetch_write(last);
-        } else {
-            prefetch(last);
-        }
+    if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len)) {
+        prefetch_segment(Seg { hva, len: n as u32 }, write);
     }
 }
 
-/// Prefetches the buffers of the `n` split chains from avail position `pos`
-/// on, at the start of a burst: the misses on lines the guest's core last
-/// touched then overlap each other instead of stalling packet by packet.
-fn prefetch_split_burst(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u16, n: usize, write: bool) {
-    for j in 0..n {
-        prefetch_buffer(mem, ring.read_split_desc(ring.split_avail_ring(pos.wrapping_add(j as u16))), write);
+/// Prefetches the first 128 bytes of a translated buffer. On enqueue the
+/// packet's lines are fetched for writing; the header's only for reading, as
+/// it is usually left as it is.
+#[inline]
+fn prefetch_segment(seg: Seg, write: bool) {
+    let n = u64::from(seg.len.clamp(1, 128));
+    let last = seg.hva + n - 1;
+    prefetch(seg.hva);
+    if write {
+        prefetch_write(seg.hva + 12.min(n - 1));
+        prefetch_write(last);
+    } else {
+        prefetch(last);
     }
 }
 
@@ -180,8 +181,7 @@ fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
     if let (Some(&first), None) = (segs.first(), m.next()) {
         let data = m.data();
         if first.len as usize >= hlen as usize + data.len() {
-            update_guest_le(first, 0, hdr.to_le(), hlen as usize);
-            write_guest(first, hlen, data);
+            put_plain(first, hdr, hlen, data);
             return;
         }
     }
@@ -191,6 +191,13 @@ fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
         pos = put(segs, pos, s.data());
         seg = s.next();
     }
+}
+
+/// Writes header and packet into one guest buffer that holds both.
+#[inline(always)]
+fn put_plain(seg: Seg, hdr: NetHdr, hlen: u32, data: &[u8]) {
+    update_guest_le(seg, 0, hdr.to_le(), hlen as usize);
+    write_guest(seg, hlen, data);
 }
 
 /// Copies a guest packet (after its header, at `pos`) into `head` and more
@@ -287,392 +294,6 @@ fn signal(vq: &mut VqState, stats: bool) {
 }
 
 // --------------------------------------------------------------------------
-// Split ring.
-
-/// Available entries on a split ring, or `None` if the guest's index is
-/// nonsense (more than a ring ahead).
-fn split_avail(vq: &VqState, ring: &RingMem) -> Option<u16> {
-    let n = ring.split_avail_idx().wrapping_sub(vq.last_avail_idx);
-    (n <= vq.size).then_some(n)
-}
-
-/// Gathers enough split-ring chains, from the next available one on, for a
-/// packet of `needed` bytes (several only when `mergeable`) into `bufs`;
-/// `avail` and `room` (used entries left in the burst) bound it. `false` if
-/// the packet cannot be placed now.
-#[allow(clippy::too_many_arguments)]
-fn reserve_split(
-    dev: &Device,
-    vq: &mut VqState,
-    ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
-    bufs: &mut BufVec,
-    needed: u64,
-    avail: &mut u16,
-    room: usize,
-) -> bool {
-    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
-    bufs.clear();
-    while bufs.total() < needed {
-        if *avail == 0 || (!mergeable && bufs.nchains == 1) || bufs.nchains == room {
-            return false;
-        }
-        let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(bufs.nchains as u16));
-        let before = bufs.total();
-        if let Err(e) = walk_split(mem, vq.size, head, |i| ring.read_split_desc(i), bufs) {
-            log_bad_chain(dev, vq, e);
-            return false;
-        }
-        if !bufs.push_chain(head, 1, before) {
-            return false;
-        }
-        *avail -= 1;
-    }
-    true
-}
-
-fn split_enqueue(
-    dev: &Device,
-    vq: &mut VqState,
-    bufs: &mut BufVec,
-    pkts: &[Option<Mbuf>],
-    stats: bool,
-) -> usize {
-    let ring = vq.ring_mem();
-    let Some(mut avail) = split_avail(vq, &ring) else {
-        log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
-        return 0;
-    };
-    let hlen = hdr_len(vq);
-    let mem = vq.mem.clone();
-    let log = vq.active_log();
-    prefetch_split_burst(&ring, &mem, vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
-    let mut used = UsedBatch::default();
-    let mut done = 0;
-    for &p in pkts {
-        // A NULL entry ends the burst.
-        let Some(m) = p else { break };
-        let needed = u64::from(m.pkt_len()) + u64::from(hlen);
-        // The common case needs no walk: the next chain is one buffer that
-        // holds header and packet.
-        let head = ring.split_avail_ring(vq.last_avail_idx);
-        let lone = (avail > 0 && used.room() > 0 && head < vq.size)
-            .then(|| lone_buffer(&mem, &ring.read_split_desc(head), needed))
-            .flatten();
-        let one;
-        let (segs, chains) = match lone {
-            Some(seg) => {
-                avail -= 1;
-                one = LoneChain::new(seg, head);
-                one.parts()
-            }
-            None => {
-                if !reserve_split(dev, vq, &ring, &mem, bufs, needed, &mut avail, used.room()) {
-                    break;
-                }
-                (bufs.segs(), &bufs.chains[..bufs.nchains])
-            }
-        };
-        place_packet(&mem, log.as_deref(), segs, chains, hlen, m, &mut used);
-        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(chains.len() as u16);
-        if stats {
-            vq.stats.count(m.pkt_len(), m.data());
-        }
-        done += 1;
-    }
-    if done > 0 {
-        split_publish(vq, &ring, used.entries());
-        notify_guest(vq, &ring, stats);
-    }
-    done
-}
-
-/// Writes used entries (head id, length) from the ring's used index on, then
-/// publishes them all with one release store of used->idx. Batched at the
-/// end of a burst, so the lines the guest polls are written once per burst.
-fn split_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) {
-    let log = vq.active_log();
-    for e in entries {
-        ring.split_write_used(vq.last_used_idx, u32::from(e.id), e.len);
-        if let Some(log) = &log {
-            vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
-        }
-        vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
-    }
-    ring.split_set_used_idx(vq.last_used_idx);
-    if let Some(log) = &log {
-        vq.log_ring_write(log, 2, 2);
-    }
-}
-
-fn split_dequeue(
-    dev: &Device,
-    vq: &mut VqState,
-    bufs: &mut BufVec,
-    pool: Mempool,
-    out: &mut [Option<Mbuf>],
-    opts: DequeueOpts,
-) -> usize {
-    let ring = vq.ring_mem();
-    let Some(avail) = split_avail(vq, &ring) else {
-        log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
-        return 0;
-    };
-    let n = out.len().min(usize::from(avail)).min(MAX_BURST);
-    if n == 0 {
-        return 0;
-    }
-    let mem = vq.mem.clone();
-    // The buffers' misses overlap the mbuf allocation.
-    prefetch_split_burst(&ring, &mem, vq.last_avail_idx, n, false);
-    if !mbuf::alloc_bulk(pool, &mut out[..n]) {
-        return 0;
-    }
-    let hlen = hdr_len(vq);
-    let mut used = UsedBatch::default();
-    let mut done = 0;
-    for i in 0..n {
-        let head = ring.split_avail_ring(vq.last_avail_idx);
-        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
-        // The common case needs no walk: one buffer, header and packet.
-        let lone = (head < vq.size)
-            .then(|| lone_buffer(&mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
-            .flatten();
-        let res = match lone {
-            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts),
-            None => {
-                bufs.clear();
-                walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
-                    .map_err(DropReason::Chain)
-                    .and_then(|()| fill_mbuf(bufs.segs(), bufs.total(), hlen, out[i], pool, opts))
-            }
-        };
-        used.push(head, 0, 1);
-        account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
-    }
-    release_unused(out, done, n);
-    split_publish(vq, &ring, used.entries());
-    notify_guest(vq, &ring, opts.stats);
-    done
-}
-
-// --------------------------------------------------------------------------
-// Packed ring.
-
-#[inline]
-fn packed_available(ring: &RingMem, slot: u16, wrap: bool) -> bool {
-    let f = ring.packed_flags(slot);
-    (f & PACKED_F_AVAIL != 0) == wrap && (f & PACKED_F_USED != 0) != wrap
-}
-
-/// How many consecutive descriptors from the next one the guest has made
-/// available, up to `max`; each one's buffer is prefetched on the way (as
-/// `prefetch_split_burst` does for split rings).
-fn packed_scan_available(
-    vq: &VqState,
-    ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
-    max: usize,
-    write: bool,
-) -> usize {
-    let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
-    let mut n = 0;
-    while n < max && packed_available(ring, slot, wrap) {
-        prefetch_buffer(mem, ring.read_packed_desc(slot), write);
-        n += 1;
-        advance(&mut slot, &mut wrap, 1, vq.size);
-    }
-    n
-}
-
-fn advance(idx: &mut u16, wrap: &mut bool, by: u16, size: u16) {
-    *idx += by;
-    if *idx >= size {
-        *idx -= size;
-        *wrap = !*wrap;
-    }
-}
-
-/// Used flags for a descriptor written with the current used wrap counter.
-fn used_flags(wrap: bool, write: bool) -> u16 {
-    let w = if write { crate::virtqueue::chain::F_WRITE } else { 0 };
-    if wrap {
-        PACKED_F_AVAIL | PACKED_F_USED | w
-    } else {
-        w
-    }
-}
-
-/// Publishes used entries (slot, id, len, desc count) written relaxed, the
-/// first one's flags last with release so the guest sees a whole batch.
-fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem], write: bool) {
-    let log = vq.active_log();
-    let (mut slot, mut wrap, size) = (vq.last_used_idx, vq.used_wrap_counter, vq.size);
-    let first = (slot, used_flags(wrap, write));
-    for (i, e) in entries.iter().enumerate() {
-        let flags = used_flags(wrap, write);
-        // The first entry still reads as not used until the batch is written.
-        let flags = if i == 0 { flags ^ (PACKED_F_AVAIL | PACKED_F_USED) } else { flags };
-        ring.packed_write_used(slot, e.id, e.len, flags, false);
-        if let Some(log) = &log {
-            vq.log_ring_write(log, u64::from(slot) * 16, 16);
-        }
-        advance(&mut slot, &mut wrap, e.count, size);
-    }
-    (vq.last_used_idx, vq.used_wrap_counter) = (slot, wrap);
-    if !entries.is_empty() {
-        ring.packed_set_flags_release(first.0, first.1);
-    }
-}
-
-/// Gathers enough packed-ring chains, from the next available slot on, for
-/// a packet of `needed` bytes (several only when `mergeable`) into `bufs`;
-/// returns the slot and wrap counter after them, or `None` if the packet
-/// cannot be placed now (`room`: used entries left in the burst).
-fn reserve_packed(
-    dev: &Device,
-    vq: &mut VqState,
-    ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
-    bufs: &mut BufVec,
-    needed: u64,
-    room: usize,
-) -> Option<(u16, bool)> {
-    let mergeable = vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
-    let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
-    bufs.clear();
-    while bufs.total() < needed {
-        if (!mergeable && bufs.nchains == 1) || bufs.nchains == room || !packed_available(ring, slot, wrap) {
-            return None;
-        }
-        let before = bufs.total();
-        match walk_packed(mem, vq.size, slot, |i| ring.read_packed_desc(i), bufs) {
-            Ok(c) if bufs.push_chain(c.id, c.count, before) => {
-                advance(&mut slot, &mut wrap, c.count, vq.size)
-            }
-            Ok(_) => return None,
-            Err(e) => {
-                log_bad_chain(dev, vq, e);
-                return None;
-            }
-        }
-    }
-    Some((slot, wrap))
-}
-
-fn packed_enqueue(
-    dev: &Device,
-    vq: &mut VqState,
-    bufs: &mut BufVec,
-    pkts: &[Option<Mbuf>],
-    stats: bool,
-) -> usize {
-    let ring = vq.ring_mem();
-    let hlen = hdr_len(vq);
-    let mem = vq.mem.clone();
-    // Descriptors known available, and how many of them are taken so far.
-    let ahead = packed_scan_available(vq, &ring, &mem, pkts.len(), true);
-    let mut taken = 0usize;
-    let mut used = UsedBatch::default();
-    let mut done = 0;
-    let log = vq.active_log();
-    for &p in pkts {
-        let Some(m) = p else { break };
-        let needed = u64::from(m.pkt_len()) + u64::from(hlen);
-        let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
-        // The common case needs no walk: one descriptor holding it all.
-        let lone = (used.room() > 0 && (taken < ahead || packed_available(&ring, slot, wrap)))
-            .then(|| {
-                let d = ring.read_packed_desc(slot);
-                lone_buffer(&mem, &d, needed).map(|seg| (seg, d.next_or_id))
-            })
-            .flatten();
-        let one;
-        let (segs, chains) = match lone {
-            Some((seg, id)) => {
-                advance(&mut slot, &mut wrap, 1, vq.size);
-                taken += 1;
-                one = LoneChain::new(seg, id);
-                one.parts()
-            }
-            None => {
-                let Some(next) = reserve_packed(dev, vq, &ring, &mem, bufs, needed, used.room()) else {
-                    break;
-                };
-                (slot, wrap) = next;
-                taken += bufs.chains[..bufs.nchains].iter().map(|c| usize::from(c.count)).sum::<usize>();
-                (bufs.segs(), &bufs.chains[..bufs.nchains])
-            }
-        };
-        place_packet(&mem, log.as_deref(), segs, chains, hlen, m, &mut used);
-        vq.last_avail_idx = slot;
-        vq.avail_wrap_counter = wrap;
-        if stats {
-            vq.stats.count(m.pkt_len(), m.data());
-        }
-        done += 1;
-    }
-    if done > 0 {
-        packed_publish(vq, &ring, used.entries(), true);
-        notify_guest(vq, &ring, stats);
-    }
-    done
-}
-
-fn packed_dequeue(
-    dev: &Device,
-    vq: &mut VqState,
-    bufs: &mut BufVec,
-    pool: Mempool,
-    out: &mut [Option<Mbuf>],
-    opts: DequeueOpts,
-) -> usize {
-    let ring = vq.ring_mem();
-    let mem = vq.mem.clone();
-    // Count the available descriptors first (an upper bound on the packets),
-    // to allocate no more mbufs than can be filled; their buffers are
-    // prefetched on the way, so the misses overlap the mbuf allocation.
-    let n = packed_scan_available(vq, &ring, &mem, out.len().min(MAX_BURST), false);
-    if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
-        return 0;
-    }
-    let hlen = hdr_len(vq);
-    let size = vq.size;
-    let mut used = UsedBatch::default();
-    let mut done = 0;
-    // Descriptors taken so far: the first `n` are known to be available.
-    let mut taken = 0usize;
-    for i in 0..n {
-        if taken >= n && !packed_available(&ring, vq.last_avail_idx, vq.avail_wrap_counter) {
-            break;
-        }
-        let d = ring.read_packed_desc(vq.last_avail_idx);
-        // The common case needs no walk: one descriptor, header and packet.
-        let (count, id, res) = match lone_buffer(&mem, &d, u64::from(hlen) + 1) {
-            Some(seg) => (1, d.next_or_id, fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts)),
-            None => {
-                bufs.clear();
-                match walk_packed(&mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs) {
-                    Ok(c) => (c.count, c.id, fill_mbuf(bufs.segs(), bufs.total(), hlen, out[i], pool, opts)),
-                    // A broken chain is returned as one slot so the ring moves on.
-                    Err(e) => (1, d.next_or_id, Err(DropReason::Chain(e))),
-                }
-            }
-        };
-        advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, count, size);
-        taken += usize::from(count);
-        used.push(id, 0, count);
-        account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
-    }
-    release_unused(out, done, n);
-    if !used.entries().is_empty() {
-        packed_publish(vq, &ring, used.entries(), false);
-        notify_guest(vq, &ring, opts.stats);
-    }
-    done
-}
-
-// --------------------------------------------------------------------------
 // Shared by both layouts.
 
 /// A used entry to publish: the chain's head (split) or buffer id (packed),
@@ -706,8 +327,17 @@ impl UsedBatch {
         self.elems[self.n] = UsedElem { id, len, count };
         self.n += 1;
     }
+    /// Adds entries; the callers never exceed `room()`.
+    #[inline(always)]
+    fn extend(&mut self, elems: &[UsedElem]) {
+        self.elems[self.n..self.n + elems.len()].copy_from_slice(elems);
+        self.n += elems.len();
+    }
     fn entries(&self) -> &[UsedElem] {
         &self.elems[..self.n]
+    }
+    fn clear(&mut self) {
+        self.n = 0;
     }
 }
 
@@ -845,20 +475,34 @@ fn fill_mbuf(
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
     // The common case, inline: one guest buffer whose packet fits the mbuf.
-    if let ([seg], Some(mut mb)) = (segs, m) {
-        let len = total.wrapping_sub(u64::from(hlen));
-        if total > u64::from(hlen) && total <= u64::from(seg.len) && len <= mb.tailroom() as u64 {
-            let hdr = NetHdr::from_le(read_guest_le(*seg, 0, hlen as usize));
-            read_guest(*seg, hlen, mb.tail_mut(len as usize));
-            mb.commit(len as usize);
-            mb.set_pkt_len(len as u32);
-            if opts.host_offload {
-                header::apply_to_mbuf(&hdr, &mut mb, opts.compliant);
-            }
+    if let ([seg], Some(mb)) = (segs, m) {
+        if total == u64::from(seg.len) && fits_plain(*seg, hlen, &mb) {
+            fill_plain(*seg, hlen, mb, opts);
             return Ok(());
         }
     }
     fill_mbuf_chained(segs, total, hlen, m, pool, opts)
+}
+
+/// Whether guest buffer `seg` holds a header and a packet that fits the
+/// tailroom of the fresh mbuf `mb` (the `fill_plain` case).
+#[inline(always)]
+fn fits_plain(seg: Seg, hlen: u32, mb: &Mbuf) -> bool {
+    seg.len > hlen && (seg.len - hlen) as usize <= mb.tailroom()
+}
+
+/// Copies the packet after the header in `seg` into `mb` (`fits_plain`)
+/// and applies the header if host offloads were negotiated.
+#[inline(always)]
+fn fill_plain(seg: Seg, hlen: u32, mut mb: Mbuf, opts: DequeueOpts) {
+    let len = (seg.len - hlen) as usize;
+    read_guest(seg, hlen, mb.tail_mut(len));
+    mb.commit(len);
+    mb.set_pkt_len(len as u32);
+    if opts.host_offload {
+        let hdr = NetHdr::from_le(read_guest_le(seg, 0, hlen as usize));
+        header::apply_to_mbuf(&hdr, &mut mb, opts.compliant);
+    }
 }
 
 /// `fill_mbuf` for everything else: several guest segments, external or
@@ -901,9 +545,9 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let mut bufs = s.bufs.take().unwrap_or_default();
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
     let n = if s.is_packed() {
-        packed_enqueue(dev, &mut s, &mut bufs, pkts, stats)
+        packed::enqueue(dev, &mut s, &mut bufs, pkts, stats)
     } else {
-        split_enqueue(dev, &mut s, &mut bufs, pkts, stats)
+        split::enqueue(dev, &mut s, &mut bufs, pkts, stats)
     };
     s.bufs = Some(bufs);
     n as u16
@@ -942,9 +586,9 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
     let mut bufs = s.bufs.take().unwrap_or_default();
     let slots = &mut out[first..out_len];
     let n = if s.is_packed() {
-        packed_dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
+        packed::dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
     } else {
-        split_dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
+        split::dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
     };
     s.bufs = Some(bufs);
     (n + first) as u16

@@ -5,7 +5,8 @@ order every round. For each path it reports the median Rx rate at the vhost
 port (Mpps, sampled after a warm-up) and the vhost forwarding core's CPU
 cycles per packet (testpmd --record-core-cycles), and the ratio ours/stock.
 It is a benchmark: it fails only if traffic does not flow.
-usage: bench.py [LIBDIR] [--rounds N] [--quick] [--size 64|1518]"""
+usage: bench.py [LIBDIR] [--rounds N] [--quick] [--size 64|1518] [--paths WORD,...]
+--paths keeps the paths whose name contains one of the words (e.g. packed)."""
 
 import argparse
 import statistics
@@ -43,9 +44,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--paths", default="", help="comma-separated words; keep paths whose name has one")
     a = ap.parse_args()
     ours = resolve_libdir(a.libdir)
-    paths = [(n, v) for n, v in PATHS if not a.quick or n in QUICK]
+    words = [w for w in a.paths.split(",") if w]
+    paths = [(n, v) for n, v in PATHS
+             if (not a.quick or n in QUICK) and (not words or any(w in n for w in words))]
     rounds = 1 if a.quick else a.rounds
     results = {n: {"stock": [], "rvhost": []} for n, _ in paths}
     flowed = True
