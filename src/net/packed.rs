@@ -68,11 +68,19 @@ fn take_batch(
     Some(bufs)
 }
 
+/// Moves ring position (`idx`, `wrap`) on by `by` slots. Computed in 32
+/// bits from a zero-extended load: a 16-bit add in place compiles to a
+/// 32-bit load of the u16, which cannot be forwarded from the 16-bit store
+/// of the previous step and so waits for the store buffer to drain (behind
+/// stores to ring lines the guest's core holds).
+#[inline(always)]
 fn advance(idx: &mut u16, wrap: &mut bool, by: u16, size: u16) {
-    *idx += by;
-    if *idx >= size {
-        *idx -= size;
+    let next = u32::from(*idx) + u32::from(by);
+    if next >= u32::from(size) {
+        *idx = (next - u32::from(size)) as u16;
         *wrap = !*wrap;
+    } else {
+        *idx = next as u16;
     }
 }
 

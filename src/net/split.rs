@@ -155,9 +155,11 @@ pub(super) fn dequeue(
     let hlen = hdr_len(vq);
     let mut used = UsedBatch::default();
     let mut done = 0;
+    // The next avail position in a local: kept in a register, not reloaded
+    // from `vq` behind the burst's stores.
+    let first = vq.last_avail_idx;
     for i in 0..n {
-        let head = ring.split_avail_ring(vq.last_avail_idx);
-        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
+        let head = ring.split_avail_ring(first.wrapping_add(i as u16));
         // The common case needs no walk: one buffer, header and packet.
         let lone = (head < vq.size)
             .then(|| lone_buffer(&mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
@@ -174,6 +176,7 @@ pub(super) fn dequeue(
         used.push(head, 0, 1);
         account_dequeued(dev, vq, out, i, &mut done, res, opts.stats);
     }
+    vq.last_avail_idx = first.wrapping_add(n as u16);
     release_unused(out, done, n);
     split_publish(vq, &ring, used.entries());
     notify_guest(vq, &ring, opts.stats);
