@@ -36,6 +36,7 @@ const F_MRG_RXBUF: u64 = 1 << 15;
 const F_LOG_ALL: u64 = 1 << 26;
 const F_VERSION_1: u64 = 1 << 32;
 const F_RING_PACKED: u64 = 1 << 34;
+const F_IN_ORDER: u64 = 1 << 35;
 const BASIC: u64 = F_VERSION_1 | F_MRG_RXBUF;
 const OFFLOADS: u64 = BASIC
     | F_CSUM
@@ -905,19 +906,14 @@ struct PackedRing {
     used: (u16, bool),
     next_id: u16,
     in_flight: std::collections::VecDeque<(u16, u16)>,
+    /// VIRTIO_F_IN_ORDER negotiated.
+    in_order: bool,
 }
 
 impl PackedRing {
-    fn new(ram: &'static GuestRam, base: u64, size: u16) -> PackedRing {
-        PackedRing {
-            ram,
-            base,
-            size,
-            avail: (0, true),
-            used: (0, true),
-            next_id: 0,
-            in_flight: Default::default(),
-        }
+    fn new(ram: &'static GuestRam, base: u64, size: u16, in_order: bool) -> PackedRing {
+        let in_flight = Default::default();
+        PackedRing { ram, base, size, avail: (0, true), used: (0, true), next_id: 0, in_flight, in_order }
     }
     fn addr_msg(&self, index: u32) -> Vec<u8> {
         // Driver event area (the "avail" address), device event area ("used").
@@ -952,7 +948,8 @@ impl PackedRing {
     }
     /// The next used buffer (id, written length), if the device marked one.
     /// rvhost completes buffers in the order they were made available; the
-    /// id is checked against that order.
+    /// id is checked against that order (with VIRTIO_F_IN_ORDER, the buffers
+    /// before the one named count as used too).
     fn take_used(&mut self) -> Option<(u16, u32)> {
         let (slot, wrap) = self.used;
         let o = self.slot_off(slot);
@@ -963,8 +960,17 @@ impl PackedRing {
         }
         let id = u16::from_le_bytes([b[o + 12], b[o + 13]]);
         let len = u32::from_le_bytes(b[o + 8..o + 12].try_into().unwrap());
-        let (want, n) = self.in_flight.pop_front().expect("a used entry for a buffer in flight");
-        assert_eq!(id, want, "used buffer id at slot {slot}");
+        // With VIRTIO_F_IN_ORDER one used descriptor may stand for all the
+        // buffers up to the one it names.
+        let mut n = 0;
+        loop {
+            let (want, count) = self.in_flight.pop_front().expect("a used entry for a buffer in flight");
+            n += count;
+            if want == id {
+                break;
+            }
+            assert!(self.in_order, "used buffer id {id} at slot {slot}, expected {want}");
+        }
         let next = slot + n;
         self.used = if next >= self.size { (next - self.size, !wrap) } else { (next, wrap) };
         Some((id, len))
@@ -1017,7 +1023,8 @@ fn indirect(ram: &GuestRam, table: u64, entries: &[(u64, u32, u16)]) -> (u64, u3
 }
 
 /// Packed rings through the batched (four descriptors a step) and the
-/// one-by-one paths, over rings whose size is a multiple of four and not:
+/// one-by-one paths, over rings whose size is a multiple of four and not,
+/// and with VIRTIO_F_IN_ORDER (TX buffers marked used a burst at a time):
 /// random mixes of one-descriptor buffers, chains, indirect tables and
 /// malformed buffers, random burst sizes, hundreds of ring wraps. Every
 /// guest packet comes out once, in order, byte for byte, and the bad ones
@@ -1027,11 +1034,11 @@ fn indirect(ram: &GuestRam, table: u64, entries: &[(u64, u32, u16)]) -> (u64, u3
 #[test]
 fn packed_rings_move_every_mix_of_buffers_both_ways() {
     let _serial = serial();
-    for (k, size) in [256u16, 250].into_iter().enumerate() {
+    for (k, (size, in_order)) in [(256u16, false), (250, false), (256, true)].into_iter().enumerate() {
         let ram: &'static GuestRam = Box::leak(Box::new(GuestRam::new(6 << 20)));
-        let mut rx = PackedRing::new(ram, 0x10000, size);
-        let mut tx = PackedRing::new(ram, 0x20000, size);
-        let features = BASIC | F_RING_PACKED;
+        let mut rx = PackedRing::new(ram, 0x10000, size, in_order);
+        let mut tx = PackedRing::new(ram, 0x20000, size, in_order);
+        let features = BASIC | F_RING_PACKED | if in_order { F_IN_ORDER } else { 0 };
         let d = set_up(&format!("packed{k}"), 0, features, ram, size, |q| [&rx, &tx][q as usize].addr_msg(q));
         // SAFETY: the pool lives for the whole test binary.
         let pool = unsafe { Mempool::from_raw(d.pool) }.unwrap();

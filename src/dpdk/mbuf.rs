@@ -146,7 +146,12 @@ extern "C" {
 /// A DPDK mbuf the datapath works on for one burst (owned by the caller, or
 /// allocated by us from the caller's mempool). Wraps the raw pointer so the
 /// rest of the datapath stays free of `unsafe`.
+///
+/// `repr(transparent)` over `NonNull`: an `Option<Mbuf>` has the layout of a
+/// C `struct rte_mbuf *` (NULL is `None`), so arrays of mbuf pointers are
+/// shared with C without copying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
 pub struct Mbuf(std::ptr::NonNull<RteMbuf>);
 
 impl Mbuf {
@@ -379,14 +384,12 @@ pub const BULK_MAX: usize = 64;
 /// none).
 pub fn alloc_bulk(pool: Mempool, out: &mut [Option<Mbuf>]) -> bool {
     let n = out.len().min(BULK_MAX);
-    let mut raw = [std::ptr::null_mut::<RteMbuf>(); BULK_MAX];
-    // SAFETY: a valid pool; `raw` has room for n pointers.
-    if unsafe { rvh_pktmbuf_alloc_bulk(pool.0.as_ptr(), raw.as_mut_ptr(), n as u32) } != 0 {
+    // SAFETY: a valid pool; `out` has room for n pointers, and Option<Mbuf>
+    // is a nullable mbuf pointer (repr(transparent)); on success each entry
+    // is a fresh mbuf from the pool, now ours.
+    if unsafe { rvh_pktmbuf_alloc_bulk(pool.0.as_ptr(), out.as_mut_ptr().cast(), n as u32) } != 0 {
+        out[..n].fill(None);
         return false;
-    }
-    for (slot, p) in out.iter_mut().zip(&raw[..n]) {
-        // SAFETY: fresh mbufs from the pool, now ours.
-        *slot = unsafe { Mbuf::from_raw(*p) };
     }
     true
 }

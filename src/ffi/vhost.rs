@@ -62,13 +62,10 @@ pub unsafe extern "C" fn rte_vhost_enqueue_burst(
         return 0;
     }
     let n = usize::from(count).min(net::MAX_BURST);
-    let mut mbufs = [None; net::MAX_BURST];
-    for (i, slot) in mbufs[..n].iter_mut().enumerate() {
-        // SAFETY: the caller provides `count` mbuf pointers, each NULL or a
-        // valid mbuf the burst may read.
-        *slot = unsafe { Mbuf::from_raw(*pkts.add(i)) };
-    }
-    guard("rte_vhost_enqueue_burst", 0, || net::enqueue_burst(dev, queue_id, &mbufs[..n]))
+    // SAFETY: the caller provides `count` mbuf pointers, each NULL or a valid
+    // mbuf the burst may read; Option<Mbuf> has the layout of such a pointer.
+    let mbufs = unsafe { std::slice::from_raw_parts(pkts.cast::<Option<Mbuf>>(), n) };
+    guard("rte_vhost_enqueue_burst", 0, || net::enqueue_burst(dev, queue_id, mbufs))
 }
 
 /// EXPERIMENTAL

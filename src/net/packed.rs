@@ -359,10 +359,24 @@ pub(super) fn dequeue(
     }
     release_unused(out, done, n);
     if taken > 0 {
-        packed_publish(vq, &ring, used.entries(), false);
+        if vq.has_feature(VIRTIO_F_IN_ORDER) {
+            publish_in_order(vq, &ring, used.entries());
+        } else {
+            packed_publish(vq, &ring, used.entries(), false);
+        }
         notify_guest(vq, &ring, opts.stats);
     }
     done
+}
+
+/// With VIRTIO_F_IN_ORDER, the TX buffers a burst used (all of length 0)
+/// are marked used by one descriptor carrying the last buffer's id; the
+/// driver counts the rest (virtio 1.1, 2.7.9; DPDK's
+/// vhost_shadow_dequeue_batch_packed_inorder).
+fn publish_in_order(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) {
+    let Some(last) = entries.last() else { return };
+    let slots = entries.iter().map(|e| e.count).sum();
+    packed_publish(vq, ring, &[UsedElem { id: last.id, len: 0, count: slots }], false);
 }
 
 /// Dequeue of a batch of four lone descriptors (`take_batch`) whose packets
@@ -394,7 +408,12 @@ fn dequeue_batch(
     for (&(seg, _), m) in descs.iter().zip(mbufs) {
         fill_plain(seg, hlen, m, opts);
     }
-    publish_batch(vq, ring, used, descs.map(|(_, id)| id), [0; BATCH], false);
+    if vq.has_feature(VIRTIO_F_IN_ORDER) {
+        // Published as one descriptor at the end of the burst.
+        used.extend(&descs.map(|(_, id)| UsedElem { id, len: 0, count: 1 }));
+    } else {
+        publish_batch(vq, ring, used, descs.map(|(_, id)| id), [0; BATCH], false);
+    }
     if opts.stats {
         for m in mbufs {
             vq.stats.count(m.pkt_len(), m.data());
