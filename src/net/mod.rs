@@ -6,10 +6,12 @@
 //!
 //! A burst takes the ring's lock with `try_lock` (no packets move while the
 //! control plane changes the ring), reserves descriptor chains as bounded
-//! segment lists (`virtqueue::chain`), copies, then publishes all used
-//! entries with one release store and notifies the guest if it asked to be.
+//! segment lists (`virtqueue::chain`), copies, then publishes the used
+//! entries (split: one release store per burst; packed: per batch of four
+//! descriptors, or per burst) and notifies the guest if it asked to be.
 //! Reserving/walking, copying and publishing are separate steps so the async
-//! (DMA) datapath can reuse the first and the last.
+//! (DMA) datapath can reuse the first and the last. `split.rs` and
+//! `packed.rs` hold the ring-specific bursts; this file what they share.
 
 pub mod header;
 mod packed;
