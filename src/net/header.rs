@@ -65,16 +65,18 @@ impl NetHdr {
 /// checksum goes into the L4 checksum field (`rte_net_intel_cksum_prepare`)
 /// and a requested IPv4 header checksum is computed, so `m` (a handle) is
 /// written through.
+/// Returned in wire form (`NetHdr::to_le`) with `num_buffers` set: for a
+/// plain packet, the usual case, that is a constant.
 #[inline]
-pub fn for_mbuf(m: &Mbuf) -> NetHdr {
+pub fn wire_header_for(m: &Mbuf, num_buffers: u16) -> u128 {
     let f = m.ol_flags();
     if f & (ol::TX_L4_MASK | ol::TX_TCP_SEG | ol::TX_UDP_SEG | ol::TX_IP_CKSUM) == 0 {
-        return NetHdr::default();
+        return NetHdr { num_buffers, ..NetHdr::default() }.to_le();
     }
-    offload_header(*m, f)
+    NetHdr { num_buffers, ..offload_header(*m, f) }.to_le()
 }
 
-/// `for_mbuf` for a packet with offload requests (kept out of line so the
+/// `wire_header_for` for a packet with offload requests (kept out of line so the
 /// plain packet's path stays short).
 #[inline(never)]
 fn offload_header(mut m: Mbuf, f: u64) -> NetHdr {

@@ -141,20 +141,20 @@ fn prefetch_segment(seg: Seg, write: bool) {
     }
 }
 
-/// Writes the virtio-net header at the start of the segments; returns the
-/// position after it.
+/// Writes the virtio-net header (wire form) at the start of the segments;
+/// returns the position after it.
 #[inline]
-fn put_header(segs: &[Seg], hdr: NetHdr, hlen: u32) -> (usize, u32) {
+fn put_header(segs: &[Seg], hdr: u128, hlen: u32) -> (usize, u32) {
     match segs.first() {
         Some(&first) if first.len >= hlen => {
-            update_guest_le(first, 0, hdr.to_le(), hlen as usize);
+            update_guest_le(first, 0, hdr, hlen as usize);
             if first.len == hlen {
                 (1, 0)
             } else {
                 (0, hlen)
             }
         }
-        _ => put(segs, (0, 0), &hdr.to_le().to_le_bytes()[..hlen as usize]),
+        _ => put(segs, (0, 0), &hdr.to_le_bytes()[..hlen as usize]),
     }
 }
 
@@ -176,7 +176,7 @@ fn get_header(segs: &[Seg], hlen: u32) -> (NetHdr, (usize, u32)) {
 }
 
 /// Copies header + packet into the reserved guest segments.
-fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
+fn copy_to_guest(segs: &[Seg], hdr: u128, hlen: u32, m: Mbuf) {
     // The common case, without the segment walk: a one-segment mbuf and a
     // first guest buffer that holds header and packet. (Tested before
     // `put_header`, whose position bookkeeping this case does not need.)
@@ -197,8 +197,8 @@ fn copy_to_guest(segs: &[Seg], hdr: NetHdr, hlen: u32, m: Mbuf) {
 
 /// Writes header and packet into one guest buffer that holds both.
 #[inline(always)]
-fn put_plain(seg: Seg, hdr: NetHdr, hlen: u32, data: &[u8]) {
-    update_guest_le(seg, 0, hdr.to_le(), hlen as usize);
+fn put_plain(seg: Seg, hdr: u128, hlen: u32, data: &[u8]) {
+    update_guest_le(seg, 0, hdr, hlen as usize);
     write_guest(seg, hlen, data);
 }
 
@@ -370,9 +370,7 @@ fn place_packet(
     m: Mbuf,
     used: &mut UsedBatch,
 ) {
-    let mut hdr = header::for_mbuf(&m);
-    hdr.num_buffers = chains.len() as u16;
-    copy_to_guest(segs, hdr, hlen, m);
+    copy_to_guest(segs, header::wire_header_for(&m, chains.len() as u16), hlen, m);
     if let Some(log) = log {
         log_segments(log, mem, segs);
     }

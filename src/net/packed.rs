@@ -245,9 +245,7 @@ fn enqueue_batch(
     let needed = mbufs.map(|m| u64::from(m.pkt_len()) + u64::from(hlen));
     let Some(descs) = take_batch(vq, ring, mem, needed, true) else { return false };
     for (&(seg, _), m) in descs.iter().zip(mbufs) {
-        let mut hdr = header::for_mbuf(&m);
-        hdr.num_buffers = 1;
-        put_plain(seg, hdr, hlen, m.data());
+        put_plain(seg, header::wire_header_for(&m, 1), hlen, m.data());
     }
     if let Some(log) = log {
         log_segments(log, mem, &descs.map(|(seg, _)| seg));
