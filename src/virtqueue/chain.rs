@@ -119,13 +119,6 @@ impl BufVec {
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
-    /// Drops segments added after a `len()` mark (rolls back a chain).
-    pub fn truncate(&mut self, n: usize) {
-        for s in &self.segs[n..self.n] {
-            self.total -= u64::from(s.len);
-        }
-        self.n = n.min(self.n);
-    }
 
     /// Adds guest buffer [gpa, gpa+len), split where it crosses regions.
     #[inline]
