@@ -76,7 +76,7 @@ impl RingMem {
     /// Reads packed descriptor `i` of the ring (reduced to a slot).
     #[inline]
     pub fn read_packed_desc(&self, i: u16) -> Desc {
-        read_desc_at(self.desc + self.packed_slot(i) * 16, Layout::Packed)
+        read_desc_at(self.packed_desc(i), Layout::Packed)
     }
 
     // --- split layout -----------------------------------------------------
@@ -133,26 +133,25 @@ impl RingMem {
     /// Flags of packed descriptor `i`, acquire (the rest of it is read after).
     #[inline]
     pub fn packed_flags(&self, i: u16) -> u16 {
-        u16::from_le(atomic_u16(self.desc + self.packed_slot(i) * 16 + 14).load(Ordering::Acquire))
+        u16::from_le(packed_flags_at(self.packed_desc(i)).load(Ordering::Acquire))
     }
     /// Writes the id and len of used packed descriptor `i`; its flags are
     /// stored afterwards (`packed_set_flags`): the guest reads an entry only
     /// once it sees them.
     #[inline]
     pub fn packed_write_id_len(&self, i: u16, id: u16, len: u32) {
-        let at = self.desc + self.packed_slot(i) * 16;
-        // SAFETY: inside the translated descriptor table; the guest only reads
-        // an entry after seeing its flags, which are stored after these.
-        unsafe {
-            ((at + 8) as *mut u32).write_volatile(len.to_le());
-            ((at + 12) as *mut u16).write_volatile(id.to_le());
-        }
+        write_id_len_at(self.packed_desc(i), id, len);
     }
     /// Stores the flags of packed descriptor `i` (release publishes the
     /// entries written before).
     #[inline]
     pub fn packed_set_flags(&self, i: u16, flags: u16, order: Ordering) {
-        atomic_u16(self.desc + self.packed_slot(i) * 16 + 14).store(flags.to_le(), order);
+        packed_flags_at(self.packed_desc(i)).store(flags.to_le(), order);
+    }
+    /// Our address of packed descriptor `i` (reduced to a slot).
+    #[inline(always)]
+    fn packed_desc(&self, i: u16) -> u64 {
+        self.desc + self.packed_slot(i) * 16
     }
     /// Descriptors `i..i + LINE` of a packed ring as one unit, if `i` is a
     /// multiple of `LINE` and they all lie inside the ring (with a 64-byte
@@ -192,7 +191,7 @@ impl<const LINE: usize> PackedLine<LINE> {
     pub fn flags(&self) -> [u16; LINE] {
         let mut flags = [0; LINE];
         for (k, f) in flags.iter_mut().enumerate() {
-            *f = u16::from_le(atomic_u16(self.at + 16 * k as u64 + 14).load(Ordering::Acquire));
+            *f = u16::from_le(packed_flags_at(self.at + 16 * k as u64).load(Ordering::Acquire));
         }
         flags
     }
@@ -211,19 +210,34 @@ impl<const LINE: usize> PackedLine<LINE> {
     /// each (the guest reads an entry once it sees its flags).
     #[inline(always)]
     pub fn write_used(&self, ids: [u16; LINE], lens: [u32; LINE], flags: u16) {
+        // Descriptor k of the line lies inside the translated ring
+        // (`packed_line` checked the range).
         for k in 0..LINE {
-            let at = self.at + 16 * k as u64;
-            // SAFETY: descriptor k of the line, inside the translated ring
-            // (`packed_line` checked the range); only the guest reads it.
-            unsafe {
-                ((at + 8) as *mut u32).write_volatile(lens[k].to_le());
-                ((at + 12) as *mut u16).write_volatile(ids[k].to_le());
-            }
+            write_id_len_at(self.at + 16 * k as u64, ids[k], lens[k]);
         }
         std::sync::atomic::fence(Ordering::Release);
         for k in 0..LINE {
-            atomic_u16(self.at + 16 * k as u64 + 14).store(flags.to_le(), Ordering::Relaxed);
+            packed_flags_at(self.at + 16 * k as u64).store(flags.to_le(), Ordering::Relaxed);
         }
+    }
+}
+
+/// The flags of the packed descriptor at `desc` (an address inside a
+/// translated descriptor ring).
+#[inline(always)]
+fn packed_flags_at(desc: u64) -> &'static AtomicU16 {
+    atomic_u16(desc + 14)
+}
+
+/// Writes id and len of the used packed descriptor at `desc` (an address
+/// inside a translated descriptor ring); its flags are stored after.
+#[inline(always)]
+fn write_id_len_at(desc: u64, id: u16, len: u32) {
+    // SAFETY: callers pass a descriptor inside the translated ring; the
+    // guest only reads an entry after seeing its flags, stored after these.
+    unsafe {
+        ((desc + 8) as *mut u32).write_volatile(len.to_le());
+        ((desc + 12) as *mut u16).write_volatile(id.to_le());
     }
 }
 

@@ -15,9 +15,16 @@ fn avail_pattern(wrap: bool) -> u16 {
     }
 }
 
+/// Whether descriptor flags `f` say the guest made it available in the
+/// round of wrap counter `wrap`.
+#[inline(always)]
+fn made_available(f: u16, wrap: bool) -> bool {
+    f & (PACKED_F_AVAIL | PACKED_F_USED) == avail_pattern(wrap)
+}
+
 #[inline(always)]
 fn packed_available(ring: &RingMem, slot: u16, wrap: bool) -> bool {
-    ring.packed_flags(slot) & (PACKED_F_AVAIL | PACKED_F_USED) == avail_pattern(wrap)
+    made_available(ring.packed_flags(slot), wrap)
 }
 
 /// How many consecutive descriptors from the next one the guest has made
@@ -53,8 +60,8 @@ fn take_batch(
     write: bool,
 ) -> Option<[(Seg, u16); BATCH]> {
     let line = ring.packed_line::<BATCH>(vq.last_avail_idx)?;
-    let want = avail_pattern(vq.avail_wrap_counter);
-    if !line.flags().iter().fold(true, |all, f| all & (f & (PACKED_F_AVAIL | PACKED_F_USED) == want)) {
+    let wrap = vq.avail_wrap_counter;
+    if !line.flags().iter().fold(true, |all, &f| all & made_available(f, wrap)) {
         return None;
     }
     let descs = line.read();
@@ -97,23 +104,22 @@ fn used_flags(wrap: bool, write: bool) -> u16 {
 /// Publishes used entries (slot, id, len, desc count) written relaxed, the
 /// first one's flags last with release so the guest sees a whole batch.
 fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem], write: bool) {
-    let Some((first, rest)) = entries.split_first() else { return };
+    if entries.is_empty() {
+        return;
+    }
     let log = vq.active_log();
     let (mut slot, mut wrap, size) = (vq.last_used_idx, vq.used_wrap_counter, vq.size);
     let head = (slot, used_flags(wrap, write));
-    // The first entry still reads as not used until the batch is written.
-    ring.packed_write_id_len(slot, first.id, first.len);
-    let mut e = first;
-    let mut rest = rest.iter();
-    loop {
+    for (i, e) in entries.iter().enumerate() {
+        ring.packed_write_id_len(slot, e.id, e.len);
+        // The first entry still reads as not used until the batch is written.
+        if i > 0 {
+            ring.packed_set_flags(slot, used_flags(wrap, write), Ordering::Relaxed);
+        }
         if let Some(log) = &log {
             vq.log_ring_write(log, u64::from(slot) * 16, 16);
         }
         advance(&mut slot, &mut wrap, e.count, size);
-        let Some(next) = rest.next() else { break };
-        e = next;
-        ring.packed_write_id_len(slot, e.id, e.len);
-        ring.packed_set_flags(slot, used_flags(wrap, write), Ordering::Relaxed);
     }
     (vq.last_used_idx, vq.used_wrap_counter) = (slot, wrap);
     ring.packed_set_flags(head.0, head.1, Ordering::Release);
