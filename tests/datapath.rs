@@ -344,11 +344,7 @@ impl Guest {
 
     /// A fresh mbuf holding `data` (within one segment).
     fn mbuf(&self, data: &[u8]) -> Mbuf {
-        let mut m = mbuf::alloc(self.pool()).unwrap();
-        m.tail_mut(data.len()).copy_from_slice(data);
-        m.commit(data.len());
-        m.set_pkt_len(data.len() as u32);
-        m
+        chained_mbuf(self.pool(), data, data.len().max(1))
     }
 
     /// Enqueues `m` into the guest's RX ring (retrying while the control
