@@ -250,18 +250,23 @@ impl Mbuf {
     /// then calls `commit(n)`.
     #[inline]
     pub fn tail_mut(&mut self, n: usize) -> &mut [u8] {
-        assert!(n <= self.tailroom(), "mbuf tail overflow");
-        let m = self.m();
-        // SAFETY: within the segment's buffer (checked against tailroom).
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                m.buf_addr.add(usize::from(m.data_off) + usize::from(m.data_len)),
-                n,
-            )
-        }
+        self.try_tail_mut(n).expect("mbuf tail overflow")
     }
 
-    /// Accounts `n` bytes appended to this segment (of packet `head`).
+    /// `tail_mut`, or `None` if the tailroom is less than `n` bytes.
+    #[inline(always)]
+    pub fn try_tail_mut(&mut self, n: usize) -> Option<&mut [u8]> {
+        let m = self.m();
+        let start = usize::from(m.data_off) + usize::from(m.data_len);
+        if start + n > usize::from(m.buf_len) {
+            return None;
+        }
+        // SAFETY: [start, start + n) lies inside the segment's buffer
+        // (checked just above against buf_len).
+        Some(unsafe { std::slice::from_raw_parts_mut(m.buf_addr.add(start), n) })
+    }
+
+    /// Commits `n` bytes written into `tail_mut(n)`.
     #[inline]
     pub fn commit(&mut self, n: usize) {
         let m = self.m_mut();

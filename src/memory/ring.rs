@@ -135,6 +135,15 @@ impl RingMem {
     pub fn packed_flags(&self, i: u16) -> u16 {
         u16::from_le(packed_flags_at(self.packed_desc(i)).load(Ordering::Acquire))
     }
+    /// Flags of packed descriptors `from`, `from + 1`, ... up to `n` of them
+    /// but not past the end of the ring (acquire each), without reducing
+    /// each position to a slot.
+    #[inline]
+    pub fn packed_flags_run(&self, from: u16, n: usize) -> impl Iterator<Item = u16> + '_ {
+        let from = usize::from(from);
+        let end = (from.saturating_add(n)).min(usize::from(self.size));
+        (from..end).map(|i| u16::from_le(packed_flags_at(self.desc + 16 * i as u64).load(Ordering::Acquire)))
+    }
     /// Writes the id and len of used packed descriptor `i`; its flags are
     /// stored afterwards (`packed_set_flags`): the guest reads an entry only
     /// once it sees them.

@@ -27,7 +27,8 @@ use crate::memory::ring::{
     prefetch, prefetch_write, read_guest, read_guest_le, update_guest_le, write_guest, RingMem, Seg,
 };
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
-use crate::virtqueue::{EventFd, VqState};
+use crate::virtqueue::used::{UsedBatch, UsedElem};
+use crate::virtqueue::{BurstScratch, EventFd, VqState};
 use crate::vlog;
 use header::NetHdr;
 
@@ -127,14 +128,14 @@ fn prefetch_buffer(mem: &crate::memory::GuestMemory, d: crate::memory::ring::Des
 
 /// Prefetches the first 128 bytes of a translated buffer. On enqueue the
 /// packet's lines are fetched for writing; the header's only for reading, as
-/// it is usually left as it is.
+/// it is usually left as it is. A prefetch never faults, so the addresses
+/// are not clamped to tiny buffers (at most a neighbouring line is fetched).
 #[inline]
 fn prefetch_segment(seg: Seg, write: bool) {
-    let n = u64::from(seg.len.clamp(1, 128));
-    let last = seg.hva + n - 1;
+    let last = seg.hva.wrapping_add(u64::from(seg.len.min(128))).wrapping_sub(1);
     prefetch(seg.hva);
     if write {
-        prefetch_write(seg.hva + 12.min(n - 1));
+        prefetch_write(seg.hva.wrapping_add(12));
         prefetch_write(last);
     } else {
         prefetch(last);
@@ -298,51 +299,6 @@ fn signal(vq: &mut VqState, stats: bool) {
 // --------------------------------------------------------------------------
 // Shared by both layouts.
 
-/// A used entry to publish: the chain's head (split) or buffer id (packed),
-/// the bytes written into it, and the ring slots it took (packed).
-#[derive(Clone, Copy, Debug, Default)]
-struct UsedElem {
-    id: u16,
-    len: u32,
-    count: u16,
-}
-
-/// The used entries of one burst, published together at its end.
-struct UsedBatch {
-    elems: [UsedElem; MAX_BURST * 4],
-    n: usize,
-}
-
-impl Default for UsedBatch {
-    fn default() -> Self {
-        UsedBatch { elems: [UsedElem::default(); MAX_BURST * 4], n: 0 }
-    }
-}
-
-impl UsedBatch {
-    /// Entries that can still be added.
-    fn room(&self) -> usize {
-        self.elems.len() - self.n
-    }
-    /// Adds an entry; the callers never exceed `room()`.
-    fn push(&mut self, id: u16, len: u32, count: u16) {
-        self.elems[self.n] = UsedElem { id, len, count };
-        self.n += 1;
-    }
-    /// Adds entries; the callers never exceed `room()`.
-    #[inline(always)]
-    fn extend(&mut self, elems: &[UsedElem]) {
-        self.elems[self.n..self.n + elems.len()].copy_from_slice(elems);
-        self.n += elems.len();
-    }
-    fn entries(&self) -> &[UsedElem] {
-        &self.elems[..self.n]
-    }
-    fn clear(&mut self) {
-        self.n = 0;
-    }
-}
-
 /// The segment and chain record of a chain resolved by `lone_buffer`.
 struct LoneChain {
     seg: [Seg; 1],
@@ -428,8 +384,11 @@ fn account_dequeued(
 
 /// Returns the mbufs allocated for slots `done..n` that carry no packet.
 fn release_unused(out: &mut [Option<Mbuf>], done: usize, n: usize) {
-    mbuf::free_bulk(&out[done..n]);
-    out[done..n].fill(None);
+    // Usually none: skip the library calls an empty range still costs.
+    if done < n {
+        mbuf::free_bulk(&out[done..n]);
+        out[done..n].fill(None);
+    }
 }
 
 /// DPDK's `virtio_net_with_host_offload`: any of these negotiated makes the
@@ -466,6 +425,7 @@ fn prep_mbuf(m: &mut Mbuf, len: u64, opts: DequeueOpts) -> Result<(), &'static s
 
 /// Fills mbuf `m` (fresh from the pool) from the gathered guest buffers:
 /// skips and interprets the virtio-net header, copies the payload.
+#[inline(always)]
 fn fill_mbuf(
     segs: &[Seg],
     total: u64,
@@ -475,28 +435,32 @@ fn fill_mbuf(
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
     // The common case, inline: one guest buffer whose packet fits the mbuf.
-    if let ([seg], Some(mb)) = (segs, m) {
-        if total == u64::from(seg.len) && fits_plain(*seg, hlen, &mb) {
-            fill_plain(*seg, hlen, mb, opts);
-            return Ok(());
+    if let ([seg], Some(mut mb)) = (segs, m) {
+        if total == u64::from(seg.len) {
+            if let Some(tail) = plain_tail(*seg, hlen, &mut mb) {
+                read_guest(*seg, hlen, tail);
+                finish_plain(*seg, hlen, mb, opts);
+                return Ok(());
+            }
         }
     }
     fill_mbuf_chained(segs, total, hlen, m, pool, opts)
 }
 
-/// Whether guest buffer `seg` holds a header and a packet that fits the
-/// tailroom of the fresh mbuf `mb` (the `fill_plain` case).
+/// Where the packet in guest buffer `seg` (after its header) goes if it
+/// fits the tailroom of the fresh mbuf `mb` without chaining: the plain
+/// case, which is copied into it and then finished by `finish_plain`.
 #[inline(always)]
-fn fits_plain(seg: Seg, hlen: u32, mb: &Mbuf) -> bool {
-    seg.len > hlen && (seg.len - hlen) as usize <= mb.tailroom()
+fn plain_tail(seg: Seg, hlen: u32, mb: &mut Mbuf) -> Option<&mut [u8]> {
+    let len = seg.len.checked_sub(hlen).filter(|&n| n > 0)?;
+    mb.try_tail_mut(len as usize)
 }
 
-/// Copies the packet after the header in `seg` into `mb` (`fits_plain`)
-/// and applies the header if host offloads were negotiated.
+/// Accounts the packet copied into `plain_tail` of `mb` and applies the
+/// header if host offloads were negotiated.
 #[inline(always)]
-fn fill_plain(seg: Seg, hlen: u32, mut mb: Mbuf, opts: DequeueOpts) {
+fn finish_plain(seg: Seg, hlen: u32, mut mb: Mbuf, opts: DequeueOpts) {
     let len = (seg.len - hlen) as usize;
-    read_guest(seg, hlen, mb.tail_mut(len));
     mb.commit(len);
     mb.set_pkt_len(len as u32);
     if opts.host_offload {
@@ -542,14 +506,14 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
         return 0;
     }
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    let mut bufs = s.bufs.take().unwrap_or_default();
+    let mut scratch = s.scratch.take().unwrap_or_default();
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
     let n = if s.is_packed() {
-        packed::enqueue(dev, &mut s, &mut bufs, pkts, stats)
+        packed::enqueue(dev, &mut s, &mut scratch, pkts, stats)
     } else {
-        split::enqueue(dev, &mut s, &mut bufs, pkts, stats)
+        split::enqueue(dev, &mut s, &mut scratch, pkts, stats)
     };
-    s.bufs = Some(bufs);
+    s.scratch = Some(scratch);
     n as u16
 }
 
@@ -583,14 +547,14 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
             None => vlog!(Data, Err, dev.ifname(), "failed to make RARP packet."),
         }
     }
-    let mut bufs = s.bufs.take().unwrap_or_default();
+    let mut scratch = s.scratch.take().unwrap_or_default();
     let slots = &mut out[first..out_len];
     let n = if s.is_packed() {
-        packed::dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
+        packed::dequeue(dev, &mut s, &mut scratch, pool, slots, opts)
     } else {
-        split::dequeue(dev, &mut s, &mut bufs, pool, slots, opts)
+        split::dequeue(dev, &mut s, &mut scratch, pool, slots, opts)
     };
-    s.bufs = Some(bufs);
+    s.scratch = Some(scratch);
     (n + first) as u16
 }
 

@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// The virtio-net header on a packed ring: always the 12-byte one, as the
+/// packed layout comes with VIRTIO_F_VERSION_1 (`hdr_len` agrees). As a
+/// constant, the batch paths' header accesses compile to fixed-size ones.
+const PACKED_HDR_LEN: u32 = 12;
+
 /// The AVAIL/USED flag pair of a descriptor the guest made available in
 /// the round of wrap counter `wrap` (AVAIL equal to it, USED not).
 #[inline(always)]
@@ -30,15 +35,14 @@ fn packed_available(ring: &RingMem, slot: u16, wrap: bool) -> bool {
 /// How many consecutive descriptors from the next one the guest has made
 /// available, up to `max` (an upper bound on the packets a dequeue takes).
 fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
-    let (slot, wrap, size) = (vq.last_avail_idx, vq.avail_wrap_counter, vq.size);
+    let (slot, wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
     // Up to the end of the ring, then on from slot 0 in the next round.
-    let before_end = usize::from(size.saturating_sub(slot)).min(max);
-    let n = (0..before_end).take_while(|&k| packed_available(ring, slot + k as u16, wrap)).count();
+    let before_end = usize::from(vq.size.saturating_sub(slot)).min(max);
+    let n = ring.packed_flags_run(slot, before_end).take_while(|&f| made_available(f, wrap)).count();
     if n < before_end {
         return n;
     }
-    let after = (max - n).min(usize::from(size));
-    n + (0..after).take_while(|&k| packed_available(ring, k as u16, !wrap)).count()
+    n + ring.packed_flags_run(0, max - n).take_while(|&f| made_available(f, !wrap)).count()
 }
 
 /// Descriptors taken as one batch: four 16-byte descriptors are one cache
@@ -194,26 +198,27 @@ fn reserve_packed(
 pub(super) fn enqueue(
     dev: &Device,
     vq: &mut VqState,
-    bufs: &mut BufVec,
+    scratch: &mut BurstScratch,
     pkts: &[Option<Mbuf>],
     stats: bool,
 ) -> usize {
     let ring = vq.ring_mem();
-    let hlen = hdr_len(vq);
+    let hlen = PACKED_HDR_LEN;
     let mem = vq.mem.clone();
     let log = vq.active_log();
-    let mut used = UsedBatch::default();
+    let BurstScratch { bufs, used } = scratch;
+    used.clear();
     let mut done = 0;
     while let Some(&p) = pkts.get(done) {
         if let Some(batch) = pkts[done..].first_chunk() {
-            if enqueue_batch(vq, &ring, &mem, log.as_deref(), hlen, batch, &mut used, stats) {
+            if enqueue_batch(vq, &ring, &mem, log.as_deref(), hlen, batch, used, stats) {
                 done += BATCH;
                 continue;
             }
         }
         // A NULL entry ends the burst.
         let Some(m) = p else { break };
-        if !enqueue_one(dev, vq, &ring, &mem, log.as_deref(), bufs, hlen, m, &mut used) {
+        if !enqueue_one(dev, vq, &ring, &mem, log.as_deref(), bufs, hlen, m, used) {
             break;
         }
         if stats {
@@ -250,8 +255,8 @@ fn enqueue_batch(
     }
     let needed = mbufs.map(|m| u64::from(m.pkt_len()) + u64::from(hlen));
     let Some(descs) = take_batch(vq, ring, mem, needed, true) else { return false };
-    for (&(seg, _), m) in descs.iter().zip(mbufs) {
-        put_plain(seg, header::wire_header_for(&m, 1), hlen, m.data());
+    for k in 0..BATCH {
+        put_plain(descs[k].0, header::wire_header_for(&mbufs[k], 1), hlen, mbufs[k].data());
     }
     if let Some(log) = log {
         log_segments(log, mem, &descs.map(|(seg, _)| seg));
@@ -313,7 +318,7 @@ fn enqueue_one(
 pub(super) fn dequeue(
     dev: &Device,
     vq: &mut VqState,
-    bufs: &mut BufVec,
+    scratch: &mut BurstScratch,
     pool: Mempool,
     out: &mut [Option<Mbuf>],
     opts: DequeueOpts,
@@ -326,15 +331,16 @@ pub(super) fn dequeue(
     if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
-    let hlen = hdr_len(vq);
+    let hlen = PACKED_HDR_LEN;
     let size = vq.size;
-    let mut used = UsedBatch::default();
+    let BurstScratch { bufs, used } = scratch;
+    used.clear();
     let mut done = 0;
     // Descriptors taken so far: the first `n` are known to be available.
     let mut taken = 0usize;
     let mut i = 0;
     while i < n {
-        if n - i >= BATCH && dequeue_batch(vq, &ring, &mem, hlen, out, i, &mut done, opts, &mut used) {
+        if n - i >= BATCH && dequeue_batch(vq, &ring, &mem, hlen, out, i, &mut done, opts, used) {
             i += BATCH;
             taken += BATCH;
             continue;
@@ -401,16 +407,27 @@ fn dequeue_batch(
     used: &mut UsedBatch,
 ) -> bool {
     let Some(&[Some(a), Some(b), Some(c), Some(d)]) = out[i..].first_chunk::<BATCH>() else { return false };
-    let mbufs = [a, b, c, d];
+    let mut mbufs = [a, b, c, d];
     if used.room() < BATCH {
         return false;
     }
     let Some(descs) = take_batch(vq, ring, mem, [u64::from(hlen) + 1; BATCH], false) else { return false };
-    if !descs.iter().zip(&mbufs).all(|(&(seg, _), m)| fits_plain(seg, hlen, m)) {
+    // All four must fit before any is copied (else the single path takes them).
+    let segs = descs.map(|(seg, _)| seg);
+    let [ma, mb, mc, md] = &mut mbufs;
+    let (Some(ta), Some(tb), Some(tc), Some(td)) = (
+        plain_tail(segs[0], hlen, ma),
+        plain_tail(segs[1], hlen, mb),
+        plain_tail(segs[2], hlen, mc),
+        plain_tail(segs[3], hlen, md),
+    ) else {
         return false;
+    };
+    for (seg, dst) in segs.into_iter().zip([ta, tb, tc, td]) {
+        read_guest(seg, hlen, dst);
     }
     for (&(seg, _), m) in descs.iter().zip(mbufs) {
-        fill_plain(seg, hlen, m, opts);
+        finish_plain(seg, hlen, m, opts);
     }
     if vq.has_feature(VIRTIO_F_IN_ORDER) {
         // Published as one descriptor at the end of the burst.

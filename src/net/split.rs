@@ -58,7 +58,7 @@ fn reserve_split(
 pub(super) fn enqueue(
     dev: &Device,
     vq: &mut VqState,
-    bufs: &mut BufVec,
+    scratch: &mut BurstScratch,
     pkts: &[Option<Mbuf>],
     stats: bool,
 ) -> usize {
@@ -71,7 +71,8 @@ pub(super) fn enqueue(
     let mem = vq.mem.clone();
     let log = vq.active_log();
     prefetch_split_burst(&ring, &mem, vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
-    let mut used = UsedBatch::default();
+    let BurstScratch { bufs, used } = scratch;
+    used.clear();
     let mut done = 0;
     for &p in pkts {
         // A NULL entry ends the burst.
@@ -97,7 +98,7 @@ pub(super) fn enqueue(
                 (bufs.segs(), &bufs.chains[..bufs.nchains])
             }
         };
-        place_packet(&mem, log.as_deref(), segs, chains, hlen, m, &mut used);
+        place_packet(&mem, log.as_deref(), segs, chains, hlen, m, used);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(chains.len() as u16);
         if stats {
             vq.stats.count(m.pkt_len(), m.data());
@@ -132,7 +133,7 @@ fn split_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) {
 pub(super) fn dequeue(
     dev: &Device,
     vq: &mut VqState,
-    bufs: &mut BufVec,
+    scratch: &mut BurstScratch,
     pool: Mempool,
     out: &mut [Option<Mbuf>],
     opts: DequeueOpts,
@@ -153,7 +154,8 @@ pub(super) fn dequeue(
         return 0;
     }
     let hlen = hdr_len(vq);
-    let mut used = UsedBatch::default();
+    let BurstScratch { bufs, used } = scratch;
+    used.clear();
     let mut done = 0;
     // The next avail position in a local: kept in a register, not reloaded
     // from `vq` behind the burst's stores.

@@ -12,6 +12,7 @@
 
 pub mod access_lock;
 pub mod chain;
+pub mod used;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::migration::dirty_log::DirtyLog;
 use crate::net::stats::VringStats;
 use crate::protocol::VringAddr;
 use chain::BufVec;
+use used::UsedBatch;
 
 /// Largest ring size the protocol allows (virtio 1.1: 32768).
 pub const MAX_RING_SIZE: u32 = 32768;
@@ -106,8 +108,16 @@ pub struct VqState {
     pub log: Option<Arc<DirtyLog>>,
     /// Malformed chains seen (logged for the first few only).
     pub bad_chains: u64,
-    /// Scratch segment list, allocated on the ring's first burst.
-    pub bufs: Option<Box<BufVec>>,
+    /// The datapath's scratch space, allocated on the ring's first burst.
+    pub scratch: Option<Box<BurstScratch>>,
+}
+
+/// What a burst works in, kept with the ring between bursts: the gathered
+/// segments of the chain(s) being walked and the used entries to publish.
+#[derive(Debug, Default)]
+pub struct BurstScratch {
+    pub bufs: BufVec,
+    pub used: UsedBatch,
 }
 
 impl VqState {
