@@ -133,7 +133,7 @@ impl RingMem {
     /// Flags of packed descriptor `i`, acquire (the rest of it is read after).
     #[inline]
     pub fn packed_flags(&self, i: u16) -> u16 {
-        u16::from_le(packed_flags_at(self.packed_desc(i)).load(Ordering::Acquire))
+        load_flags_at(self.packed_desc(i))
     }
     /// Flags of packed descriptors `from`, `from + 1`, ... up to `n` of them
     /// but not past the end of the ring (acquire each), without reducing
@@ -142,7 +142,7 @@ impl RingMem {
     pub fn packed_flags_run(&self, from: u16, n: usize) -> impl Iterator<Item = u16> + '_ {
         let from = usize::from(from);
         let end = (from.saturating_add(n)).min(usize::from(self.size));
-        (from..end).map(|i| u16::from_le(packed_flags_at(self.desc + 16 * i as u64).load(Ordering::Acquire)))
+        (from..end).map(|i| load_flags_at(self.desc + 16 * i as u64))
     }
     /// Writes the id and len of used packed descriptor `i`; its flags are
     /// stored afterwards (`packed_set_flags`): the guest reads an entry only
@@ -200,7 +200,7 @@ impl<const LINE: usize> PackedLine<LINE> {
     pub fn flags(&self) -> [u16; LINE] {
         let mut flags = [0; LINE];
         for (k, f) in flags.iter_mut().enumerate() {
-            *f = u16::from_le(packed_flags_at(self.at + 16 * k as u64).load(Ordering::Acquire));
+            *f = load_flags_at(self.at + 16 * k as u64);
         }
         flags
     }
@@ -236,6 +236,13 @@ impl<const LINE: usize> PackedLine<LINE> {
 #[inline(always)]
 fn packed_flags_at(desc: u64) -> &'static AtomicU16 {
     atomic_u16(desc + 14)
+}
+
+/// Loads the flags of the packed descriptor at `desc`, acquire (the rest
+/// of the descriptor is read after them).
+#[inline(always)]
+fn load_flags_at(desc: u64) -> u16 {
+    u16::from_le(packed_flags_at(desc).load(Ordering::Acquire))
 }
 
 /// Writes id and len of the used packed descriptor at `desc` (an address
