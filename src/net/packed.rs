@@ -45,6 +45,19 @@ fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
     n + ring.packed_flags_run(0, max - n).take_while(|&f| made_available(f, !wrap)).count()
 }
 
+/// Prefetches the buffers of the `n` descriptors from the next available
+/// slot on (known to be available), at the start of a dequeue burst as
+/// split rings do: their misses, on lines the guest's core last wrote, then
+/// overlap each other and the mbuf allocation instead of stalling batch by
+/// batch.
+fn prefetch_packed_burst(vq: &VqState, ring: &RingMem, mem: &crate::memory::GuestMemory, n: usize) {
+    let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
+    for _ in 0..n {
+        prefetch_buffer(mem, ring.read_packed_desc(slot), false);
+        advance(&mut slot, &mut wrap, 1, vq.size);
+    }
+}
+
 /// Descriptors taken as one batch: four 16-byte descriptors are one cache
 /// line of the ring (DPDK's PACKED_BATCH_SIZE).
 const BATCH: usize = 4;
@@ -206,6 +219,8 @@ pub(super) fn enqueue(
     let hlen = PACKED_HDR_LEN;
     let mem = vq.mem.clone();
     let log = vq.active_log();
+    // The RX ring lines this burst reads and then marks used, owned at once.
+    ring.prefetch_packed_run(vq.last_avail_idx, pkts.len());
     let BurstScratch { bufs, used } = scratch;
     used.clear();
     let mut done = 0;
@@ -328,7 +343,12 @@ pub(super) fn dequeue(
     // Count the available descriptors first (an upper bound on the packets),
     // to allocate no more mbufs than can be filled.
     let n = count_available(vq, &ring, out.len().min(MAX_BURST));
-    if n == 0 || !mbuf::alloc_bulk(pool, &mut out[..n]) {
+    if n == 0 {
+        return 0;
+    }
+    // The buffers' misses overlap the mbuf allocation.
+    prefetch_packed_burst(vq, &ring, &mem, n);
+    if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
     let hlen = PACKED_HDR_LEN;

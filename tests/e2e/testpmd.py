@@ -3,6 +3,7 @@ end-to-end tests and the benchmark. The vhost side runs with a chosen
 librte_vhost.so.23 (LD_LIBRARY_PATH), and the library it actually mapped is
 read from /proc/PID/maps."""
 
+import glob
 import os
 import re
 import subprocess
@@ -102,7 +103,7 @@ class Pair:
     """A vhost-user testpmd (library under test) and a virtio-user testpmd."""
 
     def __init__(self, libdir, virtio_args="", queues=1, vhost_args="", record_cycles=False,
-                 vhost_client=False, mbuf_size=None, tag="t"):
+                 vhost_client=False, mbuf_size=None, tag="t", huge=False):
         self.sock = tempfile.mktemp(prefix=f"rvhost-{tag}-", suffix=".sock")
         self.libdir = libdir
         self.queues = queues
@@ -112,8 +113,13 @@ class Pair:
         self.mbuf = [f"--mbuf-size={mbuf_size}"] if mbuf_size else []
         self.vhost_args = vhost_args
         self.tag = tag
+        self.huge = huge
+        self.mem = ["-m", "1024"] if huge else ["--no-huge", "-m", "1024"]
         self.vhost = None
         self.virtio = None
+
+    def prefix(self, side):
+        return f"rvh-{self.tag}-{side}-{os.getpid()}"
 
     def app_args(self):
         q = [f"--rxq={self.queues}", f"--txq={self.queues}"] if self.queues > 1 else []
@@ -122,16 +128,16 @@ class Pair:
     def start_vhost(self):
         client = ",client=1" if self.vhost_client else ""
         vdev = f"net_vhost0,iface={self.sock},queues={self.queues}{client}{self.vhost_args}"
-        eal = ["-l", "0,1", "--main-lcore", "0", "--no-huge", "-m", "1024", "--no-pci",
-               f"--file-prefix=rvh-{self.tag}-vh-{os.getpid()}", "--vdev", vdev]
+        eal = ["-l", "0,1", "--main-lcore", "0"] + self.mem + ["--no-pci",
+               f"--file-prefix={self.prefix('vh')}", "--vdev", vdev]
         self.vhost = Testpmd(f"{self.tag}-vhost", eal, self.app_args(), libdir=self.libdir)
         self.vhost.wait_for(r"testpmd>", 60)
 
     def start_virtio(self, wait=True):
         server = ",server=1" if self.vhost_client else ""
         vdev = f"net_virtio_user0,path={self.sock},queues={self.queues}{server}{self.virtio_args}"
-        eal = ["-l", "0,1", "--main-lcore", "1", "--no-huge", "-m", "1024", "--no-pci",
-               "--single-file-segments", f"--file-prefix=rvh-{self.tag}-vu-{os.getpid()}", "--vdev", vdev]
+        eal = ["-l", "0,1", "--main-lcore", "1"] + self.mem + ["--no-pci",
+               "--single-file-segments", f"--file-prefix={self.prefix('vu')}", "--vdev", vdev]
         self.virtio = Testpmd(f"{self.tag}-virtio", eal, self.app_args())
         if wait:
             self.virtio.wait_for(r"testpmd>", 60)
@@ -183,10 +189,39 @@ class Pair:
         for pmd in (self.virtio, self.vhost):
             if pmd:
                 pmd.stop()
-        try:
-            os.unlink(self.sock)
-        except OSError:
-            pass
+        # DPDK leaves its hugepage files behind: without this, every run
+        # would keep its pages reserved.
+        leftovers = glob.glob(f"{HUGEPAGE_DIR}/{self.prefix('vh')}*") + glob.glob(f"{HUGEPAGE_DIR}/{self.prefix('vu')}*")
+        for f in [self.sock] + (leftovers if self.huge else []):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+
+
+HUGEPAGE_DIR = "/dev/hugepages"
+
+
+def reserve_hugepages(pages=1100):
+    """Makes `pages` free 2 MiB hugepages available under /dev/hugepages
+    (reserving and mounting as needed; needs root). True if they are."""
+    def free():
+        with open("/proc/meminfo") as f:
+            m = re.search(r"HugePages_Free:\s+(\d+)", f.read())
+        return int(m.group(1)) if m else 0
+    try:
+        if free() < pages:
+            with open("/proc/sys/vm/nr_hugepages") as f:
+                total = int(f.read())
+            with open("/proc/sys/vm/nr_hugepages", "w") as f:
+                f.write(str(total + pages - free()))
+        if not os.path.ismount(HUGEPAGE_DIR):
+            os.makedirs(HUGEPAGE_DIR, exist_ok=True)
+            subprocess.run(["mount", "-t", "hugetlbfs", "nodev", HUGEPAGE_DIR], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return False
+    return free() >= pages
 
 
 def cycles_per_packet(pmd):
