@@ -575,7 +575,7 @@ fn set_mem_table(
     let ifname = ctx.ifname.clone();
     ctx.for_each_vq(|vq| {
         let was_translated = vq.rings_ok();
-        vq.mem = Arc::clone(&mem);
+        vq.set_mem(&mem);
         if was_translated {
             if let Err(why) = vq.translate() {
                 vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);

@@ -124,7 +124,7 @@ impl Device {
         };
         for vq in &self.vqs[old as usize..=qid as usize] {
             let mut s = vq.lock();
-            s.mem = Arc::clone(&mem);
+            s.set_mem(&mem);
             s.features = features;
             s.log = log.clone();
         }

@@ -506,7 +506,7 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
         return 0;
     }
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    let mut scratch = s.scratch.take().unwrap_or_default();
+    let mut scratch = s.take_scratch();
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
     let n = if s.is_packed() {
         packed::enqueue(dev, &mut s, &mut scratch, pkts, stats)
@@ -547,7 +547,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
             None => vlog!(Data, Err, dev.ifname(), "failed to make RARP packet."),
         }
     }
-    let mut scratch = s.scratch.take().unwrap_or_default();
+    let mut scratch = s.take_scratch();
     let slots = &mut out[first..out_len];
     let n = if s.is_packed() {
         packed::dequeue(dev, &mut s, &mut scratch, pool, slots, opts)

@@ -217,23 +217,23 @@ pub(super) fn enqueue(
 ) -> usize {
     let ring = vq.ring_mem();
     let hlen = PACKED_HDR_LEN;
-    let mem = vq.mem.clone();
+    let BurstScratch { bufs, used, mem } = scratch;
+    let mem: &crate::memory::GuestMemory = mem;
     let log = vq.active_log();
     // The RX ring lines this burst reads and then marks used, owned at once.
     ring.prefetch_packed_run(vq.last_avail_idx, pkts.len());
-    let BurstScratch { bufs, used } = scratch;
     used.clear();
     let mut done = 0;
     while let Some(&p) = pkts.get(done) {
         if let Some(batch) = pkts[done..].first_chunk() {
-            if enqueue_batch(vq, &ring, &mem, log.as_deref(), hlen, batch, used, stats) {
+            if enqueue_batch(vq, &ring, mem, log.as_deref(), hlen, batch, used, stats) {
                 done += BATCH;
                 continue;
             }
         }
         // A NULL entry ends the burst.
         let Some(m) = p else { break };
-        if !enqueue_one(dev, vq, &ring, &mem, log.as_deref(), bufs, hlen, m, used) {
+        if !enqueue_one(dev, vq, &ring, mem, log.as_deref(), bufs, hlen, m, used) {
             break;
         }
         if stats {
@@ -339,7 +339,8 @@ pub(super) fn dequeue(
     opts: DequeueOpts,
 ) -> usize {
     let ring = vq.ring_mem();
-    let mem = vq.mem.clone();
+    let BurstScratch { bufs, used, mem } = scratch;
+    let mem: &crate::memory::GuestMemory = mem;
     // Count the available descriptors first (an upper bound on the packets),
     // to allocate no more mbufs than can be filled.
     let n = count_available(vq, &ring, out.len().min(MAX_BURST));
@@ -347,20 +348,19 @@ pub(super) fn dequeue(
         return 0;
     }
     // The buffers' misses overlap the mbuf allocation.
-    prefetch_packed_burst(vq, &ring, &mem, n);
+    prefetch_packed_burst(vq, &ring, mem, n);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
     let hlen = PACKED_HDR_LEN;
     let size = vq.size;
-    let BurstScratch { bufs, used } = scratch;
     used.clear();
     let mut done = 0;
     // Descriptors taken so far: the first `n` are known to be available.
     let mut taken = 0usize;
     let mut i = 0;
     while i < n {
-        if n - i >= BATCH && dequeue_batch(vq, &ring, &mem, hlen, out, i, &mut done, opts, used) {
+        if n - i >= BATCH && dequeue_batch(vq, &ring, mem, hlen, out, i, &mut done, opts, used) {
             i += BATCH;
             taken += BATCH;
             continue;
@@ -370,11 +370,11 @@ pub(super) fn dequeue(
         }
         let d = ring.read_packed_desc(vq.last_avail_idx);
         // The common case needs no walk: one descriptor, header and packet.
-        let (count, id, res) = match lone_buffer(&mem, &d, u64::from(hlen) + 1) {
+        let (count, id, res) = match lone_buffer(mem, &d, u64::from(hlen) + 1) {
             Some(seg) => (1, d.next_or_id, fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts)),
             None => {
                 bufs.clear();
-                match walk_packed(&mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs) {
+                match walk_packed(mem, size, vq.last_avail_idx, |i| ring.read_packed_desc(i), bufs) {
                     Ok(c) => (c.count, c.id, fill_mbuf(bufs.segs(), bufs.total(), hlen, out[i], pool, opts)),
                     // A broken chain is returned as one slot so the ring moves on.
                     Err(e) => (1, d.next_or_id, Err(DropReason::Chain(e))),

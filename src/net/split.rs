@@ -68,10 +68,10 @@ pub(super) fn enqueue(
         return 0;
     };
     let hlen = hdr_len(vq);
-    let mem = vq.mem.clone();
+    let BurstScratch { bufs, used, mem } = scratch;
+    let mem: &crate::memory::GuestMemory = mem;
     let log = vq.active_log();
-    prefetch_split_burst(&ring, &mem, vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
-    let BurstScratch { bufs, used } = scratch;
+    prefetch_split_burst(&ring, mem, vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
     used.clear();
     let mut done = 0;
     for &p in pkts {
@@ -82,7 +82,7 @@ pub(super) fn enqueue(
         // holds header and packet.
         let head = ring.split_avail_ring(vq.last_avail_idx);
         let lone = (avail > 0 && used.room() > 0 && head < vq.size)
-            .then(|| lone_buffer(&mem, &ring.read_split_desc(head), needed))
+            .then(|| lone_buffer(mem, &ring.read_split_desc(head), needed))
             .flatten();
         let one;
         let (segs, chains) = match lone {
@@ -92,13 +92,13 @@ pub(super) fn enqueue(
                 one.parts()
             }
             None => {
-                if !reserve_split(dev, vq, &ring, &mem, bufs, needed, &mut avail, used.room()) {
+                if !reserve_split(dev, vq, &ring, mem, bufs, needed, &mut avail, used.room()) {
                     break;
                 }
                 (bufs.segs(), &bufs.chains[..bufs.nchains])
             }
         };
-        place_packet(&mem, log.as_deref(), segs, chains, hlen, m, used);
+        place_packet(mem, log.as_deref(), segs, chains, hlen, m, used);
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(chains.len() as u16);
         if stats {
             vq.stats.count(m.pkt_len(), m.data());
@@ -147,14 +147,14 @@ pub(super) fn dequeue(
     if n == 0 {
         return 0;
     }
-    let mem = vq.mem.clone();
+    let BurstScratch { bufs, used, mem } = scratch;
+    let mem: &crate::memory::GuestMemory = mem;
     // The buffers' misses overlap the mbuf allocation.
-    prefetch_split_burst(&ring, &mem, vq.last_avail_idx, n, false);
+    prefetch_split_burst(&ring, mem, vq.last_avail_idx, n, false);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
     let hlen = hdr_len(vq);
-    let BurstScratch { bufs, used } = scratch;
     used.clear();
     let mut done = 0;
     // The next avail position in a local: kept in a register, not reloaded
@@ -164,13 +164,13 @@ pub(super) fn dequeue(
         let head = ring.split_avail_ring(first.wrapping_add(i as u16));
         // The common case needs no walk: one buffer, header and packet.
         let lone = (head < vq.size)
-            .then(|| lone_buffer(&mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
+            .then(|| lone_buffer(mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
             .flatten();
         let res = match lone {
             Some(seg) => fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts),
             None => {
                 bufs.clear();
-                walk_split(&mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
+                walk_split(mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
                     .map_err(DropReason::Chain)
                     .and_then(|()| fill_mbuf(bufs.segs(), bufs.total(), hlen, out[i], pool, opts))
             }
