@@ -67,7 +67,9 @@ const BATCH: usize = 4;
 /// not a multiple of `BATCH` (the batch would not be one line, or would
 /// wrap), if any of them is not available, or if any needs the full walk;
 /// the caller then takes them one by one. All four flags are checked before
-/// any descriptor is read.
+/// any descriptor is read. For an enqueue (`write`) the buffers are
+/// prefetched for writing here; a dequeue burst prefetched all of its
+/// buffers at its start (`prefetch_packed_burst`).
 #[inline(always)]
 fn take_batch(
     vq: &VqState,
@@ -86,8 +88,10 @@ fn take_batch(
     for ((b, d), need) in bufs.iter_mut().zip(&descs).zip(needed) {
         *b = (lone_buffer(mem, d, need)?, d.next_or_id);
     }
-    for (seg, _) in &bufs {
-        prefetch_segment(*seg, write);
+    if write {
+        for (seg, _) in &bufs {
+            prefetch_segment(*seg, true);
+        }
     }
     Some(bufs)
 }

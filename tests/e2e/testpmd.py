@@ -191,7 +191,7 @@ class Pair:
                 pmd.stop()
         # DPDK leaves its hugepage files behind: without this, every run
         # would keep its pages reserved.
-        leftovers = glob.glob(f"{HUGEPAGE_DIR}/{self.prefix('vh')}*") + glob.glob(f"{HUGEPAGE_DIR}/{self.prefix('vu')}*")
+        leftovers = [f for side in ("vh", "vu") for f in glob.glob(f"{HUGEPAGE_DIR}/{self.prefix(side)}*")]
         for f in [self.sock] + (leftovers if self.huge else []):
             try:
                 os.unlink(f)
