@@ -374,11 +374,21 @@ impl Mbuf {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mempool(std::ptr::NonNull<rte_mempool>);
 
+// SAFETY: a DPDK mempool is made for concurrent use from any thread (its
+// get/put operations are thread-safe); the handle is only a pointer to it.
+unsafe impl Send for Mempool {}
+// SAFETY: as above.
+unsafe impl Sync for Mempool {}
+
 impl Mempool {
     /// # Safety
     /// `p` must be NULL or a valid pktmbuf pool for the whole burst.
     pub unsafe fn from_raw(p: *mut rte_mempool) -> Option<Mempool> {
         std::ptr::NonNull::new(p).map(Mempool)
+    }
+
+    pub fn as_ptr(self) -> *mut rte_mempool {
+        self.0.as_ptr()
     }
 }
 

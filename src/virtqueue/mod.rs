@@ -12,6 +12,8 @@
 
 pub mod access_lock;
 pub mod chain;
+#[cfg(any(test, feature = "testing"))]
+pub mod mock;
 pub mod used;
 
 use std::os::fd::{AsRawFd, OwnedFd};

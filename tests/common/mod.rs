@@ -2,6 +2,8 @@
 //! test binary) and a scripted vhost-user front-end over a real socket.
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::ffi::{c_char, c_int, CString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
