@@ -17,6 +17,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::rig::{rte_vhost_driver_callback_register, DeviceOps};
 use common::{eal_init, socket_path, Frontend, GuestRam};
 use rvhost::dpdk::mbuf::{self, ol, rte_mempool, Mbuf, Mempool, RteMbuf};
 use rvhost::protocol::Request;
@@ -71,11 +72,6 @@ const D_WRITE: u16 = 2;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 
-#[repr(C)]
-struct DeviceOps {
-    new_device: Option<unsafe extern "C" fn(c_int) -> c_int>,
-    rest: [usize; 7],
-}
 
 /// Devices created and not yet claimed by a test (`Guest::connect`).
 static NEW_VIDS: Mutex<Vec<c_int>> = Mutex::new(Vec::new());
@@ -83,7 +79,16 @@ unsafe extern "C" fn new_device(vid: c_int) -> c_int {
     NEW_VIDS.lock().unwrap().push(vid);
     0
 }
-static OPS: DeviceOps = DeviceOps { new_device: Some(new_device), rest: [0; 7] };
+static OPS: DeviceOps = DeviceOps {
+    new_device: Some(new_device),
+    destroy_device: None,
+    vring_state_changed: None,
+    features_changed: None,
+    new_connection: None,
+    destroy_connection: None,
+    guest_notified: None,
+    reserved: [std::ptr::null_mut(); 1],
+};
 
 #[repr(C)]
 #[derive(Default)]
@@ -98,7 +103,6 @@ struct MallocSocketStats {
 
 extern "C" {
     fn rte_vhost_driver_register(path: *const c_char, flags: u64) -> c_int;
-    fn rte_vhost_driver_callback_register(path: *const c_char, ops: *const DeviceOps) -> c_int;
     fn rte_vhost_driver_start(path: *const c_char) -> c_int;
     fn rte_vhost_get_ifname(vid: c_int, buf: *mut c_char, len: usize) -> c_int;
     fn rte_vhost_enqueue_burst(vid: c_int, q: u16, pkts: *mut *mut RteMbuf, n: u16) -> u16;

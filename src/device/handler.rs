@@ -464,7 +464,14 @@ fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Outcome {
     if ctx.dev.state.lock().builtin_net && features & bit(features::VIRTIO_NET_F_MQ) == 0 {
         ctx.dev.truncate_vrings(2, &mut ctx.held);
     }
-    ctx.for_each_vq(|vq| vq.features = features);
+    let ifname = ctx.ifname.clone();
+    ctx.for_each_vq(|vq| {
+        vq.features = features;
+        // A translated ring is checked again for the layout now negotiated.
+        if let Err(why) = vq.retranslate() {
+            vlog!(Config, Err, ifname, "vring {} not usable with the new features: {why}", vq.index);
+        }
+    });
     if let Some(v) = ctx.dev.state.lock().vdpa_dev {
         v.set_features(ctx.dev.vid());
     }
@@ -574,12 +581,8 @@ fn set_mem_table(
     // changed. The old table is unmapped when the last ring lets go of it.
     let ifname = ctx.ifname.clone();
     ctx.for_each_vq(|vq| {
-        let was_translated = vq.rings_ok();
-        vq.set_mem(&mem);
-        if was_translated {
-            if let Err(why) = vq.translate() {
-                vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
-            }
+        if let Err(why) = vq.set_mem(&mem) {
+            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
         }
     });
     Outcome::Ok
@@ -681,7 +684,15 @@ fn set_vring_num(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
         vlog!(Config, Err, ctx.ifname, "invalid virtqueue size {}", state.num);
         return Outcome::Err;
     }
-    ctx.vq(state.index as u16, |vq| vq.size = state.num as u16);
+    let ifname = ctx.ifname.clone();
+    ctx.vq(state.index as u16, |vq| {
+        vq.num = state.num as u16;
+        // Stricter than DPDK: a translated ring is checked again for its
+        // new size (a ring grown in place may no longer fit its memory).
+        if let Err(why) = vq.retranslate() {
+            vlog!(Config, Err, ifname, "vring {} no longer usable at size {}: {why}", vq.index, state.num);
+        }
+    });
     Outcome::Ok
 }
 
@@ -699,14 +710,11 @@ fn set_vring_addr(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
     }
     let ifname = ctx.ifname.clone();
     ctx.vq(addr.index as u16, |vq| {
-        let was_translated = vq.rings_ok();
         vq.addr = Some(addr);
         vq.log_guest_addr = addr.log_guest_addr;
-        vq.invalidate();
-        if (vq.enabled && proto) || was_translated {
-            if let Err(why) = vq.translate() {
-                vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
-            }
+        let result = if vq.enabled && proto { vq.start() } else { vq.retranslate() };
+        if let Err(why) = result {
+            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
         }
     });
     Outcome::Ok
@@ -716,8 +724,23 @@ fn set_vring_base(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
     let Ok(state) = VringState::parse(payload) else {
         return Outcome::Err;
     };
-    let (last_used, last_avail) = ctx.vq(state.index as u16, |vq| {
+    let ifname = ctx.ifname.clone();
+    let set = ctx.vq(state.index as u16, |vq| {
         if vq.is_packed() {
+            // Stricter than DPDK: a position beyond the ring is refused
+            // (the slot it names is read and handed to monitor loops).
+            if vq.num != 0 && (state.num & 0x7fff) >= u32::from(vq.num) {
+                vlog!(
+                    Config,
+                    Err,
+                    ifname,
+                    "vring {} base {} beyond the ring size {}",
+                    vq.index,
+                    state.num & 0x7fff,
+                    vq.num
+                );
+                return None;
+            }
             // Bits 0-14: avail index, bit 15: avail wrap counter; the used
             // side restarts where avail stopped (nothing is in flight).
             vq.last_avail_idx = (state.num & 0x7fff) as u16;
@@ -728,8 +751,12 @@ fn set_vring_base(ctx: &mut Ctx<'_>, payload: &[u8]) -> Outcome {
             vq.last_avail_idx = state.num as u16;
             vq.last_used_idx = state.num as u16;
         }
-        (vq.last_used_idx, vq.last_avail_idx)
+        if let Err(why) = vq.retranslate() {
+            vlog!(Config, Err, ifname, "vring {} not usable at its new base: {why}", vq.index);
+        }
+        Some((vq.last_used_idx, vq.last_avail_idx))
     });
+    let Some((last_used, last_avail)) = set else { return Outcome::Err };
     vlog!(
         Config,
         Info,
@@ -759,7 +786,7 @@ fn get_vring_base(ctx: &mut Ctx<'_>, payload: &[u8], ops: &DeviceOps) -> Outcome
         };
         vq.kick = EventFd::Uninitialized;
         vq.call = EventFd::Uninitialized;
-        vq.invalidate();
+        vq.stop();
         vq.addr = None;
         num
     });
@@ -788,7 +815,7 @@ fn set_vring_fd(ctx: &mut Ctx<'_>, req: Request, value: u64, fds: Vec<OwnedFd>) 
             let proto = ctx.dev.state.lock().features & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0;
             let ifname = ctx.ifname.clone();
             ctx.vq(idx, |vq| {
-                if let Err(why) = vq.translate() {
+                if let Err(why) = vq.start() {
                     vlog!(Config, Debug, ifname, "vring {idx} not translated yet: {why}");
                 }
                 warn_used_idx_resync(&ifname, vq);
@@ -889,7 +916,7 @@ fn check_inflights(ctx: &mut Ctx<'_>, idx: u16) {
         if vq.resubmit.is_some() {
             return;
         }
-        let used_idx = if q.is_packed() { None } else { vq.mem.read_u16(vq.used + 2) };
+        let used_idx = vq.ring.filter(|r| !r.is_packed()).map(|r| r.split_used_idx());
         let (resubmit, counter, skip) = q.recover(used_idx);
         vq.inflight_counter = counter;
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(skip);

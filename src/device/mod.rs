@@ -124,8 +124,9 @@ impl Device {
         };
         for vq in &self.vqs[old as usize..=qid as usize] {
             let mut s = vq.lock();
-            s.set_mem(&mem);
             s.features = features;
+            // A ring allocated here has no addresses yet: nothing to translate.
+            let _ = s.set_mem(&mem);
             s.log = log.clone();
         }
         self.nr_vring.fetch_max(qid + 1, Ordering::AcqRel);

@@ -17,25 +17,29 @@ fn registered(dev: *mut rte_vdpa_device) -> Option<VdpaDevice> {
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_find_device_by_name(name: *const c_char) -> *mut rte_vdpa_device {
-    // SAFETY: caller passes a NUL-terminated name or NULL.
-    let Some(name) = (unsafe { cstr_arg(name) }) else { return std::ptr::null_mut() };
-    vdpa::find_by_name(name).map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
+    boundary!(std::ptr::null_mut(), {
+        // SAFETY: caller passes a NUL-terminated name or NULL.
+        let Some(name) = (unsafe { cstr_arg(name) }) else { return std::ptr::null_mut() };
+        vdpa::find_by_name(name).map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_rte_device(dev: *mut rte_vdpa_device) -> *mut rte_device {
-    registered(dev).map_or(std::ptr::null_mut(), |d| d.rte_device())
+    boundary!(std::ptr::null_mut(), { registered(dev).map_or(std::ptr::null_mut(), |d| d.rte_device()) })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_features(dev: *mut rte_vdpa_device, features: *mut u64) -> c_int {
-    match registered(dev).and_then(|d| d.get_features()) {
-        // SAFETY: caller's out-pointer (NULL refused).
-        Some(f) => unsafe { write_out(features, f) },
-        None => -1,
-    }
+    boundary!(-1, {
+        match registered(dev).and_then(|d| d.get_features()) {
+            // SAFETY: caller's out-pointer (NULL refused).
+            Some(f) => unsafe { write_out(features, f) },
+            None => -1,
+        }
+    })
 }
 
 /// DPDK_23
@@ -44,21 +48,25 @@ pub unsafe extern "C" fn rte_vdpa_get_protocol_features(
     dev: *mut rte_vdpa_device,
     features: *mut u64,
 ) -> c_int {
-    match registered(dev).and_then(|d| d.get_protocol_features()) {
-        // SAFETY: caller's out-pointer (NULL refused).
-        Some(f) => unsafe { write_out(features, f) },
-        None => -1,
-    }
+    boundary!(-1, {
+        match registered(dev).and_then(|d| d.get_protocol_features()) {
+            // SAFETY: caller's out-pointer (NULL refused).
+            Some(f) => unsafe { write_out(features, f) },
+            None => -1,
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_queue_num(dev: *mut rte_vdpa_device, queue_num: *mut u32) -> c_int {
-    match registered(dev).and_then(|d| d.get_queue_num()) {
-        // SAFETY: caller's out-pointer (NULL refused).
-        Some(n) => unsafe { write_out(queue_num, n) },
-        None => -1,
-    }
+    boundary!(-1, {
+        match registered(dev).and_then(|d| d.get_queue_num()) {
+            // SAFETY: caller's out-pointer (NULL refused).
+            Some(n) => unsafe { write_out(queue_num, n) },
+            None => -1,
+        }
+    })
 }
 
 /// DPDK_23
@@ -68,9 +76,11 @@ pub unsafe extern "C" fn rte_vdpa_get_stats_names(
     stats_names: *mut rte_vdpa_stat_name,
     size: c_uint,
 ) -> c_int {
-    let Some(d) = registered(dev) else { return -libc::EINVAL };
-    // SAFETY: forwarded caller contract on the array.
-    unsafe { d.get_stats_names(stats_names, size) }
+    boundary!(-1, {
+        let Some(d) = registered(dev) else { return -libc::EINVAL };
+        // SAFETY: forwarded caller contract on the array.
+        unsafe { d.get_stats_names(stats_names, size) }
+    })
 }
 
 /// DPDK_23
@@ -81,18 +91,20 @@ pub unsafe extern "C" fn rte_vdpa_get_stats(
     stats: *mut rte_vdpa_stat,
     n: c_uint,
 ) -> c_int {
-    let Some(d) = registered(dev) else { return -libc::EINVAL };
-    if stats.is_null() || n == 0 {
-        return -libc::EINVAL;
-    }
-    // SAFETY: forwarded caller contract on the array.
-    unsafe { d.get_stats(qid, stats, n) }
+    boundary!(-1, {
+        let Some(d) = registered(dev) else { return -libc::EINVAL };
+        if stats.is_null() || n == 0 {
+            return -libc::EINVAL;
+        }
+        // SAFETY: forwarded caller contract on the array.
+        unsafe { d.get_stats(qid, stats, n) }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_reset_stats(dev: *mut rte_vdpa_device, qid: u16) -> c_int {
-    registered(dev).map_or(-libc::EINVAL, |d| d.reset_stats(qid))
+    boundary!(-1, { registered(dev).map_or(-libc::EINVAL, |d| d.reset_stats(qid)) })
 }
 
 /// INTERNAL
@@ -101,30 +113,36 @@ pub unsafe extern "C" fn rte_vdpa_register_device(
     rte_dev: *mut rte_device,
     ops: *mut rte_vdpa_dev_ops,
 ) -> *mut rte_vdpa_device {
-    // SAFETY: the driver keeps both objects alive while registered.
-    unsafe { vdpa::register(rte_dev, ops) }.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
+    boundary!(std::ptr::null_mut(), {
+        // SAFETY: the driver keeps both objects alive while registered.
+        unsafe { vdpa::register(rte_dev, ops) }.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
+    })
 }
 
 /// INTERNAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_unregister_device(dev: *mut rte_vdpa_device) -> c_int {
-    match VdpaDevice::from_ptr(dev) {
-        Some(d) if vdpa::unregister(d) => 0,
-        _ => -1,
-    }
+    boundary!(-1, {
+        match VdpaDevice::from_ptr(dev) {
+            Some(d) if vdpa::unregister(d) => 0,
+            _ => -1,
+        }
+    })
 }
 
 /// INTERNAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_relay_vring_used(_vid: c_int, _qid: u16, _vring_m: *mut c_void) -> c_int {
-    not_implemented("rte_vdpa_relay_vring_used", -1)
+    boundary!(-1, { not_implemented("rte_vdpa_relay_vring_used", -1) })
 }
 
 /// INTERNAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_host_notifier_ctrl(vid: c_int, qid: u16, enable: bool) -> c_int {
-    let Some(dev) = device::get(vid) else { return -libc::ENODEV };
-    dev.host_notifier_ctrl(qid, enable)
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -libc::ENODEV };
+        dev.host_notifier_ctrl(qid, enable)
+    })
 }
 
 /// `struct rte_dev_iterator` (rte_dev.h): the class iterator reads `device`.

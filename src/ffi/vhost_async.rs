@@ -11,19 +11,19 @@ use super::types::*;
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_channel_register(vid: c_int, queue_id: u16) -> c_int {
-    not_implemented("rte_vhost_async_channel_register", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_channel_register", -1) })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(vid: c_int, queue_id: u16) -> c_int {
-    not_implemented("rte_vhost_async_channel_register_thread_unsafe", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_channel_register_thread_unsafe", -1) })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_channel_unregister(vid: c_int, queue_id: u16) -> c_int {
-    not_implemented("rte_vhost_async_channel_unregister", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_channel_unregister", -1) })
 }
 
 /// EXPERIMENTAL
@@ -32,31 +32,31 @@ pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(
     vid: c_int,
     queue_id: u16,
 ) -> c_int {
-    not_implemented("rte_vhost_async_channel_unregister_thread_unsafe", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_channel_unregister_thread_unsafe", -1) })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_dma_configure(dma_id: i16, vchan_id: u16) -> c_int {
-    not_implemented("rte_vhost_async_dma_configure", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_dma_configure", -1) })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_dma_unconfigure(dma_id: i16, vchan_id: u16) -> c_int {
-    not_implemented("rte_vhost_async_dma_unconfigure", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_dma_unconfigure", -1) })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_get_inflight(vid: c_int, queue_id: u16) -> c_int {
-    not_implemented("rte_vhost_async_get_inflight", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_get_inflight", -1) })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_get_inflight_thread_unsafe(vid: c_int, queue_id: u16) -> c_int {
-    not_implemented("rte_vhost_async_get_inflight_thread_unsafe", -1)
+    boundary!(-1, { not_implemented("rte_vhost_async_get_inflight_thread_unsafe", -1) })
 }
 
 /// EXPERIMENTAL
@@ -71,7 +71,7 @@ pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_async_try_dequeue_burst", 0)
+    boundary!(0, { not_implemented("rte_vhost_async_try_dequeue_burst", 0) })
 }
 
 /// EXPERIMENTAL
@@ -84,7 +84,7 @@ pub unsafe extern "C" fn rte_vhost_clear_queue(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_clear_queue", 0)
+    boundary!(0, { not_implemented("rte_vhost_clear_queue", 0) })
 }
 
 /// EXPERIMENTAL
@@ -97,7 +97,7 @@ pub unsafe extern "C" fn rte_vhost_clear_queue_thread_unsafe(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_clear_queue_thread_unsafe", 0)
+    boundary!(0, { not_implemented("rte_vhost_clear_queue_thread_unsafe", 0) })
 }
 
 /// EXPERIMENTAL
@@ -110,7 +110,7 @@ pub unsafe extern "C" fn rte_vhost_poll_enqueue_completed(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_poll_enqueue_completed", 0)
+    boundary!(0, { not_implemented("rte_vhost_poll_enqueue_completed", 0) })
 }
 
 /// EXPERIMENTAL
@@ -123,5 +123,5 @@ pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_submit_enqueue_burst", 0)
+    boundary!(0, { not_implemented("rte_vhost_submit_enqueue_burst", 0) })
 }

@@ -16,13 +16,13 @@ pub unsafe extern "C" fn rte_vhost_crypto_create(
     sess_pool: *mut rte_mempool,
     socket_id: c_int,
 ) -> c_int {
-    not_implemented("rte_vhost_crypto_create", -1)
+    boundary!(-1, { not_implemented("rte_vhost_crypto_create", -1) })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_driver_start(path: *const c_char) -> c_int {
-    not_implemented("rte_vhost_crypto_driver_start", -1)
+    boundary!(-1, { not_implemented("rte_vhost_crypto_driver_start", -1) })
 }
 
 /// DPDK_23
@@ -33,7 +33,7 @@ pub unsafe extern "C" fn rte_vhost_crypto_fetch_requests(
     ops: *mut *mut rte_crypto_op,
     nb_ops: u16,
 ) -> u16 {
-    not_implemented("rte_vhost_crypto_fetch_requests", 0)
+    boundary!(0, { not_implemented("rte_vhost_crypto_fetch_requests", 0) })
 }
 
 /// DPDK_23
@@ -44,13 +44,13 @@ pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
     callfds: *mut c_int,
     nb_callfds: *mut u16,
 ) -> u16 {
-    not_implemented("rte_vhost_crypto_finalize_requests", 0)
+    boundary!(0, { not_implemented("rte_vhost_crypto_finalize_requests", 0) })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_free(vid: c_int) -> c_int {
-    not_implemented("rte_vhost_crypto_free", -1)
+    boundary!(-1, { not_implemented("rte_vhost_crypto_free", -1) })
 }
 
 /// DPDK_23
@@ -59,5 +59,5 @@ pub unsafe extern "C" fn rte_vhost_crypto_set_zero_copy(
     vid: c_int,
     option: rte_vhost_crypto_zero_copy,
 ) -> c_int {
-    not_implemented("rte_vhost_crypto_set_zero_copy", -1)
+    boundary!(-1, { not_implemented("rte_vhost_crypto_set_zero_copy", -1) })
 }

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int};
 
 use super::types::*;
-use super::{guard, write_out};
+use super::write_out;
 use crate::device::{self, features, Device};
 use crate::ffi::callbacks::ExternOps;
 use crate::ffi::vdpa_ops::VdpaDevice;
@@ -16,106 +16,118 @@ fn dev(vid: c_int) -> Option<&'static Device> {
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_ifname(vid: c_int, buf: *mut c_char, len: usize) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    if buf.is_null() || len == 0 {
-        return -1;
-    }
-    let name = d.state.lock().ifname.clone();
-    let n = name.len().min(len - 1);
-    // SAFETY: the caller provides `len` writable bytes at `buf`; we write n+1 <= len.
-    unsafe {
-        std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n);
-        *buf.add(n) = 0;
-    }
-    0
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        if buf.is_null() || len == 0 {
+            return -1;
+        }
+        let name = d.state.lock().ifname.clone();
+        let n = name.len().min(len - 1);
+        // SAFETY: the caller provides `len` writable bytes at `buf`; we write n+1 <= len.
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+        0
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_negotiated_features(vid: c_int, features: *mut u64) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    // SAFETY: caller's contract on the out-pointer (NULL is refused).
-    unsafe { write_out(features, d.state.lock().features) }
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        // SAFETY: caller's contract on the out-pointer (NULL is refused).
+        unsafe { write_out(features, d.state.lock().features) }
+    })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_negotiated_protocol_features(vid: c_int, features: *mut u64) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    // SAFETY: caller's contract on the out-pointer (NULL is refused).
-    unsafe { write_out(features, d.state.lock().protocol_features) }
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        // SAFETY: caller's contract on the out-pointer (NULL is refused).
+        unsafe { write_out(features, d.state.lock().protocol_features) }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_mtu(vid: c_int, mtu: *mut u16) -> c_int {
-    let Some(d) = dev(vid) else {
-        return -libc::ENODEV;
-    };
-    if mtu.is_null() {
-        return -libc::ENODEV;
-    }
-    let st = d.state.lock();
-    if !st.ready {
-        return -libc::EAGAIN;
-    }
-    if st.features & features::bit(features::VIRTIO_NET_F_MTU) == 0 {
-        return -libc::ENOTSUP;
-    }
-    // SAFETY: checked non-NULL; caller's contract.
-    unsafe { write_out(mtu, st.mtu) }
+    boundary!(-1, {
+        let Some(d) = dev(vid) else {
+            return -libc::ENODEV;
+        };
+        if mtu.is_null() {
+            return -libc::ENODEV;
+        }
+        let st = d.state.lock();
+        if !st.ready {
+            return -libc::EAGAIN;
+        }
+        if st.features & features::bit(features::VIRTIO_NET_F_MTU) == 0 {
+            return -libc::ENOTSUP;
+        }
+        // SAFETY: checked non-NULL; caller's contract.
+        unsafe { write_out(mtu, st.mtu) }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_numa_node(vid: c_int) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    let mem = d.state.lock().mem.clone();
-    crate::memory::numa_node_of(&mem).unwrap_or(-1)
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        let mem = d.state.lock().mem.clone();
+        crate::memory::numa_node_of(&mem).unwrap_or(-1)
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vring_num(vid: c_int) -> u16 {
-    dev(vid).map_or(0, |d| d.nr_vring() as u16)
+    boundary!(0, { dev(vid).map_or(0, |d| d.nr_vring() as u16) })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_mem_table(vid: c_int, mem: *mut *mut rte_vhost_memory) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    if mem.is_null() {
-        return -1;
-    }
-    guard("rte_vhost_get_mem_table", -1, || {
-        let table = d.state.lock().mem.clone();
-        let regions = table.regions();
-        let size = std::mem::size_of::<rte_vhost_memory>()
-            + regions.len() * std::mem::size_of::<rte_vhost_mem_region>();
-        // SAFETY: libc malloc, as DPDK does: the caller releases it with free().
-        let out = unsafe { libc::malloc(size) }.cast::<rte_vhost_memory>();
-        if out.is_null() {
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        if mem.is_null() {
             return -1;
         }
-        // SAFETY: `out` points to `size` fresh bytes, enough for the header
-        // and `regions.len()` region entries.
-        unsafe {
-            (*out).nregions = regions.len() as u32;
-            let first = std::ptr::addr_of_mut!((*out).regions).cast::<rte_vhost_mem_region>();
-            for (i, r) in regions.iter().enumerate() {
-                first.add(i).write(rte_vhost_mem_region {
-                    guest_phys_addr: r.guest_phys_addr,
-                    guest_user_addr: r.guest_user_addr,
-                    host_user_addr: r.host_user_addr,
-                    size: r.size,
-                    mmap_addr: r.mmap_addr() as *mut _,
-                    mmap_size: r.mmap_size(),
-                    fd: r.fd(),
-                });
+        {
+            let table = d.state.lock().mem.clone();
+            let regions = table.regions();
+            let size = std::mem::size_of::<rte_vhost_memory>()
+                + regions.len() * std::mem::size_of::<rte_vhost_mem_region>();
+            // SAFETY: libc malloc, as DPDK does: the caller releases it with free().
+            let out = unsafe { libc::malloc(size) }.cast::<rte_vhost_memory>();
+            if out.is_null() {
+                return -1;
             }
-            *mem = out;
+            // SAFETY: `out` points to `size` fresh bytes, enough for the header
+            // and `regions.len()` region entries.
+            unsafe {
+                (*out).nregions = regions.len() as u32;
+                let first = std::ptr::addr_of_mut!((*out).regions).cast::<rte_vhost_mem_region>();
+                for (i, r) in regions.iter().enumerate() {
+                    first.add(i).write(rte_vhost_mem_region {
+                        guest_phys_addr: r.guest_phys_addr,
+                        guest_user_addr: r.guest_user_addr,
+                        host_user_addr: r.host_user_addr,
+                        size: r.size,
+                        mmap_addr: r.mmap_addr() as *mut _,
+                        mmap_size: r.mmap_size(),
+                        fd: r.fd(),
+                    });
+                }
+                *mem = out;
+            }
+            0
         }
-        0
     })
 }
 
@@ -126,24 +138,27 @@ pub unsafe extern "C" fn rte_vhost_get_vhost_vring(
     vring_idx: u16,
     vring: *mut rte_vhost_vring,
 ) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    let Some(vq) = d.vq(vring_idx) else { return -1 };
-    if vring.is_null() {
-        return -1;
-    }
-    let s = vq.lock();
-    let out = rte_vhost_vring {
-        desc: s.desc as *mut _,
-        avail: s.avail as *mut _,
-        used: s.used as *mut _,
-        log_guest_addr: s.log_guest_addr,
-        callfd: s.call.raw(),
-        kickfd: s.kick.raw(),
-        size: s.size,
-    };
-    // SAFETY: checked non-NULL; caller's contract.
-    unsafe { vring.write(out) };
-    0
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        let Some(vq) = d.vq(vring_idx) else { return -1 };
+        if vring.is_null() {
+            return -1;
+        }
+        let s = vq.lock();
+        let (desc, avail, used) = s.ring.map_or((0, 0, 0), |r| r.addresses());
+        let out = rte_vhost_vring {
+            desc: desc as *mut _,
+            avail: avail as *mut _,
+            used: used as *mut _,
+            log_guest_addr: s.log_guest_addr,
+            callfd: s.call.raw(),
+            kickfd: s.kick.raw(),
+            size: s.num,
+        };
+        // SAFETY: checked non-NULL; caller's contract.
+        unsafe { vring.write(out) };
+        0
+    })
 }
 
 /// DPDK_23
@@ -154,26 +169,28 @@ pub unsafe extern "C" fn rte_vhost_get_vring_base(
     last_avail_idx: *mut u16,
     last_used_idx: *mut u16,
 ) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    let Some(vq) = d.vq(queue_id) else { return -1 };
-    if last_avail_idx.is_null() || last_used_idx.is_null() {
-        return -1;
-    }
-    let s = vq.lock();
-    let (avail, used) = if s.is_packed() {
-        (
-            s.last_avail_idx | (u16::from(s.avail_wrap_counter) << 15),
-            s.last_used_idx | (u16::from(s.used_wrap_counter) << 15),
-        )
-    } else {
-        (s.last_avail_idx, s.last_used_idx)
-    };
-    // SAFETY: both checked non-NULL; caller's contract.
-    unsafe {
-        *last_avail_idx = avail;
-        *last_used_idx = used;
-    }
-    0
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        let Some(vq) = d.vq(queue_id) else { return -1 };
+        if last_avail_idx.is_null() || last_used_idx.is_null() {
+            return -1;
+        }
+        let s = vq.lock();
+        let (avail, used) = if s.is_packed() {
+            (
+                s.last_avail_idx | (u16::from(s.avail_wrap_counter) << 15),
+                s.last_used_idx | (u16::from(s.used_wrap_counter) << 15),
+            )
+        } else {
+            (s.last_avail_idx, s.last_used_idx)
+        };
+        // SAFETY: both checked non-NULL; caller's contract.
+        unsafe {
+            *last_avail_idx = avail;
+            *last_used_idx = used;
+        }
+        0
+    })
 }
 
 /// DPDK_23
@@ -184,51 +201,64 @@ pub unsafe extern "C" fn rte_vhost_set_vring_base(
     last_avail_idx: u16,
     last_used_idx: u16,
 ) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    let Some(vq) = d.vq(queue_id) else { return -1 };
-    let mut s = vq.lock();
-    if s.is_packed() {
-        s.last_avail_idx = last_avail_idx & 0x7fff;
-        s.avail_wrap_counter = last_avail_idx & 0x8000 != 0;
-        s.last_used_idx = last_used_idx & 0x7fff;
-        s.used_wrap_counter = last_used_idx & 0x8000 != 0;
-    } else {
-        s.last_avail_idx = last_avail_idx;
-        s.last_used_idx = last_used_idx;
-    }
-    0
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        let Some(vq) = d.vq(queue_id) else { return -1 };
+        let mut s = vq.lock();
+        if s.is_packed() {
+            // A position must lie inside the ring (its slot is read as is).
+            let size = s.ring.map_or(s.num, |r| r.size());
+            if size != 0 && ((last_avail_idx & 0x7fff) >= size || (last_used_idx & 0x7fff) >= size) {
+                return -1;
+            }
+            s.last_avail_idx = last_avail_idx & 0x7fff;
+            s.avail_wrap_counter = last_avail_idx & 0x8000 != 0;
+            s.last_used_idx = last_used_idx & 0x7fff;
+            s.used_wrap_counter = last_used_idx & 0x8000 != 0;
+        } else {
+            s.last_avail_idx = last_avail_idx;
+            s.last_used_idx = last_used_idx;
+        }
+        0
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_log_base(vid: c_int, log_base: *mut u64, log_size: *mut u64) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    if log_base.is_null() || log_size.is_null() {
-        return -1;
-    }
-    let (base, size) = d.state.lock().log.as_ref().map_or((0, 0), |l| (l.base(), l.size()));
-    // SAFETY: both checked non-NULL; caller's contract.
-    unsafe {
-        *log_base = base;
-        *log_size = size;
-    }
-    0
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        if log_base.is_null() || log_size.is_null() {
+            return -1;
+        }
+        let (base, size) = d.state.lock().log.as_ref().map_or((0, 0), |l| (l.base(), l.size()));
+        // SAFETY: both checked non-NULL; caller's contract.
+        unsafe {
+            *log_base = base;
+            *log_size = size;
+        }
+        0
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_log_write(vid: c_int, addr: u64, len: u64) {
-    if let Some(d) = dev(vid) {
-        d.log_write(addr, len);
-    }
+    boundary!((), {
+        if let Some(d) = dev(vid) {
+            d.log_write(addr, len);
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_log_used_vring(vid: c_int, vring_idx: u16, offset: u64, len: u64) {
-    if let Some(d) = dev(vid) {
-        d.log_used_vring(vring_idx, offset, len);
-    }
+    boundary!((), {
+        if let Some(d) = dev(vid) {
+            d.log_used_vring(vring_idx, offset, len);
+        }
+    })
 }
 
 /// DPDK_23
@@ -238,32 +268,38 @@ pub unsafe extern "C" fn rte_vhost_extern_callback_register(
     ops: *const rte_vhost_user_extern_ops,
     ctx: *mut std::ffi::c_void,
 ) -> c_int {
-    let Some(d) = dev(vid) else { return -1 };
-    if ops.is_null() {
-        return -1;
-    }
-    // SAFETY: non-NULL; DPDK copies the structure, and so do we.
-    let ops = unsafe { ops.read() };
-    d.state.lock().extern_ops = ExternOps::new(ops, ctx);
-    0
+    boundary!(-1, {
+        let Some(d) = dev(vid) else { return -1 };
+        if ops.is_null() {
+            return -1;
+        }
+        // SAFETY: non-NULL; DPDK copies the structure, and so do we.
+        let ops = unsafe { ops.read() };
+        d.state.lock().extern_ops = ExternOps::new(ops, ctx);
+        0
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vdpa_device(vid: c_int) -> *mut rte_vdpa_device {
-    dev(vid).map_or(std::ptr::null_mut(), |d| {
-        d.state.lock().vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
+    boundary!(std::ptr::null_mut(), {
+        dev(vid).map_or(std::ptr::null_mut(), |d| {
+            d.state.lock().vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
+        })
     })
 }
 
 /// EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_slave_config_change(vid: c_int, need_reply: bool) -> c_int {
-    let Some(d) = dev(vid) else {
-        return -libc::ENODEV;
-    };
-    match d.backend_config_change(need_reply) {
-        Ok(()) => 0,
-        Err(e) => e,
-    }
+    boundary!(-1, {
+        let Some(d) = dev(vid) else {
+            return -libc::ENODEV;
+        };
+        match d.backend_config_change(need_reply) {
+            Ok(()) => 0,
+            Err(e) => e,
+        }
+    })
 }

@@ -6,38 +6,40 @@ use std::ffi::{c_char, c_int};
 use super::callbacks::DeviceOps;
 use super::types::*;
 use super::vdpa_ops::VdpaDevice;
-use super::{cstr_arg, guard, write_out};
+use super::{cstr_arg, write_out};
 use crate::socket::{self, SocketConfig};
 use crate::vlog;
 
 /// Runs `f` on the configuration of the socket at `path`; -1 (and a log line)
 /// if the path is NULL, not UTF-8 or not registered.
-unsafe fn with_socket(path: *const c_char, func: &str, f: impl FnOnce(&mut SocketConfig) -> c_int) -> c_int {
+unsafe fn with_socket(path: *const c_char, f: impl FnOnce(&mut SocketConfig) -> c_int) -> c_int {
     // SAFETY: forwarded from the caller's contract (NUL-terminated or NULL).
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return -1;
     };
-    guard(func, -1, || match socket::with_config(path, f) {
+    match socket::with_config(path, f) {
         Ok(rc) => rc,
         Err(e) => {
             vlog!(Config, Err, path, "{e}.");
             -1
         }
-    })
+    }
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_register(path: *const c_char, flags: u64) -> c_int {
-    // SAFETY: the caller passes a NUL-terminated path or NULL.
-    let Some(path) = (unsafe { cstr_arg(path) }) else {
-        return -1;
-    };
-    guard("rte_vhost_driver_register", -1, || match socket::register(path, flags) {
-        Ok(()) => 0,
-        Err(e) => {
-            vlog!(Config, Err, path, "{e}");
-            -1
+    boundary!(-1, {
+        // SAFETY: the caller passes a NUL-terminated path or NULL.
+        let Some(path) = (unsafe { cstr_arg(path) }) else {
+            return -1;
+        };
+        match socket::register(path, flags) {
+            Ok(()) => 0,
+            Err(e) => {
+                vlog!(Config, Err, path, "{e}");
+                -1
+            }
         }
     })
 }
@@ -45,28 +47,32 @@ pub unsafe extern "C" fn rte_vhost_driver_register(path: *const c_char, flags: u
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_unregister(path: *const c_char) -> c_int {
-    // SAFETY: as above.
-    let Some(path) = (unsafe { cstr_arg(path) }) else {
-        return -1;
-    };
-    guard("rte_vhost_driver_unregister", -1, || match socket::unregister(path) {
-        Ok(()) => 0,
-        Err(_) => -1,
+    boundary!(-1, {
+        // SAFETY: as above.
+        let Some(path) = (unsafe { cstr_arg(path) }) else {
+            return -1;
+        };
+        match socket::unregister(path) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
     })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_start(path: *const c_char) -> c_int {
-    // SAFETY: as above.
-    let Some(path) = (unsafe { cstr_arg(path) }) else {
-        return -1;
-    };
-    guard("rte_vhost_driver_start", -1, || match socket::start(path) {
-        Ok(()) => 0,
-        Err(e) => {
-            vlog!(Config, Err, path, "failed to start: {e}");
-            -1
+    boundary!(-1, {
+        // SAFETY: as above.
+        let Some(path) = (unsafe { cstr_arg(path) }) else {
+            return -1;
+        };
+        match socket::start(path) {
+            Ok(()) => 0,
+            Err(e) => {
+                vlog!(Config, Err, path, "failed to start: {e}");
+                -1
+            }
         }
     })
 }
@@ -77,74 +83,86 @@ pub unsafe extern "C" fn rte_vhost_driver_callback_register(
     path: *const c_char,
     ops: *const rte_vhost_device_ops,
 ) -> c_int {
-    // SAFETY: caller's contract on `path`; `ops` is stored by pointer as DPDK does.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_callback_register", |c| {
-            c.ops = DeviceOps::from_ptr(ops);
-            0
-        })
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path`; `ops` is stored by pointer as DPDK does.
+        unsafe {
+            with_socket(path, |c| {
+                c.ops = DeviceOps::from_ptr(ops);
+                0
+            })
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_set_features(path: *const c_char, features: u64) -> c_int {
-    // SAFETY: caller's contract on `path`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_set_features", |c| {
-            c.supported_features = features;
-            c.features = features;
-            // Whoever sets feature bits implements their own device type.
-            c.use_builtin_virtio_net = false;
-            0
-        })
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path`.
+        unsafe {
+            with_socket(path, |c| {
+                c.supported_features = features;
+                c.features = features;
+                // Whoever sets feature bits implements their own device type.
+                c.use_builtin_virtio_net = false;
+                0
+            })
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_enable_features(path: *const c_char, features: u64) -> c_int {
-    // SAFETY: caller's contract on `path`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_enable_features", |c| {
-            if c.supported_features & features != features {
-                return -1;
-            }
-            c.features |= features;
-            0
-        })
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path`.
+        unsafe {
+            with_socket(path, |c| {
+                if c.supported_features & features != features {
+                    return -1;
+                }
+                c.features |= features;
+                0
+            })
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_disable_features(path: *const c_char, features: u64) -> c_int {
-    // SAFETY: caller's contract on `path`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_disable_features", |c| {
-            c.features &= !features;
-            0
-        })
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path`.
+        unsafe {
+            with_socket(path, |c| {
+                c.features &= !features;
+                0
+            })
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_features(path: *const c_char, features: *mut u64) -> c_int {
-    // SAFETY: caller's contract on `path` and `features`.
-    unsafe { with_socket(path, "rte_vhost_driver_get_features", |c| write_out(features, c.features)) }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path` and `features`.
+        unsafe { with_socket(path, |c| write_out(features, c.features)) }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_set_protocol_features(path: *const c_char, features: u64) -> c_int {
-    // SAFETY: caller's contract on `path`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_set_protocol_features", |c| {
-            c.protocol_features = features;
-            0
-        })
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path`.
+        unsafe {
+            with_socket(path, |c| {
+                c.protocol_features = features;
+                0
+            })
+        }
+    })
 }
 
 /// DPDK_23
@@ -153,21 +171,19 @@ pub unsafe extern "C" fn rte_vhost_driver_get_protocol_features(
     path: *const c_char,
     features: *mut u64,
 ) -> c_int {
-    // SAFETY: caller's contract on `path` and `features`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_get_protocol_features", |c| {
-            write_out(features, c.protocol_features)
-        })
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path` and `features`.
+        unsafe { with_socket(path, |c| write_out(features, c.protocol_features)) }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_queue_num(path: *const c_char, queue_num: *mut u32) -> c_int {
-    // SAFETY: caller's contract on `path` and `queue_num`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_get_queue_num", |c| write_out(queue_num, c.max_queue_pairs))
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path` and `queue_num`.
+        unsafe { with_socket(path, |c| write_out(queue_num, c.max_queue_pairs)) }
+    })
 }
 
 /// DPDK_23
@@ -176,39 +192,45 @@ pub unsafe extern "C" fn rte_vhost_driver_attach_vdpa_device(
     path: *const c_char,
     dev: *mut rte_vdpa_device,
 ) -> c_int {
-    let Some(dev) = VdpaDevice::from_ptr(dev).filter(|d| crate::vdpa::is_registered(*d)) else {
-        return -1;
-    };
-    // SAFETY: caller's contract on `path`; `dev` is kept by pointer.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_attach_vdpa_device", |c| {
-            c.vdpa_dev = Some(dev);
-            0
-        })
-    }
+    boundary!(-1, {
+        let Some(dev) = VdpaDevice::from_ptr(dev).filter(|d| crate::vdpa::is_registered(*d)) else {
+            return -1;
+        };
+        // SAFETY: caller's contract on `path`; `dev` is kept by pointer.
+        unsafe {
+            with_socket(path, |c| {
+                c.vdpa_dev = Some(dev);
+                0
+            })
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_detach_vdpa_device(path: *const c_char) -> c_int {
-    // SAFETY: caller's contract on `path`.
-    unsafe {
-        with_socket(path, "rte_vhost_driver_detach_vdpa_device", |c| {
-            c.vdpa_dev = None;
-            0
-        })
-    }
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path`.
+        unsafe {
+            with_socket(path, |c| {
+                c.vdpa_dev = None;
+                0
+            })
+        }
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_device(path: *const c_char) -> *mut rte_vdpa_device {
-    // SAFETY: caller's contract on `path`.
-    let Some(path) = (unsafe { cstr_arg(path) }) else {
-        return std::ptr::null_mut();
-    };
-    socket::with_config(path, |c| c.vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr))
-        .unwrap_or(std::ptr::null_mut())
+    boundary!(std::ptr::null_mut(), {
+        // SAFETY: caller's contract on `path`.
+        let Some(path) = (unsafe { cstr_arg(path) }) else {
+            return std::ptr::null_mut();
+        };
+        socket::with_config(path, |c| c.vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr))
+            .unwrap_or(std::ptr::null_mut())
+    })
 }
 
 /// EXPERIMENTAL
@@ -217,20 +239,22 @@ pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_dev_type(
     path: *const c_char,
     dev_type: *mut u32,
 ) -> c_int {
-    // SAFETY: caller's contract on `path`.
-    let Some(path) = (unsafe { cstr_arg(path) }) else {
-        return -1;
-    };
-    match socket::with_config(path, |c| c.vdpa_dev) {
-        // SAFETY: caller's out-pointer contract (NULL refused).
-        Ok(Some(d)) => unsafe { write_out(dev_type, d.device_type()) },
-        Ok(None) => {
-            vlog!(Config, Err, path, "socket file is not registered with a vDPA device.");
-            -1
+    boundary!(-1, {
+        // SAFETY: caller's contract on `path`.
+        let Some(path) = (unsafe { cstr_arg(path) }) else {
+            return -1;
+        };
+        match socket::with_config(path, |c| c.vdpa_dev) {
+            // SAFETY: caller's out-pointer contract (NULL refused).
+            Ok(Some(d)) => unsafe { write_out(dev_type, d.device_type()) },
+            Ok(None) => {
+                vlog!(Config, Err, path, "socket file is not registered with a vDPA device.");
+                -1
+            }
+            Err(e) => {
+                vlog!(Config, Err, path, "{e}.");
+                -1
+            }
         }
-        Err(e) => {
-            vlog!(Config, Err, path, "{e}.");
-            -1
-        }
-    }
+    })
 }

@@ -45,13 +45,15 @@ fn with_inflight(
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_inflight_desc_split(vid: c_int, vring_idx: u16, idx: u16) -> c_int {
-    with_inflight(vid, vring_idx, false, |vq, q| {
-        if idx >= vq.size {
-            return None;
-        }
-        let counter = vq.inflight_counter;
-        vq.inflight_counter += 1;
-        q.set_split(idx, counter)
+    boundary!(-1, {
+        with_inflight(vid, vring_idx, false, |vq, q| {
+            if idx >= vq.num {
+                return None;
+            }
+            let counter = vq.inflight_counter;
+            vq.inflight_counter += 1;
+            q.set_split(idx, counter)
+        })
     })
 }
 
@@ -64,15 +66,17 @@ pub unsafe extern "C" fn rte_vhost_set_inflight_desc_packed(
     last: u16,
     inflight_entry: *mut u16,
 ) -> c_int {
-    with_inflight(vid, vring_idx, true, |vq, q| {
-        let counter = vq.inflight_counter;
-        vq.inflight_counter += 1;
-        let entry = q.set_packed(vq.desc, vq.size, head, last, counter)?;
-        if !inflight_entry.is_null() {
-            // SAFETY: caller's out-pointer.
-            unsafe { inflight_entry.write(entry) };
-        }
-        Some(())
+    boundary!(-1, {
+        with_inflight(vid, vring_idx, true, |vq, q| {
+            let counter = vq.inflight_counter;
+            vq.inflight_counter += 1;
+            let entry = q.set_packed(&vq.ring?, head, last, counter)?;
+            if !inflight_entry.is_null() {
+                // SAFETY: caller's out-pointer.
+                unsafe { inflight_entry.write(entry) };
+            }
+            Some(())
+        })
     })
 }
 
@@ -84,30 +88,31 @@ pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_split(
     last_used_idx: u16,
     idx: u16,
 ) -> c_int {
-    with_inflight(
-        vid,
-        vring_idx,
-        false,
-        |vq, q| {
-            if idx < vq.size {
+    boundary!(-1, {
+        with_inflight(vid, vring_idx, false, |vq, q| {
+            if idx < vq.num {
                 q.clear_split(last_used_idx, idx)
             } else {
                 None
             }
-        },
-    )
+        })
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(vid: c_int, vring_idx: u16, head: u16) -> c_int {
-    with_inflight(vid, vring_idx, true, |vq, q| if head < vq.size { q.clear_packed(head) } else { None })
+    boundary!(-1, {
+        with_inflight(vid, vring_idx, true, |vq, q| if head < vq.num { q.clear_packed(head) } else { None })
+    })
 }
 
 /// DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_split(vid: c_int, vring_idx: u16, idx: u16) -> c_int {
-    with_inflight(vid, vring_idx, false, |vq, q| if idx < vq.size { q.set_last_split(idx) } else { None })
+    boundary!(-1, {
+        with_inflight(vid, vring_idx, false, |vq, q| if idx < vq.num { q.set_last_split(idx) } else { None })
+    })
 }
 
 /// DPDK_23
@@ -117,7 +122,14 @@ pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_packed(
     vring_idx: u16,
     head: u16,
 ) -> c_int {
-    with_inflight(vid, vring_idx, true, |vq, q| if head < vq.size { q.set_last_packed(head) } else { None })
+    boundary!(-1, {
+        with_inflight(
+            vid,
+            vring_idx,
+            true,
+            |vq, q| if head < vq.num { q.set_last_packed(head) } else { None },
+        )
+    })
 }
 
 /// DPDK_23
@@ -127,18 +139,20 @@ pub unsafe extern "C" fn rte_vhost_get_vhost_ring_inflight(
     vring_idx: u16,
     vring: *mut rte_vhost_ring_inflight,
 ) -> c_int {
-    let Some(dev) = device::get(vid) else { return -1 };
-    let Some(vq) = dev.vq(vring_idx) else { return -1 };
-    if vring.is_null() {
-        return -1;
-    }
-    let mut s = vq.lock();
-    let Some(q) = s.inflight.clone() else { return -1 };
-    let info = if q.is_packed() { q.packed_info().cast() } else { q.split_info().cast() };
-    let resubmit = s.resubmit.as_mut().map_or(std::ptr::null_mut(), |r| r.as_ptr());
-    // SAFETY: checked non-NULL; caller's contract.
-    unsafe { vring.write(rte_vhost_ring_inflight { inflight: info, resubmit_inflight: resubmit }) };
-    0
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -1 };
+        let Some(vq) = dev.vq(vring_idx) else { return -1 };
+        if vring.is_null() {
+            return -1;
+        }
+        let mut s = vq.lock();
+        let Some(q) = s.inflight.clone() else { return -1 };
+        let info = if q.is_packed() { q.packed_info().cast() } else { q.split_info().cast() };
+        let resubmit = s.resubmit.as_mut().map_or(std::ptr::null_mut(), |r| r.as_ptr());
+        // SAFETY: checked non-NULL; caller's contract.
+        unsafe { vring.write(rte_vhost_ring_inflight { inflight: info, resubmit_inflight: resubmit }) };
+        0
+    })
 }
 
 /// DPDK_23
@@ -149,18 +163,20 @@ pub unsafe extern "C" fn rte_vhost_get_vring_base_from_inflight(
     last_avail_idx: *mut u16,
     last_used_idx: *mut u16,
 ) -> c_int {
-    let Some(dev) = device::get(vid) else { return -1 };
-    let Some(vq) = dev.vq(queue_id) else { return -1 };
-    if last_avail_idx.is_null() || last_used_idx.is_null() {
-        return -1;
-    }
-    let s = vq.lock();
-    let Some(q) = s.inflight.as_ref().filter(|q| q.is_packed()) else { return -1 };
-    let base = q.base_from_packed();
-    // SAFETY: both checked non-NULL; caller's contract.
-    unsafe {
-        *last_avail_idx = base;
-        *last_used_idx = base;
-    }
-    0
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -1 };
+        let Some(vq) = dev.vq(queue_id) else { return -1 };
+        if last_avail_idx.is_null() || last_used_idx.is_null() {
+            return -1;
+        }
+        let s = vq.lock();
+        let Some(q) = s.inflight.as_ref().filter(|q| q.is_packed()) else { return -1 };
+        let base = q.base_from_packed();
+        // SAFETY: both checked non-NULL; caller's contract.
+        unsafe {
+            *last_avail_idx = base;
+            *last_used_idx = base;
+        }
+        0
+    })
 }

@@ -7,8 +7,10 @@
 //! bounds-checked before use, and fields are accessed with volatile reads and
 //! writes through raw pointers (never Rust references).
 
+use crate::memory::mapping::SharedMapping;
+use crate::memory::ring::RingMem;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::addr_of_mut;
 use std::sync::Arc;
 
@@ -35,50 +37,19 @@ pub fn per_queue_size(queue_size: u16, packed: bool) -> u64 {
 /// A mapped inflight region.
 #[derive(Debug)]
 pub struct InflightRegion {
+    /// Held for its lifetime: unmapped when the region is dropped.
+    _mapping: SharedMapping,
+    /// Our address of the area (the mapping + offset) and its size.
     addr: usize,
     len: usize,
     fd: OwnedFd,
 }
 
-impl Drop for InflightRegion {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in `map_fd`; queues referencing it
-        // hold an Arc, so none is alive any more.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
-    }
-}
-
 fn map_fd(fd: OwnedFd, len: u64, offset: u64) -> io::Result<InflightRegion> {
-    let len_us = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    if len_us == 0 || !offset.is_multiple_of(4096) {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    // SAFETY: fstat on a valid fd into a local struct.
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: as above.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstat succeeded.
-    let file_size = unsafe { st.assume_init() }.st_size as u64;
-    if offset.checked_add(len).is_none_or(|end| end > file_size) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "inflight area beyond the end of its file"));
-    }
-    // SAFETY: a fresh shared mapping at a kernel-chosen address.
-    let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len_us,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            offset as libc::off_t,
-        )
-    };
-    if addr == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(InflightRegion { addr: addr as usize, len: len_us, fd })
+    let mapping = SharedMapping::map(fd.as_fd(), offset, len, false)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let addr = (mapping.addr() + offset) as usize;
+    Ok(InflightRegion { _mapping: mapping, addr, len: len as usize, fd })
 }
 
 impl InflightRegion {
@@ -249,8 +220,9 @@ impl InflightQueue {
     /// `rte_vhost_set_inflight_desc_packed`: records the chain `head..=last`
     /// of the packed ring `ring` (our address of its descriptor table, `size`
     /// entries) and returns the inflight entry that heads it.
-    pub fn set_packed(&self, ring: u64, size: u16, head: u16, last: u16, counter: u64) -> Option<u16> {
-        if head >= size || last >= size || ring == 0 {
+    pub fn set_packed(&self, ring: &RingMem, head: u16, last: u16, counter: u64) -> Option<u16> {
+        let size = ring.size();
+        if head >= size || last >= size || !ring.is_packed() {
             return None;
         }
         let info = self.packed_info();
@@ -272,19 +244,15 @@ impl InflightQueue {
                 break;
             }
             let slot = self.packed_desc(free_head)?;
-            let ring_desc = (ring as usize + usize::from(h) * 16) as *const u8;
-            // SAFETY: `ring` is the translated descriptor table of `size`
-            // entries (h < size); `slot` and `entry` are bounds-checked.
+            let d = ring.read_packed_desc(h);
+            // SAFETY: `slot` and `entry` are bounds-checked entries of the
+            // live region.
             unsafe {
-                let addr = ring_desc.cast::<u64>().read_volatile();
-                let len = ring_desc.add(8).cast::<u32>().read_volatile();
-                let id = ring_desc.add(12).cast::<u16>().read_volatile();
-                let flags = ring_desc.add(14).cast::<u16>().read_volatile();
                 addr_of_mut!((*entry).num).write_volatile(addr_of_mut!((*entry).num).read_volatile() + 1);
-                addr_of_mut!((*slot).addr).write_volatile(addr);
-                addr_of_mut!((*slot).len).write_volatile(len);
-                addr_of_mut!((*slot).flags).write_volatile(flags);
-                addr_of_mut!((*slot).id).write_volatile(id);
+                addr_of_mut!((*slot).addr).write_volatile(d.addr);
+                addr_of_mut!((*slot).len).write_volatile(d.len);
+                addr_of_mut!((*slot).flags).write_volatile(d.flags);
+                addr_of_mut!((*slot).id).write_volatile(d.next_or_id);
                 addr_of_mut!((*entry).last).write_volatile(free_head);
                 free_head = addr_of_mut!((*slot).next).read_volatile();
                 addr_of_mut!((*info).free_head).write_volatile(free_head);
@@ -474,6 +442,8 @@ mod tests {
         let d0 = q.packed_desc(0).unwrap();
         // SAFETY: test write into the live region.
         unsafe { addr_of_mut!((*d0).next).write_volatile(9999) };
-        assert!(q.set_packed(ring.as_ptr() as u64, 4, 0, 2, 1).is_none());
+        // SAFETY: a 4-entry packed descriptor ring in a live local array.
+        let ring = unsafe { RingMem::new(ring.as_ptr() as u64, 0, 0, 4, true) };
+        assert!(q.set_packed(&ring, 0, 2, 1).is_none());
     }
 }

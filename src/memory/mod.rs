@@ -4,57 +4,26 @@
 //! turns a guest address into something the datapath may dereference.
 
 pub mod inflight;
+pub mod mapping;
+mod raw;
 pub mod ring;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use mapping::{MapError, SharedMapping};
 
 use crate::protocol::MemoryRegionDesc;
 
 /// Why a memory table could not be mapped.
 #[derive(Debug)]
-pub enum MemoryError {
-    /// fstat failed on the region's fd.
-    Stat(std::io::Error),
-    /// The region (offset + size) lies beyond the end of the file.
-    BeyondFile {
-        region: usize,
-        end: u64,
-        file_size: u64,
-    },
-    Mmap {
-        region: usize,
-        len: u64,
-        err: std::io::Error,
-    },
+pub struct MemoryError {
+    pub region: usize,
+    pub err: MapError,
 }
 
 impl std::fmt::Display for MemoryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MemoryError::Stat(e) => write!(f, "fstat of region fd failed: {e}"),
-            MemoryError::BeyondFile { region, end, file_size } => {
-                write!(f, "region {region} ends at file offset {end:#x}, beyond the file size {file_size:#x}")
-            }
-            MemoryError::Mmap { region, len, err } => {
-                write!(f, "mmap of region {region} ({len:#x} bytes) failed: {err}")
-            }
-        }
-    }
-}
-
-/// A shared mapping of one region's fd, unmapped on drop.
-#[derive(Debug)]
-struct Mapping {
-    addr: usize,
-    len: usize,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: (addr, len) is exactly a mapping created by `map_fd` and not
-        // unmapped elsewhere; no reference into it outlives the GuestMemory
-        // (the datapath holds an Arc to the table while it copies).
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+        write!(f, "region {}: {}", self.region, self.err)
     }
 }
 
@@ -67,16 +36,16 @@ pub struct Region {
     /// Our address of `guest_phys_addr`.
     pub host_user_addr: u64,
     pub mmap_offset: u64,
-    mapping: Mapping,
+    mapping: SharedMapping,
     fd: OwnedFd,
 }
 
 impl Region {
     pub fn mmap_addr(&self) -> u64 {
-        self.mapping.addr as u64
+        self.mapping.addr()
     }
     pub fn mmap_size(&self) -> u64 {
-        self.mapping.len as u64
+        self.mapping.len()
     }
     pub fn fd(&self) -> i32 {
         self.fd.as_raw_fd()
@@ -91,30 +60,8 @@ impl Region {
 #[derive(Debug, Default)]
 pub struct GuestMemory {
     regions: Vec<Region>,
-}
-
-fn block_size(fd: &OwnedFd) -> Result<(u64, u64), MemoryError> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat fills the stat struct we own; the fd is valid.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-        return Err(MemoryError::Stat(std::io::Error::last_os_error()));
-    }
-    // SAFETY: fstat succeeded, so the struct is initialised.
-    let st = unsafe { st.assume_init() };
-    Ok((st.st_blksize.max(4096) as u64, st.st_size as u64))
-}
-
-fn map_fd(fd: &OwnedFd, len: usize, region: usize, populate: bool) -> Result<Mapping, MemoryError> {
-    let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
-    // SAFETY: a fresh shared mapping of a valid fd at a kernel-chosen address;
-    // it aliases no Rust object.
-    let addr = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd.as_raw_fd(), 0)
-    };
-    if addr == libc::MAP_FAILED {
-        return Err(MemoryError::Mmap { region, len: len as u64, err: std::io::Error::last_os_error() });
-    }
-    Ok(Mapping { addr: addr as usize, len })
+    /// The loss of a page (`faulted`) has been logged.
+    loss_reported: std::sync::atomic::AtomicBool,
 }
 
 impl GuestMemory {
@@ -130,24 +77,19 @@ impl GuestMemory {
     ) -> Result<GuestMemory, MemoryError> {
         let mut regions = Vec::with_capacity(descs.len());
         for (i, (d, fd)) in descs.iter().zip(fds).enumerate() {
-            let (blksz, file_size) = block_size(&fd)?;
-            let end = d.mmap_offset + d.memory_size;
-            if end > file_size {
-                return Err(MemoryError::BeyondFile { region: i, end, file_size });
-            }
-            let len = end.div_ceil(blksz) * blksz;
-            let mapping = map_fd(&fd, len as usize, i, populate)?;
+            let mapping = SharedMapping::map(fd.as_fd(), d.mmap_offset, d.memory_size, populate)
+                .map_err(|err| MemoryError { region: i, err })?;
             regions.push(Region {
                 guest_phys_addr: d.guest_phys_addr,
                 guest_user_addr: d.userspace_addr,
                 size: d.memory_size,
-                host_user_addr: mapping.addr as u64 + d.mmap_offset,
+                host_user_addr: mapping.addr() + d.mmap_offset,
                 mmap_offset: d.mmap_offset,
                 mapping,
                 fd,
             });
         }
-        Ok(GuestMemory { regions })
+        Ok(GuestMemory { regions, loss_reported: Default::default() })
     }
 
     pub fn regions(&self) -> &[Region] {
@@ -156,6 +98,17 @@ impl GuestMemory {
 
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
+    }
+
+    /// Whether the front-end shrank a region's file under us (a page was
+    /// lost and replaced): the device must stop using this table.
+    pub fn faulted(&self) -> bool {
+        self.regions.iter().any(|r| r.mapping.faulted())
+    }
+
+    /// True the first time it is asked (to log a loss once per table).
+    pub fn first_loss_report(&self) -> bool {
+        !self.loss_reported.swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Translates `gpa`; returns our address and how many of the `len` bytes
@@ -183,19 +136,6 @@ impl GuestMemory {
             let off = uaddr.checked_sub(r.guest_user_addr)?;
             (off < r.size && len <= r.size - off).then_some(r.host_user_addr + off)
         })
-    }
-
-    /// Reads a little-endian u16 the guest may be writing concurrently (a
-    /// ring index) at one of our addresses; `None` unless the 2 bytes lie in
-    /// a mapped region and are aligned.
-    pub fn read_u16(&self, hva: u64) -> Option<u16> {
-        self.hva_to_gpa(hva, 2)?;
-        if !hva.is_multiple_of(2) {
-            return None;
-        }
-        // SAFETY: checked to lie inside a live mapping of this table, aligned;
-        // the volatile read tolerates concurrent guest writes.
-        Some(u16::from_le(unsafe { (hva as *const u16).read_volatile() }))
     }
 
     /// Translates one of our addresses back to guest-physical (for dirty
@@ -275,6 +215,6 @@ mod tests {
     #[test]
     fn refuses_region_beyond_its_file() {
         let err = GuestMemory::map(&[desc(0, 0x10000, 0, 0x1000)], vec![memfd(0x10000)], false).unwrap_err();
-        assert!(matches!(err, MemoryError::BeyondFile { region: 0, .. }), "{err}");
+        assert!(matches!(err, MemoryError { region: 0, err: MapError::BeyondFile { .. } }), "{err}");
     }
 }

@@ -10,6 +10,9 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use super::mapping::audit;
+use super::raw;
+
 /// A descriptor as read from the ring (split or packed layout).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Desc {
@@ -20,14 +23,19 @@ pub struct Desc {
     pub next_or_id: u16,
 }
 
-/// Addresses of one ring's areas, valid while the ring lock is held and the
-/// memory table it was translated against is alive (the ring owns an Arc).
+/// Addresses of one ring's areas, checked for one size and one layout,
+/// valid while the ring lock is held and the memory table it was translated
+/// against is alive (the ring owns an Arc). Made only by translation
+/// (`RingMem::new` is `unsafe`): a change of size, layout or memory makes a
+/// new one or none, so the datapath never pairs addresses with a size they
+/// were not checked for.
 #[derive(Clone, Copy, Debug)]
 pub struct RingMem {
     desc: u64,
     avail: u64,
     used: u64,
     size: u16,
+    packed: bool,
 }
 
 // Ring positions are reduced to slots without a division (a `div` per ring
@@ -50,6 +58,7 @@ impl RingMem {
 }
 
 fn atomic_u16(addr: u64) -> &'static AtomicU16 {
+    audit(addr, 2);
     // SAFETY: callers pass addresses inside a translated, 2-byte aligned ring
     // area (checked by VqState::translate); the mapping outlives every use
     // made under the ring lock. AtomicU16 has u16's layout.
@@ -57,14 +66,48 @@ fn atomic_u16(addr: u64) -> &'static AtomicU16 {
 }
 
 impl RingMem {
-    /// Wraps translated ring addresses. `size` must be the size they were
-    /// translated for (VqState keeps both together).
-    pub(crate) fn new(desc: u64, avail: u64, used: u64, size: u16) -> RingMem {
-        RingMem { desc, avail, used, size }
+    /// Wraps translated ring addresses.
+    ///
+    /// # Safety
+    /// For a ring of `size` entries in the layout `packed` says, the three
+    /// areas (`area_sizes`) must lie inside one live mapping of guest memory
+    /// each, aligned as the layout requires (descriptors 16, split avail 2,
+    /// the rest 4), and stay mapped while the value is used; a split `size`
+    /// must be a power of two.
+    pub(crate) unsafe fn new(desc: u64, avail: u64, used: u64, size: u16, packed: bool) -> RingMem {
+        RingMem { desc, avail, used, size, packed }
+    }
+
+    /// Byte sizes of the descriptor, driver (avail) and device (used) areas
+    /// of a ring of `size` entries.
+    pub fn area_sizes(size: u16, packed: bool) -> (u64, u64, u64) {
+        let n = u64::from(size);
+        if packed {
+            (n * 16, 4, 4)
+        } else {
+            // avail: flags, idx, ring[n], used_event; used: flags, idx,
+            // ring[n] of 8-byte elements, avail_event.
+            (n * 16, 4 + 2 * n + 2, 4 + 8 * n + 2)
+        }
     }
 
     pub fn size(&self) -> u16 {
         self.size
+    }
+
+    pub fn is_packed(&self) -> bool {
+        self.packed
+    }
+
+    /// Our addresses of the three areas (for `rte_vhost_get_vhost_vring`).
+    pub fn addresses(&self) -> (u64, u64, u64) {
+        (self.desc, self.avail, self.used)
+    }
+
+    /// Our address of the flags of packed descriptor `i` (reduced to a
+    /// slot), which a power-management loop may watch.
+    pub fn packed_flags_addr(&self, i: u16) -> u64 {
+        self.packed_desc(i) + 14
     }
 
     /// Reads split descriptor `i` of the table (reduced to a slot).
@@ -104,6 +147,7 @@ impl RingMem {
     #[inline]
     pub fn split_write_used(&self, i: u16, id: u32, len: u32) {
         let at = self.used + 4 + 8 * self.split_slot(i);
+        audit(at, 8);
         // SAFETY: inside the translated used ring (8-byte element, 4-aligned);
         // only the guest reads it, after our release store of used->idx.
         unsafe {
@@ -256,6 +300,7 @@ fn load_flags_at(desc: u64) -> u16 {
 /// inside a translated descriptor ring); its flags are stored after.
 #[inline(always)]
 fn write_id_len_at(desc: u64, id: u16, len: u32) {
+    audit(desc + 8, 6);
     // SAFETY: callers pass a descriptor inside the translated ring; the
     // guest only reads an entry after seeing its flags, stored after these.
     unsafe {
@@ -276,6 +321,7 @@ pub enum Layout {
 /// entry) into a local copy.
 #[inline(always)]
 pub fn read_desc_at(addr: u64, layout: Layout) -> Desc {
+    audit(addr, 16);
     let p = addr as *const u8;
     // SAFETY: `addr` lies in a translated descriptor table (ring or indirect
     // table checked to lie in one region); volatile reads of guest memory.
@@ -310,17 +356,19 @@ pub struct Seg {
 #[inline]
 pub fn write_guest(seg: Seg, off: u32, src: &[u8]) {
     assert!(off as usize + src.len() <= seg.len as usize, "guest write beyond its translated segment");
+    audit(seg.hva + u64::from(off), src.len() as u64);
     // SAFETY: the range was bounds-checked against the segment, which lies in
     // a mapped region; the guest may race on the bytes (as with any device).
-    unsafe { copy_bytes(src.as_ptr(), (seg.hva + u64::from(off)) as *mut u8, src.len()) };
+    unsafe { raw::copy(src.as_ptr(), (seg.hva + u64::from(off)) as *mut u8, src.len()) };
 }
 
 /// Copies guest memory at `seg.hva + off` into `dst`.
 #[inline]
 pub fn read_guest(seg: Seg, off: u32, dst: &mut [u8]) {
     assert!(off as usize + dst.len() <= seg.len as usize, "guest read beyond its translated segment");
+    audit(seg.hva + u64::from(off), dst.len() as u64);
     // SAFETY: as above.
-    unsafe { copy_bytes((seg.hva + u64::from(off)) as *const u8, dst.as_mut_ptr(), dst.len()) };
+    unsafe { raw::copy((seg.hva + u64::from(off)) as *const u8, dst.as_mut_ptr(), dst.len()) };
 }
 
 /// Makes the `n` (at most 16) bytes at `seg.hva + off` hold the low `n`
@@ -331,6 +379,7 @@ pub fn read_guest(seg: Seg, off: u32, dst: &mut [u8]) {
 #[inline]
 pub fn update_guest_le(seg: Seg, off: u32, value: u128, n: usize) {
     assert!(n <= 16 && off as usize + n <= seg.len as usize, "guest write beyond its translated segment");
+    audit(seg.hva + u64::from(off), n as u64);
     let dst = (seg.hva + u64::from(off)) as *mut u8;
     // SAFETY: [dst, dst+n) was bounds-checked against the segment, which lies
     // in a mapped region; each access below stays inside it.
@@ -338,11 +387,11 @@ pub fn update_guest_le(seg: Seg, off: u32, value: u128, n: usize) {
         if n == 12 {
             // The mergeable/VERSION_1 header, the usual case.
             let (lo, hi) = ((value as u64).to_le(), ((value >> 64) as u32).to_le());
-            if dst.cast::<u64>().read_unaligned() != lo {
-                dst.cast::<u64>().write_unaligned(lo);
+            if raw::load8(dst) != lo {
+                raw::store8(dst, lo);
             }
-            if dst.add(8).cast::<u32>().read_unaligned() != hi {
-                dst.add(8).cast::<u32>().write_unaligned(hi);
+            if raw::load4(dst.add(8)) != hi {
+                raw::store4(dst.add(8), hi);
             }
             return;
         }
@@ -350,21 +399,9 @@ pub fn update_guest_le(seg: Seg, off: u32, value: u128, n: usize) {
     if read_guest_le(seg, off, n) == value & low_bytes_mask(n) {
         return;
     }
+    let bytes = value.to_le_bytes();
     // SAFETY: as above.
-    unsafe {
-        let mut done = 0;
-        if n >= 8 {
-            dst.cast::<u64>().write_unaligned((value as u64).to_le());
-            done = 8;
-        }
-        if n - done >= 4 {
-            dst.add(done).cast::<u32>().write_unaligned(((value >> (8 * done)) as u32).to_le());
-            done += 4;
-        }
-        for i in done..n {
-            *dst.add(i) = (value >> (8 * i)) as u8;
-        }
-    }
+    unsafe { raw::copy(bytes.as_ptr(), dst, n) };
 }
 
 /// The mask of the low `n` bytes of a u128.
@@ -381,70 +418,18 @@ fn low_bytes_mask(n: usize) -> u128 {
 #[inline]
 pub fn read_guest_le(seg: Seg, off: u32, n: usize) -> u128 {
     assert!(n <= 16 && off as usize + n <= seg.len as usize, "guest read beyond its translated segment");
+    audit(seg.hva + u64::from(off), n as u64);
     let src = (seg.hva + u64::from(off)) as *const u8;
-    let mut value = 0u128;
     // SAFETY: as in update_guest_le.
     unsafe {
         if n == 12 {
-            let lo = u64::from_le(src.cast::<u64>().read_unaligned());
-            let hi = u32::from_le(src.add(8).cast::<u32>().read_unaligned());
+            let lo = u64::from_le(raw::load8(src));
+            let hi = u32::from_le(raw::load4(src.add(8)));
             return u128::from(lo) | u128::from(hi) << 64;
         }
-        let mut done = 0;
-        if n >= 8 {
-            value = u128::from(u64::from_le(src.cast::<u64>().read_unaligned()));
-            done = 8;
-        }
-        if n - done >= 4 {
-            value |= u128::from(u32::from_le(src.add(done).cast::<u32>().read_unaligned())) << (8 * done);
-            done += 4;
-        }
-        for i in done..n {
-            value |= u128::from(*src.add(i)) << (8 * i);
-        }
-    }
-    value
-}
-
-/// `memcpy` for the datapath: copies of up to 64 bytes (virtio-net headers,
-/// small packets) are done inline with overlapping unaligned moves instead of
-/// a libc call, which cost more than the copy itself at 64-byte packets.
-///
-/// # Safety
-/// `src` must be readable and `dst` writable for `n` bytes, not overlapping.
-#[inline(always)]
-unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
-    /// Copies the first and the last `W`-byte word of the range (which
-    /// overlap when n < 2W): all of it for W <= n <= 2W.
-    #[inline(always)]
-    unsafe fn ends<W: Copy>(src: *const u8, dst: *mut u8, n: usize) {
-        let w = std::mem::size_of::<W>();
-        // SAFETY: w <= n, so both words lie inside the caller's ranges.
-        unsafe {
-            let head = src.cast::<W>().read_unaligned();
-            let tail = src.add(n - w).cast::<W>().read_unaligned();
-            dst.cast::<W>().write_unaligned(head);
-            dst.add(n - w).cast::<W>().write_unaligned(tail);
-        }
-    }
-    // SAFETY (all branches): each stays inside [0, n) of both ranges.
-    // Tested largest first: packets, then headers.
-    unsafe {
-        if n > 64 {
-            std::ptr::copy_nonoverlapping(src, dst, n);
-        } else if n > 32 {
-            ends::<[u64; 4]>(src, dst, n);
-        } else if n >= 16 {
-            ends::<[u64; 2]>(src, dst, n);
-        } else if n >= 8 {
-            ends::<u64>(src, dst, n);
-        } else if n >= 4 {
-            ends::<u32>(src, dst, n);
-        } else {
-            for i in 0..n {
-                *dst.add(i) = *src.add(i);
-            }
-        }
+        let mut bytes = [0u8; 16];
+        raw::copy(src, bytes.as_mut_ptr(), n);
+        u128::from_le_bytes(bytes)
     }
 }
 

@@ -2,8 +2,10 @@
 //! guest page, set (atomically, the front-end reads it concurrently) for every
 //! page the back-end writes while `VHOST_F_LOG_ALL` is negotiated.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::memory::mapping::{audit, MapError, SharedMapping};
 
 /// Guest page size the log counts in (`VHOST_LOG_PAGE`).
 pub const LOG_PAGE: u64 = 4096;
@@ -11,41 +13,23 @@ pub const LOG_PAGE: u64 = 4096;
 /// The mapped log.
 #[derive(Debug)]
 pub struct DirtyLog {
-    map_addr: usize,
-    map_len: usize,
-    /// Our address of byte 0 of the bitmap (map_addr + offset).
-    base: usize,
+    mapping: SharedMapping,
+    /// Our address of byte 0 of the bitmap (the mapping + offset).
+    base: u64,
     /// Bitmap size in bytes.
     size: u64,
 }
 
 impl DirtyLog {
-    /// Maps `size` bytes of the log at `offset` in `fd`.
-    pub fn map(fd: &OwnedFd, size: u64, offset: u64) -> std::io::Result<DirtyLog> {
-        let len = offset
-            .checked_add(size)
-            .and_then(|l| usize::try_from(l).ok())
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        // SAFETY: a fresh shared mapping of a valid fd at a kernel-chosen
-        // address; it aliases no Rust object.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(DirtyLog { map_addr: addr as usize, map_len: len, base: addr as usize + offset as usize, size })
+    /// Maps `size` bytes of the log at `offset` in `fd` (which must hold
+    /// them: a log past the end of its file is refused).
+    pub fn map(fd: &OwnedFd, size: u64, offset: u64) -> Result<DirtyLog, MapError> {
+        let mapping = SharedMapping::map(fd.as_fd(), offset, size, false)?;
+        Ok(DirtyLog { base: mapping.addr() + offset, mapping, size })
     }
 
     pub fn base(&self) -> u64 {
-        self.base as u64
+        self.base
     }
 
     pub fn size(&self) -> u64 {
@@ -56,9 +40,12 @@ impl DirtyLog {
         if index >= self.size {
             return None;
         }
-        // SAFETY: index < size, so the byte lies inside our live mapping; the
-        // front-end accesses it concurrently, hence atomic access only.
-        Some(unsafe { &*((self.base + index as usize) as *const AtomicU8) })
+        let at = self.base + index;
+        audit(at, 1);
+        // SAFETY: index < size, so the byte lies inside our live mapping
+        // (checked against the file by `map`); the front-end accesses it
+        // concurrently, hence atomic access only.
+        Some(unsafe { &*(at as *const AtomicU8) })
     }
 
     /// Marks every page of [gpa, gpa+len) dirty. Pages beyond the bitmap are
@@ -78,12 +65,9 @@ impl DirtyLog {
             }
         }
     }
-}
 
-impl Drop for DirtyLog {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping created in `map`; no reference into it
-        // outlives self (bytes are borrowed from &self only).
-        unsafe { libc::munmap(self.map_addr as *mut libc::c_void, self.map_len) };
+    /// Whether the front-end shrank the log's file under us.
+    pub fn faulted(&self) -> bool {
+        self.mapping.faulted()
     }
 }

@@ -59,6 +59,31 @@ fn log_bad_chain(dev: &Device, vq: &mut VqState, e: ChainError) {
     }
 }
 
+/// Whether the ring's guest memory lost a page since it was mapped (the
+/// front-end shrank its file; the SIGBUS was recovered): such a device
+/// moves nothing until the front-end sends a new memory table. One load of
+/// a global counter a burst when nothing was ever lost.
+#[inline(always)]
+fn memory_lost(dev: &Device, vq: &VqState) -> bool {
+    crate::memory::mapping::faults() != 0 && memory_lost_slow(dev, vq)
+}
+
+#[cold]
+fn memory_lost_slow(dev: &Device, vq: &VqState) -> bool {
+    if !vq.mem.faulted() {
+        return false;
+    }
+    if vq.mem.first_loss_report() {
+        vlog!(
+            Data,
+            Err,
+            dev.ifname(),
+            "guest memory shrank under the device (its file was truncated): stopped until a new memory table"
+        );
+    }
+    true
+}
+
 /// Looks up ring `qid` for a burst in direction `tx` (DPDK's
 /// `is_valid_virt_queue_idx`: RX rings are even, TX rings odd).
 fn burst_vq<'d>(dev: &'d Device, qid: u16, tx: bool, func: &str) -> Option<&'d crate::virtqueue::Virtqueue> {
@@ -243,10 +268,18 @@ fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
-/// Decides whether the guest wants an interrupt now (split or packed).
+/// Decides whether the guest wants an interrupt now (split or packed),
+/// after used entries were published.
 fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
+    // The used index (or descriptor flags) just stored must be visible to
+    // the guest before its event index or flags are read: the guest stores
+    // those, fences, then re-reads ours; without a full fence here both
+    // loads may pass both stores and neither side sees the other's update,
+    // leaving an interrupt-driven guest waiting forever (DPDK's
+    // vhost_vring_call_split/packed and virtio-queue fence here too).
+    std::sync::atomic::fence(Ordering::SeqCst);
     let event_idx = vq.has_feature(VIRTIO_RING_F_EVENT_IDX);
-    if !vq.is_packed() {
+    if !ring.is_packed() {
         if event_idx {
             let new = ring.split_used_idx();
             let old = vq.signalled_used;
@@ -270,11 +303,11 @@ fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
         return true;
     }
     if new <= old {
-        old = old.wrapping_sub(vq.size);
+        old = old.wrapping_sub(ring.size());
     }
     let mut off = off_wrap & 0x7fff;
     if vq.used_wrap_counter != (off_wrap >> 15 == 1) {
-        off = off.wrapping_sub(vq.size);
+        off = off.wrapping_sub(ring.size());
     }
     need_event(off, new, old)
 }
@@ -502,16 +535,17 @@ fn fill_mbuf_chained(
 pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
     let Some(mut s) = vq.try_lock() else { return 0 };
-    if !s.enabled || !s.rings_ok() {
+    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
+    if memory_lost(dev, &s) {
         return 0;
     }
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     let mut scratch = s.take_scratch();
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
-    let n = if s.is_packed() {
-        packed::enqueue(dev, &mut s, &mut scratch, pkts, stats)
+    let n = if ring.is_packed() {
+        packed::enqueue(dev, &mut s, ring, &mut scratch, pkts, stats)
     } else {
-        split::enqueue(dev, &mut s, &mut scratch, pkts, stats)
+        split::enqueue(dev, &mut s, ring, &mut scratch, pkts, stats)
     };
     s.scratch = Some(scratch);
     n as u16
@@ -522,7 +556,8 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
 pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
     let Some(mut s) = vq.try_lock() else { return 0 };
-    if !s.enabled || !s.rings_ok() || out.is_empty() {
+    let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else { return 0 };
+    if memory_lost(dev, &s) {
         return 0;
     }
     let sf = dev.socket_flags();
@@ -549,10 +584,10 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
     }
     let mut scratch = s.take_scratch();
     let slots = &mut out[first..out_len];
-    let n = if s.is_packed() {
-        packed::dequeue(dev, &mut s, &mut scratch, pool, slots, opts)
+    let n = if ring.is_packed() {
+        packed::dequeue(dev, &mut s, ring, &mut scratch, pool, slots, opts)
     } else {
-        split::dequeue(dev, &mut s, &mut scratch, pool, slots, opts)
+        split::dequeue(dev, &mut s, ring, &mut scratch, pool, slots, opts)
     };
     s.scratch = Some(scratch);
     (n + first) as u16
@@ -563,13 +598,12 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
 pub fn avail_entries(dev: &Device, qid: u16) -> u16 {
     let Some(vq) = dev.vq(qid) else { return 0 };
     let s = vq.lock();
-    if !s.enabled || !s.rings_ok() {
-        return 0;
+    match s.ring {
+        Some(ring) if s.enabled && !ring.is_packed() => {
+            ring.split_avail_idx().wrapping_sub(s.last_avail_idx).min(ring.size())
+        }
+        _ => 0,
     }
-    if s.is_packed() {
-        return 0;
-    }
-    s.ring_mem().split_avail_idx().wrapping_sub(s.last_avail_idx).min(s.size)
 }
 
 /// `rte_vhost_enable_guest_notification`: ask the guest to kick us (or not)
@@ -578,11 +612,8 @@ pub fn set_guest_notification(dev: &Device, qid: u16, enable: bool) -> i32 {
     let Some(vq) = dev.vq(qid) else { return -1 };
     let mut s = vq.lock();
     s.notif_enable = Some(enable);
-    if !s.rings_ok() {
-        return -1;
-    }
-    let ring = s.ring_mem();
-    if s.is_packed() {
+    let Some(ring) = s.ring else { return -1 };
+    if ring.is_packed() {
         let flags = if !enable {
             EVENT_F_DISABLE
         } else if s.has_feature(VIRTIO_RING_F_EVENT_IDX) {
@@ -607,11 +638,8 @@ pub fn vring_call(dev: &Device, qid: u16, block: bool) -> i32 {
     let Some(vq) = dev.vq(qid) else { return -1 };
     let s = if block { Some(vq.lock()) } else { vq.try_lock() };
     let Some(mut s) = s else { return -libc::EAGAIN };
-    if !s.rings_ok() {
-        return -1;
-    }
+    let Some(ring) = s.ring else { return -1 };
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    let ring = s.ring_mem();
     notify_guest(&mut s, &ring, stats);
     0
 }
@@ -630,12 +658,11 @@ pub struct MonitorCond {
 /// The address a power-management loop may monitor for new buffers.
 pub fn monitor_cond(dev: &Device, qid: u16) -> Option<MonitorCond> {
     let s = dev.vq(qid)?.lock();
-    if !s.rings_ok() {
-        return None;
-    }
-    Some(if s.is_packed() {
+    let ring = s.ring?;
+    let (_, avail, _) = ring.addresses();
+    Some(if ring.is_packed() {
         MonitorCond {
-            addr: s.desc + u64::from(s.last_avail_idx) * 16 + 14,
+            addr: ring.packed_flags_addr(s.last_avail_idx),
             val: u64::from(if s.avail_wrap_counter { PACKED_F_AVAIL } else { PACKED_F_USED }),
             mask: u64::from(PACKED_F_AVAIL | PACKED_F_USED),
             size: 2,
@@ -643,9 +670,9 @@ pub fn monitor_cond(dev: &Device, qid: u16) -> Option<MonitorCond> {
         }
     } else {
         MonitorCond {
-            addr: s.avail + 2,
-            val: u64::from(s.last_avail_idx & (s.size - 1)),
-            mask: u64::from(s.size - 1),
+            addr: avail + 2,
+            val: u64::from(s.last_avail_idx & (ring.size() - 1)),
+            mask: u64::from(ring.size() - 1),
             size: 2,
             is_match: 0,
         }

@@ -37,7 +37,7 @@ fn packed_available(ring: &RingMem, slot: u16, wrap: bool) -> bool {
 fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
     let (slot, wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
     // Up to the end of the ring, then on from slot 0 in the next round.
-    let before_end = usize::from(vq.size.saturating_sub(slot)).min(max);
+    let before_end = usize::from(ring.size().saturating_sub(slot)).min(max);
     let n = ring.packed_flags_run(slot, before_end).take_while(|&f| made_available(f, wrap)).count();
     if n < before_end {
         return n;
@@ -54,7 +54,7 @@ fn prefetch_packed_burst(vq: &VqState, ring: &RingMem, mem: &crate::memory::Gues
     let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
     for _ in 0..n {
         prefetch_buffer(mem, ring.read_packed_desc(slot), false);
-        advance(&mut slot, &mut wrap, 1, vq.size);
+        advance(&mut slot, &mut wrap, 1, ring.size());
     }
 }
 
@@ -129,7 +129,7 @@ fn packed_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem], write:
         return;
     }
     let log = vq.active_log();
-    let (mut slot, mut wrap, size) = (vq.last_used_idx, vq.used_wrap_counter, vq.size);
+    let (mut slot, mut wrap, size) = (vq.last_used_idx, vq.used_wrap_counter, ring.size());
     let head = (slot, used_flags(wrap, write));
     for (i, e) in entries.iter().enumerate() {
         ring.packed_write_id_len(slot, e.id, e.len);
@@ -174,7 +174,7 @@ fn publish_batch(
     if let Some(log) = vq.active_log() {
         vq.log_ring_write(&log, u64::from(vq.last_used_idx) * 16, 16 * BATCH as u64);
     }
-    advance(&mut vq.last_used_idx, &mut vq.used_wrap_counter, BATCH as u16, vq.size);
+    advance(&mut vq.last_used_idx, &mut vq.used_wrap_counter, BATCH as u16, ring.size());
 }
 
 /// Gathers enough packed-ring chains, from the next available slot on, for
@@ -198,9 +198,9 @@ fn reserve_packed(
             return None;
         }
         let before = bufs.total();
-        match walk_packed(mem, vq.size, slot, |i| ring.read_packed_desc(i), bufs) {
+        match walk_packed(mem, ring.size(), slot, |i| ring.read_packed_desc(i), bufs) {
             Ok(c) if bufs.push_chain(c.id, c.count, before) => {
-                advance(&mut slot, &mut wrap, c.count, vq.size)
+                advance(&mut slot, &mut wrap, c.count, ring.size())
             }
             Ok(_) => return None,
             Err(e) => {
@@ -215,11 +215,11 @@ fn reserve_packed(
 pub(super) fn enqueue(
     dev: &Device,
     vq: &mut VqState,
+    ring: RingMem,
     scratch: &mut BurstScratch,
     pkts: &[Option<Mbuf>],
     stats: bool,
 ) -> usize {
-    let ring = vq.ring_mem();
     let hlen = PACKED_HDR_LEN;
     let BurstScratch { bufs, used, mem } = scratch;
     let mem: &crate::memory::GuestMemory = mem;
@@ -286,7 +286,7 @@ fn enqueue_batch(
             vq.stats.count(m.pkt_len(), m.data());
         }
     }
-    advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, BATCH as u16, vq.size);
+    advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, BATCH as u16, ring.size());
     true
 }
 
@@ -316,7 +316,7 @@ fn enqueue_one(
     let one;
     let (segs, chains) = match lone {
         Some((seg, id)) => {
-            advance(&mut slot, &mut wrap, 1, vq.size);
+            advance(&mut slot, &mut wrap, 1, ring.size());
             one = LoneChain::new(seg, id);
             one.parts()
         }
@@ -337,12 +337,12 @@ fn enqueue_one(
 pub(super) fn dequeue(
     dev: &Device,
     vq: &mut VqState,
+    ring: RingMem,
     scratch: &mut BurstScratch,
     pool: Mempool,
     out: &mut [Option<Mbuf>],
     opts: DequeueOpts,
 ) -> usize {
-    let ring = vq.ring_mem();
     let BurstScratch { bufs, used, mem } = scratch;
     let mem: &crate::memory::GuestMemory = mem;
     // Count the available descriptors first (an upper bound on the packets),
@@ -357,7 +357,7 @@ pub(super) fn dequeue(
         return 0;
     }
     let hlen = PACKED_HDR_LEN;
-    let size = vq.size;
+    let size = ring.size();
     used.clear();
     let mut done = 0;
     // Descriptors taken so far: the first `n` are known to be available.
@@ -471,6 +471,6 @@ fn dequeue_batch(
         }
     }
     *done += BATCH;
-    advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, BATCH as u16, vq.size);
+    advance(&mut vq.last_avail_idx, &mut vq.avail_wrap_counter, BATCH as u16, ring.size());
     true
 }

@@ -17,7 +17,7 @@ fn prefetch_split_burst(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u
 /// nonsense (more than a ring ahead).
 fn split_avail(vq: &VqState, ring: &RingMem) -> Option<u16> {
     let n = ring.split_avail_idx().wrapping_sub(vq.last_avail_idx);
-    (n <= vq.size).then_some(n)
+    (n <= ring.size()).then_some(n)
 }
 
 /// Gathers enough split-ring chains, from the next available one on, for a
@@ -43,7 +43,7 @@ fn reserve_split(
         }
         let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(bufs.nchains as u16));
         let before = bufs.total();
-        if let Err(e) = walk_split(mem, vq.size, head, |i| ring.read_split_desc(i), bufs) {
+        if let Err(e) = walk_split(mem, ring.size(), head, |i| ring.read_split_desc(i), bufs) {
             log_bad_chain(dev, vq, e);
             return false;
         }
@@ -58,11 +58,11 @@ fn reserve_split(
 pub(super) fn enqueue(
     dev: &Device,
     vq: &mut VqState,
+    ring: RingMem,
     scratch: &mut BurstScratch,
     pkts: &[Option<Mbuf>],
     stats: bool,
 ) -> usize {
-    let ring = vq.ring_mem();
     let Some(mut avail) = split_avail(vq, &ring) else {
         log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
         return 0;
@@ -81,7 +81,7 @@ pub(super) fn enqueue(
         // The common case needs no walk: the next chain is one buffer that
         // holds header and packet.
         let head = ring.split_avail_ring(vq.last_avail_idx);
-        let lone = (avail > 0 && used.room() > 0 && head < vq.size)
+        let lone = (avail > 0 && used.room() > 0 && head < ring.size())
             .then(|| lone_buffer(mem, &ring.read_split_desc(head), needed))
             .flatten();
         let one;
@@ -120,7 +120,7 @@ fn split_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) {
     for e in entries {
         ring.split_write_used(vq.last_used_idx, u32::from(e.id), e.len);
         if let Some(log) = &log {
-            vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % vq.size), 8);
+            vq.log_ring_write(log, 4 + 8 * u64::from(vq.last_used_idx % ring.size()), 8);
         }
         vq.last_used_idx = vq.last_used_idx.wrapping_add(1);
     }
@@ -133,12 +133,12 @@ fn split_publish(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) {
 pub(super) fn dequeue(
     dev: &Device,
     vq: &mut VqState,
+    ring: RingMem,
     scratch: &mut BurstScratch,
     pool: Mempool,
     out: &mut [Option<Mbuf>],
     opts: DequeueOpts,
 ) -> usize {
-    let ring = vq.ring_mem();
     let Some(avail) = split_avail(vq, &ring) else {
         log_bad_chain(dev, vq, ChainError::IndexOutOfRange);
         return 0;
@@ -163,14 +163,14 @@ pub(super) fn dequeue(
     for i in 0..n {
         let head = ring.split_avail_ring(first.wrapping_add(i as u16));
         // The common case needs no walk: one buffer, header and packet.
-        let lone = (head < vq.size)
+        let lone = (head < ring.size())
             .then(|| lone_buffer(mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
             .flatten();
         let res = match lone {
             Some(seg) => fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts),
             None => {
                 bufs.clear();
-                walk_split(mem, vq.size, head, |i| ring.read_split_desc(i), bufs)
+                walk_split(mem, ring.size(), head, |i| ring.read_split_desc(i), bufs)
                     .map_err(DropReason::Chain)
                     .and_then(|()| fill_mbuf(bufs.segs(), bufs.total(), hlen, out[i], pool, opts))
             }

@@ -28,6 +28,8 @@ pub enum ChainError {
     BadAddress,
     /// An indirect descriptor inside an indirect table, or chained.
     BadIndirect,
+    /// An indirect table with more entries than the ring allows.
+    IndirectTooLarge,
     /// More segments than `MAX_SEGS`.
     TooManySegments,
     /// No buffer at all, or zero-length total.
@@ -41,6 +43,7 @@ impl std::fmt::Display for ChainError {
             ChainError::IndexOutOfRange => "descriptor index out of range",
             ChainError::BadAddress => "descriptor buffer outside guest memory",
             ChainError::BadIndirect => "invalid indirect descriptor",
+            ChainError::IndirectTooLarge => "indirect table larger than the ring",
             ChainError::TooManySegments => "too many buffer segments",
             ChainError::Empty => "empty descriptor chain",
         };
@@ -160,10 +163,15 @@ pub fn lone_buffer(mem: &GuestMemory, d: &Desc, needed: u64) -> Option<Seg> {
 }
 
 /// Locates the indirect table described by `d` (which must not chain on):
-/// our address of it and its entry count.
-fn indirect_table(mem: &GuestMemory, d: &Desc) -> Result<(u64, u32), ChainError> {
+/// our address of it and its entry count, at most `max_entries` (as DPDK
+/// bounds them: a table larger than the ring is refused whatever it holds,
+/// so a walk costs at most as many descriptor reads as the ring has).
+fn indirect_table(mem: &GuestMemory, d: &Desc, max_entries: u32) -> Result<(u64, u32), ChainError> {
     if d.flags & F_NEXT != 0 || d.len == 0 || !d.len.is_multiple_of(16) {
         return Err(ChainError::BadIndirect);
+    }
+    if d.len / 16 > max_entries {
+        return Err(ChainError::IndirectTooLarge);
     }
     let table = mem.gpa_range_to_hva(d.addr, u64::from(d.len)).ok_or(ChainError::BadAddress)?;
     if !table.is_multiple_of(8) {
@@ -172,9 +180,15 @@ fn indirect_table(mem: &GuestMemory, d: &Desc) -> Result<(u64, u32), ChainError>
     Ok((table, d.len / 16))
 }
 
-/// Walks a split-layout indirect table (entries linked by `next`).
-pub fn walk_indirect(mem: &GuestMemory, d: &Desc, out: &mut BufVec) -> Result<(), ChainError> {
-    let (table, n) = indirect_table(mem, d)?;
+/// Walks a split-layout indirect table (entries linked by `next`) of at most
+/// `ring_size` entries (DPDK's bound for split rings).
+pub fn walk_indirect(
+    mem: &GuestMemory,
+    ring_size: u16,
+    d: &Desc,
+    out: &mut BufVec,
+) -> Result<(), ChainError> {
+    let (table, n) = indirect_table(mem, d, u32::from(ring_size))?;
     let mut i: u32 = 0;
     // At most n descriptors: the table cannot loop us.
     for _ in 0..n {
@@ -209,7 +223,7 @@ pub fn walk_split(
     for _ in 0..size {
         let d = read(i);
         if d.flags & F_INDIRECT != 0 {
-            return walk_indirect(mem, &d, out);
+            return walk_indirect(mem, size, &d, out);
         }
         take(mem, &d, out)?;
         if d.flags & F_NEXT == 0 {
@@ -250,7 +264,8 @@ pub fn walk_packed(
             }
             // Packed indirect tables are used whole, in order; only the
             // WRITE flag of their entries has meaning.
-            let (table, n) = indirect_table(mem, &d)?;
+            // Fewer entries than the ring (DPDK's bound for packed rings).
+            let (table, n) = indirect_table(mem, &d, u32::from(size) - 1)?;
             for k in 0..n {
                 let e = read_desc_at(table + u64::from(k) * 16, Layout::Packed);
                 take(mem, &e, out)?;
@@ -345,11 +360,22 @@ mod tests {
         assert_eq!(e(&[(0x1000, 16, F_INDIRECT, 0)]), ChainError::BadIndirect, "nested indirect");
         put(0, 0x3000, 100, F_NEXT, 1);
         put(1, 0x4000, 200, F_NEXT, 0);
-        assert_eq!(e(&[(0x1000, 32, F_INDIRECT, 0)]), ChainError::TooLong, "loop inside the table");
+        // (A second ring slot: a table may have as many entries as the ring.)
+        let two = [(0x1000, 32, F_INDIRECT, 0), (0, 0, 0, 0)];
+        assert_eq!(e(&two), ChainError::TooLong, "loop inside the table");
         put(1, 0x4000, 200, F_NEXT, 9);
-        assert_eq!(e(&[(0x1000, 32, F_INDIRECT, 0)]), ChainError::IndexOutOfRange, "next beyond the table");
+        assert_eq!(e(&two), ChainError::IndexOutOfRange, "next beyond the table");
         put(1, 0x4000, 200, 0, 0);
-        assert_eq!(walk(&mem, &[(0x1000, 32, F_INDIRECT, 0)], 0).unwrap().total(), 300);
+        assert_eq!(walk(&mem, &two, 0).unwrap().total(), 300);
+        assert_eq!(
+            e(&[(0x1000, 32, F_INDIRECT, 0)]),
+            ChainError::IndirectTooLarge,
+            "more entries than the ring"
+        );
+        // Packed: fewer entries than the ring.
+        let rd = |_: u16| Desc { addr: 0x1000, len: 32, flags: F_INDIRECT, next_or_id: 0 };
+        assert_eq!(walk_packed(&mem, 2, 0, rd, &mut BufVec::default()), Err(ChainError::IndirectTooLarge));
+        assert!(walk_packed(&mem, 3, 0, rd, &mut BufVec::default()).is_ok());
         assert_eq!(read_desc_at(slot(1), Layout::Split).len, 200);
     }
 

@@ -62,18 +62,23 @@ impl EventFd {
 #[derive(Debug, Default)]
 pub struct VqState {
     pub index: u16,
-    /// Ring size (SET_VRING_NUM); 0 until set.
-    pub size: u16,
+    /// Ring size the front-end asked for (SET_VRING_NUM); 0 until set. The
+    /// datapath uses the size the ring was translated for (`RingMem::size`).
+    pub num: u16,
     /// Negotiated virtio features, copied in when SET_FEATURES changes them.
     pub features: u64,
     /// The addresses the front-end gave (SET_VRING_ADDR), kept so the ring can
     /// be re-translated when the memory table changes.
     pub addr: Option<VringAddr>,
-    /// Our addresses of the descriptor table, avail (driver event) and used
-    /// (device event) areas; 0 while not translated.
-    pub desc: u64,
-    pub avail: u64,
-    pub used: u64,
+    /// The ring areas, translated and checked for `num` entries in the
+    /// layout `features` give, against `mem`; `None` while not translated.
+    /// Only `translate` sets it; anything that changes size, layout,
+    /// addresses, positions or memory translates again.
+    pub ring: Option<RingMem>,
+    /// The front-end asked for the ring to be accessible (kick, or the
+    /// addresses of an enabled ring) and has not stopped it: translation
+    /// is redone whenever one of its inputs changes.
+    pub live: bool,
     /// Guest-physical address where used-ring writes are logged
     /// (VHOST_VRING_F_LOG), for dirty logging.
     pub log_guest_addr: u64,
@@ -151,12 +156,38 @@ impl VqState {
     }
 
     /// Replaces the memory table (the scratch's too, so that the old table
-    /// is unmapped as soon as no ring holds it).
-    pub fn set_mem(&mut self, mem: &Arc<GuestMemory>) {
+    /// is unmapped as soon as no ring holds it). A translated ring is
+    /// translated again against the new table.
+    pub fn set_mem(&mut self, mem: &Arc<GuestMemory>) -> Result<(), &'static str> {
         self.mem = Arc::clone(mem);
         if let Some(scratch) = &mut self.scratch {
             scratch.mem = Arc::clone(mem);
         }
+        self.retranslate()
+    }
+
+    /// After a change of what the translation depends on (size, layout,
+    /// positions, memory): a translated ring is translated again (and is
+    /// left untranslated if it no longer fits); others stay as they are.
+    pub fn retranslate(&mut self) -> Result<(), &'static str> {
+        if self.live {
+            self.translate()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Makes the ring accessible (translates it now and after every change).
+    pub fn start(&mut self) -> Result<(), &'static str> {
+        self.live = true;
+        self.translate()
+    }
+
+    /// The front-end stopped the ring (GET_VRING_BASE): no access until it
+    /// is started again.
+    pub fn stop(&mut self) {
+        self.live = false;
+        self.ring = None;
     }
 
     pub fn is_packed(&self) -> bool {
@@ -165,7 +196,7 @@ impl VqState {
 
     /// Whether the ring areas are translated (DPDK's `access_ok`).
     pub fn rings_ok(&self) -> bool {
-        self.desc != 0 && self.avail != 0 && self.used != 0
+        self.ring.is_some()
     }
 
     /// DPDK's `vq_is_ready`: rings mapped, kick and call configured, enabled.
@@ -173,42 +204,32 @@ impl VqState {
         self.rings_ok() && self.kick.is_initialized() && self.call.is_initialized() && self.enabled
     }
 
-    /// Byte sizes of the three ring areas for the current size and layout.
-    pub fn area_sizes(&self) -> (u64, u64, u64) {
-        let n = self.size as u64;
-        if self.is_packed() {
-            (n * 16, 4, 4)
-        } else {
-            // desc table; avail: flags, idx, ring[n], used_event; used: flags,
-            // idx, ring[n] of 8-byte elems, avail_event.
-            (n * 16, 4 + 2 * n + 2, 4 + 8 * n + 2)
-        }
-    }
-
-    /// Translates the front-end's ring addresses against `self.mem`. On
-    /// failure the ring stays untranslated (not ready) and the reason is
-    /// returned for the log.
-    pub fn translate(&mut self) -> Result<(), &'static str> {
-        self.desc = 0;
-        self.avail = 0;
-        self.used = 0;
+    /// Translates the front-end's ring addresses for `num` entries in the
+    /// negotiated layout against `self.mem`. On failure the ring stays
+    /// untranslated (not ready) and the reason is returned for the log.
+    fn translate(&mut self) -> Result<(), &'static str> {
+        self.ring = None;
         let Some(addr) = self.addr else {
             return Err("ring addresses not set");
         };
-        if self.size == 0 {
+        let (size, packed) = (self.num, self.is_packed());
+        if size == 0 {
             return Err("ring size not set");
         }
-        if !self.is_packed() && !self.size.is_power_of_two() {
+        if !packed && !size.is_power_of_two() {
             return Err("split ring size is not a power of two");
         }
-        let (desc_len, avail_len, used_len) = self.area_sizes();
+        if packed && (self.last_avail_idx >= size || self.last_used_idx >= size) {
+            return Err("ring position beyond the ring size");
+        }
+        let (desc_len, avail_len, used_len) = RingMem::area_sizes(size, packed);
         let mem = &self.mem;
         let desc =
             mem.uaddr_to_hva(addr.desc_user_addr, desc_len).ok_or("descriptor table outside guest memory")?;
         let avail =
             mem.uaddr_to_hva(addr.avail_user_addr, avail_len).ok_or("avail ring outside guest memory")?;
         let used = mem.uaddr_to_hva(addr.used_user_addr, used_len).ok_or("used ring outside guest memory")?;
-        let aligned = if self.is_packed() {
+        let aligned = if packed {
             desc % 16 == 0 && avail % 4 == 0 && used % 4 == 0
         } else {
             desc % 16 == 0 && avail % 2 == 0 && used % 4 == 0
@@ -216,9 +237,10 @@ impl VqState {
         if !aligned {
             return Err("misaligned ring address");
         }
-        self.desc = desc;
-        self.avail = avail;
-        self.used = used;
+        // SAFETY: each area was just found inside one region of `self.mem`
+        // for this size and layout, aligned; the ring and the table change
+        // together (`set_mem`, `retranslate`), so the mapping outlives it.
+        self.ring = Some(unsafe { RingMem::new(desc, avail, used, size, packed) });
         Ok(())
     }
 
@@ -226,10 +248,8 @@ impl VqState {
     /// was completed; if ours differs (a reconnect after a crash), take the
     /// guest's, as DPDK does. Returns the (ours, guest's) pair when it did.
     pub fn sync_used_idx(&mut self) -> Option<(u16, u16)> {
-        if self.is_packed() || !self.rings_ok() {
-            return None;
-        }
-        let guest = self.ring_mem().split_used_idx();
+        let ring = self.ring.filter(|r| !r.is_packed())?;
+        let guest = ring.split_used_idx();
         if guest == self.last_used_idx {
             return None;
         }
@@ -237,12 +257,6 @@ impl VqState {
         self.last_used_idx = guest;
         self.last_avail_idx = guest;
         Some((ours, guest))
-    }
-
-    /// The ring areas for the datapath (only while `rings_ok()`).
-    #[inline]
-    pub fn ring_mem(&self) -> RingMem {
-        RingMem::new(self.desc, self.avail, self.used, self.size)
     }
 
     pub fn has_feature(&self, bit: u32) -> bool {
@@ -267,13 +281,6 @@ impl VqState {
         if wants && self.log_guest_addr != 0 {
             log.mark(self.log_guest_addr.wrapping_add(offset), len);
         }
-    }
-
-    /// Drops the translation (rings no longer accessible).
-    pub fn invalidate(&mut self) {
-        self.desc = 0;
-        self.avail = 0;
-        self.used = 0;
     }
 }
 
