@@ -72,7 +72,6 @@ const D_WRITE: u16 = 2;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 
-
 /// Devices created and not yet claimed by a test (`Guest::connect`).
 static NEW_VIDS: Mutex<Vec<c_int>> = Mutex::new(Vec::new());
 unsafe extern "C" fn new_device(vid: c_int) -> c_int {

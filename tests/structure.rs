@@ -71,7 +71,8 @@ fn guest_memory_is_touched_only_through_race_tolerant_accesses() {
     // Plain, unaligned or bulk Rust accesses are data races on memory the
     // guest writes concurrently; guest memory goes through memory::raw
     // (asm and an opaque copy), atomics and volatile words.
-    let forbidden = ["read_unaligned", "write_unaligned", "copy_nonoverlapping", "ptr::copy(", "from_raw_parts"];
+    let forbidden =
+        ["read_unaligned", "write_unaligned", "copy_nonoverlapping", "ptr::copy(", "from_raw_parts"];
     let mut found = Vec::new();
     for dir in ["src/memory", "src/net", "src/virtqueue"] {
         for (path, src) in rust_files(dir) {

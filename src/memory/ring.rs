@@ -353,7 +353,7 @@ pub struct Seg {
 }
 
 /// Copies `src` into guest memory at `seg.hva + off`.
-#[inline]
+#[inline(always)]
 pub fn write_guest(seg: Seg, off: u32, src: &[u8]) {
     assert!(off as usize + src.len() <= seg.len as usize, "guest write beyond its translated segment");
     audit(seg.hva + u64::from(off), src.len() as u64);
@@ -363,7 +363,7 @@ pub fn write_guest(seg: Seg, off: u32, src: &[u8]) {
 }
 
 /// Copies guest memory at `seg.hva + off` into `dst`.
-#[inline]
+#[inline(always)]
 pub fn read_guest(seg: Seg, off: u32, dst: &mut [u8]) {
     assert!(off as usize + dst.len() <= seg.len as usize, "guest read beyond its translated segment");
     audit(seg.hva + u64::from(off), dst.len() as u64);

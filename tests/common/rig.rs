@@ -159,14 +159,17 @@ impl Drop for Server {
     }
 }
 
-/// An mbuf pool (2 KiB data room) for a test.
-pub fn pool(name: &str) -> Mempool {
-    eal_init();
-    let n = CString::new(format!("{name}-{}", std::process::id())).unwrap();
-    // SAFETY: EAL is initialised; a fresh pool.
-    let p = unsafe { rte_pktmbuf_pool_create(n.as_ptr(), 1023, 0, 0, 2048 + 128, -1) };
-    // SAFETY: a pool pointer from DPDK, never freed.
-    unsafe { Mempool::from_raw(p) }.expect("mbuf pool")
+/// The mbuf pool (2 KiB data room) the rigs of a test binary share.
+pub fn pool() -> Mempool {
+    static POOL: std::sync::OnceLock<Mempool> = std::sync::OnceLock::new();
+    *POOL.get_or_init(|| {
+        eal_init();
+        let n = CString::new(format!("rig-{}", std::process::id())).unwrap();
+        // SAFETY: EAL is initialised; a fresh pool.
+        let p = unsafe { rte_pktmbuf_pool_create(n.as_ptr(), 2047, 0, 0, 2048 + 128, -1) };
+        // SAFETY: a pool pointer from DPDK, never freed.
+        unsafe { Mempool::from_raw(p) }.expect("mbuf pool")
+    })
 }
 
 /// One device: its socket, front-end, guest memory and vid.
@@ -192,7 +195,7 @@ impl Rig {
         fe.send(Request::SetOwner, &[], &[], false);
         fe.set_u64(Request::SetProtocolFeatures, proto | PF_REPLY_ACK);
         let ram = GuestRam::new(ram_size);
-        let rig = Rig { fe, ram, vid, pool: pool(name), calls: Vec::new(), kicks: Vec::new(), server };
+        let rig = Rig { fe, ram, vid, pool: pool(), calls: Vec::new(), kicks: Vec::new(), server };
         assert_eq!(rig.ack(Request::SetFeatures, &features.to_ne_bytes(), &[]), 0, "SET_FEATURES");
         assert_eq!(rig.ack(Request::SetMemTable, &rig.ram.mem_table(), &[rig.ram.fd.as_raw_fd()]), 0);
         rig

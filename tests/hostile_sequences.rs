@@ -1,0 +1,566 @@
+//! Stateful property test: random sequences of *valid* vhost-user requests
+//! in any order (before and after the device starts, after GET_VRING_BASE,
+//! across SET_FEATURES, SET_MEM_TABLE, SET_LOG_BASE, inflight and
+//! postcopy), interleaved with enqueue and dequeue bursts against a driver
+//! that plays split and packed rings (and sometimes scribbles over them, or
+//! shrinks its memory file). After every step:
+//! - every guest access the library made lay inside a live guest region, log
+//!   or inflight area (the audit of test builds, `memory::mapping::audit`);
+//! - the connection is still served (every request gets its reply).
+//!
+//! After every sequence a well-behaved front-end still gets a device that
+//! moves packets both ways.
+//!
+//! Bounded in `cargo test` (`RVHOST_SEQ_CASES`, default 48 sequences); the
+//! soak runs many more: `RVHOST_SEQ_CASES=5000 cargo test --release --test
+//! hostile_sequences`.
+
+mod common;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::rig::*;
+use common::{Frontend, GuestRam};
+use proptest::prelude::*;
+use rvhost::memory::mapping::audit_violations;
+use rvhost::protocol::{MemoryTable, Request};
+use rvhost::socket::io::RawMessage;
+use rvhost::virtqueue::mock::{Buf, DriverRing, GuestView, Layout, RingAreas};
+
+extern "C" {
+    fn rte_vhost_driver_get_protocol_features(path: *const std::ffi::c_char, f: *mut u64) -> i32;
+    fn rte_vhost_driver_set_protocol_features(path: *const std::ffi::c_char, f: u64) -> i32;
+}
+
+const FEATURES: [u64; 8] = [
+    F_VERSION_1,
+    F_VERSION_1 | F_MRG_RXBUF,
+    F_VERSION_1 | F_RING_PACKED,
+    F_VERSION_1 | F_RING_PACKED | F_IN_ORDER | F_MRG_RXBUF,
+    F_VERSION_1 | F_EVENT_IDX,
+    F_VERSION_1 | F_LOG_ALL | F_MRG_RXBUF,
+    F_VERSION_1 | F_RING_PACKED | F_LOG_ALL | F_EVENT_IDX,
+    F_VERSION_1 | (1 << 30),
+];
+const SIZES: [u32; 8] = [1, 2, 16, 256, 1024, 32768, 100, 0];
+const RAM: [u64; 3] = [1 << 20, 1 << 20, 0x10000];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Features(usize),
+    MemTable(usize),
+    VringNum(u32, usize),
+    VringBase(u32, u16),
+    /// Ring `q` at placement `p` (see `placement`).
+    VringAddr(u32, usize),
+    Kick(u32),
+    Call(u32),
+    Enable(u32, bool),
+    GetVringBase(u32),
+    LogBase,
+    InflightGet,
+    InflightSet,
+    PostcopyAdvise,
+    PostcopyListen,
+    PostcopyEnd,
+    Status(u8),
+    /// The driver (re)initialises its two rings on the current memory, at
+    /// placement 0 (256 entries) or 1 (the end of memory, 1 entry).
+    NewRings(usize),
+    PostRx(u8),
+    PostTx(u8),
+    Enqueue(u8),
+    Dequeue,
+    /// The guest writes `value` at `offset` into its ring area.
+    Scribble(u32, u64),
+    /// The front-end shrinks the current memory file.
+    Shrink,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let q = 0u32..2;
+    prop_oneof![
+        3 => (0..FEATURES.len()).prop_map(Op::Features),
+        3 => (0..RAM.len()).prop_map(Op::MemTable),
+        3 => (q.clone(), 0..SIZES.len()).prop_map(|(q, s)| Op::VringNum(q, s)),
+        2 => (q.clone(), any::<u16>()).prop_map(|(q, n)| Op::VringBase(q, n)),
+        4 => (q.clone(), 0usize..5).prop_map(|(q, p)| Op::VringAddr(q, p)),
+        3 => q.clone().prop_map(Op::Kick),
+        2 => q.clone().prop_map(Op::Call),
+        2 => (q.clone(), any::<bool>()).prop_map(|(q, e)| Op::Enable(q, e)),
+        2 => q.clone().prop_map(Op::GetVringBase),
+        1 => Just(Op::LogBase),
+        1 => Just(Op::InflightGet),
+        1 => Just(Op::InflightSet),
+        1 => Just(Op::PostcopyAdvise),
+        1 => Just(Op::PostcopyListen),
+        1 => Just(Op::PostcopyEnd),
+        1 => any::<u8>().prop_map(Op::Status),
+        3 => (0usize..2).prop_map(Op::NewRings),
+        4 => (1u8..8).prop_map(Op::PostRx),
+        4 => (1u8..8).prop_map(Op::PostTx),
+        6 => (1u8..40).prop_map(Op::Enqueue),
+        6 => Just(Op::Dequeue),
+        2 => (0u32..0x3000, any::<u64>()).prop_map(|(o, v)| Op::Scribble(o, v)),
+        1 => Just(Op::Shrink),
+    ]
+}
+
+/// A front-end and driver under random orders, with a model of what it has
+/// said (enough to keep each request valid).
+struct Session {
+    fe: Frontend,
+    vid: i32,
+    rams: Vec<GuestRam>,
+    shrunk: Vec<bool>,
+    current: usize,
+    features: u64,
+    rings: [Option<DriverRing>; 2],
+    fds: Vec<OwnedFd>,
+    eventfds: Vec<nix::sys::eventfd::EventFd>,
+    listening: bool,
+    ufd_server: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    inflight: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl Session {
+    /// Sends `req` with NEED_REPLY; the reply must come (the connection is
+    /// never closed for a valid request).
+    fn call(&self, req: Request, payload: &[u8], fds: &[i32]) -> RawMessage {
+        self.fe.send(req, payload, fds, true);
+        match rvhost::socket::io::read_message(self.fe.stream.as_fd()) {
+            Ok(r) => {
+                assert_eq!(r.header.request, req as u32, "reply to {req:?}");
+                r
+            }
+            Err(e) => panic!("{req:?}: no reply ({e}): the connection was closed or hung"),
+        }
+    }
+
+    fn ram(&self) -> &GuestRam {
+        &self.rams[self.current]
+    }
+
+    fn usable(&self) -> bool {
+        !self.shrunk[self.current]
+    }
+
+    fn layout(&self) -> Layout {
+        if self.features & F_RING_PACKED != 0 {
+            Layout::Packed
+        } else {
+            Layout::Split
+        }
+    }
+
+    /// Ring areas for placement `p` of ring `q`, as front-end addresses.
+    fn placement(&self, q: u32, p: usize) -> [u64; 3] {
+        let (ram, size) = (self.ram().addr, self.ram().size);
+        match p {
+            0 => {
+                let a = areas_at(0x10000 * (u64::from(q) + 1), self.layout(), 256);
+                [ram + a.desc, ram + a.driver, ram + a.device]
+            }
+            // The very end of guest memory.
+            1 => [ram + size - 0x1000, ram + size - 0x100, ram + size - 16],
+            // Misaligned.
+            2 => [ram + 0x10008, ram + 0x11001, ram + 0x12002],
+            // In the other memory (not the one in the table, maybe).
+            3 => {
+                let other = &self.rams[(self.current + 1) % self.rams.len()];
+                [other.addr + 0x10000, other.addr + 0x14000, other.addr + 0x18000]
+            }
+            _ => [u64::MAX - 0x100, u64::MAX - 0x80, u64::MAX - 0x10],
+        }
+    }
+
+    fn view(&self) -> GuestView {
+        // SAFETY: the test's own mapping of the current memory, alive for
+        // the session; never used after the file shrank (`usable`).
+        unsafe { GuestView::new(self.ram().addr as *mut u8, self.ram().size) }
+    }
+
+    fn step(&mut self, op: &Op) {
+        let st = |q: u32, n: u32| [q.to_ne_bytes(), n.to_ne_bytes()].concat();
+        match *op {
+            Op::Features(i) => {
+                self.features = FEATURES[i];
+                self.call(Request::SetFeatures, &self.features.to_ne_bytes(), &[]);
+            }
+            Op::MemTable(i) => {
+                self.current = i;
+                let ram = &self.rams[i];
+                let table = ram.mem_table();
+                if self.listening {
+                    // Postcopy: our addresses back, then the front-end's
+                    // ack (with NEED_REPLY, as QEMU sends it), then the ack's ack.
+                    self.fe.send(Request::SetMemTable, &table, &[ram.fd.as_raw_fd()], true);
+                    let reply =
+                        rvhost::socket::io::read_message(self.fe.stream.as_fd()).expect("postcopy table");
+                    if reply.payload.len() > 8 {
+                        MemoryTable::parse(&reply.payload).expect("our mapping addresses");
+                        self.call(Request::SetMemTable, &0u64.to_ne_bytes(), &[]);
+                    }
+                } else {
+                    self.call(Request::SetMemTable, &table, &[ram.fd.as_raw_fd()]);
+                }
+            }
+            Op::VringNum(q, s) => {
+                self.call(Request::SetVringNum, &st(q, SIZES[s]), &[]);
+            }
+            Op::VringBase(q, n) => {
+                self.call(Request::SetVringBase, &st(q, u32::from(n)), &[]);
+            }
+            Op::VringAddr(q, p) => {
+                let [desc, avail, used] = self.placement(q, p);
+                let mut m = q.to_ne_bytes().to_vec();
+                m.extend_from_slice(&1u32.to_ne_bytes()); // VHOST_VRING_F_LOG
+                for v in [desc, used, avail, 0x10000] {
+                    m.extend_from_slice(&v.to_ne_bytes());
+                }
+                self.call(Request::SetVringAddr, &m, &[]);
+            }
+            Op::Kick(q) | Op::Call(q) => {
+                let efd = nix::sys::eventfd::EventFd::from_value_and_flags(
+                    0,
+                    nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+                )
+                .unwrap();
+                let req =
+                    if matches!(op, Op::Kick(_)) { Request::SetVringKick } else { Request::SetVringCall };
+                self.call(req, &u64::from(q).to_ne_bytes(), &[efd.as_raw_fd()]);
+                self.eventfds.push(efd);
+            }
+            Op::Enable(q, e) => {
+                self.call(Request::SetVringEnable, &st(q, u32::from(e)), &[]);
+            }
+            Op::GetVringBase(q) => {
+                self.call(Request::GetVringBase, &st(q, 0), &[]);
+            }
+            Op::LogBase => {
+                // A log for the largest memory, in a file that holds it.
+                let fd = memfd(RAM[0] / 4096 / 8);
+                let area = [(RAM[0] / 4096 / 8).to_ne_bytes(), 0u64.to_ne_bytes()].concat();
+                self.call(Request::SetLogBase, &area, &[fd.as_raw_fd()]);
+                self.fds.push(fd);
+            }
+            Op::InflightGet => {
+                let mut area = [0u64.to_ne_bytes(), 0u64.to_ne_bytes()].concat();
+                area.extend_from_slice(&2u16.to_ne_bytes());
+                area.extend_from_slice(&256u16.to_ne_bytes());
+                area.extend_from_slice(&[0; 4]);
+                let mut r = self.call(Request::GetInflightFd, &area, &[]);
+                if let Some(fd) = r.fds.pop() {
+                    self.inflight = Some((r.payload, fd));
+                }
+            }
+            Op::InflightSet => {
+                if let Some((area, fd)) = &self.inflight {
+                    self.call(Request::SetInflightFd, area, &[fd.as_raw_fd()]);
+                }
+            }
+            Op::PostcopyAdvise => {
+                let mut r = self.call(Request::PostcopyAdvise, &[], &[]);
+                if let Some(ufd) = r.fds.pop() {
+                    self.stop_fault_server();
+                    self.ufd_server = Some(serve_faults(ufd));
+                }
+            }
+            Op::PostcopyListen => {
+                let r = self.call(Request::PostcopyListen, &[], &[]);
+                // A refused LISTEN (a table is already mapped) leaves the
+                // back-end as it was.
+                self.listening |= r.payload == 0u64.to_ne_bytes();
+            }
+            Op::PostcopyEnd => {
+                self.call(Request::PostcopyEnd, &[], &[]);
+                self.listening = false;
+            }
+            Op::Status(s) => {
+                self.call(Request::SetStatus, &u64::from(s).to_ne_bytes(), &[]);
+            }
+            Op::NewRings(p) => {
+                self.rings = [None, None];
+                // Placement 0 needs the larger memories.
+                if self.usable() && (p == 1 || self.ram().size >= 1 << 20) {
+                    let layout = self.layout();
+                    let size = if p == 0 { 256 } else { 1 };
+                    for q in 0..2u32 {
+                        let [desc, driver, device] = self.placement(q, p).map(|a| a - self.ram().addr);
+                        if p == 1 && q == 1 {
+                            break; // one ring fits the end of memory
+                        }
+                        let mut r =
+                            DriverRing::new(self.view(), layout, size, RingAreas { desc, driver, device });
+                        r.strict = false;
+                        r.in_order = self.features & F_IN_ORDER != 0;
+                        self.rings[q as usize] = Some(r);
+                    }
+                }
+            }
+            Op::PostRx(n) => {
+                if let Some(r) = &mut self.rings[0] {
+                    for k in 0..u64::from(n) {
+                        let _ = r.post(&[Buf { gpa: 0x40000 + 0x800 * (k % 64), len: 2048, write: true }]);
+                    }
+                }
+            }
+            Op::PostTx(n) => {
+                if let Some(r) = self.rings[1].as_mut().filter(|r| r.mem().size() >= 1 << 20) {
+                    let mem = r.mem();
+                    for k in 0..u64::from(n) {
+                        let at = 0x80000 + 0x800 * (k % 64);
+                        mem.write(at, &pattern(12 + 60 + k as usize, k as u8));
+                        let _ = r.post(&[Buf { gpa: at, len: 72 + k as u32, write: false }]);
+                    }
+                }
+            }
+            Op::Enqueue(n) => {
+                let pkts: Vec<_> =
+                    (0..n).map(|k| mbuf_of(pool(), &pattern(60 + usize::from(k) * 37, k))).collect();
+                let mut raw: Vec<_> = pkts.iter().map(|m| m.as_ptr()).collect();
+                // SAFETY: valid mbufs; the library copies them.
+                unsafe { rte_vhost_enqueue_burst(self.vid, 0, raw.as_mut_ptr(), u16::from(n)) };
+                for m in pkts {
+                    m.free();
+                }
+                self.drain_used();
+            }
+            Op::Dequeue => {
+                let mut out = [std::ptr::null_mut(); 32];
+                // SAFETY: a valid pool and a 32-entry array.
+                let n =
+                    unsafe { rte_vhost_dequeue_burst(self.vid, 1, pool().as_ptr(), out.as_mut_ptr(), 32) };
+                for &p in &out[..usize::from(n)] {
+                    // SAFETY: an mbuf the library handed us.
+                    unsafe { rvhost::dpdk::mbuf::Mbuf::from_raw(p) }.unwrap().free();
+                }
+                self.drain_used();
+            }
+            Op::Scribble(off, v) => {
+                let at = 0x10000 + u64::from(off & !7);
+                if self.usable() && at + 8 <= self.ram().size {
+                    self.view().write64(at, v);
+                }
+            }
+            Op::Shrink => {
+                if self.usable() {
+                    self.rings = [None, None];
+                    self.shrunk[self.current] = true;
+                    nix::unistd::ftruncate(&self.ram().fd, (RAM[self.current] / 2) as i64).unwrap();
+                }
+            }
+        }
+    }
+
+    fn drain_used(&mut self) {
+        if !self.usable() {
+            return;
+        }
+        for r in self.rings.iter_mut().flatten() {
+            for _ in 0..600 {
+                if r.pop_used().is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn stop_fault_server(&mut self) {
+        if let Some((stop, t)) = self.ufd_server.take() {
+            stop.store(true, Ordering::Relaxed);
+            t.join().unwrap();
+        }
+    }
+}
+
+fn memfd(size: u64) -> OwnedFd {
+    let fd = nix::sys::memfd::memfd_create(c"log", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+    nix::unistd::ftruncate(&fd, size as i64).unwrap();
+    fd
+}
+
+/// Serves the back-end's postcopy faults with zero pages (QEMU's part).
+fn serve_faults(ufd: OwnedFd) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    #[repr(C)]
+    struct UffdioZeropage {
+        start: u64,
+        len: u64,
+        mode: u64,
+        zeropage: i64,
+    }
+    nix::ioctl_readwrite!(uffdio_zeropage, 0xaa, 0x04, UffdioZeropage);
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let t = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            let mut pfd = [nix::poll::PollFd::new(ufd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(20u16)).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut msg = [0u8; 32];
+            if nix::unistd::read(ufd.as_raw_fd(), &mut msg).unwrap_or(0) != 32 || msg[0] != 0x12 {
+                continue;
+            }
+            let addr = u64::from_ne_bytes(msg[16..24].try_into().unwrap()) & !4095;
+            let mut z = UffdioZeropage { start: addr, len: 4096, mode: 0, zeropage: 0 };
+            // SAFETY: UFFDIO_ZEROPAGE on a faulting page of a registered range.
+            let _ = unsafe { uffdio_zeropage(ufd.as_raw_fd(), &mut z) };
+        }
+    });
+    (stop, t)
+}
+
+/// One sequence on a fresh connection, then the service check.
+fn run_sequence(ops: &[Op]) {
+    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+    let server = SERVER.get_or_init(|| {
+        Server::start_with("sequences", POSTCOPY_SUPPORT, |path| {
+            // Inflight tracking is the application's choice (SPDK makes it).
+            let mut pf = 0u64;
+            // SAFETY: a registered path and a valid out-pointer.
+            unsafe {
+                assert_eq!(rte_vhost_driver_get_protocol_features(path.as_ptr(), &mut pf), 0);
+                assert_eq!(rte_vhost_driver_set_protocol_features(path.as_ptr(), pf | PF_INFLIGHT), 0);
+            }
+        })
+    });
+    let fe = Frontend::connect(&server.path);
+    fe.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let vid = server.wait_vid();
+    let mut s = Session {
+        fe,
+        vid,
+        rams: RAM.iter().map(|&size| GuestRam::new(size)).collect(),
+        shrunk: vec![false; RAM.len()],
+        current: 0,
+        features: F_VERSION_1,
+        rings: [None, None],
+        fds: Vec::new(),
+        eventfds: Vec::new(),
+        listening: false,
+        ufd_server: None,
+        inflight: None,
+    };
+    s.fe.send(Request::SetOwner, &[], &[], false);
+    let proto = PF_MQ | PF_LOG_SHMFD | PF_REPLY_ACK | PF_PAGEFAULT | PF_INFLIGHT | PF_STATUS;
+    s.fe.set_u64(Request::SetProtocolFeatures, proto);
+    let _ = audit_violations();
+    for (i, op) in ops.iter().enumerate() {
+        s.step(op);
+        let bad = audit_violations();
+        assert!(
+            bad.is_empty(),
+            "step {i} ({op:?}) of {ops:?}: guest accesses outside checked memory: {bad:?}"
+        );
+    }
+    s.stop_fault_server();
+    drop(s);
+    assert_serves_a_clean_frontend();
+    let bad = audit_violations();
+    assert!(bad.is_empty(), "after {ops:?}: {bad:?}");
+}
+
+/// A new device set up properly moves a packet each way.
+fn assert_serves_a_clean_frontend() {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!("clean-{}", N.fetch_add(1, Ordering::Relaxed));
+    let mut rig = Rig::connect(&name, 0, F_VERSION_1, 0, 1 << 20);
+    let mut rx = rig.ring(0, Layout::Split, 256, areas_at(0x10000, Layout::Split, 256));
+    let mut tx = rig.ring(1, Layout::Split, 256, areas_at(0x20000, Layout::Split, 256));
+    rx.post(&[Buf { gpa: 0x40000, len: 2048, write: true }]).unwrap();
+    assert_eq!(rig.enqueue(0, &pattern(60, 1)), 1, "a clean device takes a packet");
+    assert_eq!(rx.pop_used().map(|u| u.len), Some(72));
+    let packet = pattern(72, 2);
+    rig.view().write(0x80000, &packet);
+    tx.post(&[Buf { gpa: 0x80000, len: 72, write: false }]).unwrap();
+    assert_eq!(rig.dequeue(1), vec![packet[12..].to_vec()], "a clean device gives a packet");
+}
+
+fn cases() -> u32 {
+    std::env::var("RVHOST_SEQ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_orders_of_valid_requests_stay_inside_checked_memory(ops in proptest::collection::vec(op(), 1..80)) {
+        run_sequence(&ops);
+    }
+}
+
+/// Known interesting orders, always run.
+#[test]
+fn fixed_orders() {
+    use Op::*;
+    let start = [
+        Features(0),
+        MemTable(0),
+        NewRings(0),
+        VringNum(0, 3),
+        VringNum(1, 3),
+        VringAddr(0, 0),
+        VringAddr(1, 0),
+        Call(0),
+        Call(1),
+        Kick(0),
+        Kick(1),
+    ];
+    let orders: Vec<Vec<Op>> = vec![
+        // Grow a running ring past its memory.
+        [&start[..], &[PostRx(4), Enqueue(4), VringNum(0, 5), PostRx(4), Enqueue(8), Dequeue]].concat(),
+        vec![
+            Features(0),
+            MemTable(0),
+            NewRings(1),
+            VringNum(0, 0),
+            VringAddr(0, 1),
+            Call(0),
+            Kick(0),
+            PostRx(1),
+            Enqueue(1),
+            VringNum(0, 1),
+            PostRx(1),
+            Enqueue(1),
+            VringNum(0, 5),
+            PostRx(1),
+            Enqueue(2),
+        ],
+        // Flip the layout under translated rings.
+        [&start[..], &[Features(2), PostRx(4), Enqueue(4), Features(0), Enqueue(4), Dequeue]].concat(),
+        // A new memory table under running rings, then the old one back.
+        [&start[..], &[PostRx(2), MemTable(2), Enqueue(2), MemTable(0), Enqueue(2), Dequeue]].concat(),
+        // Stop, resize, restart.
+        [&start[..], &[GetVringBase(0), VringNum(0, 0), VringNum(0, 1), Kick(0), Enqueue(2)]].concat(),
+        // Logging, then its file replaced by a smaller memory.
+        [&start[..], &[LogBase, Features(5), PostRx(3), Enqueue(3), MemTable(2), Enqueue(3)]].concat(),
+        // Memory shrinks under a running device.
+        [&start[..], &[PostRx(3), Shrink, Enqueue(3), Dequeue, MemTable(1), NewRings(0), Enqueue(2)]]
+            .concat(),
+        // Postcopy around a new table.
+        [
+            &start[..],
+            &[
+                PostcopyAdvise,
+                PostcopyListen,
+                MemTable(1),
+                NewRings(0),
+                VringAddr(0, 0),
+                Kick(0),
+                PostRx(2),
+                Enqueue(2),
+                PostcopyEnd,
+            ],
+        ]
+        .concat(),
+        // Inflight areas across a ring restart.
+        [&start[..], &[InflightGet, InflightSet, GetVringBase(1), Kick(1), PostTx(3), Dequeue]].concat(),
+    ];
+    for ops in orders {
+        run_sequence(&ops);
+    }
+}
