@@ -3,11 +3,11 @@
 //! `docs/architecture.md` for the layering; `ffi/` is the only entry point
 //! from C.
 
+pub mod abi;
 pub mod device;
 pub mod dpdk;
 pub mod ffi;
-pub mod memory;
-pub mod migration;
+pub mod guest;
 pub mod net;
 pub mod protocol;
 pub mod socket;

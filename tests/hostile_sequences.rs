@@ -25,7 +25,7 @@ use std::time::Duration;
 use common::rig::*;
 use common::{Frontend, GuestRam};
 use proptest::prelude::*;
-use rvhost::memory::mapping::audit_violations;
+use rvhost::guest::mapping::audit_violations;
 use rvhost::protocol::{MemoryTable, Request};
 use rvhost::socket::io::RawMessage;
 use rvhost::virtqueue::mock::{Buf, DriverRing, GuestView, Layout, RingAreas};

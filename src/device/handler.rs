@@ -17,18 +17,18 @@ use crate::virtqueue::access_lock::AccessGuard;
 
 use super::features::{self, bit, protocol as pf};
 use super::{Device, MAX_VRING};
+use crate::abi::{RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_VHOST_MSG_RESULT_REPLY};
 use crate::ffi::callbacks::{DeviceOps, ExternOps, Hook};
-use crate::ffi::types::{RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_VHOST_MSG_RESULT_REPLY};
-use crate::memory::inflight::{InflightQueue, InflightRegion};
-use crate::memory::{self, GuestMemory};
-use crate::migration::dirty_log::DirtyLog;
-use crate::migration::postcopy::Userfault;
+use crate::guest::dirty_log::DirtyLog;
+use crate::guest::postcopy::Userfault;
+use crate::guest::GuestMemory;
 use crate::protocol::{
     self, ConfigAccess, Header, InflightArea, LogArea, MemoryTable, MsgContext, Request, VringAddr,
     VringState, FLAG_REPLY, VERSION, VRING_IDX_MASK, VRING_NOFD_MASK,
 };
 use crate::socket::io::{read_message, send_message, ReadError};
 use crate::socket::{SocketConfig, VhostSocket};
+use crate::virtqueue::inflight::{InflightQueue, InflightRegion};
 use crate::virtqueue::{EventFd, VqState, MAX_RING_SIZE};
 use crate::vlog;
 
@@ -876,7 +876,8 @@ fn set_inflight_fd(ctx: &mut Ctx<'_>, payload: &[u8], fds: Vec<OwnedFd>) -> Outc
         return Outcome::Err;
     }
     let packed = ctx.dev.state.lock().features & bit(features::VIRTIO_F_RING_PACKED) != 0;
-    let needed = memory::inflight::per_queue_size(area.queue_size, packed) * u64::from(area.num_queues);
+    let needed =
+        crate::virtqueue::inflight::per_queue_size(area.queue_size, packed) * u64::from(area.num_queues);
     if area.mmap_size < needed {
         vlog!(
             Config,

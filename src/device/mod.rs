@@ -2,8 +2,9 @@
 //! virtqueues, and the application callbacks. `handler` has one function per
 //! vhost-user request.
 
-pub mod features;
 pub mod handler;
+
+pub use crate::protocol::features;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -13,11 +14,11 @@ use parking_lot::Mutex;
 use crate::virtqueue::access_lock::AccessGuard;
 
 use crate::ffi::callbacks::{DeviceOps, ExternOps};
-use crate::ffi::vdpa_ops::{VdpaDevice, DEVICE_TYPE_BLK};
-use crate::memory::inflight::InflightRegion;
-use crate::memory::GuestMemory;
-use crate::migration::dirty_log::DirtyLog;
-use crate::migration::postcopy::Userfault;
+use crate::guest::dirty_log::DirtyLog;
+use crate::guest::postcopy::Userfault;
+use crate::guest::GuestMemory;
+use crate::vdpa::driver::{VdpaDevice, DEVICE_TYPE_BLK};
+use crate::virtqueue::inflight::InflightRegion;
 use crate::virtqueue::{Virtqueue, VqState};
 use crate::vlog;
 

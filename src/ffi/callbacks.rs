@@ -3,7 +3,7 @@
 
 use std::ffi::c_void;
 
-use super::types::{
+use crate::abi::{
     rte_vhost_device_ops, rte_vhost_msg_result, rte_vhost_user_extern_ops, RTE_VHOST_MSG_RESULT_NOT_HANDLED,
 };
 
@@ -101,7 +101,7 @@ impl ExternOps {
         self.handler(hook).is_some()
     }
 
-    fn handler(&self, hook: Hook) -> super::types::rte_vhost_msg_handle {
+    fn handler(&self, hook: Hook) -> crate::abi::rte_vhost_msg_handle {
         let (ops, _) = self.ops?;
         match hook {
             Hook::Pre => ops.pre_msg_handle,

@@ -17,9 +17,7 @@ macro_rules! boundary {
 }
 
 pub mod callbacks;
-pub mod types;
 mod vdpa;
-pub mod vdpa_ops;
 mod vhost;
 mod vhost_async;
 mod vhost_crypto;

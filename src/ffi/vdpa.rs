@@ -4,9 +4,9 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
-use super::types::*;
-use super::vdpa_ops::VdpaDevice;
 use super::{cstr_arg, not_implemented, write_out};
+use crate::abi::*;
+use crate::vdpa::driver::VdpaDevice;
 use crate::{device, vdpa};
 
 /// A pointer the application passed, if it names a registered device.

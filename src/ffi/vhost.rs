@@ -3,7 +3,7 @@
 
 use std::ffi::{c_int, c_uint};
 
-use super::types::*;
+use crate::abi::*;
 use crate::dpdk::mbuf::{Mbuf, Mempool};
 use crate::{device, net};
 

@@ -6,7 +6,7 @@
 use std::ffi::c_int;
 
 use super::not_implemented;
-use super::types::*;
+use crate::abi::*;
 
 /// EXPERIMENTAL
 #[no_mangle]

@@ -3,11 +3,11 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::types::*;
 use super::write_out;
+use crate::abi::*;
 use crate::device::{self, features, Device};
 use crate::ffi::callbacks::ExternOps;
-use crate::ffi::vdpa_ops::VdpaDevice;
+use crate::vdpa::driver::VdpaDevice;
 
 fn dev(vid: c_int) -> Option<&'static Device> {
     device::get(vid)
@@ -80,7 +80,7 @@ pub unsafe extern "C" fn rte_vhost_get_numa_node(vid: c_int) -> c_int {
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
         let mem = d.state.lock().mem.clone();
-        crate::memory::numa_node_of(&mem).unwrap_or(-1)
+        crate::guest::numa_node_of(&mem).unwrap_or(-1)
     })
 }
 

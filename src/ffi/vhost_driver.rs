@@ -4,10 +4,10 @@
 use std::ffi::{c_char, c_int};
 
 use super::callbacks::DeviceOps;
-use super::types::*;
-use super::vdpa_ops::VdpaDevice;
 use super::{cstr_arg, write_out};
+use crate::abi::*;
 use crate::socket::{self, SocketConfig};
+use crate::vdpa::driver::VdpaDevice;
 use crate::vlog;
 
 /// Runs `f` on the configuration of the socket at `path`; -1 (and a log line)

@@ -4,9 +4,9 @@
 
 use std::ffi::c_int;
 
-use super::types::*;
+use crate::abi::*;
 use crate::device::{self, features::protocol as pf, handler::has_protocol_feature};
-use crate::memory::inflight::InflightQueue;
+use crate::virtqueue::inflight::InflightQueue;
 use crate::virtqueue::VqState;
 
 /// Why an inflight call cannot proceed.

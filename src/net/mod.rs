@@ -16,17 +16,18 @@
 pub mod header;
 mod packed;
 mod split;
-pub mod stats;
 
 use std::sync::atomic::Ordering;
 
-use crate::device::features::*;
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
-use crate::memory::ring::{
-    prefetch, prefetch_write, read_guest, read_guest_le, update_guest_le, write_guest, RingMem, Seg,
+use crate::guest::slice::{
+    prefetch, prefetch_write, read_guest, read_guest_le, update_guest_le, write_guest, Seg,
 };
+use crate::protocol::features::*;
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
+use crate::virtqueue::ring::RingMem;
+use crate::virtqueue::stats;
 use crate::virtqueue::used::{UsedBatch, UsedElem};
 use crate::virtqueue::{BurstScratch, EventFd, VqState};
 use crate::vlog;
@@ -65,7 +66,7 @@ fn log_bad_chain(dev: &Device, vq: &mut VqState, e: ChainError) {
 /// a global counter a burst when nothing was ever lost.
 #[inline(always)]
 fn memory_lost(dev: &Device, vq: &VqState) -> bool {
-    crate::memory::mapping::faults() != 0 && memory_lost_slow(dev, vq)
+    crate::guest::mapping::faults() != 0 && memory_lost_slow(dev, vq)
 }
 
 #[cold]
@@ -134,7 +135,7 @@ fn get(segs: &[Seg], mut pos: (usize, u32), dst: &mut [u8]) -> ((usize, u32), us
 }
 
 /// Marks the guest pages behind `segs` dirty (migration logging).
-fn log_segments(log: &crate::migration::dirty_log::DirtyLog, mem: &crate::memory::GuestMemory, segs: &[Seg]) {
+fn log_segments(log: &crate::guest::dirty_log::DirtyLog, mem: &crate::guest::GuestMemory, segs: &[Seg]) {
     for s in segs {
         if let Some(gpa) = mem.hva_to_gpa(s.hva, u64::from(s.len)) {
             log.mark(gpa, u64::from(s.len));
@@ -145,7 +146,7 @@ fn log_segments(log: &crate::migration::dirty_log::DirtyLog, mem: &crate::memory
 /// Prefetches the start of guest buffer `d` (header and the first 116 bytes
 /// of the packet), translating it first.
 #[inline]
-fn prefetch_buffer(mem: &crate::memory::GuestMemory, d: crate::memory::ring::Desc, write: bool) {
+fn prefetch_buffer(mem: &crate::guest::GuestMemory, d: crate::virtqueue::ring::Desc, write: bool) {
     if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len)) {
         prefetch_segment(Seg { hva, len: n as u32 }, write);
     }
@@ -351,8 +352,8 @@ impl LoneChain {
 /// `segs`): header and data copied, pages logged, used entries recorded
 /// (each chain filled in turn, the last one partly).
 fn place_packet(
-    mem: &crate::memory::GuestMemory,
-    log: Option<&crate::migration::dirty_log::DirtyLog>,
+    mem: &crate::guest::GuestMemory,
+    log: Option<&crate::guest::dirty_log::DirtyLog>,
     segs: &[Seg],
     chains: &[ChainInfo],
     hlen: u32,

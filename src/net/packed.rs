@@ -50,7 +50,7 @@ fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
 /// split rings do: their misses, on lines the guest's core last wrote, then
 /// overlap each other and the mbuf allocation instead of stalling batch by
 /// batch.
-fn prefetch_packed_burst(vq: &VqState, ring: &RingMem, mem: &crate::memory::GuestMemory, n: usize) {
+fn prefetch_packed_burst(vq: &VqState, ring: &RingMem, mem: &crate::guest::GuestMemory, n: usize) {
     let (mut slot, mut wrap) = (vq.last_avail_idx, vq.avail_wrap_counter);
     for _ in 0..n {
         prefetch_buffer(mem, ring.read_packed_desc(slot), false);
@@ -74,7 +74,7 @@ const BATCH: usize = 4;
 fn take_batch(
     vq: &VqState,
     ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
+    mem: &crate::guest::GuestMemory,
     needed: [u64; BATCH],
     write: bool,
 ) -> Option<[(Seg, u16); BATCH]> {
@@ -185,7 +185,7 @@ fn reserve_packed(
     dev: &Device,
     vq: &mut VqState,
     ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
+    mem: &crate::guest::GuestMemory,
     bufs: &mut BufVec,
     needed: u64,
     room: usize,
@@ -222,7 +222,7 @@ pub(super) fn enqueue(
 ) -> usize {
     let hlen = PACKED_HDR_LEN;
     let BurstScratch { bufs, used, mem } = scratch;
-    let mem: &crate::memory::GuestMemory = mem;
+    let mem: &crate::guest::GuestMemory = mem;
     let log = vq.active_log();
     // The RX ring lines this burst reads and then marks used, owned at once.
     ring.prefetch_packed_run(vq.last_avail_idx, pkts.len());
@@ -260,8 +260,8 @@ pub(super) fn enqueue(
 fn enqueue_batch(
     vq: &mut VqState,
     ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
-    log: Option<&crate::migration::dirty_log::DirtyLog>,
+    mem: &crate::guest::GuestMemory,
+    log: Option<&crate::guest::dirty_log::DirtyLog>,
     hlen: u32,
     pkts: &[Option<Mbuf>; BATCH],
     used: &mut UsedBatch,
@@ -297,8 +297,8 @@ fn enqueue_one(
     dev: &Device,
     vq: &mut VqState,
     ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
-    log: Option<&crate::migration::dirty_log::DirtyLog>,
+    mem: &crate::guest::GuestMemory,
+    log: Option<&crate::guest::dirty_log::DirtyLog>,
     bufs: &mut BufVec,
     hlen: u32,
     m: Mbuf,
@@ -344,7 +344,7 @@ pub(super) fn dequeue(
     opts: DequeueOpts,
 ) -> usize {
     let BurstScratch { bufs, used, mem } = scratch;
-    let mem: &crate::memory::GuestMemory = mem;
+    let mem: &crate::guest::GuestMemory = mem;
     // Count the available descriptors first (an upper bound on the packets),
     // to allocate no more mbufs than can be filled.
     let n = count_available(vq, &ring, out.len().min(MAX_BURST));
@@ -422,7 +422,7 @@ fn publish_in_order(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) {
 fn dequeue_batch(
     vq: &mut VqState,
     ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
+    mem: &crate::guest::GuestMemory,
     hlen: u32,
     out: &mut [Option<Mbuf>],
     i: usize,

@@ -7,7 +7,7 @@ use super::*;
 /// Prefetches the buffers of the `n` split chains from avail position `pos`
 /// on, at the start of a burst: the misses on lines the guest's core last
 /// touched then overlap each other instead of stalling packet by packet.
-fn prefetch_split_burst(ring: &RingMem, mem: &crate::memory::GuestMemory, pos: u16, n: usize, write: bool) {
+fn prefetch_split_burst(ring: &RingMem, mem: &crate::guest::GuestMemory, pos: u16, n: usize, write: bool) {
     for j in 0..n {
         prefetch_buffer(mem, ring.read_split_desc(ring.split_avail_ring(pos.wrapping_add(j as u16))), write);
     }
@@ -29,7 +29,7 @@ fn reserve_split(
     dev: &Device,
     vq: &mut VqState,
     ring: &RingMem,
-    mem: &crate::memory::GuestMemory,
+    mem: &crate::guest::GuestMemory,
     bufs: &mut BufVec,
     needed: u64,
     avail: &mut u16,
@@ -69,7 +69,7 @@ pub(super) fn enqueue(
     };
     let hlen = hdr_len(vq);
     let BurstScratch { bufs, used, mem } = scratch;
-    let mem: &crate::memory::GuestMemory = mem;
+    let mem: &crate::guest::GuestMemory = mem;
     let log = vq.active_log();
     prefetch_split_burst(&ring, mem, vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
     used.clear();
@@ -148,7 +148,7 @@ pub(super) fn dequeue(
         return 0;
     }
     let BurstScratch { bufs, used, mem } = scratch;
-    let mem: &crate::memory::GuestMemory = mem;
+    let mem: &crate::guest::GuestMemory = mem;
     // The buffers' misses overlap the mbuf allocation.
     prefetch_split_burst(&ring, mem, vq.last_avail_idx, n, false);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {

@@ -3,6 +3,7 @@
 //! DPDK. Everything that comes off the socket is validated here before any
 //! handler sees it.
 
+pub mod features;
 mod payload;
 
 pub use payload::*;

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use crate::device::{self, features, Device};
 use crate::ffi::callbacks::DeviceOps;
-use crate::ffi::vdpa_ops::VdpaDevice;
+use crate::vdpa::driver::VdpaDevice;
 use crate::vlog;
 
 /// How long a started message may take to arrive in full before the

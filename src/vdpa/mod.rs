@@ -3,9 +3,11 @@
 
 use parking_lot::Mutex;
 
-use crate::ffi::types::{rte_device, rte_vdpa_dev_ops};
-use crate::ffi::vdpa_ops::{VdpaDevice, VdpaError};
+pub mod driver;
+
+use crate::abi::{rte_device, rte_vdpa_dev_ops};
 use crate::vlog;
+use driver::{VdpaDevice, VdpaError};
 
 static DEVICES: Mutex<Vec<VdpaDevice>> = Mutex::new(Vec::new());
 

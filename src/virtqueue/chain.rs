@@ -7,8 +7,9 @@
 //! a buffer outside guest memory, the wrong direction — is an error, never a
 //! panic or an endless walk.
 
-use crate::memory::ring::{read_desc_at, Desc, Layout, Seg};
-use crate::memory::GuestMemory;
+use crate::guest::slice::Seg;
+use crate::guest::GuestMemory;
+use crate::virtqueue::ring::{read_desc_at, Desc, Layout};
 
 /// Descriptor flags (split and packed share NEXT/WRITE/INDIRECT).
 pub const F_NEXT: u16 = 1;
@@ -288,8 +289,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::memory::ring::Layout;
     use crate::protocol::MemoryRegionDesc;
+    use crate::virtqueue::ring::Layout;
 
     /// Two 64 KiB regions: gpa [0, 64K) and [64K, 128K), one per memfd.
     fn memory() -> GuestMemory {
@@ -354,7 +355,7 @@ mod tests {
             b[8..12].copy_from_slice(&len.to_le_bytes());
             b[12..14].copy_from_slice(&flags.to_le_bytes());
             b[14..16].copy_from_slice(&next.to_le_bytes());
-            crate::memory::ring::write_guest(s, 0, &b);
+            crate::guest::slice::write_guest(s, 0, &b);
         };
         put(0, 0x3000, 100, F_INDIRECT, 0);
         assert_eq!(e(&[(0x1000, 16, F_INDIRECT, 0)]), ChainError::BadIndirect, "nested indirect");

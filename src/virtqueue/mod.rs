@@ -12,8 +12,11 @@
 
 pub mod access_lock;
 pub mod chain;
+pub mod inflight;
 #[cfg(any(test, feature = "testing"))]
 pub mod mock;
+pub mod ring;
+pub mod stats;
 pub mod used;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,12 +24,12 @@ use std::sync::Arc;
 
 use access_lock::{AccessGuard, AccessLock};
 
-use crate::memory::inflight::{InflightQueue, Resubmit};
-use crate::memory::ring::RingMem;
-use crate::memory::GuestMemory;
-use crate::migration::dirty_log::DirtyLog;
-use crate::net::stats::VringStats;
+use crate::guest::dirty_log::DirtyLog;
+use crate::guest::GuestMemory;
 use crate::protocol::VringAddr;
+use crate::virtqueue::inflight::{InflightQueue, Resubmit};
+use crate::virtqueue::ring::RingMem;
+use crate::virtqueue::stats::VringStats;
 use chain::BufVec;
 use used::UsedBatch;
 
@@ -191,7 +194,7 @@ impl VqState {
     }
 
     pub fn is_packed(&self) -> bool {
-        self.features & (1 << crate::device::features::VIRTIO_F_RING_PACKED) != 0
+        self.features & (1 << crate::protocol::features::VIRTIO_F_RING_PACKED) != 0
     }
 
     /// Whether the ring areas are translated (DPDK's `access_ok`).
@@ -266,7 +269,7 @@ impl VqState {
     /// The dirty log to write to, while live migration logging is on.
     #[inline]
     pub fn active_log(&self) -> Option<Arc<DirtyLog>> {
-        if self.has_feature(crate::device::features::VHOST_F_LOG_ALL) {
+        if self.has_feature(crate::protocol::features::VHOST_F_LOG_ALL) {
             self.log.clone()
         } else {
             None

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr::NonNull;
 
-use super::types::{rte_device, rte_vdpa_dev_ops, rte_vdpa_device, rte_vdpa_stat, rte_vdpa_stat_name};
+use crate::abi::{rte_device, rte_vdpa_dev_ops, rte_vdpa_device, rte_vdpa_stat, rte_vdpa_stat_name};
 
 extern "C" {
     fn rte_dev_name(dev: *const rte_device) -> *const c_char;

@@ -3,10 +3,11 @@
 //! addresses to our host virtual addresses (HVA). This is the only code that
 //! turns a guest address into something the datapath may dereference.
 
-pub mod inflight;
+pub mod dirty_log;
 pub mod mapping;
+pub mod postcopy;
 mod raw;
-pub mod ring;
+pub mod slice;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 

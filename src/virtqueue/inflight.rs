@@ -7,14 +7,14 @@
 //! bounds-checked before use, and fields are accessed with volatile reads and
 //! writes through raw pointers (never Rust references).
 
-use crate::memory::mapping::SharedMapping;
-use crate::memory::ring::RingMem;
+use crate::guest::mapping::SharedMapping;
+use crate::virtqueue::ring::RingMem;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::addr_of_mut;
 use std::sync::Arc;
 
-use crate::ffi::types::{
+use crate::abi::{
     rte_vhost_inflight_desc_packed, rte_vhost_inflight_desc_split, rte_vhost_inflight_info_packed,
     rte_vhost_inflight_info_split, rte_vhost_resubmit_desc, rte_vhost_resubmit_info,
 };

@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::memory::mapping::{audit, MapError, SharedMapping};
+use crate::guest::mapping::{audit, MapError, SharedMapping};
 
 /// Guest page size the log counts in (`VHOST_LOG_PAGE`).
 pub const LOG_PAGE: u64 = 4096;
