@@ -74,7 +74,7 @@ fn guest_memory_is_touched_only_through_race_tolerant_accesses() {
     let forbidden =
         ["read_unaligned", "write_unaligned", "copy_nonoverlapping", "ptr::copy(", "from_raw_parts"];
     let mut found = Vec::new();
-    for dir in ["src/memory", "src/net", "src/virtqueue"] {
+    for dir in ["src/guest", "src/net", "src/virtqueue"] {
         for (path, src) in rust_files(dir) {
             if path.ends_with("virtqueue/mock.rs") {
                 continue; // the test driver, in memory the test owns

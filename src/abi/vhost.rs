@@ -238,3 +238,7 @@ const _: () = assert!(std::mem::size_of::<rte_vhost_device_ops>() == 64);
 const _: () = assert!(std::mem::size_of::<rte_vhost_power_monitor_cond>() == 32);
 const _: () = assert!(std::mem::size_of::<rte_vdpa_dev_ops>() == 144);
 const _: () = assert!(std::mem::size_of::<rte_vdpa_device>() == 40);
+
+/// `RTE_VHOST_VDPA_DEVICE_TYPE_NET` / `_BLK`.
+pub const RTE_VHOST_VDPA_DEVICE_TYPE_NET: u32 = 0;
+pub const RTE_VHOST_VDPA_DEVICE_TYPE_BLK: u32 = 1;

@@ -1,15 +1,19 @@
-//! Calls from the library into the application: `rte_vhost_device_ops`
-//! (stored by pointer, as DPDK does) and the extern message hooks (copied).
+//! The application's C callbacks as the traits the library calls through:
+//! `rte_vhost_device_ops` (stored by pointer, as DPDK does) as
+//! `DeviceEvents`, the extern message hooks (copied) as `MessageHooks`.
 
 use std::ffi::c_void;
 
 use crate::abi::{
-    rte_vhost_device_ops, rte_vhost_msg_result, rte_vhost_user_extern_ops, RTE_VHOST_MSG_RESULT_NOT_HANDLED,
+    rte_vhost_device_ops, rte_vhost_msg_handle, rte_vhost_user_extern_ops, MsgContext,
+    RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_VHOST_MSG_RESULT_REPLY,
 };
+use crate::device::DeviceEvents;
+use crate::socket::{HookResult, MessageHooks};
 
-/// The application's `struct rte_vhost_device_ops *`, or none.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DeviceOps(Option<std::ptr::NonNull<rte_vhost_device_ops>>);
+/// The application's `struct rte_vhost_device_ops *`.
+#[derive(Debug)]
+pub struct DeviceOps(std::ptr::NonNull<rte_vhost_device_ops>);
 
 // SAFETY: DPDK's contract: the ops structure is owned by the application and
 // stays valid and unchanged while the socket is registered; it is only read.
@@ -18,55 +22,47 @@ unsafe impl Send for DeviceOps {}
 unsafe impl Sync for DeviceOps {}
 
 impl DeviceOps {
-    pub fn from_ptr(ops: *const rte_vhost_device_ops) -> DeviceOps {
-        DeviceOps(std::ptr::NonNull::new(ops.cast_mut()))
+    /// `None` for NULL.
+    pub fn from_ptr(ops: *const rte_vhost_device_ops) -> Option<DeviceOps> {
+        std::ptr::NonNull::new(ops.cast_mut()).map(DeviceOps)
     }
 
-    pub fn is_set(&self) -> bool {
-        self.0.is_some()
-    }
-
-    fn table(&self) -> Option<rte_vhost_device_ops> {
+    fn table(&self) -> rte_vhost_device_ops {
         // SAFETY: a non-null pointer registered by the application, valid per
         // the contract above; copied out by value.
-        self.0.map(|p| unsafe { p.as_ptr().read() })
+        unsafe { self.0.as_ptr().read() }
     }
+}
 
-    /// `new_device`; `None` if the application has no such callback.
-    pub fn new_device(&self, vid: i32) -> Option<i32> {
+impl DeviceEvents for DeviceOps {
+    fn new_device(&self, vid: i32) -> Option<i32> {
         // SAFETY: calling the application's callback with a valid vid.
-        self.table()?.new_device.map(|f| unsafe { f(vid) })
+        self.table().new_device.map(|f| unsafe { f(vid) })
     }
-    pub fn destroy_device(&self, vid: i32) {
-        if let Some(f) = self.table().and_then(|t| t.destroy_device) {
+    fn destroy_device(&self, vid: i32) {
+        if let Some(f) = self.table().destroy_device {
             // SAFETY: as above.
             unsafe { f(vid) }
         }
     }
-    pub fn vring_state_changed(&self, vid: i32, queue_id: u16, enable: bool) {
-        if let Some(f) = self.table().and_then(|t| t.vring_state_changed) {
+    fn vring_state_changed(&self, vid: i32, queue: u16, enable: bool) {
+        if let Some(f) = self.table().vring_state_changed {
             // SAFETY: as above.
-            unsafe { f(vid, queue_id, i32::from(enable)) };
+            unsafe { f(vid, queue, i32::from(enable)) };
         }
     }
-    pub fn features_changed(&self, vid: i32, features: u64) {
-        if let Some(f) = self.table().and_then(|t| t.features_changed) {
+    fn features_changed(&self, vid: i32, features: u64) {
+        if let Some(f) = self.table().features_changed {
             // SAFETY: as above.
             unsafe { f(vid, features) };
         }
     }
-    pub fn new_connection(&self, vid: i32) -> Option<i32> {
+    fn new_connection(&self, vid: i32) -> Option<i32> {
         // SAFETY: as above.
-        self.table()?.new_connection.map(|f| unsafe { f(vid) })
+        self.table().new_connection.map(|f| unsafe { f(vid) })
     }
-    pub fn destroy_connection(&self, vid: i32) {
-        if let Some(f) = self.table().and_then(|t| t.destroy_connection) {
-            // SAFETY: as above.
-            unsafe { f(vid) }
-        }
-    }
-    pub fn guest_notified(&self, vid: i32) {
-        if let Some(f) = self.table().and_then(|t| t.guest_notified) {
+    fn destroy_connection(&self, vid: i32) {
+        if let Some(f) = self.table().destroy_connection {
             // SAFETY: as above.
             unsafe { f(vid) }
         }
@@ -74,9 +70,9 @@ impl DeviceOps {
 }
 
 /// The extern pre/post message hooks (`rte_vhost_extern_callback_register`).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug)]
 pub struct ExternOps {
-    ops: Option<(rte_vhost_user_extern_ops, usize)>,
+    ops: rte_vhost_user_extern_ops,
 }
 
 impl std::fmt::Debug for rte_vhost_user_extern_ops {
@@ -85,37 +81,37 @@ impl std::fmt::Debug for rte_vhost_user_extern_ops {
     }
 }
 
-/// Which hook to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Pre,
-    Post,
+impl ExternOps {
+    /// DPDK keeps no context pointer for these hooks (the C API passes one
+    /// that it ignores); the table is copied.
+    pub fn new(ops: rte_vhost_user_extern_ops, _ctx: *mut c_void) -> ExternOps {
+        ExternOps { ops }
+    }
+
+    fn run(handler: rte_vhost_msg_handle, vid: i32, msg: &mut MsgContext) -> HookResult {
+        let Some(f) = handler else { return HookResult::NotHandled };
+        // SAFETY: the application's hook gets a pointer to a live, correctly
+        // laid out message context it may read and modify.
+        match unsafe { f(vid, (msg as *mut MsgContext).cast()) } {
+            RTE_VHOST_MSG_RESULT_ERR => HookResult::Err,
+            RTE_VHOST_MSG_RESULT_OK => HookResult::Ok,
+            RTE_VHOST_MSG_RESULT_REPLY => HookResult::Reply,
+            _ => HookResult::NotHandled,
+        }
+    }
 }
 
-impl ExternOps {
-    pub fn new(ops: rte_vhost_user_extern_ops, ctx: *mut c_void) -> ExternOps {
-        ExternOps { ops: Some((ops, ctx as usize)) }
+impl MessageHooks for ExternOps {
+    fn has_pre(&self) -> bool {
+        self.ops.pre_msg_handle.is_some()
     }
-
-    pub fn has(&self, hook: Hook) -> bool {
-        self.handler(hook).is_some()
+    fn has_post(&self) -> bool {
+        self.ops.post_msg_handle.is_some()
     }
-
-    fn handler(&self, hook: Hook) -> crate::abi::rte_vhost_msg_handle {
-        let (ops, _) = self.ops?;
-        match hook {
-            Hook::Pre => ops.pre_msg_handle,
-            Hook::Post => ops.post_msg_handle,
-        }
+    fn pre(&self, vid: i32, msg: &mut MsgContext) -> HookResult {
+        Self::run(self.ops.pre_msg_handle, vid, msg)
     }
-
-    /// Runs a hook on `msg` (DPDK's `struct vhu_msg_context` layout).
-    pub fn run(&self, hook: Hook, vid: i32, msg: &mut crate::protocol::MsgContext) -> rte_vhost_msg_result {
-        match self.handler(hook) {
-            // SAFETY: the application's hook gets a pointer to a live,
-            // correctly laid out message context it may read and modify.
-            Some(f) => unsafe { f(vid, (msg as *mut crate::protocol::MsgContext).cast()) },
-            None => RTE_VHOST_MSG_RESULT_NOT_HANDLED,
-        }
+    fn post(&self, vid: i32, msg: &mut MsgContext) -> HookResult {
+        Self::run(self.ops.post_msg_handle, vid, msg)
     }
 }

@@ -141,7 +141,7 @@ pub unsafe extern "C" fn rte_vdpa_relay_vring_used(_vid: c_int, _qid: u16, _vrin
 pub unsafe extern "C" fn rte_vhost_host_notifier_ctrl(vid: c_int, qid: u16, enable: bool) -> c_int {
     boundary!(-1, {
         let Some(dev) = device::get(vid) else { return -libc::ENODEV };
-        dev.host_notifier_ctrl(qid, enable)
+        crate::vdpa::host_notifier_ctrl(dev, qid, enable)
     })
 }
 

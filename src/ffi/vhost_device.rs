@@ -5,9 +5,9 @@ use std::ffi::{c_char, c_int};
 
 use super::write_out;
 use crate::abi::*;
-use crate::device::{self, features, Device};
+use crate::device::{self, Device};
 use crate::ffi::callbacks::ExternOps;
-use crate::vdpa::driver::VdpaDevice;
+use crate::protocol::features;
 
 fn dev(vid: c_int) -> Option<&'static Device> {
     device::get(vid)
@@ -21,7 +21,7 @@ pub unsafe extern "C" fn rte_vhost_get_ifname(vid: c_int, buf: *mut c_char, len:
         if buf.is_null() || len == 0 {
             return -1;
         }
-        let name = d.state.lock().ifname.clone();
+        let name = d.ifname();
         let n = name.len().min(len - 1);
         // SAFETY: the caller provides `len` writable bytes at `buf`; we write n+1 <= len.
         unsafe {
@@ -38,7 +38,7 @@ pub unsafe extern "C" fn rte_vhost_get_negotiated_features(vid: c_int, features:
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
         // SAFETY: caller's contract on the out-pointer (NULL is refused).
-        unsafe { write_out(features, d.state.lock().features) }
+        unsafe { write_out(features, d.features()) }
     })
 }
 
@@ -48,7 +48,7 @@ pub unsafe extern "C" fn rte_vhost_get_negotiated_protocol_features(vid: c_int, 
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
         // SAFETY: caller's contract on the out-pointer (NULL is refused).
-        unsafe { write_out(features, d.state.lock().protocol_features) }
+        unsafe { write_out(features, d.protocol_features()) }
     })
 }
 
@@ -62,15 +62,14 @@ pub unsafe extern "C" fn rte_vhost_get_mtu(vid: c_int, mtu: *mut u16) -> c_int {
         if mtu.is_null() {
             return -libc::ENODEV;
         }
-        let st = d.state.lock();
-        if !st.ready {
+        let Some(value) = d.mtu() else {
             return -libc::EAGAIN;
-        }
-        if st.features & features::bit(features::VIRTIO_NET_F_MTU) == 0 {
+        };
+        if d.features() & features::bit(features::VIRTIO_NET_F_MTU) == 0 {
             return -libc::ENOTSUP;
         }
         // SAFETY: checked non-NULL; caller's contract.
-        unsafe { write_out(mtu, st.mtu) }
+        unsafe { write_out(mtu, value) }
     })
 }
 
@@ -79,7 +78,7 @@ pub unsafe extern "C" fn rte_vhost_get_mtu(vid: c_int, mtu: *mut u16) -> c_int {
 pub unsafe extern "C" fn rte_vhost_get_numa_node(vid: c_int) -> c_int {
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
-        let mem = d.state.lock().mem.clone();
+        let mem = d.mem();
         crate::guest::numa_node_of(&mem).unwrap_or(-1)
     })
 }
@@ -99,7 +98,7 @@ pub unsafe extern "C" fn rte_vhost_get_mem_table(vid: c_int, mem: *mut *mut rte_
             return -1;
         }
         {
-            let table = d.state.lock().mem.clone();
+            let table = d.mem();
             let regions = table.regions();
             let size = std::mem::size_of::<rte_vhost_memory>()
                 + regions.len() * std::mem::size_of::<rte_vhost_mem_region>();
@@ -231,7 +230,7 @@ pub unsafe extern "C" fn rte_vhost_get_log_base(vid: c_int, log_base: *mut u64, 
         if log_base.is_null() || log_size.is_null() {
             return -1;
         }
-        let (base, size) = d.state.lock().log.as_ref().map_or((0, 0), |l| (l.base(), l.size()));
+        let (base, size) = d.log_area();
         // SAFETY: both checked non-NULL; caller's contract.
         unsafe {
             *log_base = base;
@@ -269,14 +268,16 @@ pub unsafe extern "C" fn rte_vhost_extern_callback_register(
     ctx: *mut std::ffi::c_void,
 ) -> c_int {
     boundary!(-1, {
-        let Some(d) = dev(vid) else { return -1 };
-        if ops.is_null() {
+        if dev(vid).is_none() || ops.is_null() {
             return -1;
         }
         // SAFETY: non-NULL; DPDK copies the structure, and so do we.
         let ops = unsafe { ops.read() };
-        d.state.lock().extern_ops = ExternOps::new(ops, ctx);
-        0
+        if crate::socket::set_message_hooks(vid, std::sync::Arc::new(ExternOps::new(ops, ctx))) {
+            0
+        } else {
+            -1
+        }
     })
 }
 
@@ -285,7 +286,7 @@ pub unsafe extern "C" fn rte_vhost_extern_callback_register(
 pub unsafe extern "C" fn rte_vhost_get_vdpa_device(vid: c_int) -> *mut rte_vdpa_device {
     boundary!(std::ptr::null_mut(), {
         dev(vid).map_or(std::ptr::null_mut(), |d| {
-            d.state.lock().vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr)
+            d.vdpa().map_or(std::ptr::null_mut(), |id| id.0 as *mut rte_vdpa_device)
         })
     })
 }

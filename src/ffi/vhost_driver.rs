@@ -87,7 +87,7 @@ pub unsafe extern "C" fn rte_vhost_driver_callback_register(
         // SAFETY: caller's contract on `path`; `ops` is stored by pointer as DPDK does.
         unsafe {
             with_socket(path, |c| {
-                c.ops = DeviceOps::from_ptr(ops);
+                c.events = DeviceOps::from_ptr(ops).map(|o| std::sync::Arc::new(o) as _);
                 0
             })
         }
@@ -199,7 +199,7 @@ pub unsafe extern "C" fn rte_vhost_driver_attach_vdpa_device(
         // SAFETY: caller's contract on `path`; `dev` is kept by pointer.
         unsafe {
             with_socket(path, |c| {
-                c.vdpa_dev = Some(dev);
+                c.vdpa = Some(std::sync::Arc::new(dev));
                 0
             })
         }
@@ -213,7 +213,7 @@ pub unsafe extern "C" fn rte_vhost_driver_detach_vdpa_device(path: *const c_char
         // SAFETY: caller's contract on `path`.
         unsafe {
             with_socket(path, |c| {
-                c.vdpa_dev = None;
+                c.vdpa = None;
                 0
             })
         }
@@ -228,7 +228,7 @@ pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_device(path: *const c_char) -
         let Some(path) = (unsafe { cstr_arg(path) }) else {
             return std::ptr::null_mut();
         };
-        socket::with_config(path, |c| c.vdpa_dev.map_or(std::ptr::null_mut(), VdpaDevice::as_ptr))
+        socket::with_config(path, |c| c.vdpa.as_ref().map_or(std::ptr::null_mut(), |v| v.id().0 as *mut _))
             .unwrap_or(std::ptr::null_mut())
     })
 }
@@ -244,9 +244,9 @@ pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_dev_type(
         let Some(path) = (unsafe { cstr_arg(path) }) else {
             return -1;
         };
-        match socket::with_config(path, |c| c.vdpa_dev) {
+        match socket::with_config(path, |c| c.vdpa.as_ref().map(|v| v.device_type())) {
             // SAFETY: caller's out-pointer contract (NULL refused).
-            Ok(Some(d)) => unsafe { write_out(dev_type, d.device_type()) },
+            Ok(Some(t)) => unsafe { write_out(dev_type, t) },
             Ok(None) => {
                 vlog!(Config, Err, path, "socket file is not registered with a vDPA device.");
                 -1

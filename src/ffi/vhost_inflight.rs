@@ -5,7 +5,8 @@
 use std::ffi::c_int;
 
 use crate::abi::*;
-use crate::device::{self, features::protocol as pf, handler::has_protocol_feature};
+use crate::device;
+use crate::protocol::features::protocol as pf;
 use crate::virtqueue::inflight::InflightQueue;
 use crate::virtqueue::VqState;
 
@@ -26,7 +27,7 @@ fn with_inflight(
 ) -> c_int {
     let run = || -> Result<(), Skip> {
         let dev = device::get(vid).ok_or(Skip::Invalid)?;
-        if !has_protocol_feature(dev, pf::INFLIGHT_SHMFD) {
+        if !dev.has_protocol_feature(pf::INFLIGHT_SHMFD) {
             return Err(Skip::NotNegotiated);
         }
         let mut vq = dev.vq(qid).ok_or(Skip::Invalid)?.lock();

@@ -33,8 +33,7 @@ use crate::virtqueue::{BurstScratch, EventFd, VqState};
 use crate::vlog;
 use header::NetHdr;
 
-/// DPDK's MAX_PKT_BURST: packets moved per call at most.
-pub const MAX_BURST: usize = 32;
+pub use crate::virtqueue::MAX_BURST;
 
 const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
 const VRING_USED_F_NO_NOTIFY: u16 = 1;
@@ -571,10 +570,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
     };
     let out_len = out.len().min(MAX_BURST);
     let mut first = 0;
-    if dev.broadcast_rarp.load(Ordering::Acquire)
-        && dev.broadcast_rarp.compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-    {
-        let mac = *dev.rarp_mac.lock();
+    if let Some(mac) = dev.take_rarp() {
         match mbuf::make_rarp(pool, &mac) {
             Some(m) => {
                 out[0] = Some(m);

@@ -4,17 +4,18 @@
 //! handler sees it.
 
 pub mod features;
+mod message;
 mod payload;
 
+pub use message::{Message, VringFd};
 pub use payload::*;
 
 /// Size of the message header (`request`, `flags`, `size`).
 pub const HDR_SIZE: usize = 12;
-/// Size of DPDK's `VhostUserMsg` payload union (its largest member is the
-/// crypto session parameter block). Larger payloads are rejected.
-pub const MAX_PAYLOAD: usize = 632;
+/// Size of DPDK's `VhostUserMsg` payload union. Larger payloads are rejected.
+pub const MAX_PAYLOAD: usize = crate::abi::MSG_PAYLOAD_SIZE;
 /// At most this many fds travel with one message (`VHOST_MEMORY_MAX_NREGIONS`).
-pub const MAX_FDS: usize = 8;
+pub const MAX_FDS: usize = crate::abi::MSG_MAX_FDS;
 /// At most this many memory regions in SET_MEM_TABLE.
 pub const MAX_REGIONS: usize = 8;
 
@@ -112,8 +113,52 @@ impl std::fmt::Display for ProtocolError {
     }
 }
 
+/// What a request's payload must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadRule {
+    /// Nothing the back-end reads: empty, or an ignored u64 (some front-ends
+    /// send a zero u64; DPDK only bounds the size).
+    Ignored,
+    /// Exactly this many bytes.
+    Exact(usize),
+    /// Checked by its parser (memory table, config access).
+    Variable,
+}
+
+/// How many fds a request may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdRule {
+    None,
+    One,
+    /// SET_VRING_KICK/CALL/ERR: one fd unless the NOFD bit is set.
+    VringFd,
+    /// SET_MEM_TABLE: one fd per region.
+    PerRegion,
+}
+
+/// Where a request names a ring (DPDK allocates a ring on first mention).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingField {
+    None,
+    /// `index` of a vring state or vring address (u32 at offset 0).
+    Index,
+    /// Bits 0-7 of the u64 of SET_VRING_KICK/CALL/ERR.
+    FdIndex,
+}
+
+/// One row of the request table.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    pub payload: PayloadRule,
+    pub fds: FdRule,
+    /// Every ring is locked while the request runs, so that no burst is in
+    /// progress (DPDK's `lock_all_qps`): it changes what the datapath reads.
+    pub locks_rings: bool,
+    pub ring: RingField,
+}
+
 macro_rules! requests {
-    ($($name:ident = $id:expr, $text:expr;)*) => {
+    ($($name:ident = $id:literal, $text:literal, $payload:expr, $fds:ident, $locks:literal, $ring:ident;)*) => {
         /// Front-end → back-end request ids handled by DPDK 22.11 (names as
         /// DPDK logs them; ids from QEMU's vhost-user.rst).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,42 +173,57 @@ macro_rules! requests {
             pub fn name(self) -> &'static str {
                 match self { $(Request::$name => $text,)* }
             }
+            /// The request's row of the table.
+            pub fn rule(self) -> Rule {
+                use PayloadRule::*;
+                match self {
+                    $(Request::$name => Rule {
+                        payload: $payload,
+                        fds: FdRule::$fds,
+                        locks_rings: $locks,
+                        ring: RingField::$ring,
+                    },)*
+                }
+            }
         }
     };
 }
 
+// Sizes: 8 = u64, vring state; 40 = vring address; 16 = log area; 32 =
+// IOTLB message; 24 = inflight area.
 requests! {
-    GetFeatures = 1, "VHOST_USER_GET_FEATURES";
-    SetFeatures = 2, "VHOST_USER_SET_FEATURES";
-    SetOwner = 3, "VHOST_USER_SET_OWNER";
-    ResetOwner = 4, "VHOST_USER_RESET_OWNER";
-    SetMemTable = 5, "VHOST_USER_SET_MEM_TABLE";
-    SetLogBase = 6, "VHOST_USER_SET_LOG_BASE";
-    SetLogFd = 7, "VHOST_USER_SET_LOG_FD";
-    SetVringNum = 8, "VHOST_USER_SET_VRING_NUM";
-    SetVringAddr = 9, "VHOST_USER_SET_VRING_ADDR";
-    SetVringBase = 10, "VHOST_USER_SET_VRING_BASE";
-    GetVringBase = 11, "VHOST_USER_GET_VRING_BASE";
-    SetVringKick = 12, "VHOST_USER_SET_VRING_KICK";
-    SetVringCall = 13, "VHOST_USER_SET_VRING_CALL";
-    SetVringErr = 14, "VHOST_USER_SET_VRING_ERR";
-    GetProtocolFeatures = 15, "VHOST_USER_GET_PROTOCOL_FEATURES";
-    SetProtocolFeatures = 16, "VHOST_USER_SET_PROTOCOL_FEATURES";
-    GetQueueNum = 17, "VHOST_USER_GET_QUEUE_NUM";
-    SetVringEnable = 18, "VHOST_USER_SET_VRING_ENABLE";
-    SendRarp = 19, "VHOST_USER_SEND_RARP";
-    NetSetMtu = 20, "VHOST_USER_NET_SET_MTU";
-    SetSlaveReqFd = 21, "VHOST_USER_SET_SLAVE_REQ_FD";
-    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG";
-    GetConfig = 24, "VHOST_USER_GET_CONFIG";
-    SetConfig = 25, "VHOST_USER_SET_CONFIG";
-    PostcopyAdvise = 28, "VHOST_USER_POSTCOPY_ADVISE";
-    PostcopyListen = 29, "VHOST_USER_POSTCOPY_LISTEN";
-    PostcopyEnd = 30, "VHOST_USER_POSTCOPY_END";
-    GetInflightFd = 31, "VHOST_USER_GET_INFLIGHT_FD";
-    SetInflightFd = 32, "VHOST_USER_SET_INFLIGHT_FD";
-    SetStatus = 39, "VHOST_USER_SET_STATUS";
-    GetStatus = 40, "VHOST_USER_GET_STATUS";
+    // request = id, DPDK's name, payload, fds, locks rings, names a ring
+    GetFeatures = 1, "VHOST_USER_GET_FEATURES", Ignored, None, false, None;
+    SetFeatures = 2, "VHOST_USER_SET_FEATURES", Exact(8), None, true, None;
+    SetOwner = 3, "VHOST_USER_SET_OWNER", Ignored, None, true, None;
+    ResetOwner = 4, "VHOST_USER_RESET_OWNER", Ignored, None, false, None;
+    SetMemTable = 5, "VHOST_USER_SET_MEM_TABLE", Variable, PerRegion, true, None;
+    SetLogBase = 6, "VHOST_USER_SET_LOG_BASE", Exact(LogArea::SIZE), One, true, None;
+    SetLogFd = 7, "VHOST_USER_SET_LOG_FD", Ignored, One, true, None;
+    SetVringNum = 8, "VHOST_USER_SET_VRING_NUM", Exact(VringState::SIZE), None, true, Index;
+    SetVringAddr = 9, "VHOST_USER_SET_VRING_ADDR", Exact(VringAddr::SIZE), None, true, Index;
+    SetVringBase = 10, "VHOST_USER_SET_VRING_BASE", Exact(VringState::SIZE), None, true, Index;
+    GetVringBase = 11, "VHOST_USER_GET_VRING_BASE", Exact(VringState::SIZE), None, false, Index;
+    SetVringKick = 12, "VHOST_USER_SET_VRING_KICK", Exact(8), VringFd, true, FdIndex;
+    SetVringCall = 13, "VHOST_USER_SET_VRING_CALL", Exact(8), VringFd, true, FdIndex;
+    SetVringErr = 14, "VHOST_USER_SET_VRING_ERR", Exact(8), VringFd, true, FdIndex;
+    GetProtocolFeatures = 15, "VHOST_USER_GET_PROTOCOL_FEATURES", Ignored, None, false, None;
+    SetProtocolFeatures = 16, "VHOST_USER_SET_PROTOCOL_FEATURES", Exact(8), None, true, None;
+    GetQueueNum = 17, "VHOST_USER_GET_QUEUE_NUM", Ignored, None, false, None;
+    SetVringEnable = 18, "VHOST_USER_SET_VRING_ENABLE", Exact(VringState::SIZE), None, true, Index;
+    SendRarp = 19, "VHOST_USER_SEND_RARP", Exact(8), None, true, None;
+    NetSetMtu = 20, "VHOST_USER_NET_SET_MTU", Exact(8), None, true, None;
+    SetSlaveReqFd = 21, "VHOST_USER_SET_SLAVE_REQ_FD", Ignored, One, true, None;
+    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG", Exact(Iotlb::SIZE), None, false, None;
+    GetConfig = 24, "VHOST_USER_GET_CONFIG", Variable, None, false, None;
+    SetConfig = 25, "VHOST_USER_SET_CONFIG", Variable, None, false, None;
+    PostcopyAdvise = 28, "VHOST_USER_POSTCOPY_ADVISE", Ignored, None, false, None;
+    PostcopyListen = 29, "VHOST_USER_POSTCOPY_LISTEN", Ignored, None, false, None;
+    PostcopyEnd = 30, "VHOST_USER_POSTCOPY_END", Ignored, None, false, None;
+    GetInflightFd = 31, "VHOST_USER_GET_INFLIGHT_FD", Exact(InflightArea::SIZE), None, false, None;
+    SetInflightFd = 32, "VHOST_USER_SET_INFLIGHT_FD", Exact(InflightArea::SIZE), One, false, None;
+    SetStatus = 39, "VHOST_USER_SET_STATUS", Exact(8), None, false, None;
+    GetStatus = 40, "VHOST_USER_GET_STATUS", Ignored, None, false, None;
 }
 
 /// Back-end → front-end requests (on the SET_SLAVE_REQ_FD channel).
@@ -173,73 +233,35 @@ pub mod backend_request {
     pub const VRING_HOST_NOTIFIER_MSG: u32 = 3;
 }
 
-/// How many fds a request may carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FdRule {
-    None,
-    Exactly(usize),
-    /// SET_VRING_KICK/CALL/ERR: one fd unless the NOFD bit is set.
-    VringFd,
-    /// SET_MEM_TABLE: one fd per region.
-    PerRegion,
-}
-
 impl Request {
-    /// Fds the request carries (QEMU's spec; DPDK's `accepts_fd` column).
-    pub fn fd_rule(self) -> FdRule {
-        match self {
-            Request::SetMemTable => FdRule::PerRegion,
-            Request::SetLogBase | Request::SetLogFd | Request::SetSlaveReqFd | Request::SetInflightFd => {
-                FdRule::Exactly(1)
-            }
-            Request::SetVringKick | Request::SetVringCall | Request::SetVringErr => FdRule::VringFd,
-            _ => FdRule::None,
-        }
-    }
-
-    /// The exact payload size the request carries, where it is fixed.
-    /// `None` means variable (SET_MEM_TABLE, GET/SET_CONFIG) and is checked by
-    /// the payload parser.
-    pub fn payload_size(self) -> Option<usize> {
-        use Request::*;
-        match self {
-            GetFeatures | SetOwner | ResetOwner | GetProtocolFeatures | GetQueueNum | SetSlaveReqFd
-            | PostcopyAdvise | PostcopyListen | PostcopyEnd | GetStatus | SetLogFd => Some(0),
-            SetFeatures | SetProtocolFeatures | SetVringKick | SetVringCall | SetVringErr | SendRarp
-            | NetSetMtu | SetStatus => Some(8),
-            SetVringNum | SetVringBase | GetVringBase | SetVringEnable => Some(VringState::SIZE),
-            SetVringAddr => Some(VringAddr::SIZE),
-            SetLogBase => Some(LogArea::SIZE),
-            IotlbMsg => Some(Iotlb::SIZE),
-            GetInflightFd | SetInflightFd => Some(InflightArea::SIZE),
-            SetMemTable | GetConfig | SetConfig => None,
+    /// The ring the raw payload names, if the request names one and the
+    /// payload is long enough to say (checked in full by `Message::decode`).
+    pub fn ring_index(self, payload: &[u8]) -> Option<u32> {
+        match self.rule().ring {
+            RingField::Index if payload.len() >= 4 => Some(read_u32(payload, 0)),
+            RingField::FdIndex if payload.len() == 8 => Some((read_u64(payload, 0) & VRING_IDX_MASK) as u32),
+            _ => None,
         }
     }
 }
 
-/// Name for logs: DPDK's description, or the raw id.
-pub fn request_name(id: u32) -> String {
-    match Request::from_u32(id) {
-        Some(r) => r.name().to_owned(),
-        None => format!("request {id}"),
-    }
-}
-
-/// Checks a message's payload size and fd count against the request's rules.
-/// Requests without a payload also accept an ignored 8-byte one, as DPDK
-/// does (it only bounds the size), since some front-ends send a zero u64.
+/// Checks a message's payload size and fd count against the request's row.
 pub fn validate(request: Request, payload: &[u8], nfds: usize) -> Result<(), ProtocolError> {
     let name = request.name();
-    if let Some(expected) = request.payload_size() {
-        let tolerated_u64 = expected == 0 && payload.len() == 8 && ignores_payload(request);
-        if payload.len() != expected && !tolerated_u64 {
-            return Err(ProtocolError::BadSize { request: name, expected, got: payload.len() });
+    let rule = request.rule();
+    match rule.payload {
+        PayloadRule::Ignored if payload.is_empty() || payload.len() == 8 => {}
+        PayloadRule::Ignored => {
+            return Err(ProtocolError::BadSize { request: name, expected: 0, got: payload.len() })
         }
+        PayloadRule::Exact(n) if payload.len() != n => {
+            return Err(ProtocolError::BadSize { request: name, expected: n, got: payload.len() })
+        }
+        PayloadRule::Exact(_) | PayloadRule::Variable => {}
     }
-    let (ok, expected) = match request.fd_rule() {
+    let (ok, expected) = match rule.fds {
         FdRule::None => (nfds == 0, "0"),
-        FdRule::Exactly(1) => (nfds == 1, "1"),
-        FdRule::Exactly(_) => unreachable!("only single-fd requests exist"),
+        FdRule::One => (nfds == 1, "1"),
         FdRule::VringFd => {
             let nofd = payload.len() == 8 && read_u64(payload, 0) & VRING_NOFD_MASK != 0;
             if nofd {
@@ -259,24 +281,6 @@ pub fn validate(request: Request, payload: &[u8], nfds: usize) -> Result<(), Pro
     Ok(())
 }
 
-/// Requests whose payload carries nothing the back-end reads.
-fn ignores_payload(request: Request) -> bool {
-    matches!(
-        request,
-        Request::SetOwner
-            | Request::ResetOwner
-            | Request::GetFeatures
-            | Request::GetProtocolFeatures
-            | Request::GetQueueNum
-            | Request::GetStatus
-            | Request::PostcopyAdvise
-            | Request::PostcopyListen
-            | Request::PostcopyEnd
-            | Request::SetSlaveReqFd
-            | Request::SetLogFd
-    )
-}
-
 pub(crate) fn read_u32(bytes: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&bytes[at..at + 4]);
@@ -291,47 +295,3 @@ pub(crate) fn read_u64(bytes: &[u8], at: usize) -> u64 {
 
 #[cfg(test)]
 mod tests;
-
-/// DPDK's `struct vhu_msg_context` (packed `VhostUserMsg` followed by the
-/// message fds): the layout extern message hooks receive and may modify.
-#[repr(C, packed)]
-#[derive(Clone, Copy)]
-pub struct MsgContext {
-    pub request: u32,
-    pub flags: u32,
-    pub size: u32,
-    pub payload: [u8; MAX_PAYLOAD],
-    pub fds: [i32; MAX_FDS],
-    pub fd_num: i32,
-}
-
-const _: () = assert!(std::mem::size_of::<MsgContext>() == HDR_SIZE + MAX_PAYLOAD + 4 * MAX_FDS + 4);
-
-impl MsgContext {
-    /// Builds the context for `header`/`payload` with raw fd numbers.
-    pub fn new(header: Header, payload: &[u8], fds: &[i32]) -> MsgContext {
-        let mut ctx = MsgContext {
-            request: header.request,
-            flags: header.flags,
-            size: header.size,
-            payload: [0; MAX_PAYLOAD],
-            fds: [-1; MAX_FDS],
-            fd_num: fds.len().min(MAX_FDS) as i32,
-        };
-        let n = payload.len().min(MAX_PAYLOAD);
-        ctx.payload[..n].copy_from_slice(&payload[..n]);
-        let mut raw = [-1; MAX_FDS];
-        for (slot, fd) in raw.iter_mut().zip(fds) {
-            *slot = *fd;
-        }
-        ctx.fds = raw;
-        ctx
-    }
-
-    /// The payload as the hook left it (its `size`, bounded).
-    pub fn payload_bytes(&self) -> Vec<u8> {
-        let size = (self.size as usize).min(MAX_PAYLOAD);
-        let payload = self.payload;
-        payload[..size].to_vec()
-    }
-}

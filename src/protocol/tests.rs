@@ -134,10 +134,12 @@ proptest! {
         let _ = InflightArea::parse(&payload);
         if let Some(r) = Request::from_u32(req) {
             if validate(r, &payload, nfds).is_ok() {
-                if let Some(size) = r.payload_size() {
-                    prop_assert!(payload.len() == size || (size == 0 && payload.len() == 8));
+                match r.rule().payload {
+                    PayloadRule::Exact(size) => prop_assert_eq!(payload.len(), size),
+                    PayloadRule::Ignored => prop_assert!(payload.is_empty() || payload.len() == 8),
+                    PayloadRule::Variable => {}
                 }
-                if r.fd_rule() == FdRule::None {
+                if r.rule().fds == FdRule::None {
                     prop_assert_eq!(nfds, 0);
                 }
                 if r == Request::SetMemTable {

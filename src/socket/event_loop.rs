@@ -1,6 +1,6 @@
-//! The "vhost-events" control thread: one epoll set for every listening and
-//! connected socket, dispatching readiness to `accept_ready` and
-//! `connection_ready`; and the "vhost_reconn" thread retrying client sockets.
+//! The "vhost-events" control thread: one epoll set for every listening
+//! socket, accepting connections (each then runs on its own thread); and
+//! the "vhost_reconn" thread retrying client sockets.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,13 +12,12 @@ use std::time::Duration;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::Mutex;
 
-use super::{Connection, VhostSocket};
+use super::VhostSocket;
 use crate::dpdk::eal::spawn_ctrl_thread;
 
-/// What a registered fd is.
+/// What a registered fd is: a listening socket.
 pub enum Watch {
     Listener(Arc<VhostSocket>),
-    Connection(Arc<VhostSocket>, Arc<Connection>),
 }
 
 struct EventLoop {
@@ -100,22 +99,12 @@ fn dispatch(lp: &'static EventLoop) {
             let Some(watch) = lp.watches.lock().get(&ev.data()).cloned() else {
                 continue;
             };
-            // A bug must not take the event thread (and every socket) down:
-            // the connection it happened on is closed instead.
+            // A bug must not take the event thread (and every socket) down.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &*watch {
                 Watch::Listener(socket) => super::accept_ready(socket),
-                Watch::Connection(socket, conn) => super::connection_ready(socket, conn),
             }));
             if outcome.is_err() {
-                if let Watch::Connection(socket, conn) = &*watch {
-                    crate::vlog!(
-                        Config,
-                        Err,
-                        socket.path,
-                        "internal error while handling a message; closing the connection"
-                    );
-                    super::close_connection(socket, conn, true);
-                }
+                crate::vlog!(Config, Err, "thread", "internal error while accepting a connection");
             }
         }
     }

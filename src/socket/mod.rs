@@ -1,26 +1,29 @@
 //! vhost-user sockets: the registry behind `rte_vhost_driver_register`, unix
-//! server and client (with reconnect), and the connection lifecycle. One
-//! control thread ("vhost-events") dispatches every socket's events; client
-//! sockets that could not connect are retried once a second by "vhost_reconn".
+//! server and client (with reconnect), and their connections. One control
+//! thread ("vhost-events") accepts on every server socket; client sockets
+//! that could not connect are retried once a second by "vhost_reconn";
+//! each connection has a thread of its own ("vhost-dev-VID") that reads,
+//! handles and answers its messages, so a front-end that stalls (a
+//! postcopy ack that does not come, a page fault it does not serve) stalls
+//! only its own device.
 
+mod backend;
+mod connection;
 mod event_loop;
 pub mod io;
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::device::{self, features, Device};
-use crate::ffi::callbacks::DeviceOps;
-use crate::vdpa::driver::VdpaDevice;
+pub use connection::{set_message_hooks, HookResult, MessageHooks};
+
+use crate::device::{DeviceEvents, VdpaDriver};
+use crate::protocol::features;
 use crate::vlog;
 
-/// How long a started message may take to arrive in full before the
-/// connection is considered broken (a stalled peer must not hang the loop).
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// DPDK's `MAX_VHOST_SOCKET`.
 const MAX_SOCKETS: usize = 1024;
 /// DPDK's `VHOST_MAX_QUEUE_PAIRS` (queue count offered by GET_QUEUE_NUM).
@@ -35,45 +38,36 @@ pub struct SocketConfig {
     pub supported_features: u64,
     pub protocol_features: u64,
     pub max_queue_pairs: u32,
-    pub ops: DeviceOps,
+    /// The application's callbacks (`rte_vhost_driver_callback_register`).
+    pub events: Option<Arc<dyn DeviceEvents>>,
     pub use_builtin_virtio_net: bool,
     /// Attached vDPA device.
-    pub vdpa_dev: Option<VdpaDevice>,
+    pub vdpa: Option<Arc<dyn VdpaDriver>>,
 }
 
 impl SocketConfig {
     /// Features offered to the front-end: ours, narrowed by the vDPA device.
     pub fn offered_features(&self) -> Option<u64> {
-        match self.vdpa_dev {
+        match &self.vdpa {
             None => Some(self.features),
-            Some(d) => d.get_features().map(|f| f & self.features),
+            Some(d) => d.features().map(|f| f & self.features),
         }
     }
 
     /// Queue pairs offered (GET_QUEUE_NUM), narrowed by the vDPA device.
     pub fn queue_num(&self) -> Option<u32> {
-        match self.vdpa_dev {
+        match &self.vdpa {
             None => Some(self.max_queue_pairs),
-            Some(d) => d.get_queue_num().map(|n| n.min(self.max_queue_pairs)),
+            Some(d) => d.queue_num().map(|n| n.min(self.max_queue_pairs)),
         }
     }
-}
-
-/// One connection (one vhost device) on a socket.
-#[derive(Debug)]
-pub struct Connection {
-    pub vid: i32,
-    /// The stream; `None` once torn down. Held locked while a message is
-    /// handled, so teardown waits for an in-flight message.
-    stream: Mutex<Option<UnixStream>>,
-    watch: u64,
 }
 
 #[derive(Debug, Default)]
 struct SocketState {
     listener: Option<UnixListener>,
     listen_watch: Option<u64>,
-    connections: Vec<Arc<Connection>>,
+    connections: Vec<Arc<connection::Connection>>,
     started: bool,
     unregistered: bool,
 }
@@ -173,9 +167,9 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
             supported_features: features,
             protocol_features,
             max_queue_pairs: MAX_QUEUE_PAIRS,
-            ops: DeviceOps::default(),
+            events: None,
             use_builtin_virtio_net: true,
-            vdpa_dev: None,
+            vdpa: None,
         }),
         state: Mutex::new(SocketState::default()),
     });
@@ -279,109 +273,15 @@ fn accept_ready(socket: &Arc<VhostSocket>) {
     }
 }
 
-/// DPDK's `vhost_user_add_connection`: allocate a device, tell the
-/// application, and start watching the stream.
+/// A new connection on `socket` (accepted or connected): its device and
+/// thread (DPDK's `vhost_user_add_connection`).
 fn add_connection(socket: &Arc<VhostSocket>, stream: UnixStream) {
-    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(MESSAGE_TIMEOUT)).is_err() {
-        vlog!(Config, Err, socket.path, "failed to configure connection socket");
-        return;
-    }
-    let Some(dev) = device::allocate(&socket.path, socket.flags) else {
-        vlog!(Config, Err, socket.path, "failed to find a free slot for new device");
-        return;
-    };
-    let config = socket.config.lock().clone();
-    dev.setup(config.use_builtin_virtio_net, config.vdpa_dev);
-    let vid = dev.vid();
-    vlog!(Config, Info, socket.path, "new device, handle is {vid}");
-    if let Some(rc) = config.ops.new_connection(vid) {
-        if rc < 0 {
-            vlog!(
-                Config,
-                Err,
-                socket.path,
-                "failed to add vhost user connection with fd {}",
-                stream.as_raw_fd()
-            );
-            device::destroy(dev, &config.ops);
-            return;
-        }
-    }
-    let mut st = socket.state.lock();
-    if st.unregistered {
-        drop(st);
-        device::destroy(dev, &config.ops);
-        return;
-    }
-    let conn = Arc::new(Connection { vid, stream: Mutex::new(None), watch: event_loop::next_watch_id() });
-    match event_loop::watch_with_id(
-        conn.watch,
-        stream.as_fd(),
-        event_loop::Watch::Connection(Arc::clone(socket), Arc::clone(&conn)),
-    ) {
-        Ok(()) => {
-            *conn.stream.lock() = Some(stream);
-            st.connections.push(conn);
-        }
-        Err(e) => {
-            vlog!(
-                Config,
-                Err,
-                socket.path,
-                "failed to add fd {} into vhost server fdset: {e}",
-                stream.as_raw_fd()
-            );
-            drop(st);
-            config.ops.destroy_connection(vid);
-            device::destroy(dev, &config.ops);
-        }
-    }
-}
-
-/// The connection's stream is readable: handle one message, tear the
-/// connection down if the handler says so.
-fn connection_ready(socket: &Arc<VhostSocket>, conn: &Arc<Connection>) {
-    let guard = conn.stream.lock();
-    let Some(stream) = guard.as_ref() else { return };
-    let Some(dev) = device::get(conn.vid) else {
-        return;
-    };
-    if crate::device::handler::handle_message(dev, socket, stream.as_fd()).is_ok() {
-        return;
-    }
-    drop(guard);
-    close_connection(socket, conn, true);
-}
-
-/// Tears a connection down (DPDK's `vhost_user_read_cb` error path, or
-/// unregister): stop watching, close, destroy the device, and for client
-/// sockets with reconnect, connect again.
-fn close_connection(socket: &Arc<VhostSocket>, conn: &Arc<Connection>, from_peer: bool) {
-    let Some(stream) = conn.stream.lock().take() else {
-        return;
-    };
-    event_loop::unwatch(conn.watch, stream.as_fd());
-    drop(stream);
-    let ops = socket.config.lock().ops;
-    if let Some(dev) = device::get(conn.vid) {
-        dev.destroy_notify(&ops);
-        if from_peer {
-            ops.destroy_connection(conn.vid);
-        }
-        device::destroy(dev, &ops);
-    }
-    let reconnect = {
-        let mut st = socket.state.lock();
-        st.connections.retain(|c| !Arc::ptr_eq(c, conn));
-        from_peer && socket.reconnect && !st.unregistered
-    };
-    if reconnect {
-        let _ = start_client(socket);
-    }
+    connection::start(socket, stream);
 }
 
 /// `rte_vhost_driver_unregister`: closes every connection (firing
-/// `destroy_device`), stops listening and removes the socket file.
+/// `destroy_device`; waits for each connection's thread unless called from
+/// it), stops listening and removes the socket file.
 pub fn unregister(path: &str) -> Result<(), SocketError> {
     let socket = {
         let mut registry = REGISTRY.lock();
@@ -397,10 +297,7 @@ pub fn unregister(path: &str) -> Result<(), SocketError> {
         event_loop::unwatch(w, l.as_fd());
     }
     for conn in &conns {
-        if let Some(stream) = conn.stream.lock().as_ref() {
-            vlog!(Config, Info, path, "free connfd {}", stream.as_raw_fd());
-        }
-        close_connection(&socket, conn, false);
+        conn.close_from_unregister(path);
     }
     if listener.is_some() {
         drop(listener);
@@ -414,10 +311,4 @@ pub fn with_config<T>(path: &str, f: impl FnOnce(&mut SocketConfig) -> T) -> Res
     let socket = find(path).ok_or(SocketError::NotFound)?;
     let mut cfg = socket.config.lock();
     Ok(f(&mut cfg))
-}
-
-/// The socket a device's connection belongs to.
-pub fn of_device(dev: &Device) -> Option<Arc<VhostSocket>> {
-    let ifname = dev.state.lock().ifname.clone();
-    find(&ifname)
 }

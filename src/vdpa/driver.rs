@@ -4,15 +4,15 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr::NonNull;
 
-use crate::abi::{rte_device, rte_vdpa_dev_ops, rte_vdpa_device, rte_vdpa_stat, rte_vdpa_stat_name};
+use crate::abi::{
+    rte_device, rte_vdpa_dev_ops, rte_vdpa_device, rte_vdpa_stat, rte_vdpa_stat_name,
+    RTE_VHOST_VDPA_DEVICE_TYPE_NET,
+};
+use crate::device::{VdpaDriver, VdpaId};
 
 extern "C" {
     fn rte_dev_name(dev: *const rte_device) -> *const c_char;
 }
-
-/// `RTE_VHOST_VDPA_DEVICE_TYPE_NET` / `_BLK`.
-pub const DEVICE_TYPE_NET: u32 = 0;
-pub const DEVICE_TYPE_BLK: u32 = 1;
 
 /// A registered vDPA device (the C object drivers hold a pointer to).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl VdpaDevice {
             next_tqe_prev: std::ptr::null_mut(),
             device: rte_dev,
             ops,
-            r#type: DEVICE_TYPE_NET,
+            r#type: RTE_VHOST_VDPA_DEVICE_TYPE_NET,
         }));
         if let Some(get_type) = o.get_dev_type {
             // SAFETY: driver callback with the device object it will own.
@@ -214,5 +214,41 @@ impl VdpaDevice {
             Some(f) => unsafe { f(self.as_ptr(), c_int::from(qid)) },
             None => -libc::ENOTSUP,
         }
+    }
+}
+
+impl VdpaDriver for VdpaDevice {
+    fn id(&self) -> VdpaId {
+        VdpaId(self.as_ptr() as usize)
+    }
+    fn device_type(&self) -> u32 {
+        VdpaDevice::device_type(self)
+    }
+    fn features(&self) -> Option<u64> {
+        self.get_features()
+    }
+    fn queue_num(&self) -> Option<u32> {
+        self.get_queue_num()
+    }
+    fn dev_conf(&self, vid: i32) -> i32 {
+        VdpaDevice::dev_conf(self, vid)
+    }
+    fn dev_close(&self, vid: i32) {
+        VdpaDevice::dev_close(self, vid)
+    }
+    fn set_vring_state(&self, vid: i32, queue: u16, enable: bool) {
+        VdpaDevice::set_vring_state(self, vid, queue, enable)
+    }
+    fn set_features(&self, vid: i32) {
+        VdpaDevice::set_features(self, vid)
+    }
+    fn migration_done(&self, vid: i32) {
+        VdpaDevice::migration_done(self, vid)
+    }
+    fn get_config(&self, vid: i32, buf: &mut [u8]) -> Option<i32> {
+        VdpaDevice::get_config(self, vid, buf)
+    }
+    fn set_config(&self, vid: i32, data: &mut [u8], offset: u32, flags: u32) -> Option<i32> {
+        VdpaDevice::set_config(self, vid, data, offset, flags)
     }
 }

@@ -6,6 +6,7 @@ use parking_lot::Mutex;
 pub mod driver;
 
 use crate::abi::{rte_device, rte_vdpa_dev_ops};
+use crate::device::{Device, VdpaId};
 use crate::vlog;
 use driver::{VdpaDevice, VdpaError};
 
@@ -72,4 +73,68 @@ pub fn find_next(start: Option<VdpaDevice>, rte_dev: *mut rte_device) -> Option<
         None => 0,
     };
     devices[from..].iter().copied().find(|d| d.rte_device() == rte_dev)
+}
+
+/// `rte_vhost_host_notifier_ctrl`: hands the front-end (or takes back) the
+/// vDPA device's doorbell areas of ring `qid` (all rings for `u16::MAX`)
+/// through the back-end channel.
+pub fn host_notifier_ctrl(dev: &Device, qid: u16, enable: bool) -> i32 {
+    use crate::protocol::features::protocol::{HOST_NOTIFIER, SLAVE_REQ, SLAVE_SEND_FD};
+    use crate::protocol::features::{bit, VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_F_VERSION_1};
+    let Some(v) = dev.vdpa().and_then(find_by_id) else { return -libc::ENODEV };
+    let needed_f = bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES);
+    let needed_pf = bit(SLAVE_REQ) | bit(SLAVE_SEND_FD) | bit(HOST_NOTIFIER);
+    if dev.features() & needed_f != needed_f
+        || dev.protocol_features() & needed_pf != needed_pf
+        || !v.has_notify_area()
+    {
+        return -libc::ENOTSUP;
+    }
+    let Some(chan) = dev.backend() else { return -libc::ENOTSUP };
+    let nr = dev.nr_vring() as u16;
+    let queues = if qid == u16::MAX {
+        0..nr
+    } else if qid < nr {
+        qid..qid + 1
+    } else {
+        return -libc::EINVAL;
+    };
+    let Some(vfio_fd) = v.get_vfio_device_fd(dev.vid()).filter(|fd| *fd >= 0) else {
+        return -libc::ENOTSUP;
+    };
+    let notifier = |q: u16, fd: Option<i32>, offset: u64, size: u64| {
+        use crate::protocol::{backend_request, VringArea, VRING_IDX_MASK, VRING_NOFD_MASK};
+        let mut index = u64::from(q) & VRING_IDX_MASK;
+        if fd.is_none() {
+            index |= VRING_NOFD_MASK;
+        }
+        let area = VringArea { index_and_flags: index, size, offset };
+        let fds: Vec<i32> = fd.into_iter().collect();
+        chan.request(backend_request::VRING_HOST_NOTIFIER_MSG, &area.to_bytes(), &fds, true)
+    };
+    let mut rc = 0;
+    if enable {
+        for q in queues.clone() {
+            let Some((offset, size)) = v.get_notify_area(dev.vid(), q) else {
+                rc = -libc::ENOTSUP;
+                break;
+            };
+            if notifier(q, Some(vfio_fd), offset, size).is_err() {
+                rc = -libc::EFAULT;
+                break;
+            }
+        }
+        if rc == 0 {
+            return 0;
+        }
+    }
+    for q in queues {
+        let _ = notifier(q, None, 0, 0);
+    }
+    rc
+}
+
+/// The registered device with identity `id`.
+pub fn find_by_id(id: VdpaId) -> Option<VdpaDevice> {
+    DEVICES.lock().iter().copied().find(|d| d.as_ptr() as usize == id.0)
 }

@@ -33,6 +33,9 @@ use crate::virtqueue::stats::VringStats;
 use chain::BufVec;
 use used::UsedBatch;
 
+/// DPDK's MAX_PKT_BURST: packets (so used entries) a burst moves at most.
+pub const MAX_BURST: usize = 32;
+
 /// Largest ring size the protocol allows (virtio 1.1: 32768).
 pub const MAX_RING_SIZE: u32 = 32768;
 

@@ -1,7 +1,7 @@
 //! Used entries gathered during a burst, published together (split: at the
 //! end of the burst; packed: per batch or at the end).
 
-use crate::net::MAX_BURST;
+use super::MAX_BURST;
 
 /// A used entry to publish: the chain's head (split) or buffer id (packed),
 /// the bytes written into it, and the ring slots it took (packed).

@@ -1,0 +1,208 @@
+//! One decoded message against a device: lock what the request's row says,
+//! run its handler, record the events to fire, release everything, return
+//! the reply. The handlers, by request family, are in `negotiate`,
+//! `memory` and `vring`.
+
+use std::os::fd::OwnedFd;
+
+use super::events::Event;
+use super::memory::PendingTable;
+use super::{Device, MAX_VRING};
+use crate::protocol::{Message, Request};
+use crate::virtqueue::access_lock::AccessGuard;
+use crate::virtqueue::VqState;
+use crate::vlog;
+
+/// What the socket offers this connection (narrowed by its vDPA device).
+#[derive(Clone, Copy, Debug)]
+pub struct Offer {
+    pub features: u64,
+    pub protocol_features: u64,
+}
+
+/// The answer to a message.
+#[derive(Debug)]
+pub enum Reply {
+    /// Done; an ack if the front-end asked for one.
+    Ok,
+    /// Refused (logged); an ack saying so if asked, else the connection is
+    /// closed.
+    Err,
+    /// This payload (and fds) go back.
+    Payload(Vec<u8>, Vec<OwnedFd>),
+    /// Postcopy SET_MEM_TABLE: this table (our addresses) goes back, the
+    /// front-end acks it, then `PendingTable::install` (the connection
+    /// waits for the ack on its own thread, blocking no other device).
+    PostcopyTable(Vec<u8>, PendingTable),
+}
+
+/// A handled message: its reply and the events to fire after it.
+#[derive(Debug)]
+pub struct Handled {
+    pub reply: Reply,
+    pub events: Vec<Event>,
+}
+
+/// One message being handled.
+pub(super) struct Ctx<'a> {
+    pub dev: &'a Device,
+    pub ifname: String,
+    pub offer: Offer,
+    /// Ring locks held for the whole message (requests that change rings).
+    held: Vec<AccessGuard<'a, VqState>>,
+    pub events: Vec<Event>,
+}
+
+impl Ctx<'_> {
+    /// Runs `f` on ring `idx`, through the held lock or a fresh one; `None`
+    /// if the ring does not exist.
+    pub fn vq<R>(&mut self, idx: u16, f: impl FnOnce(&mut VqState) -> R) -> Option<R> {
+        if let Some(g) = self.held.get_mut(usize::from(idx)) {
+            return Some(f(g));
+        }
+        let vq = self.dev.vq(idx)?;
+        Some(f(&mut vq.lock()))
+    }
+
+    pub fn for_each_vq(&mut self, mut f: impl FnMut(&mut VqState)) {
+        for i in 0..self.dev.nr_vring() as u16 {
+            self.vq(i, &mut f);
+        }
+    }
+
+    /// DPDK: a ready ring loses readiness before its kick/call fd changes.
+    pub fn unready(&mut self, idx: u16) {
+        if self.vq(idx, |vq| std::mem::replace(&mut vq.ready, false)) == Some(true) {
+            self.events.push(Event::VringState { queue: idx, enable: false });
+        }
+    }
+
+    /// Logs `r`'s error (prefixed by `what` when not empty).
+    pub fn logged<T, E: std::fmt::Display>(&self, what: &str, r: Result<T, E>) -> Option<T> {
+        r.map_err(|e| {
+            if what.is_empty() {
+                vlog!(Config, Err, self.ifname, "{e}");
+            } else {
+                vlog!(Config, Err, self.ifname, "{what}: {e}");
+            }
+        })
+        .ok()
+    }
+
+    /// Drops rings `keep..` (SET_FEATURES without MQ), whose locks are
+    /// held.
+    pub fn truncate_rings(&mut self, keep: u32) {
+        self.dev.truncate_vrings(keep, &mut self.held);
+    }
+}
+
+/// What must happen before `msg` is handled, with no lock held: the
+/// application stops using a device whose ring is being stopped or reset
+/// (DPDK calls `destroy_device` first), a configured vDPA device lets go
+/// of the memory table that is about to change.
+pub fn before(dev: &Device, msg: &Message) -> Vec<Event> {
+    match msg {
+        Message::GetVringBase(_) | Message::ResetOwner => dev.stop().into_iter().collect(),
+        Message::SetMemTable(table, _) if !dev.same_memory(table) => {
+            dev.unconfigure_vdpa().into_iter().collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Handles `msg` (from the device's connection, one at a time).
+pub fn handle(dev: &Device, offer: Offer, msg: Message, request: Request) -> Handled {
+    let ifname = dev.ifname();
+    // The ring a message names exists from here on (the connection made it
+    // when it read the message; a hook may have changed the index since).
+    if let Some(idx) = ring_index(&msg) {
+        if idx as usize >= MAX_VRING {
+            vlog!(Config, Err, ifname, "invalid vring index: {idx}");
+            return Handled { reply: Reply::Err, events: Vec::new() };
+        }
+        dev.ensure_vring(idx);
+    }
+    let held =
+        if request.rule().locks_rings && !dev.vdpa_configured() { dev.lock_rings() } else { Vec::new() };
+    let mut ctx = Ctx { dev, ifname, offer, held, events: Vec::new() };
+    let reply = dispatch(&mut ctx, msg);
+    // Ring readiness may have changed.
+    if !matches!(reply, Reply::Err) {
+        for i in 0..dev.nr_vring() as u16 {
+            let changed = ctx.vq(i, |vq| {
+                let now = vq.is_ready();
+                (now != vq.ready).then(|| {
+                    vq.ready = now;
+                    now
+                })
+            });
+            if let Some(Some(enable)) = changed {
+                ctx.events.push(Event::VringState { queue: i, enable });
+            }
+        }
+    }
+    Handled { reply, events: ctx.events }
+}
+
+fn ring_index(msg: &Message) -> Option<u32> {
+    match msg {
+        Message::SetVringNum(s)
+        | Message::SetVringBase(s)
+        | Message::GetVringBase(s)
+        | Message::SetVringEnable(s) => Some(s.index),
+        Message::SetVringAddr(a) => Some(a.index),
+        Message::SetVringKick(f) | Message::SetVringCall(f) | Message::SetVringErr(f) => Some(f.index),
+        _ => None,
+    }
+}
+
+fn reply_u64(v: u64) -> Reply {
+    Reply::Payload(v.to_ne_bytes().to_vec(), Vec::new())
+}
+
+fn dispatch(ctx: &mut Ctx<'_>, msg: Message) -> Reply {
+    use Message::*;
+    match msg {
+        SetFeatures(f) => super::negotiate::set_features(ctx, f),
+        SetOwner => Reply::Ok,
+        ResetOwner => {
+            ctx.dev.reset_owner();
+            Reply::Ok
+        }
+        SetProtocolFeatures(f) => super::negotiate::set_protocol_features(ctx, f),
+        SetStatus(v) => super::negotiate::set_status(ctx, v),
+        GetStatus => reply_u64(u64::from(ctx.dev.status())),
+        NetSetMtu(v) => super::negotiate::net_set_mtu(ctx, v),
+        SendRarp(mac) => super::negotiate::send_rarp(ctx, mac),
+        SetMemTable(table, fds) => super::memory::set_mem_table(ctx, table, fds),
+        SetLogBase(area, fd) => super::memory::set_log_base(ctx, area, fd),
+        SetLogFd(_) => Reply::Ok,
+        PostcopyAdvise => super::memory::postcopy_advise(ctx),
+        PostcopyListen => super::memory::postcopy_listen(ctx),
+        PostcopyEnd => super::memory::postcopy_end(ctx),
+        GetInflightFd(area) => super::memory::get_inflight_fd(ctx, area),
+        SetInflightFd(area, fd) => super::memory::set_inflight_fd(ctx, area, fd),
+        SetVringNum(s) => super::vring::set_vring_num(ctx, s),
+        SetVringAddr(a) => super::vring::set_vring_addr(ctx, a),
+        SetVringBase(s) => super::vring::set_vring_base(ctx, s),
+        GetVringBase(s) => super::vring::get_vring_base(ctx, s),
+        SetVringKick(f) => super::vring::set_vring_kick(ctx, f),
+        SetVringCall(f) => super::vring::set_vring_call(ctx, f),
+        SetVringErr(f) => super::vring::set_vring_err(ctx, f),
+        SetVringEnable(s) => super::vring::set_vring_enable(ctx, s),
+        IotlbMsg(_) => {
+            vlog!(
+                Config,
+                Err,
+                ctx.ifname,
+                "IOTLB message received but VIRTIO_F_IOMMU_PLATFORM is not supported"
+            );
+            Reply::Err
+        }
+        // Answered by the connection (they ask the socket or the driver).
+        GetFeatures | GetProtocolFeatures | GetQueueNum | GetConfig(_) | SetConfig(_) | SetSlaveReqFd(_) => {
+            vlog!(Config, Err, ctx.ifname, "internal error: a connection-level request reached the device");
+            Reply::Err
+        }
+    }
+}

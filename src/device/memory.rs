@@ -1,0 +1,238 @@
+//! Memory requests: the memory table (and its postcopy variant), the dirty
+//! log, postcopy's userfaultfd, and the inflight area.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use super::handle::{Ctx, Reply};
+use super::Device;
+use crate::guest::dirty_log::DirtyLog;
+use crate::guest::postcopy::Userfault;
+use crate::guest::GuestMemory;
+use crate::protocol::features::{bit, VIRTIO_F_RING_PACKED};
+use crate::protocol::{InflightArea, LogArea, MemoryTable};
+use crate::virtqueue::inflight::{per_queue_size, InflightQueue, InflightRegion};
+use crate::virtqueue::MAX_RING_SIZE;
+use crate::vlog;
+
+/// A memory table mapped during postcopy, not yet in use: the front-end
+/// must first learn our addresses and ack them (`Reply::PostcopyTable`).
+#[derive(Debug)]
+pub struct PendingTable {
+    mem: Arc<GuestMemory>,
+}
+
+impl Device {
+    /// Whether `table` describes the memory already mapped.
+    pub(super) fn same_memory(&self, table: &MemoryTable) -> bool {
+        let mem = self.mem();
+        !mem.is_empty()
+            && mem.regions().len() == table.regions.len()
+            && mem.regions().iter().zip(&table.regions).all(|(r, d)| {
+                r.guest_phys_addr == d.guest_phys_addr
+                    && r.guest_user_addr == d.userspace_addr
+                    && r.size == d.memory_size
+                    && r.mmap_offset == d.mmap_offset
+            })
+    }
+
+    /// The front-end acked our postcopy addresses: register every mapping
+    /// with the userfaultfd (so that our faults go to the front-end), then
+    /// put the table in use. Nothing touched the mappings before.
+    pub fn install_postcopy_table(&self, pending: PendingTable) -> Result<(), String> {
+        let ifname = self.ifname();
+        {
+            let st = self.state.lock();
+            let ufd = st.postcopy_ufd.as_ref().ok_or("postcopy listening without POSTCOPY_ADVISE")?;
+            for r in pending.mem.regions() {
+                let (start, len) = (r.mmap_addr(), r.mmap_size());
+                ufd.register(start, len).map_err(|e| {
+                    format!(
+                        "failed to register ufd for region {start:x} - {:x} (ufd = {}) {e}",
+                        start + len - 1,
+                        ufd.fd().as_raw_fd()
+                    )
+                })?;
+                vlog!(
+                    Config,
+                    Info,
+                    ifname,
+                    "\t userfaultfd registered for range : {start:x} - {:x}",
+                    start + len - 1
+                );
+            }
+        }
+        self.use_memory(&ifname, &pending.mem);
+        Ok(())
+    }
+
+    /// Puts `mem` in use: the device's table and every ring's (translated
+    /// rings are translated again; the old table is unmapped when the last
+    /// ring lets go of it).
+    fn use_memory(&self, ifname: &str, mem: &Arc<GuestMemory>) {
+        let rings = self.lock_rings();
+        self.state.lock().mem = Arc::clone(mem);
+        for mut vq in rings {
+            if let Err(why) = vq.set_mem(mem) {
+                vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
+            }
+        }
+    }
+}
+
+pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<OwnedFd>) -> Reply {
+    if ctx.dev.same_memory(&table) {
+        vlog!(Config, Info, ctx.ifname, "memory regions not changed");
+        return Reply::Ok;
+    }
+    let listening = ctx.dev.state.lock().postcopy_listening;
+    // During postcopy the mappings must not be touched (pre-faulted) before
+    // the userfaultfd covers them.
+    let Some(mem) =
+        ctx.logged("failed to mmap region", GuestMemory::map(&table.regions, fds, false).map(Arc::new))
+    else {
+        return Reply::Err;
+    };
+    for (i, r) in mem.regions().iter().enumerate() {
+        vlog!(
+            Config,
+            Info,
+            ctx.ifname,
+            "guest memory region {i}, size: {:#x}\n\t guest physical addr: {:#x}\n\t guest virtual  addr: {:#x}\n\t host  virtual  addr: {:#x}\n\t mmap addr : {:#x}\n\t mmap size : {:#x}\n\t mmap off  : {:#x}",
+            r.size,
+            r.guest_phys_addr,
+            r.guest_user_addr,
+            r.host_user_addr,
+            r.mmap_addr(),
+            r.mmap_size(),
+            r.mmap_offset
+        );
+    }
+    if listening {
+        // QEMU resolves our faults by our addresses: tell it, then wait for
+        // its ack before registering and using the mappings.
+        let mut ours = table;
+        for (d, r) in ours.regions.iter_mut().zip(mem.regions()) {
+            d.userspace_addr = r.host_user_addr;
+        }
+        return Reply::PostcopyTable(ours.to_bytes(), PendingTable { mem });
+    }
+    ctx.dev.state.lock().mem = Arc::clone(&mem);
+    let ifname = ctx.ifname.clone();
+    ctx.for_each_vq(|vq| {
+        if let Err(why) = vq.set_mem(&mem) {
+            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
+        }
+    });
+    Reply::Ok
+}
+
+pub(super) fn set_log_base(ctx: &mut Ctx<'_>, area: LogArea, fd: OwnedFd) -> Reply {
+    vlog!(Config, Info, ctx.ifname, "log mmap size: {}, offset: {}", area.mmap_size, area.mmap_offset);
+    match DirtyLog::map(&fd, area.mmap_size, area.mmap_offset) {
+        Ok(log) => {
+            let log = Arc::new(log);
+            ctx.for_each_vq(|vq| vq.log = Some(Arc::clone(&log)));
+            ctx.dev.state.lock().log = Some(log);
+            // QEMU expects an empty reply body.
+            Reply::Payload(Vec::new(), Vec::new())
+        }
+        Err(e) => {
+            vlog!(Config, Err, ctx.ifname, "mmap log base failed! ({e})");
+            Reply::Err
+        }
+    }
+}
+
+pub(super) fn postcopy_advise(ctx: &mut Ctx<'_>) -> Reply {
+    let Some(ufd) = ctx.logged("userfaultfd not available", Userfault::open()) else { return Reply::Err };
+    let Some(shared) = ctx.logged("failed to share the userfaultfd", ufd.fd().try_clone_to_owned()) else {
+        return Reply::Err;
+    };
+    ctx.dev.state.lock().postcopy_ufd = Some(ufd);
+    Reply::Payload(Vec::new(), vec![shared])
+}
+
+pub(super) fn postcopy_listen(ctx: &mut Ctx<'_>) -> Reply {
+    let mut st = ctx.dev.state.lock();
+    if !st.mem.is_empty() {
+        vlog!(Config, Err, ctx.ifname, "regions already registered at postcopy-listen");
+        return Reply::Err;
+    }
+    st.postcopy_listening = true;
+    Reply::Ok
+}
+
+pub(super) fn postcopy_end(ctx: &mut Ctx<'_>) -> Reply {
+    let mut st = ctx.dev.state.lock();
+    st.postcopy_listening = false;
+    st.postcopy_ufd = None;
+    Reply::Payload(0u64.to_ne_bytes().to_vec(), Vec::new())
+}
+
+fn negotiated_packed(dev: &Device) -> bool {
+    dev.features() & bit(VIRTIO_F_RING_PACKED) != 0
+}
+
+pub(super) fn get_inflight_fd(ctx: &mut Ctx<'_>, area: InflightArea) -> Reply {
+    vlog!(Config, Info, ctx.ifname, "get_inflight_fd num_queues: {}", area.num_queues);
+    vlog!(Config, Info, ctx.ifname, "get_inflight_fd queue_size: {}", area.queue_size);
+    // Stricter than DPDK: an empty or oversized layout is refused.
+    if area.num_queues == 0 || area.queue_size == 0 || u32::from(area.queue_size) > MAX_RING_SIZE {
+        vlog!(Config, Err, ctx.ifname, "invalid inflight layout");
+        return Reply::Err;
+    }
+    let packed = negotiated_packed(ctx.dev);
+    let Some(region) = ctx.logged(
+        "failed to alloc vhost inflight area",
+        InflightRegion::allocate(area.num_queues, area.queue_size, packed),
+    ) else {
+        return Reply::Err;
+    };
+    let Some(fd) = ctx.logged("failed to share the inflight fd", region.fd().try_clone()) else {
+        return Reply::Err;
+    };
+    let reply = InflightArea { mmap_size: region.size(), mmap_offset: 0, ..area };
+    vlog!(Config, Info, ctx.ifname, "send inflight mmap_size: {}", reply.mmap_size);
+    vlog!(Config, Info, ctx.ifname, "send inflight mmap_offset: {}", reply.mmap_offset);
+    ctx.dev.state.lock().inflight = Some(Arc::new(region));
+    Reply::Payload(reply.to_bytes().to_vec(), vec![fd])
+}
+
+pub(super) fn set_inflight_fd(ctx: &mut Ctx<'_>, area: InflightArea, fd: OwnedFd) -> Reply {
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd mmap_size: {}", area.mmap_size);
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd mmap_offset: {}", area.mmap_offset);
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd num_queues: {}", area.num_queues);
+    vlog!(Config, Info, ctx.ifname, "set_inflight_fd queue_size: {}", area.queue_size);
+    if area.num_queues == 0 || usize::from(area.num_queues) > super::MAX_VRING || area.queue_size == 0 {
+        vlog!(Config, Err, ctx.ifname, "invalid inflight layout");
+        return Reply::Err;
+    }
+    let packed = negotiated_packed(ctx.dev);
+    let needed = per_queue_size(area.queue_size, packed) * u64::from(area.num_queues);
+    if area.mmap_size < needed {
+        vlog!(
+            Config,
+            Err,
+            ctx.ifname,
+            "inflight area of {} bytes too small for its queues ({needed})",
+            area.mmap_size
+        );
+        return Reply::Err;
+    }
+    let Some(region) = ctx.logged(
+        "failed to mmap share memory",
+        InflightRegion::map(fd, area.mmap_size, area.mmap_offset).map(Arc::new),
+    ) else {
+        return Reply::Err;
+    };
+    ctx.dev.ensure_vring(u32::from(area.num_queues) - 1);
+    for q in 0..area.num_queues {
+        ctx.vq(q, |vq| {
+            vq.inflight = InflightQueue::attach(&region, q, area.queue_size, packed);
+            vq.resubmit = None;
+        });
+    }
+    ctx.dev.state.lock().inflight = Some(region);
+    Reply::Ok
+}

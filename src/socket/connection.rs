@@ -1,0 +1,550 @@
+//! One front-end connection and its thread: read a message, run the
+//! application's pre-hook, decode it, answer what the socket or the vDPA
+//! driver knows, hand the rest to the device's state machine, reply, run
+//! the post-hook, then make the calls the message caused (application
+//! callbacks, vDPA driver operations) with no lock held.
+
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::backend::Channel;
+use super::io::{read_message, send_message, RawMessage, ReadError};
+use super::{SocketConfig, VhostSocket};
+use crate::abi::{MsgContext, RTE_VHOST_VDPA_DEVICE_TYPE_BLK};
+use crate::device::{self, Device, DeviceEvents, Event, Handled, Offer, Reply, VdpaDriver, MAX_VRING};
+use crate::dpdk::eal::spawn_ctrl_thread;
+use crate::protocol::{ConfigAccess, Header, Message, Request, FLAG_REPLY, MAX_PAYLOAD, VERSION};
+use crate::vlog;
+
+/// How long a started message may take to arrive in full before the
+/// connection is considered broken.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an application's message hook decided (`enum rte_vhost_msg_result`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookResult {
+    Err,
+    Ok,
+    /// The hook wrote the reply into the message; send it.
+    Reply,
+    NotHandled,
+}
+
+/// The application's message hooks (`rte_vhost_extern_callback_register`).
+pub trait MessageHooks: Send + Sync + std::fmt::Debug {
+    fn has_pre(&self) -> bool;
+    fn has_post(&self) -> bool;
+    fn pre(&self, vid: i32, msg: &mut MsgContext) -> HookResult;
+    fn post(&self, vid: i32, msg: &mut MsgContext) -> HookResult;
+}
+
+/// One connection (one vhost device) on a socket.
+#[derive(Debug)]
+pub struct Connection {
+    vid: i32,
+    /// For shutting the stream down from `unregister` (the thread reads
+    /// its own handle of it).
+    stream: UnixStream,
+    /// The vDPA device the socket had when the connection came.
+    vdpa: Option<Arc<dyn VdpaDriver>>,
+    hooks: Mutex<Option<Arc<dyn MessageHooks>>>,
+    /// Closed by `unregister`, not by the peer.
+    unregistering: std::sync::atomic::AtomicBool,
+    /// Set when the connection's device is gone (its thread finished).
+    done: Mutex<bool>,
+    done_cv: Condvar,
+    thread: std::sync::OnceLock<std::thread::ThreadId>,
+}
+
+/// The connection has to be closed (peer gone, unreadable or refused message).
+#[derive(Debug)]
+struct Disconnect;
+
+/// A new connection on `socket`: its device, the application's
+/// `new_connection`, and the thread that serves it.
+pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(MESSAGE_TIMEOUT)).is_err() {
+        vlog!(Config, Err, socket.path, "failed to configure connection socket");
+        return;
+    }
+    let Some(dev) = device::allocate(&socket.path, socket.flags) else {
+        vlog!(Config, Err, socket.path, "failed to find a free slot for new device");
+        return;
+    };
+    let config = socket.config.lock().clone();
+    dev.setup(config.use_builtin_virtio_net, config.vdpa.as_ref().map(|v| v.id()));
+    let vid = dev.vid();
+    vlog!(Config, Info, socket.path, "new device, handle is {vid}");
+    if let Some(rc) = config.events.as_ref().and_then(|e| e.new_connection(vid)) {
+        if rc < 0 {
+            vlog!(
+                Config,
+                Err,
+                socket.path,
+                "failed to add vhost user connection with fd {}",
+                stream.as_raw_fd()
+            );
+            device::free(dev);
+            return;
+        }
+    }
+    let Ok(reader) = stream.try_clone() else {
+        vlog!(Config, Err, socket.path, "failed to configure connection socket");
+        device::free(dev);
+        return;
+    };
+    let conn = Arc::new(Connection {
+        vid,
+        stream,
+        vdpa: config.vdpa.clone(),
+        hooks: Mutex::new(None),
+        unregistering: Default::default(),
+        done: Mutex::new(false),
+        done_cv: Condvar::new(),
+        thread: Default::default(),
+    });
+    {
+        let mut st = socket.state.lock();
+        if st.unregistered {
+            drop(st);
+            device::free(dev);
+            return;
+        }
+        st.connections.push(Arc::clone(&conn));
+    }
+    let (s, c) = (Arc::clone(socket), Arc::clone(&conn));
+    if let Err(e) = spawn_ctrl_thread(&format!("vhost-dev-{vid}"), Box::new(move || c.run(&s, reader))) {
+        vlog!(Config, Err, socket.path, "failed to create the connection's thread: {e}");
+        conn.finish(socket, dev, false);
+    }
+}
+
+/// `rte_vhost_extern_callback_register`: message hooks for device `vid`.
+pub fn set_message_hooks(vid: i32, hooks: Arc<dyn MessageHooks>) -> bool {
+    let registry = super::REGISTRY.lock();
+    let conn =
+        registry.iter().find_map(|s| s.state.lock().connections.iter().find(|c| c.vid == vid).cloned());
+    match conn {
+        Some(c) => {
+            *c.hooks.lock() = Some(hooks);
+            true
+        }
+        None => false,
+    }
+}
+
+impl Connection {
+    /// The connection's thread: one message at a time until it closes.
+    fn run(self: Arc<Self>, socket: &Arc<VhostSocket>, stream: UnixStream) {
+        let _ = self.thread.set(std::thread::current().id());
+        let Some(dev) = device::get(self.vid) else { return };
+        loop {
+            // A quiet front-end may stay quiet: wait for the next message
+            // with no timeout (a started message must then come in full).
+            let mut pfd = [nix::poll::PollFd::new(stream.as_fd(), nix::poll::PollFlags::POLLIN)];
+            match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            // A bug must not take the process down: the connection it
+            // happened on is closed instead.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.handle_message(socket, dev, stream.as_fd())
+            }));
+            match handled {
+                Ok(Ok(())) => {}
+                Ok(Err(Disconnect)) => break,
+                Err(_) => {
+                    vlog!(
+                        Config,
+                        Err,
+                        socket.path,
+                        "internal error while handling a message; closing the connection"
+                    );
+                    break;
+                }
+            }
+        }
+        let from_peer = !self.unregistering.load(std::sync::atomic::Ordering::Acquire);
+        self.finish(socket, dev, from_peer);
+    }
+
+    /// Tears the connection down (DPDK's `vhost_user_read_cb` error path, or
+    /// unregister): the application is told the device stops, the device
+    /// is freed, and a client socket with reconnect connects again.
+    fn finish(&self, socket: &Arc<VhostSocket>, dev: &'static Device, from_peer: bool) {
+        let events = socket.config.lock().events.clone();
+        self.run_events(dev, events.as_deref(), dev.stop().into_iter().collect());
+        if from_peer {
+            if let Some(e) = &events {
+                e.destroy_connection(self.vid);
+            }
+        }
+        device::free(dev);
+        let reconnect = {
+            let mut st = socket.state.lock();
+            st.connections.retain(|c| !std::ptr::eq(&**c, self));
+            from_peer && socket.reconnect && !st.unregistered
+        };
+        *self.done.lock() = true;
+        self.done_cv.notify_all();
+        if reconnect {
+            let _ = super::start_client(socket);
+        }
+    }
+
+    /// `rte_vhost_driver_unregister`: stops the connection's thread and
+    /// waits for its device to be gone (unless called from that thread, by
+    /// a callback: it finishes once the callback returns).
+    pub(super) fn close_from_unregister(&self, path: &str) {
+        vlog!(Config, Info, path, "free connfd {}", self.stream.as_raw_fd());
+        self.unregistering.store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if self.thread.get() == Some(&std::thread::current().id()) {
+            return;
+        }
+        let mut done = self.done.lock();
+        while !*done {
+            self.done_cv.wait(&mut done);
+        }
+    }
+
+    /// Reads and handles one message. `Err` means: close the connection.
+    fn handle_message(
+        &self,
+        socket: &Arc<VhostSocket>,
+        dev: &Device,
+        conn: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), Disconnect> {
+        let ifname = socket.path.as_str();
+        let msg = match read_message(conn) {
+            Ok(m) => m,
+            Err(ReadError::Closed) => {
+                vlog!(Config, Info, ifname, "vhost peer closed");
+                return Err(Disconnect);
+            }
+            Err(e) => {
+                vlog!(Config, Err, ifname, "vhost read message failed: {e}");
+                return Err(Disconnect);
+            }
+        };
+        let request = Request::from_u32(msg.header.request);
+        match request {
+            Some(Request::IotlbMsg) => {
+                vlog!(Config, Debug, ifname, "read message {}", Request::IotlbMsg.name())
+            }
+            Some(r) => vlog!(Config, Info, ifname, "read message {}", r.name()),
+            None => vlog!(Config, Debug, ifname, "external request {}", msg.header.request),
+        }
+        // DPDK allocates the ring a request names before anything else.
+        if let Some(idx) = request.and_then(|r| r.ring_index(&msg.payload)) {
+            if idx as usize >= MAX_VRING {
+                vlog!(Config, Err, ifname, "invalid vring index: {idx}");
+                return Err(Disconnect);
+            }
+            dev.ensure_vring(idx);
+        }
+        let config = socket.config.lock().clone();
+        let hooks = self.hooks.lock().clone();
+        let RawMessage { mut header, mut payload, mut fds } = msg;
+        let mut need_reply = header.need_reply();
+        let mut result: Option<Result<(), ()>> = None;
+        // The application's pre-hook (vhost-crypto, SPDK) may handle it.
+        if let Some(h) = hooks.as_ref().filter(|h| h.has_pre()) {
+            match run_hook(h.as_ref(), true, dev.vid(), &mut header, &mut payload, &mut fds) {
+                HookResult::Reply => {
+                    send_reply(conn, ifname, header.request, &payload, &[]);
+                    need_reply = false;
+                    result = Some(Ok(()));
+                }
+                HookResult::Ok => result = Some(Ok(())),
+                HookResult::Err => result = Some(Err(())),
+                HookResult::NotHandled => {}
+            }
+        }
+        let mut events = Vec::new();
+        if let (Some(req), None) = (request, result) {
+            let outcome = match Message::decode(req, &payload, std::mem::take(&mut fds)) {
+                Err(e) => {
+                    vlog!(Config, Err, ifname, "{e}");
+                    vlog!(Config, Err, ifname, "processing {} failed.", req.name());
+                    Err(())
+                }
+                Ok(m) => self.process(dev, &config, conn, header, req, m, &mut need_reply, &mut events),
+            };
+            result = Some(outcome);
+        }
+        if result != Some(Err(())) {
+            if let Some(h) = hooks.as_ref().filter(|h| h.has_post()) {
+                match run_hook(h.as_ref(), false, dev.vid(), &mut header, &mut payload, &mut fds) {
+                    HookResult::Reply => {
+                        send_reply(conn, ifname, header.request, &payload, &[]);
+                        need_reply = false;
+                        result = Some(Ok(()));
+                    }
+                    HookResult::Ok => result = Some(Ok(())),
+                    HookResult::Err => result = Some(Err(())),
+                    HookResult::NotHandled => {}
+                }
+            }
+        }
+        // Fds nobody took are closed here.
+        drop(fds);
+        let result = result.unwrap_or_else(|| {
+            vlog!(Config, Err, ifname, "vhost message (req: {}) was not handled.", header.request);
+            Err(())
+        });
+        let keep = if need_reply {
+            let ack = u64::from(result.is_err());
+            send_reply(conn, ifname, header.request, &ack.to_ne_bytes(), &[]);
+            true
+        } else if result.is_err() {
+            vlog!(Config, Err, ifname, "vhost message handling failed.");
+            false
+        } else {
+            true
+        };
+        let app = config.events.as_deref();
+        self.run_events(dev, app, events);
+        if !keep {
+            return Err(Disconnect);
+        }
+        self.after_message(dev, app, request == Some(Request::SetVringCall), &payload);
+        Ok(())
+    }
+
+    /// A decoded request: answered here if the socket or the vDPA driver
+    /// knows the answer, else by the device. Replies are sent here; the
+    /// events to fire go to `events`.
+    #[allow(clippy::too_many_arguments)]
+    fn process(
+        &self,
+        dev: &Device,
+        config: &SocketConfig,
+        conn: std::os::fd::BorrowedFd<'_>,
+        header: Header,
+        req: Request,
+        msg: Message,
+        need_reply: &mut bool,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ()> {
+        let ifname = dev.ifname();
+        let ifname = ifname.as_str();
+        let reply = match msg {
+            Message::GetFeatures => match config.offered_features() {
+                Some(f) => Reply::Payload(f.to_ne_bytes().to_vec(), Vec::new()),
+                None => {
+                    vlog!(Config, Err, ifname, "failed to get vdpa features for socket file.");
+                    Reply::Err
+                }
+            },
+            Message::GetProtocolFeatures => {
+                Reply::Payload(config.protocol_features.to_ne_bytes().to_vec(), Vec::new())
+            }
+            Message::GetQueueNum => match config.queue_num() {
+                Some(n) => Reply::Payload(u64::from(n).to_ne_bytes().to_vec(), Vec::new()),
+                None => {
+                    vlog!(Config, Err, ifname, "failed to get vdpa queue number.");
+                    Reply::Err
+                }
+            },
+            Message::GetConfig(cfg) => self.get_config(dev, ifname, cfg),
+            Message::SetConfig(cfg) => self.set_config(dev, ifname, cfg),
+            Message::SetSlaveReqFd(fd) => {
+                dev.set_backend(Arc::new(Channel::new(fd, ifname)));
+                Reply::Ok
+            }
+            msg => {
+                let before = device::before(dev, &msg);
+                self.run_events(dev, config.events.as_deref(), before);
+                let offer = Offer {
+                    features: config.offered_features().unwrap_or(0),
+                    protocol_features: config.protocol_features,
+                };
+                let Handled { reply, events: caused } = device::handle(dev, offer, msg, req);
+                events.extend(caused);
+                reply
+            }
+        };
+        match &reply {
+            Reply::Err => vlog!(Config, Err, ifname, "processing {} failed.", req.name()),
+            Reply::Ok => vlog!(Config, Debug, ifname, "processing {} succeeded.", req.name()),
+            _ => vlog!(Config, Debug, ifname, "processing {} succeeded and needs reply.", req.name()),
+        }
+        match reply {
+            Reply::Ok => Ok(()),
+            Reply::Err => Err(()),
+            Reply::Payload(body, fds) => {
+                let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                send_reply(conn, ifname, header.request, &body, &raw);
+                *need_reply = false;
+                Ok(())
+            }
+            Reply::PostcopyTable(table, pending) => {
+                // QEMU resolves our faults by these addresses; it acks them
+                // (with the request's NEED_REPLY still set, answered after).
+                send_reply(conn, ifname, header.request, &table, &[]);
+                let installed = postcopy_ack(conn).and_then(|()| dev.install_postcopy_table(pending));
+                installed.map_err(|why| {
+                    vlog!(Config, Err, ifname, "{why}");
+                    vlog!(Config, Err, ifname, "processing {} failed.", req.name());
+                })
+            }
+        }
+    }
+
+    fn get_config(&self, dev: &Device, ifname: &str, mut cfg: ConfigAccess) -> Reply {
+        let Some(v) = &self.vdpa else {
+            vlog!(Config, Err, ifname, "is not vDPA device!");
+            return Reply::Err;
+        };
+        match v.get_config(dev.vid(), &mut cfg.region) {
+            Some(0) => Reply::Payload(cfg.to_bytes(), Vec::new()),
+            Some(_) => {
+                // DPDK answers a failed read with an empty payload.
+                vlog!(Config, Err, ifname, "get_config() return error!");
+                Reply::Payload(Vec::new(), Vec::new())
+            }
+            None => {
+                vlog!(Config, Err, ifname, "get_config() not supported!");
+                Reply::Payload(cfg.to_bytes(), Vec::new())
+            }
+        }
+    }
+
+    fn set_config(&self, dev: &Device, ifname: &str, mut cfg: ConfigAccess) -> Reply {
+        let Some(v) = &self.vdpa else {
+            vlog!(Config, Err, ifname, "is not vDPA device!");
+            return Reply::Err;
+        };
+        match v.set_config(dev.vid(), &mut cfg.region, cfg.offset, cfg.flags) {
+            Some(0) => Reply::Ok,
+            Some(_) => {
+                vlog!(Config, Err, ifname, "vdpa dev set config failed.");
+                Reply::Err
+            }
+            None => {
+                vlog!(Config, Err, ifname, "set_config() not supported!");
+                Reply::Err
+            }
+        }
+    }
+
+    /// Makes the calls `events` asks for, in order. Called with no lock
+    /// held: the application and the driver may call back into the API.
+    fn run_events(&self, dev: &Device, app: Option<&dyn DeviceEvents>, events: Vec<Event>) {
+        let vid = dev.vid();
+        let vdpa = self.vdpa.as_deref();
+        for ev in events {
+            match ev {
+                Event::VringState { queue, enable } => {
+                    if let Some(v) = vdpa {
+                        v.set_vring_state(vid, queue, enable);
+                    }
+                    if let Some(a) = app {
+                        a.vring_state_changed(vid, queue, enable);
+                    }
+                }
+                Event::FeaturesChanged(f) => {
+                    if let Some(a) = app {
+                        a.features_changed(vid, f);
+                    }
+                }
+                Event::Stop => {
+                    if let Some(v) = vdpa {
+                        v.dev_close(vid);
+                    }
+                    if let Some(a) = app {
+                        a.destroy_device(vid);
+                    }
+                }
+                Event::VdpaClose => vdpa.into_iter().for_each(|v| v.dev_close(vid)),
+                Event::VdpaSetFeatures => vdpa.into_iter().for_each(|v| v.set_features(vid)),
+                Event::VdpaMigrationDone => vdpa.into_iter().for_each(|v| v.migration_done(vid)),
+            }
+        }
+    }
+
+    /// DPDK's checks after every message: tell the application a device
+    /// that became ready, configure the vDPA device once its rings are.
+    fn after_message(&self, dev: &Device, app: Option<&dyn DeviceEvents>, was_call: bool, payload: &[u8]) {
+        if let Some(start) = dev.start_due() {
+            let accepted = app.and_then(|a| a.new_device(dev.vid())).is_none_or(|rc| rc == 0);
+            if !accepted {
+                vlog!(Config, Err, dev.ifname(), "application refused the device (new_device failed)");
+            }
+            dev.started(start, accepted);
+        }
+        let Some(v) = &self.vdpa else { return };
+        let last_call_for_blk = was_call
+            && payload.len() == 8
+            && (crate::protocol::read_u64(payload, 0) & crate::protocol::VRING_IDX_MASK) as u32 + 1
+                == dev.nr_vring();
+        if let Some(conf) =
+            dev.vdpa_conf_due(v.device_type() == RTE_VHOST_VDPA_DEVICE_TYPE_BLK, last_call_for_blk)
+        {
+            let ok = v.dev_conf(dev.vid()) == 0;
+            if !ok {
+                vlog!(Config, Err, dev.ifname(), "failed to configure vDPA device");
+            }
+            dev.vdpa_conf_done(conf, ok);
+        }
+    }
+}
+
+/// Reads the front-end's ack of our postcopy memory table.
+fn postcopy_ack(conn: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
+    let ack =
+        read_message(conn).map_err(|e| format!("failed to read qemu ack on postcopy set-mem-table: {e}"))?;
+    if !ack.fds.is_empty() {
+        return Err(format!("expect 0 FDs for request VHOST_USER_SET_MEM_TABLE, received {}", ack.fds.len()));
+    }
+    if ack.header.request != Request::SetMemTable as u32 {
+        return Err(format!("bad qemu ack on postcopy set-mem-table ({})", ack.header.request));
+    }
+    Ok(())
+}
+
+/// Runs a hook over DPDK's message-context layout and takes back what it
+/// changed: payload and size, flags, and fds it consumed (set to -1).
+fn run_hook(
+    hooks: &dyn MessageHooks,
+    pre: bool,
+    vid: i32,
+    header: &mut Header,
+    payload: &mut Vec<u8>,
+    fds: &mut Vec<OwnedFd>,
+) -> HookResult {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut mc = MsgContext::new(header.request, header.flags, payload, &raw);
+    let rc = if pre { hooks.pre(vid, &mut mc) } else { hooks.post(vid, &mut mc) };
+    header.size = mc.size.min(MAX_PAYLOAD as u32);
+    header.flags = mc.flags;
+    *payload = mc.payload_bytes();
+    let left = mc.fds;
+    let mut kept = Vec::new();
+    for (fd, slot) in std::mem::take(fds).into_iter().zip(left) {
+        if slot == fd.as_raw_fd() {
+            kept.push(fd);
+        } else {
+            // The hook took ownership of this fd.
+            let _ = fd.into_raw_fd();
+        }
+    }
+    *fds = kept;
+    rc
+}
+
+/// Sends a reply; a failure is logged (the next read sees the broken
+/// connection and closes it).
+fn send_reply(conn: std::os::fd::BorrowedFd<'_>, ifname: &str, request: u32, body: &[u8], fds: &[RawFd]) {
+    let header = Header { request, flags: VERSION | FLAG_REPLY, size: body.len() as u32 };
+    if let Err(e) = send_message(conn, header, body, fds) {
+        vlog!(Config, Err, ifname, "failed to send reply: {e}");
+    }
+}
