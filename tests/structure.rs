@@ -90,3 +90,82 @@ fn guest_memory_is_touched_only_through_race_tolerant_accesses() {
     }
     assert!(found.is_empty(), "non-volatile guest accesses: {found:#?}");
 }
+
+/// The top-level modules in layer order, as `docs/architecture.md` lists
+/// them (its first code block: lines `src/NAME/`, lowest layer first).
+fn documented_layers() -> Vec<String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md")).unwrap();
+    let block = doc.split("```").nth(1).expect("a code block in docs/architecture.md");
+    block
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("src/"))
+        .map(|l| l.split('/').next().unwrap().to_owned())
+        .collect()
+}
+
+/// `crate::NAME` paths written in each top-level module's files (comments
+/// stripped): the module graph.
+fn module_edges() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mods: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut edges = std::collections::BTreeMap::new();
+    for m in &mods {
+        let mut to = std::collections::BTreeSet::new();
+        for (_, text) in rust_files(&format!("src/{m}")) {
+            let code: String =
+                text.lines().map(|l| l.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");
+            for (at, _) in code.match_indices("crate::") {
+                let rest = &code[at + 7..];
+                let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                    group
+                        .split('}')
+                        .next()
+                        .unwrap()
+                        .split(',')
+                        .map(|p| p.trim().split("::").next().unwrap())
+                        .collect()
+                } else {
+                    vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap()]
+                };
+                for n in names {
+                    if n != m && mods.iter().any(|x| x == n) {
+                        to.insert(n.to_owned());
+                    }
+                }
+            }
+        }
+        edges.insert(m.clone(), to);
+    }
+    edges
+}
+
+#[test]
+fn modules_depend_only_on_lower_layers_as_documented() {
+    let layers = documented_layers();
+    let edges = module_edges();
+    let mut undocumented: Vec<&String> = edges.keys().filter(|m| !layers.contains(m)).collect();
+    undocumented.sort();
+    assert!(
+        undocumented.is_empty(),
+        "modules missing from docs/architecture.md's layer list: {undocumented:?}"
+    );
+    let rank = |m: &str| layers.iter().position(|l| l == m).unwrap();
+    let mut outward = Vec::new();
+    for (from, tos) in &edges {
+        for to in tos {
+            if rank(to) >= rank(from) {
+                outward.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    assert!(
+        outward.is_empty(),
+        "use crate:: edges that point up or sideways (layers {layers:?}): {outward:?}"
+    );
+}

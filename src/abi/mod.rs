@@ -5,6 +5,7 @@
 //! else of the crate is used here. A second ABI (24.11's
 //! `librte_vhost.so.25`) would sit beside it as a module of its own.
 
+pub mod mbuf;
 mod msg;
 mod vhost;
 

@@ -5,7 +5,7 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
-pub use crate::dpdk::mbuf::{rte_mempool, RteMbuf as rte_mbuf};
+pub use super::mbuf::{rte_mempool, RteMbuf as rte_mbuf};
 
 /// Opaque `struct rte_device` (EAL); only `name` at offset 16 is read.
 #[repr(C)]
