@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use super::events::Event;
 use super::memory::PendingTable;
 use super::{Device, MAX_VRING};
-use crate::protocol::{Message, Request};
+use crate::protocol::Message;
 use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::VqState;
 use crate::vlog;
@@ -111,7 +111,8 @@ pub fn before(dev: &Device, msg: &Message) -> Vec<Event> {
 }
 
 /// Handles `msg` (from the device's connection, one at a time).
-pub fn handle(dev: &Device, offer: Offer, msg: Message, request: Request) -> Handled {
+pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
+    let request = msg.request();
     let ifname = dev.ifname();
     // The ring a message names exists from here on (the connection made it
     // when it read the message; a hook may have changed the index since).

@@ -315,3 +315,6 @@ pub fn free(dev: &Device) {
     dev.reset("", 0);
     dev.in_use.store(false, Ordering::Release);
 }
+
+#[cfg(test)]
+mod tests;

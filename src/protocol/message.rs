@@ -52,6 +52,44 @@ pub enum Message {
 }
 
 impl Message {
+    /// The request this message is.
+    pub fn request(&self) -> Request {
+        use Message as M;
+        match self {
+            M::GetFeatures => Request::GetFeatures,
+            M::SetFeatures(_) => Request::SetFeatures,
+            M::SetOwner => Request::SetOwner,
+            M::ResetOwner => Request::ResetOwner,
+            M::SetMemTable(..) => Request::SetMemTable,
+            M::SetLogBase(..) => Request::SetLogBase,
+            M::SetLogFd(_) => Request::SetLogFd,
+            M::SetVringNum(_) => Request::SetVringNum,
+            M::SetVringAddr(_) => Request::SetVringAddr,
+            M::SetVringBase(_) => Request::SetVringBase,
+            M::GetVringBase(_) => Request::GetVringBase,
+            M::SetVringKick(_) => Request::SetVringKick,
+            M::SetVringCall(_) => Request::SetVringCall,
+            M::SetVringErr(_) => Request::SetVringErr,
+            M::GetProtocolFeatures => Request::GetProtocolFeatures,
+            M::SetProtocolFeatures(_) => Request::SetProtocolFeatures,
+            M::GetQueueNum => Request::GetQueueNum,
+            M::SetVringEnable(_) => Request::SetVringEnable,
+            M::SendRarp(_) => Request::SendRarp,
+            M::NetSetMtu(_) => Request::NetSetMtu,
+            M::SetSlaveReqFd(_) => Request::SetSlaveReqFd,
+            M::IotlbMsg(_) => Request::IotlbMsg,
+            M::GetConfig(_) => Request::GetConfig,
+            M::SetConfig(_) => Request::SetConfig,
+            M::PostcopyAdvise => Request::PostcopyAdvise,
+            M::PostcopyListen => Request::PostcopyListen,
+            M::PostcopyEnd => Request::PostcopyEnd,
+            M::GetInflightFd(_) => Request::GetInflightFd,
+            M::SetInflightFd(..) => Request::SetInflightFd,
+            M::SetStatus(_) => Request::SetStatus,
+            M::GetStatus => Request::GetStatus,
+        }
+    }
+
     /// Decodes `payload` and `fds` as `request`: the table's size and fd
     /// rules, then the payload's own parser.
     pub fn decode(request: Request, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Message, ProtocolError> {
@@ -123,6 +161,7 @@ mod tests {
         assert!(matches!(call, Message::SetVringCall(VringFd { index: 5, fd: None })));
         let rarp = Message::decode(Request::SendRarp, &[1, 2, 3, 4, 5, 6, 7, 8], vec![]).unwrap();
         assert!(matches!(rarp, Message::SendRarp([1, 2, 3, 4, 5, 6])));
+        assert_eq!(rarp.request(), Request::SendRarp);
         assert!(Message::decode(Request::SetLogFd, &[], vec![]).is_err(), "fd missing");
         assert!(Message::decode(Request::SetFeatures, &[0; 8], vec![fd()]).is_err(), "fd not expected");
     }

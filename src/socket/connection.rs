@@ -366,7 +366,7 @@ impl Connection {
                     features: config.offered_features().unwrap_or(0),
                     protocol_features: config.protocol_features,
                 };
-                let Handled { reply, events: caused } = device::handle(dev, offer, msg, req);
+                let Handled { reply, events: caused } = device::handle(dev, offer, msg);
                 events.extend(caused);
                 reply
             }
