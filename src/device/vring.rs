@@ -47,37 +47,22 @@ pub(super) fn set_vring_addr(ctx: &mut Ctx<'_>, addr: VringAddr) -> Reply {
 pub(super) fn set_vring_base(ctx: &mut Ctx<'_>, state: VringState) -> Reply {
     let ifname = ctx.ifname.clone();
     let set = ctx.vq(state.index as u16, |vq| {
-        if vq.is_packed() {
-            // Stricter than DPDK: a position beyond the ring is refused
-            // (the slot it names is read and handed to monitor loops).
-            if vq.num != 0 && (state.num & 0x7fff) >= u32::from(vq.num) {
-                vlog!(
-                    Config,
-                    Err,
-                    ifname,
-                    "vring {} base {} beyond the ring size {}",
-                    vq.index,
-                    state.num & 0x7fff,
-                    vq.num
-                );
-                return None;
-            }
-            // Bits 0-14: avail index, bit 15: avail wrap counter; the used
-            // side restarts where avail stopped (nothing is in flight).
-            vq.last_avail_idx = (state.num & 0x7fff) as u16;
-            vq.avail_wrap_counter = state.num & 0x8000 != 0;
-            vq.last_used_idx = vq.last_avail_idx;
-            vq.used_wrap_counter = vq.avail_wrap_counter;
-        } else {
-            vq.last_avail_idx = state.num as u16;
-            vq.last_used_idx = state.num as u16;
-        }
+        // Bits 0-15: the avail position (packed: index and wrap counter);
+        // the used side restarts there (nothing is in flight).
+        vq.set_base(state.num as u16)?;
         if let Err(why) = vq.retranslate() {
             vlog!(Config, Err, ifname, "vring {} not usable at its new base: {why}", vq.index);
         }
-        Some((vq.last_used_idx, vq.last_avail_idx))
+        Ok::<_, &str>((vq.last_used_idx, vq.last_avail_idx))
     });
-    let Some(Some((last_used, last_avail))) = set else { return Reply::Err };
+    let (last_used, last_avail) = match set {
+        Some(Ok(p)) => p,
+        Some(Err(why)) => {
+            vlog!(Config, Err, ifname, "vring {} base {:#x} refused: {why}", state.index, state.num);
+            return Reply::Err;
+        }
+        None => return Reply::Err,
+    };
     vlog!(
         Config,
         Info,
@@ -93,11 +78,7 @@ pub(super) fn set_vring_base(ctx: &mut Ctx<'_>, state: VringState) -> Reply {
 pub(super) fn get_vring_base(ctx: &mut Ctx<'_>, mut state: VringState) -> Reply {
     ctx.dev.state.lock().vdpa_configured = false;
     let Some(num) = ctx.vq(state.index as u16, |vq| {
-        let num = if vq.is_packed() {
-            u32::from(vq.last_avail_idx & 0x7fff) | (u32::from(vq.avail_wrap_counter) << 15)
-        } else {
-            u32::from(vq.last_avail_idx)
-        };
+        let num = u32::from(vq.base());
         vq.kick = EventFd::Uninitialized;
         vq.call = EventFd::Uninitialized;
         vq.stop();

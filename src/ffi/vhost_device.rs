@@ -174,15 +174,7 @@ pub unsafe extern "C" fn rte_vhost_get_vring_base(
         if last_avail_idx.is_null() || last_used_idx.is_null() {
             return -1;
         }
-        let s = vq.lock();
-        let (avail, used) = if s.is_packed() {
-            (
-                s.last_avail_idx | (u16::from(s.avail_wrap_counter) << 15),
-                s.last_used_idx | (u16::from(s.used_wrap_counter) << 15),
-            )
-        } else {
-            (s.last_avail_idx, s.last_used_idx)
-        };
+        let (avail, used) = vq.lock().positions();
         // SAFETY: both checked non-NULL; caller's contract.
         unsafe {
             *last_avail_idx = avail;
@@ -204,21 +196,14 @@ pub unsafe extern "C" fn rte_vhost_set_vring_base(
         let Some(d) = dev(vid) else { return -1 };
         let Some(vq) = d.vq(queue_id) else { return -1 };
         let mut s = vq.lock();
-        if s.is_packed() {
-            // A position must lie inside the ring (its slot is read as is).
-            let size = s.ring.map_or(s.num, |r| r.size());
-            if size != 0 && ((last_avail_idx & 0x7fff) >= size || (last_used_idx & 0x7fff) >= size) {
-                return -1;
+        match s.set_positions(last_avail_idx, last_used_idx) {
+            Ok(()) => {
+                // A ring that no longer translates is left not ready.
+                let _ = s.retranslate();
+                0
             }
-            s.last_avail_idx = last_avail_idx & 0x7fff;
-            s.avail_wrap_counter = last_avail_idx & 0x8000 != 0;
-            s.last_used_idx = last_used_idx & 0x7fff;
-            s.used_wrap_counter = last_used_idx & 0x8000 != 0;
-        } else {
-            s.last_avail_idx = last_avail_idx;
-            s.last_used_idx = last_used_idx;
+            Err(_) => -1,
         }
-        0
     })
 }
 

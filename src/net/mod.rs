@@ -17,31 +17,22 @@ pub mod header;
 mod packed;
 mod split;
 
-use std::sync::atomic::Ordering;
-
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
-use crate::guest::slice::{
-    prefetch, prefetch_write, read_guest, read_guest_le, update_guest_le, write_guest, Seg,
-};
+use crate::guest::dirty_log::DirtyLog;
+use crate::guest::slice::{read_guest, read_guest_le, update_guest_le, write_guest, Seg};
+use crate::guest::GuestMemory;
 use crate::protocol::features::*;
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
+use crate::virtqueue::notify::{self, notify_guest};
 use crate::virtqueue::ring::RingMem;
 use crate::virtqueue::stats;
 use crate::virtqueue::used::{UsedBatch, UsedElem};
-use crate::virtqueue::{BurstScratch, EventFd, VqState};
+use crate::virtqueue::{BurstScratch, VqState};
 use crate::vlog;
 use header::NetHdr;
 
 pub use crate::virtqueue::MAX_BURST;
-
-const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
-const VRING_USED_F_NO_NOTIFY: u16 = 1;
-const PACKED_F_AVAIL: u16 = 1 << 7;
-const PACKED_F_USED: u16 = 1 << 15;
-const EVENT_F_ENABLE: u16 = 0;
-const EVENT_F_DISABLE: u16 = 1;
-const EVENT_F_DESC: u16 = 2;
 
 /// Size of the virtio-net header for the negotiated features.
 fn hdr_len(vq: &VqState) -> u32 {
@@ -52,11 +43,82 @@ fn hdr_len(vq: &VqState) -> u32 {
     }
 }
 
-fn log_bad_chain(dev: &Device, vq: &mut VqState, e: ChainError) {
-    vq.bad_chains += 1;
-    if vq.bad_chains <= 8 {
-        vlog!(Data, Err, dev.ifname(), "vring {}: dropping a malformed descriptor chain: {e}", vq.index);
+/// One burst on one ring: the ring's state and the areas it was checked
+/// for, the burst's scratch (segments, used entries) and memory table, and
+/// what the burst needs to know of the device.
+pub(super) struct Burst<'a> {
+    dev: &'a Device,
+    vq: &'a mut VqState,
+    ring: RingMem,
+    mem: &'a GuestMemory,
+    bufs: &'a mut BufVec,
+    used: &'a mut UsedBatch,
+    /// The dirty log, while migration logging is on.
+    log: Option<&'a DirtyLog>,
+    stats: bool,
+}
+
+impl Burst<'_> {
+    /// A malformed chain: counted, logged for the first few.
+    fn bad_chain(&mut self, e: ChainError) {
+        self.vq.bad_chains += 1;
+        if self.vq.bad_chains <= 8 {
+            vlog!(
+                Data,
+                Err,
+                self.dev.ifname(),
+                "vring {}: dropping a malformed descriptor chain: {e}",
+                self.vq.index
+            );
+        }
     }
+
+    /// Accounts dequeued slot `i`: a good packet moves up to the front of
+    /// `out`, a bad one is counted and logged (its mbuf is released later).
+    fn account_dequeued(
+        &mut self,
+        out: &mut [Option<Mbuf>],
+        i: usize,
+        done: &mut usize,
+        res: Result<(), DropReason>,
+        stats: bool,
+    ) {
+        match res {
+            Ok(()) => {
+                if let (true, Some(m)) = (stats, out[i]) {
+                    self.vq.stats.count(m.pkt_len(), m.data());
+                }
+                out.swap(*done, i);
+                *done += 1;
+            }
+            Err(e) => {
+                self.vq.bad_chains += 1;
+                if self.vq.bad_chains <= 8 {
+                    vlog!(Data, Err, self.dev.ifname(), "vring {}: dropping a packet: {e}", self.vq.index);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f` as one burst on `vq` (locked, enabled, translated), with its
+/// scratch taken out of the ring for the time of the burst.
+#[inline(always)]
+fn with_burst<R>(
+    dev: &Device,
+    vq: &mut VqState,
+    ring: RingMem,
+    stats: bool,
+    f: impl FnOnce(&mut Burst<'_>) -> R,
+) -> R {
+    let mut scratch = vq.take_scratch();
+    let log = vq.active_log();
+    let BurstScratch { bufs, used, mem } = &mut *scratch;
+    used.clear();
+    let mut burst = Burst { dev, vq, ring, mem, bufs, used, log: log.as_deref(), stats };
+    let r = f(&mut burst);
+    vq.scratch = Some(scratch);
+    r
 }
 
 /// Whether the ring's guest memory lost a page since it was mapped (the
@@ -139,31 +201,6 @@ fn log_segments(log: &crate::guest::dirty_log::DirtyLog, mem: &crate::guest::Gue
         if let Some(gpa) = mem.hva_to_gpa(s.hva, u64::from(s.len)) {
             log.mark(gpa, u64::from(s.len));
         }
-    }
-}
-
-/// Prefetches the start of guest buffer `d` (header and the first 116 bytes
-/// of the packet), translating it first.
-#[inline]
-fn prefetch_buffer(mem: &crate::guest::GuestMemory, d: crate::virtqueue::ring::Desc, write: bool) {
-    if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len)) {
-        prefetch_segment(Seg { hva, len: n as u32 }, write);
-    }
-}
-
-/// Prefetches the first 128 bytes of a translated buffer. On enqueue the
-/// packet's lines are fetched for writing; the header's only for reading, as
-/// it is usually left as it is. A prefetch never faults, so the addresses
-/// are not clamped to tiny buffers (at most a neighbouring line is fetched).
-#[inline]
-fn prefetch_segment(seg: Seg, write: bool) {
-    let last = seg.hva.wrapping_add(u64::from(seg.len.min(128))).wrapping_sub(1);
-    prefetch(seg.hva);
-    if write {
-        prefetch_write(seg.hva.wrapping_add(12));
-        prefetch_write(last);
-    } else {
-        prefetch(last);
     }
 }
 
@@ -259,77 +296,6 @@ fn copy_from_guest(
 }
 
 // --------------------------------------------------------------------------
-// Used-ring publication and guest notification.
-
-/// `vring_need_event`: whether moving used from `old` to `new` crosses the
-/// event index the guest asked for.
-#[inline]
-fn need_event(event: u16, new: u16, old: u16) -> bool {
-    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
-}
-
-/// Decides whether the guest wants an interrupt now (split or packed),
-/// after used entries were published.
-fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
-    // The used index (or descriptor flags) just stored must be visible to
-    // the guest before its event index or flags are read: the guest stores
-    // those, fences, then re-reads ours; without a full fence here both
-    // loads may pass both stores and neither side sees the other's update,
-    // leaving an interrupt-driven guest waiting forever (DPDK's
-    // vhost_vring_call_split/packed and virtio-queue fence here too).
-    std::sync::atomic::fence(Ordering::SeqCst);
-    let event_idx = vq.has_feature(VIRTIO_RING_F_EVENT_IDX);
-    if !ring.is_packed() {
-        if event_idx {
-            let new = ring.split_used_idx();
-            let old = vq.signalled_used;
-            let valid = vq.signalled_used_valid;
-            vq.signalled_used = new;
-            vq.signalled_used_valid = true;
-            return !valid || need_event(ring.split_used_event(), new, old);
-        }
-        return ring.split_avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0;
-    }
-    let (off_wrap, flags) = ring.packed_driver_event();
-    if !event_idx || flags != EVENT_F_DESC {
-        return flags != EVENT_F_DISABLE;
-    }
-    let new = vq.last_used_idx;
-    let mut old = vq.signalled_used;
-    let valid = vq.signalled_used_valid;
-    vq.signalled_used = new;
-    vq.signalled_used_valid = true;
-    if !valid {
-        return true;
-    }
-    if new <= old {
-        old = old.wrapping_sub(ring.size());
-    }
-    let mut off = off_wrap & 0x7fff;
-    if vq.used_wrap_counter != (off_wrap >> 15 == 1) {
-        off = off.wrapping_sub(ring.size());
-    }
-    need_event(off, new, old)
-}
-
-/// Kicks the guest through the call eventfd if it wants it.
-fn notify_guest(vq: &mut VqState, ring: &RingMem, stats: bool) {
-    if wants_notification(vq, ring) {
-        signal(vq, stats);
-    }
-}
-
-fn signal(vq: &mut VqState, stats: bool) {
-    if let EventFd::Fd(fd) = &vq.call {
-        // An eventfd write of 1; EAGAIN (counter saturated) needs no retry.
-        let _ = nix::unistd::write(fd, &1u64.to_ne_bytes());
-        if stats {
-            vq.stats.guest_notifications += 1;
-        }
-    }
-}
-
-// --------------------------------------------------------------------------
 // Shared by both layouts.
 
 /// The segment and chain record of a chain resolved by `lone_buffer`.
@@ -383,34 +349,6 @@ impl std::fmt::Display for DropReason {
         match self {
             DropReason::Chain(e) => e.fmt(f),
             DropReason::Packet(why) => f.write_str(why),
-        }
-    }
-}
-
-/// Accounts dequeued slot `i`: a good packet moves up to the front of
-/// `out`, a bad one is counted and logged (its mbuf is released later).
-fn account_dequeued(
-    dev: &Device,
-    vq: &mut VqState,
-    out: &mut [Option<Mbuf>],
-    i: usize,
-    done: &mut usize,
-    res: Result<(), DropReason>,
-    stats: bool,
-) {
-    match res {
-        Ok(()) => {
-            if let (true, Some(m)) = (stats, out[i]) {
-                vq.stats.count(m.pkt_len(), m.data());
-            }
-            out.swap(*done, i);
-            *done += 1;
-        }
-        Err(e) => {
-            vq.bad_chains += 1;
-            if vq.bad_chains <= 8 {
-                vlog!(Data, Err, dev.ifname(), "vring {}: dropping a packet: {e}", vq.index);
-            }
         }
     }
 }
@@ -540,14 +478,14 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
         return 0;
     }
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    let mut scratch = s.take_scratch();
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
-    let n = if ring.is_packed() {
-        packed::enqueue(dev, &mut s, ring, &mut scratch, pkts, stats)
-    } else {
-        split::enqueue(dev, &mut s, ring, &mut scratch, pkts, stats)
-    };
-    s.scratch = Some(scratch);
+    let n = with_burst(dev, &mut s, ring, stats, |b| {
+        if ring.is_packed() {
+            packed::enqueue(b, pkts)
+        } else {
+            split::enqueue(b, pkts)
+        }
+    });
     n as u16
 }
 
@@ -579,14 +517,14 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
             None => vlog!(Data, Err, dev.ifname(), "failed to make RARP packet."),
         }
     }
-    let mut scratch = s.take_scratch();
     let slots = &mut out[first..out_len];
-    let n = if ring.is_packed() {
-        packed::dequeue(dev, &mut s, ring, &mut scratch, pool, slots, opts)
-    } else {
-        split::dequeue(dev, &mut s, ring, &mut scratch, pool, slots, opts)
-    };
-    s.scratch = Some(scratch);
+    let n = with_burst(dev, &mut s, ring, opts.stats, |b| {
+        if ring.is_packed() {
+            packed::dequeue(b, pool, slots, opts)
+        } else {
+            split::dequeue(b, pool, slots, opts)
+        }
+    });
     (n + first) as u16
 }
 
@@ -610,23 +548,7 @@ pub fn set_guest_notification(dev: &Device, qid: u16, enable: bool) -> i32 {
     let mut s = vq.lock();
     s.notif_enable = Some(enable);
     let Some(ring) = s.ring else { return -1 };
-    if ring.is_packed() {
-        let flags = if !enable {
-            EVENT_F_DISABLE
-        } else if s.has_feature(VIRTIO_RING_F_EVENT_IDX) {
-            EVENT_F_DESC
-        } else {
-            EVENT_F_ENABLE
-        };
-        let off_wrap = s.last_avail_idx | (u16::from(s.avail_wrap_counter) << 15);
-        ring.packed_set_device_event(off_wrap, flags);
-    } else if s.has_feature(VIRTIO_RING_F_EVENT_IDX) {
-        if enable {
-            ring.split_set_avail_event(s.last_avail_idx);
-        }
-    } else {
-        ring.split_set_used_flags(if enable { 0 } else { VRING_USED_F_NO_NOTIFY });
-    }
+    notify::set_guest_notification(&s, &ring, enable);
     0
 }
 
@@ -658,10 +580,11 @@ pub fn monitor_cond(dev: &Device, qid: u16) -> Option<MonitorCond> {
     let ring = s.ring?;
     let (_, avail, _) = ring.addresses();
     Some(if ring.is_packed() {
+        let (val, mask) = crate::virtqueue::packed::monitor_value(s.avail_pos());
         MonitorCond {
             addr: ring.packed_flags_addr(s.last_avail_idx),
-            val: u64::from(if s.avail_wrap_counter { PACKED_F_AVAIL } else { PACKED_F_USED }),
-            mask: u64::from(PACKED_F_AVAIL | PACKED_F_USED),
+            val: u64::from(val),
+            mask: u64::from(mask),
             size: 2,
             is_match: 1,
         }

@@ -7,7 +7,7 @@
 //! a buffer outside guest memory, the wrong direction — is an error, never a
 //! panic or an endless walk.
 
-use crate::guest::slice::Seg;
+use crate::guest::slice::{prefetch, prefetch_write, Seg};
 use crate::guest::GuestMemory;
 use crate::virtqueue::ring::{read_desc_at, Desc, Layout};
 
@@ -161,6 +161,32 @@ pub fn lone_buffer(mem: &GuestMemory, d: &Desc, needed: u64) -> Option<Seg> {
     }
     let (hva, n) = mem.gpa_to_hva(d.addr, u64::from(d.len))?;
     (n == u64::from(d.len)).then_some(Seg { hva, len: d.len })
+}
+
+/// Prefetches the start of guest buffer `d` (a virtio-net header and the
+/// first 116 bytes after it), translating it first.
+#[inline]
+pub fn prefetch_buffer(mem: &GuestMemory, d: Desc, write: bool) {
+    if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len)) {
+        prefetch_segment(Seg { hva, len: n as u32 }, write);
+    }
+}
+
+/// Prefetches the first 128 bytes of a translated buffer. For a buffer the
+/// device writes, the packet's lines are fetched for writing and the
+/// header's (12 bytes) only for reading, as it is usually left as it is. A
+/// prefetch never faults, so the addresses are not clamped to tiny buffers
+/// (at most a neighbouring line is fetched).
+#[inline]
+pub fn prefetch_segment(seg: Seg, write: bool) {
+    let last = seg.hva.wrapping_add(u64::from(seg.len.min(128))).wrapping_sub(1);
+    prefetch(seg.hva);
+    if write {
+        prefetch_write(seg.hva.wrapping_add(12));
+        prefetch_write(last);
+    } else {
+        prefetch(last);
+    }
 }
 
 /// Locates the indirect table described by `d` (which must not chain on):

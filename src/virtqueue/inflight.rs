@@ -309,10 +309,13 @@ impl InflightQueue {
     pub fn base_from_packed(&self) -> u16 {
         let info = self.packed_info();
         // SAFETY: header inside the live region.
-        unsafe {
-            (u16::from(addr_of_mut!((*info).old_used_wrap_counter).read_volatile()) << 15)
-                | addr_of_mut!((*info).old_used_idx).read_volatile()
-        }
+        let (idx, wrap) = unsafe {
+            (
+                addr_of_mut!((*info).old_used_idx).read_volatile(),
+                addr_of_mut!((*info).old_used_wrap_counter).read_volatile() != 0,
+            )
+        };
+        super::packed::PackedPos { idx: idx & 0x7fff, wrap }.to_wire()
     }
 
     /// At SET_VRING_KICK (DPDK's `vhost_check_queue_inflights_*`): a new

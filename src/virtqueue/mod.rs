@@ -15,7 +15,10 @@ pub mod chain;
 pub mod inflight;
 #[cfg(any(test, feature = "testing"))]
 pub mod mock;
+pub mod notify;
+pub mod packed;
 pub mod ring;
+pub mod split;
 pub mod stats;
 pub mod used;
 
@@ -196,6 +199,69 @@ impl VqState {
         self.ring = None;
     }
 
+    /// The packed ring positions (avail: the next descriptor the device
+    /// takes; used: the next it marks used).
+    #[inline(always)]
+    pub fn avail_pos(&self) -> packed::PackedPos {
+        packed::PackedPos { idx: self.last_avail_idx, wrap: self.avail_wrap_counter }
+    }
+    #[inline(always)]
+    pub fn set_avail_pos(&mut self, pos: packed::PackedPos) {
+        (self.last_avail_idx, self.avail_wrap_counter) = (pos.idx, pos.wrap);
+    }
+    #[inline(always)]
+    pub fn used_pos(&self) -> packed::PackedPos {
+        packed::PackedPos { idx: self.last_used_idx, wrap: self.used_wrap_counter }
+    }
+    #[inline(always)]
+    pub fn set_used_pos(&mut self, pos: packed::PackedPos) {
+        (self.last_used_idx, self.used_wrap_counter) = (pos.idx, pos.wrap);
+    }
+
+    /// The position SET/GET_VRING_BASE carry: the next avail index (split),
+    /// or the avail position in its wire form (packed).
+    pub fn base(&self) -> u16 {
+        if self.is_packed() {
+            self.avail_pos().to_wire()
+        } else {
+            self.last_avail_idx
+        }
+    }
+
+    /// SET_VRING_BASE: the ring restarts at `base`, with nothing in flight
+    /// (used where avail is, as DPDK does). A packed position beyond the
+    /// ring is refused (its slot would be read, and handed to monitor loops).
+    pub fn set_base(&mut self, base: u16) -> Result<(), &'static str> {
+        self.set_positions(base, base)
+    }
+
+    /// Both positions in SET/GET_VRING_BASE's form
+    /// (`rte_vhost_get_vring_base`).
+    pub fn positions(&self) -> (u16, u16) {
+        if self.is_packed() {
+            (self.avail_pos().to_wire(), self.used_pos().to_wire())
+        } else {
+            (self.last_avail_idx, self.last_used_idx)
+        }
+    }
+
+    /// Sets both positions (`rte_vhost_set_vring_base`, SET_VRING_BASE);
+    /// the caller translates the ring again (`retranslate`).
+    pub fn set_positions(&mut self, avail: u16, used: u16) -> Result<(), &'static str> {
+        if self.is_packed() {
+            let (a, u) = (packed::PackedPos::from_wire(avail), packed::PackedPos::from_wire(used));
+            let size = self.ring.map_or(self.num, |r| r.size());
+            if size != 0 && (a.idx >= size || u.idx >= size) {
+                return Err("ring position beyond the ring size");
+            }
+            self.set_avail_pos(a);
+            self.set_used_pos(u);
+        } else {
+            (self.last_avail_idx, self.last_used_idx) = (avail, used);
+        }
+        Ok(())
+    }
+
     pub fn is_packed(&self) -> bool {
         self.features & (1 << crate::protocol::features::VIRTIO_F_RING_PACKED) != 0
     }
@@ -313,3 +379,6 @@ impl Virtqueue {
         self.state.try_lock()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! The ring engines against the driver model (`mock`), in memory mapped
+//! the way SET_MEM_TABLE maps it: no socket, no EAL.
+
+use std::sync::Arc;
+
+use super::mock::{Buf, DriverRing, GuestView, Layout, RingAreas};
+use super::notify::{set_guest_notification, wants_notification};
+use super::packed::{self, PackedPos};
+use super::split;
+use super::used::UsedElem;
+use super::VqState;
+use crate::guest::GuestMemory;
+use crate::protocol::features::{bit, VIRTIO_F_RING_PACKED, VIRTIO_RING_F_EVENT_IDX};
+use crate::protocol::{MemoryRegionDesc, VringAddr};
+use crate::virtqueue::chain::BufVec;
+
+const RAM: u64 = 0x40000;
+/// Where a new packed ring starts: slot 0, wrap counter 1 (wire form).
+const START: u16 = 0x8000;
+const UADDR: u64 = 0x7000_0000;
+
+/// Guest memory of one region (gpa 0, front-end address UADDR) and the
+/// driver's view of it (our mapping: the same pages).
+fn memory() -> (Arc<GuestMemory>, GuestView) {
+    let fd = nix::sys::memfd::memfd_create(c"ring", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+    nix::unistd::ftruncate(&fd, RAM as i64).unwrap();
+    let region =
+        MemoryRegionDesc { guest_phys_addr: 0, memory_size: RAM, userspace_addr: UADDR, mmap_offset: 0 };
+    let mem = Arc::new(GuestMemory::map(&[region], vec![fd], false).unwrap());
+    let hva = mem.regions()[0].host_user_addr;
+    // SAFETY: the region's mapping lives as long as `mem`, which each test
+    // keeps until the end.
+    let view = unsafe { GuestView::new(hva as *mut u8, RAM) };
+    (mem, view)
+}
+
+/// A started ring of `size` entries at gpa 0 and the driver's model of it.
+fn ring(layout: Layout, size: u16, features: u64, base: u16) -> (Arc<GuestMemory>, VqState, DriverRing) {
+    let (mem, view) = memory();
+    let areas = RingAreas { desc: 0, driver: 0x8000, device: 0x10000 };
+    let driver = DriverRing::new(view, layout, size, areas);
+    let mut vq = VqState {
+        num: size,
+        features: features | if layout == Layout::Packed { bit(VIRTIO_F_RING_PACKED) } else { 0 },
+        addr: Some(VringAddr {
+            index: 0,
+            flags: 0,
+            desc_user_addr: UADDR,
+            avail_user_addr: UADDR + areas.driver,
+            used_user_addr: UADDR + areas.device,
+            log_guest_addr: 0,
+        }),
+        ..VqState::default()
+    };
+    vq.set_mem(&mem).unwrap();
+    vq.set_base(base).unwrap();
+    vq.start().unwrap();
+    (mem, vq, driver)
+}
+
+fn buf(k: u64) -> Buf {
+    Buf { gpa: 0x20000 + 0x800 * (k % 32), len: 0x800, write: true }
+}
+
+#[test]
+fn split_counts_reserves_and_publishes() {
+    // Six chains of two buffers posted; the device takes five.
+    let (mem, mut vq, mut driver) = ring(Layout::Split, 16, 0, 0);
+    let ring = vq.ring.unwrap();
+    for k in 0..6 {
+        driver.post(&[buf(k), buf(k + 1)]).unwrap();
+    }
+    assert_eq!(split::available(&vq, &ring), Some(6));
+    let mut used = Vec::new();
+    for _ in 0..5 {
+        let mut bufs = BufVec::default();
+        let mut avail = split::available(&vq, &ring).unwrap();
+        assert!(split::reserve(&vq, &ring, &mem, &mut bufs, 0x1000, false, &mut avail, 16).unwrap());
+        assert_eq!((bufs.total(), bufs.nchains), (0x1000, 1), "one chain of two 2 KiB buffers");
+        used.push(UsedElem { id: bufs.chains[0].id, len: 100, count: 1 });
+        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
+    }
+    split::publish(&mut vq, &ring, &used);
+    for e in &used {
+        assert_eq!(driver.pop_used().map(|u| (u.id, u.len)), Some((e.id, 100)));
+    }
+    assert_eq!(driver.pop_used(), None);
+    assert_eq!(split::available(&vq, &ring), Some(1));
+}
+
+#[test]
+fn split_indices_wrap_at_sixteen_bits() {
+    let (_mem, mut vq, _driver) = ring(Layout::Split, 8, 0, 0xfffe);
+    let ring = vq.ring.unwrap();
+    // The guest's avail index wrapped to 2: four entries.
+    let avail_idx_at = vq.ring.unwrap().addresses().1 + 2;
+    // SAFETY: the avail index field of the ring mapped above.
+    unsafe { (avail_idx_at as *mut u16).write_volatile(2) };
+    assert_eq!(split::available(&vq, &ring), Some(4));
+    // Nonsense (more than a ring ahead) is refused.
+    // SAFETY: as above.
+    unsafe { (avail_idx_at as *mut u16).write_volatile(0x10) };
+    assert_eq!(split::available(&vq, &ring), None);
+    vq.last_used_idx = 0xffff;
+    split::publish(&mut vq, &ring, &[UsedElem { id: 3, len: 1, count: 1 }]);
+    assert_eq!(ring.split_used_idx(), 0, "used idx wraps");
+}
+
+#[test]
+fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
+    let (mem, mut vq, mut driver) = ring(Layout::Packed, 8, 0, START);
+    let ring = vq.ring.unwrap();
+    // Six single-buffer chains: slots 0..6 in round 1.
+    for k in 0..6 {
+        driver.post(&[buf(k)]).unwrap();
+    }
+    assert_eq!(packed::count_available(&vq, &ring, 32), 6);
+    // The device takes four as a batch (slot 0 starts a cache line).
+    let batch = packed::take_batch(&vq, &ring, &mem, [1; packed::BATCH], true).expect("a batch of four");
+    packed::consume_batch(&mut vq, &ring);
+    let mut used = super::used::UsedBatch::default();
+    packed::publish_batch(&mut vq, &ring, &mut used, batch.map(|(_, id)| id), [64; 4], true);
+    for (_, id) in batch {
+        assert_eq!(driver.pop_used().map(|u| (u.id, u.len)), Some((id, 64)));
+    }
+    // Two more one by one, then the driver wraps: slots 6, 7 of round 1
+    // and 0, 1 of round 2 are counted as one run.
+    for k in 0..4 {
+        driver.post(&[buf(10 + k)]).unwrap();
+    }
+    assert_eq!(packed::count_available(&vq, &ring, 32), 6, "slots 4..8 and 0..2 across the end");
+    let mut entries = Vec::new();
+    for _ in 0..6 {
+        let pos = vq.avail_pos();
+        assert!(packed::is_available(&ring, pos));
+        entries.push(UsedElem { id: ring.read_packed_desc(pos.idx).next_or_id, len: 7, count: 1 });
+        let mut next = pos;
+        next.advance(1, 8);
+        vq.set_avail_pos(next);
+    }
+    assert_eq!(vq.avail_pos(), PackedPos { idx: 2, wrap: false });
+    packed::publish(&mut vq, &ring, &entries, true);
+    assert_eq!(vq.used_pos(), PackedPos { idx: 2, wrap: false });
+    for e in &entries {
+        assert_eq!(driver.pop_used().map(|u| u.id), Some(e.id));
+    }
+    assert_eq!(driver.pop_used(), None);
+}
+
+#[test]
+fn packed_in_order_marks_a_run_used_with_its_last_id() {
+    let (_mem, mut vq, mut driver) = ring(Layout::Packed, 8, 0, START);
+    driver.in_order = true;
+    let ring = vq.ring.unwrap();
+    let ids: Vec<u16> = (0..3).map(|k| driver.post(&[buf(k)]).unwrap()).collect();
+    let entries: Vec<UsedElem> = ids.iter().map(|&id| UsedElem { id, len: 0, count: 1 }).collect();
+    let mut pos = vq.avail_pos();
+    pos.advance(3, 8);
+    vq.set_avail_pos(pos);
+    packed::publish_in_order(&mut vq, &ring, &entries);
+    assert_eq!(driver.pop_used().map(|u| u.id), Some(ids[2]), "one used descriptor for the three");
+    assert_eq!(driver.in_flight(), 0);
+    assert_eq!(vq.used_pos(), PackedPos { idx: 3, wrap: true });
+}
+
+#[test]
+fn split_event_index_decides_the_interrupt() {
+    let (_mem, mut vq, mut driver) = ring(Layout::Split, 8, bit(VIRTIO_RING_F_EVENT_IDX), 0);
+    let ring = vq.ring.unwrap();
+    // The first publication always interrupts (nothing signalled yet).
+    let id = driver.post(&[buf(0)]).unwrap();
+    split::publish(&mut vq, &ring, &[UsedElem { id, len: 1, count: 1 }]);
+    assert!(wants_notification(&mut vq, &ring));
+    driver.pop_used();
+    // The driver asks for an interrupt at used index 2 (after the next two).
+    driver.post(&[buf(1)]).unwrap();
+    driver.post(&[buf(2)]).unwrap();
+    driver.pop_used();
+    assert!(!driver.enable_notification(true), "nothing used yet");
+    let event_at = ring.addresses().1 + 4 + 2 * 8;
+    // SAFETY: used_event of the ring mapped above.
+    unsafe { (event_at as *mut u16).write_volatile(2) };
+    split::publish(&mut vq, &ring, &[UsedElem { id: 1, len: 1, count: 1 }]);
+    assert!(!wants_notification(&mut vq, &ring), "used 1 -> 2 does not cross event 2");
+    split::publish(&mut vq, &ring, &[UsedElem { id: 2, len: 1, count: 1 }]);
+    assert!(wants_notification(&mut vq, &ring), "used 2 -> 3 crosses it");
+}
+
+#[test]
+fn packed_event_suppression_decides_the_interrupt() {
+    let (_mem, mut vq, mut driver) = ring(Layout::Packed, 4, bit(VIRTIO_RING_F_EVENT_IDX), START);
+    let ring = vq.ring.unwrap();
+    driver.disable_notification();
+    let id = driver.post(&[buf(0)]).unwrap();
+    packed::publish(&mut vq, &ring, &[UsedElem { id, len: 1, count: 1 }], true);
+    assert!(!wants_notification(&mut vq, &ring), "DISABLE");
+    driver.pop_used();
+    // Event descriptor: the next used slot (1, round 1).
+    assert!(!driver.enable_notification(true));
+    let id = driver.post(&[buf(1)]).unwrap();
+    packed::publish(&mut vq, &ring, &[UsedElem { id, len: 1, count: 1 }], true);
+    assert!(wants_notification(&mut vq, &ring), "slot 1 was the event");
+    // Our own suppression of the guest's kicks lands in the device area.
+    set_guest_notification(&vq, &ring, false);
+    let flags_at = ring.addresses().2 + 2;
+    // SAFETY: the device event flags of the ring mapped above.
+    assert_eq!(unsafe { (flags_at as *const u16).read_volatile() }, 1, "DISABLE");
+}
