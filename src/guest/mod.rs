@@ -135,7 +135,7 @@ impl GuestMemory {
     pub fn uaddr_to_hva(&self, uaddr: u64, len: u64) -> Option<u64> {
         self.regions.iter().find_map(|r| {
             let off = uaddr.checked_sub(r.guest_user_addr)?;
-            (off < r.size && len <= r.size - off).then_some(r.host_user_addr + off)
+            (off < r.size && len <= r.size - off).then(|| r.host_user_addr + off)
         })
     }
 
@@ -144,7 +144,7 @@ impl GuestMemory {
     pub fn hva_to_gpa(&self, hva: u64, len: u64) -> Option<u64> {
         self.regions.iter().find_map(|r| {
             let off = hva.checked_sub(r.host_user_addr)?;
-            (off < r.size && len <= r.size - off).then_some(r.guest_phys_addr + off)
+            (off < r.size && len <= r.size - off).then(|| r.guest_phys_addr + off)
         })
     }
 }
