@@ -61,6 +61,9 @@ impl Region {
 #[derive(Debug, Default)]
 pub struct GuestMemory {
     regions: Vec<Region>,
+    /// Unique for the life of the process (0: the empty table), so that
+    /// slices kept apart from their table can be checked to belong to it.
+    id: u64,
     /// The loss of a page (`faulted`) has been logged.
     loss_reported: std::sync::atomic::AtomicBool,
 }
@@ -90,7 +93,9 @@ impl GuestMemory {
                 fd,
             });
         }
-        Ok(GuestMemory { regions, loss_reported: Default::default() })
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(GuestMemory { regions, id, loss_reported: Default::default() })
     }
 
     pub fn regions(&self) -> &[Region] {
@@ -99,6 +104,20 @@ impl GuestMemory {
 
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The guest memory at `gpa`: as much of `len` bytes as is contiguous in
+    /// one region (at least one byte), or `None` if `gpa` is not mapped.
+    #[inline]
+    pub fn slice(&self, gpa: u64, len: u32) -> Option<slice::GuestSlice<'_>> {
+        let (hva, n) = self.gpa_to_hva(gpa, u64::from(len))?;
+        // SAFETY: gpa_to_hva found [hva, hva + n) inside a region of this
+        // table, which the borrow of `self` keeps mapped.
+        Some(unsafe { slice::GuestSlice::new(hva, n as u32) })
     }
 
     /// Whether the front-end shrank a region's file under us (a page was

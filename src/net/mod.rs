@@ -19,8 +19,7 @@ mod split;
 
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
-use crate::guest::dirty_log::DirtyLog;
-use crate::guest::slice::{read_guest, read_guest_le, update_guest_le, write_guest, Seg};
+use crate::guest::slice::{GuestSlice, Writer};
 use crate::guest::GuestMemory;
 use crate::protocol::features::*;
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
@@ -53,8 +52,8 @@ pub(super) struct Burst<'a> {
     mem: &'a GuestMemory,
     bufs: &'a mut BufVec,
     used: &'a mut UsedBatch,
-    /// The dirty log, while migration logging is on.
-    log: Option<&'a DirtyLog>,
+    /// Writes guest buffers (and logs them while migration logging is on).
+    writer: Writer<'a>,
     stats: bool,
 }
 
@@ -115,7 +114,8 @@ fn with_burst<R>(
     let log = vq.active_log();
     let BurstScratch { bufs, used, mem } = &mut *scratch;
     used.clear();
-    let mut burst = Burst { dev, vq, ring, mem, bufs, used, log: log.as_deref(), stats };
+    let writer = Writer::new(log.as_deref().map(|l| (l, &**mem)));
+    let mut burst = Burst { dev, vq, ring, mem, bufs, used, writer, stats };
     let r = f(&mut burst);
     vq.scratch = Some(scratch);
     r
@@ -162,15 +162,15 @@ fn burst_vq<'d>(dev: &'d Device, qid: u16, tx: bool, func: &str) -> Option<&'d c
 /// Writes `src` through the segment list starting at (seg, off); returns the
 /// new position.
 #[inline]
-fn put(segs: &[Seg], mut pos: (usize, u32), mut src: &[u8]) -> (usize, u32) {
+fn put(w: Writer<'_>, segs: &[GuestSlice<'_>], mut pos: (usize, u32), mut src: &[u8]) -> (usize, u32) {
     while !src.is_empty() {
         let Some(seg) = segs.get(pos.0).copied() else { break };
-        let room = (seg.len - pos.1) as usize;
+        let room = (seg.len() - pos.1) as usize;
         let n = room.min(src.len());
-        write_guest(seg, pos.1, &src[..n]);
+        w.write(seg, pos.1, &src[..n]);
         src = &src[n..];
         pos.1 += n as u32;
-        if pos.1 == seg.len {
+        if pos.1 == seg.len() {
             pos = (pos.0 + 1, 0);
         }
     }
@@ -180,55 +180,46 @@ fn put(segs: &[Seg], mut pos: (usize, u32), mut src: &[u8]) -> (usize, u32) {
 /// Reads into `dst` from the segment list at (seg, off); returns the new
 /// position and how many bytes were read.
 #[inline]
-fn get(segs: &[Seg], mut pos: (usize, u32), dst: &mut [u8]) -> ((usize, u32), usize) {
+fn get(segs: &[GuestSlice<'_>], mut pos: (usize, u32), dst: &mut [u8]) -> ((usize, u32), usize) {
     let mut done = 0;
     while done < dst.len() {
         let Some(seg) = segs.get(pos.0).copied() else { break };
-        let n = ((seg.len - pos.1) as usize).min(dst.len() - done);
-        read_guest(seg, pos.1, &mut dst[done..done + n]);
+        let n = ((seg.len() - pos.1) as usize).min(dst.len() - done);
+        seg.read(pos.1, &mut dst[done..done + n]);
         done += n;
         pos.1 += n as u32;
-        if pos.1 == seg.len {
+        if pos.1 == seg.len() {
             pos = (pos.0 + 1, 0);
         }
     }
     (pos, done)
 }
 
-/// Marks the guest pages behind `segs` dirty (migration logging).
-fn log_segments(log: &crate::guest::dirty_log::DirtyLog, mem: &crate::guest::GuestMemory, segs: &[Seg]) {
-    for s in segs {
-        if let Some(gpa) = mem.hva_to_gpa(s.hva, u64::from(s.len)) {
-            log.mark(gpa, u64::from(s.len));
-        }
-    }
-}
-
 /// Writes the virtio-net header (wire form) at the start of the segments;
 /// returns the position after it.
 #[inline]
-fn put_header(segs: &[Seg], hdr: u128, hlen: u32) -> (usize, u32) {
+fn put_header(w: Writer<'_>, segs: &[GuestSlice<'_>], hdr: u128, hlen: u32) -> (usize, u32) {
     match segs.first() {
-        Some(&first) if first.len >= hlen => {
-            update_guest_le(first, 0, hdr, hlen as usize);
-            if first.len == hlen {
+        Some(&first) if first.len() >= hlen => {
+            w.update_le(first, 0, hdr, hlen as usize);
+            if first.len() == hlen {
                 (1, 0)
             } else {
                 (0, hlen)
             }
         }
-        _ => put(segs, (0, 0), &hdr.to_le_bytes()[..hlen as usize]),
+        _ => put(w, segs, (0, 0), &hdr.to_le_bytes()[..hlen as usize]),
     }
 }
 
 /// Reads the virtio-net header at the start of the segments; returns it and
 /// the position after it.
 #[inline]
-fn get_header(segs: &[Seg], hlen: u32) -> (NetHdr, (usize, u32)) {
+fn get_header(segs: &[GuestSlice<'_>], hlen: u32) -> (NetHdr, (usize, u32)) {
     match segs.first() {
-        Some(&first) if first.len >= hlen => {
-            let hdr = NetHdr::from_le(read_guest_le(first, 0, hlen as usize));
-            (hdr, if first.len == hlen { (1, 0) } else { (0, hlen) })
+        Some(&first) if first.len() >= hlen => {
+            let hdr = NetHdr::from_le(first.read_le(0, hlen as usize));
+            (hdr, if first.len() == hlen { (1, 0) } else { (0, hlen) })
         }
         _ => {
             let mut b = [0u8; 16];
@@ -239,36 +230,36 @@ fn get_header(segs: &[Seg], hlen: u32) -> (NetHdr, (usize, u32)) {
 }
 
 /// Copies header + packet into the reserved guest segments.
-fn copy_to_guest(segs: &[Seg], hdr: u128, hlen: u32, m: Mbuf) {
+fn copy_to_guest(w: Writer<'_>, segs: &[GuestSlice<'_>], hdr: u128, hlen: u32, m: Mbuf) {
     // The common case, without the segment walk: a one-segment mbuf and a
     // first guest buffer that holds header and packet. (Tested before
     // `put_header`, whose position bookkeeping this case does not need.)
     if let (Some(&first), None) = (segs.first(), m.next()) {
         let data = m.data();
-        if first.len as usize >= hlen as usize + data.len() {
-            put_plain(first, hdr, hlen, data);
+        if first.len() as usize >= hlen as usize + data.len() {
+            put_plain(w, first, hdr, hlen, data);
             return;
         }
     }
-    let mut pos = put_header(segs, hdr, hlen);
+    let mut pos = put_header(w, segs, hdr, hlen);
     let mut seg = Some(m);
     while let Some(s) = seg {
-        pos = put(segs, pos, s.data());
+        pos = put(w, segs, pos, s.data());
         seg = s.next();
     }
 }
 
 /// Writes header and packet into one guest buffer that holds both.
 #[inline(always)]
-fn put_plain(seg: Seg, hdr: u128, hlen: u32, data: &[u8]) {
-    update_guest_le(seg, 0, hdr, hlen as usize);
-    write_guest(seg, hlen, data);
+fn put_plain(w: Writer<'_>, seg: GuestSlice<'_>, hdr: u128, hlen: u32, data: &[u8]) {
+    w.update_le(seg, 0, hdr, hlen as usize);
+    w.write(seg, hlen, data);
 }
 
 /// Copies a guest packet (after its header, at `pos`) into `head` and more
 /// mbufs from `pool` as needed.
 fn copy_from_guest(
-    segs: &[Seg],
+    segs: &[GuestSlice<'_>],
     mut pos: (usize, u32),
     mut left: u64,
     head: &mut Mbuf,
@@ -299,36 +290,32 @@ fn copy_from_guest(
 // Shared by both layouts.
 
 /// The segment and chain record of a chain resolved by `lone_buffer`.
-struct LoneChain {
-    seg: [Seg; 1],
+struct LoneChain<'m> {
+    seg: [GuestSlice<'m>; 1],
     chain: [ChainInfo; 1],
 }
 
-impl LoneChain {
-    fn new(seg: Seg, id: u16) -> LoneChain {
-        LoneChain { seg: [seg], chain: [ChainInfo { id, count: 1, cap: seg.len }] }
+impl<'m> LoneChain<'m> {
+    fn new(seg: GuestSlice<'m>, id: u16) -> LoneChain<'m> {
+        LoneChain { seg: [seg], chain: [ChainInfo { id, count: 1, cap: seg.len() }] }
     }
-    fn parts(&self) -> (&[Seg], &[ChainInfo]) {
+    fn parts(&self) -> (&[GuestSlice<'m>], &[ChainInfo]) {
         (&self.seg, &self.chain)
     }
 }
 
 /// Enqueue of one packet into its reserved `chains` (whose buffers are
-/// `segs`): header and data copied, pages logged, used entries recorded
+/// `segs`): header and data copied (and logged), used entries recorded
 /// (each chain filled in turn, the last one partly).
 fn place_packet(
-    mem: &crate::guest::GuestMemory,
-    log: Option<&crate::guest::dirty_log::DirtyLog>,
-    segs: &[Seg],
+    w: Writer<'_>,
+    segs: &[GuestSlice<'_>],
     chains: &[ChainInfo],
     hlen: u32,
     m: Mbuf,
     used: &mut UsedBatch,
 ) {
-    copy_to_guest(segs, header::wire_header_for(&m, chains.len() as u16), hlen, m);
-    if let Some(log) = log {
-        log_segments(log, mem, segs);
-    }
+    copy_to_guest(w, segs, header::wire_header_for(&m, chains.len() as u16), hlen, m);
     let mut left = u64::from(m.pkt_len()) + u64::from(hlen);
     for c in chains {
         let len = u64::from(c.cap).min(left);
@@ -398,7 +385,7 @@ fn prep_mbuf(m: &mut Mbuf, len: u64, opts: DequeueOpts) -> Result<(), &'static s
 /// skips and interprets the virtio-net header, copies the payload.
 #[inline(always)]
 fn fill_mbuf(
-    segs: &[Seg],
+    segs: &[GuestSlice<'_>],
     total: u64,
     hlen: u32,
     m: Option<Mbuf>,
@@ -407,9 +394,9 @@ fn fill_mbuf(
 ) -> Result<(), DropReason> {
     // The common case, inline: one guest buffer whose packet fits the mbuf.
     if let ([seg], Some(mut mb)) = (segs, m) {
-        if total == u64::from(seg.len) {
+        if total == u64::from(seg.len()) {
             if let Some(tail) = plain_tail(*seg, hlen, &mut mb) {
-                read_guest(*seg, hlen, tail);
+                seg.read(hlen, tail);
                 finish_plain(*seg, hlen, mb, opts);
                 return Ok(());
             }
@@ -422,20 +409,20 @@ fn fill_mbuf(
 /// fits the tailroom of the fresh mbuf `mb` without chaining: the plain
 /// case, which is copied into it and then finished by `finish_plain`.
 #[inline(always)]
-fn plain_tail(seg: Seg, hlen: u32, mb: &mut Mbuf) -> Option<&mut [u8]> {
-    let len = seg.len.checked_sub(hlen).filter(|&n| n > 0)?;
+fn plain_tail<'b>(seg: GuestSlice<'_>, hlen: u32, mb: &'b mut Mbuf) -> Option<&'b mut [u8]> {
+    let len = seg.len().checked_sub(hlen).filter(|&n| n > 0)?;
     mb.try_tail_mut(len as usize)
 }
 
 /// Accounts the packet copied into `plain_tail` of `mb` and applies the
 /// header if host offloads were negotiated.
 #[inline(always)]
-fn finish_plain(seg: Seg, hlen: u32, mut mb: Mbuf, opts: DequeueOpts) {
-    let len = (seg.len - hlen) as usize;
+fn finish_plain(seg: GuestSlice<'_>, hlen: u32, mut mb: Mbuf, opts: DequeueOpts) {
+    let len = (seg.len() - hlen) as usize;
     mb.commit(len);
     mb.set_pkt_len(len as u32);
     if opts.host_offload {
-        let hdr = NetHdr::from_le(read_guest_le(seg, 0, hlen as usize));
+        let hdr = NetHdr::from_le(seg.read_le(0, hlen as usize));
         header::apply_to_mbuf(&hdr, &mut mb, opts.compliant);
     }
 }
@@ -444,7 +431,7 @@ fn finish_plain(seg: Seg, hlen: u32, mut mb: Mbuf, opts: DequeueOpts) {
 /// chained mbufs, drops.
 #[inline(never)]
 fn fill_mbuf_chained(
-    segs: &[Seg],
+    segs: &[GuestSlice<'_>],
     total: u64,
     hlen: u32,
     m: Option<Mbuf>,

@@ -51,10 +51,7 @@ fn enqueue_batch(b: &mut Burst<'_>, hlen: u32, pkts: &[Option<Mbuf>; BATCH]) -> 
     let needed = mbufs.map(|m| u64::from(m.pkt_len()) + u64::from(hlen));
     let Some(descs) = packed::take_batch(b.vq, &b.ring, b.mem, needed, true) else { return false };
     for k in 0..BATCH {
-        put_plain(descs[k].0, header::wire_header_for(&mbufs[k], 1), hlen, mbufs[k].data());
-    }
-    if let Some(log) = b.log {
-        log_segments(log, b.mem, &descs.map(|(seg, _)| seg));
+        put_plain(b.writer, descs[k].0, header::wire_header_for(&mbufs[k], 1), hlen, mbufs[k].data());
     }
     packed::publish_batch(b.vq, &b.ring, b.used, descs.map(|(_, id)| id), needed.map(|n| n as u32), true);
     if b.stats {
@@ -97,10 +94,10 @@ fn enqueue_one(b: &mut Burst<'_>, hlen: u32, m: Mbuf) -> bool {
                     return false;
                 }
             }
-            (b.bufs.segs(), &b.bufs.chains[..b.bufs.nchains])
+            (b.bufs.segs(b.mem), &b.bufs.chains[..b.bufs.nchains])
         }
     };
-    place_packet(b.mem, b.log, segs, chains, hlen, m, b.used);
+    place_packet(b.writer, segs, chains, hlen, m, b.used);
     b.vq.set_avail_pos(pos);
     true
 }
@@ -143,13 +140,15 @@ pub(super) fn dequeue(
         let d = ring.read_packed_desc(pos.idx);
         // The common case needs no walk: one descriptor, header and packet.
         let (count, id, res) = match lone_buffer(b.mem, &d, u64::from(hlen) + 1) {
-            Some(seg) => (1, d.next_or_id, fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts)),
+            Some(seg) => (1, d.next_or_id, fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts)),
             None => {
                 b.bufs.clear();
                 match walk_packed(b.mem, size, pos.idx, |i| ring.read_packed_desc(i), b.bufs) {
-                    Ok(c) => {
-                        (c.count, c.id, fill_mbuf(b.bufs.segs(), b.bufs.total(), hlen, out[i], pool, opts))
-                    }
+                    Ok(c) => (
+                        c.count,
+                        c.id,
+                        fill_mbuf(b.bufs.segs(b.mem), b.bufs.total(), hlen, out[i], pool, opts),
+                    ),
                     // A broken chain is returned as one slot so the ring moves on.
                     Err(e) => (1, d.next_or_id, Err(DropReason::Chain(e))),
                 }
@@ -211,7 +210,7 @@ fn dequeue_batch(
         return false;
     };
     for (seg, dst) in segs.into_iter().zip([ta, tb, tc, td]) {
-        read_guest(seg, hlen, dst);
+        seg.read(hlen, dst);
     }
     for (&(seg, _), m) in descs.iter().zip(mbufs) {
         finish_plain(seg, hlen, m, opts);

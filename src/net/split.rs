@@ -40,10 +40,10 @@ pub(super) fn enqueue(b: &mut Burst<'_>, pkts: &[Option<Mbuf>]) -> usize {
                         break;
                     }
                 }
-                (b.bufs.segs(), &b.bufs.chains[..b.bufs.nchains])
+                (b.bufs.segs(b.mem), &b.bufs.chains[..b.bufs.nchains])
             }
         };
-        place_packet(b.mem, b.log, segs, chains, hlen, m, b.used);
+        place_packet(b.writer, segs, chains, hlen, m, b.used);
         b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(chains.len() as u16);
         if b.stats {
             b.vq.stats.count(m.pkt_len(), m.data());
@@ -89,12 +89,12 @@ pub(super) fn dequeue(
             .then(|| lone_buffer(b.mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
             .flatten();
         let res = match lone {
-            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len), hlen, out[i], pool, opts),
+            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts),
             None => {
                 b.bufs.clear();
                 walk_split(b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs)
                     .map_err(DropReason::Chain)
-                    .and_then(|()| fill_mbuf(b.bufs.segs(), b.bufs.total(), hlen, out[i], pool, opts))
+                    .and_then(|()| fill_mbuf(b.bufs.segs(b.mem), b.bufs.total(), hlen, out[i], pool, opts))
             }
         };
         b.used.push(head, 0, 1);

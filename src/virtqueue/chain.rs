@@ -7,7 +7,7 @@
 //! a buffer outside guest memory, the wrong direction — is an error, never a
 //! panic or an endless walk.
 
-use crate::guest::slice::{prefetch, prefetch_write, Seg};
+use crate::guest::slice::{prefetch, prefetch_write, GuestSlice};
 use crate::guest::GuestMemory;
 use crate::virtqueue::ring::{read_desc_at, Desc, Layout};
 
@@ -68,7 +68,10 @@ pub struct ChainInfo {
 /// mergeable), and those chains. Fixed arrays, kept per ring: no allocation
 /// or initialisation on the datapath.
 pub struct BufVec {
-    segs: [Seg; MAX_SEGS],
+    /// Slices of the table `table` (a `GuestMemory::id`), kept apart from
+    /// it: handed out only with a borrow of that same table (`segs`).
+    segs: [GuestSlice<'static>; MAX_SEGS],
+    table: u64,
     n: usize,
     total: u64,
     pub chains: [ChainInfo; MAX_CHAINS],
@@ -78,7 +81,8 @@ pub struct BufVec {
 impl Default for BufVec {
     fn default() -> Self {
         BufVec {
-            segs: [Seg::default(); MAX_SEGS],
+            segs: [GuestSlice::default(); MAX_SEGS],
+            table: 0,
             n: 0,
             total: 0,
             chains: [ChainInfo::default(); MAX_CHAINS],
@@ -111,7 +115,10 @@ impl BufVec {
         self.nchains += 1;
         true
     }
-    pub fn segs(&self) -> &[Seg] {
+    /// The segments gathered, which must have come from `mem`.
+    #[inline]
+    pub fn segs<'m>(&'m self, mem: &'m GuestMemory) -> &'m [GuestSlice<'m>] {
+        assert!(self.n == 0 || self.table == mem.id(), "segments of another memory table");
         &self.segs[..self.n]
     }
     pub fn total(&self) -> u64 {
@@ -127,17 +134,23 @@ impl BufVec {
     /// Adds guest buffer [gpa, gpa+len), split where it crosses regions.
     #[inline]
     pub fn add_buffer(&mut self, mem: &GuestMemory, mut gpa: u64, len: u32) -> Result<(), ChainError> {
-        let mut left = u64::from(len);
+        if self.n == 0 {
+            self.table = mem.id();
+        }
+        let mut left = len;
         while left > 0 {
-            let (hva, n) = mem.gpa_to_hva(gpa, left).ok_or(ChainError::BadAddress)?;
+            let s = mem.slice(gpa, left).ok_or(ChainError::BadAddress)?;
             if self.n == MAX_SEGS {
                 return Err(ChainError::TooManySegments);
             }
-            self.segs[self.n] = Seg { hva, len: n as u32 };
+            // SAFETY: the slice is kept apart from `mem` but handed out
+            // only by `segs`, with a borrow of the same table (its id
+            // checked), which keeps the mapping alive while it is used.
+            self.segs[self.n] = unsafe { s.detach() };
             self.n += 1;
-            self.total += n;
-            gpa = gpa.checked_add(n).ok_or(ChainError::BadAddress)?;
-            left -= n;
+            self.total += u64::from(s.len());
+            gpa = gpa.checked_add(u64::from(s.len())).ok_or(ChainError::BadAddress)?;
+            left -= s.len();
         }
         Ok(())
     }
@@ -155,20 +168,19 @@ fn take(mem: &GuestMemory, d: &Desc, out: &mut BufVec) -> Result<(), ChainError>
 /// INDIRECT) whose buffer holds at least `needed` bytes and is contiguous in
 /// our address space. `None` sends the caller to the full walk.
 #[inline]
-pub fn lone_buffer(mem: &GuestMemory, d: &Desc, needed: u64) -> Option<Seg> {
+pub fn lone_buffer<'m>(mem: &'m GuestMemory, d: &Desc, needed: u64) -> Option<GuestSlice<'m>> {
     if d.flags & (F_NEXT | F_INDIRECT) != 0 || u64::from(d.len) < needed {
         return None;
     }
-    let (hva, n) = mem.gpa_to_hva(d.addr, u64::from(d.len))?;
-    (n == u64::from(d.len)).then_some(Seg { hva, len: d.len })
+    mem.slice(d.addr, d.len).filter(|s| s.len() == d.len)
 }
 
 /// Prefetches the start of guest buffer `d` (a virtio-net header and the
 /// first 116 bytes after it), translating it first.
 #[inline]
 pub fn prefetch_buffer(mem: &GuestMemory, d: Desc, write: bool) {
-    if let Some((hva, n)) = mem.gpa_to_hva(d.addr, u64::from(d.len)) {
-        prefetch_segment(Seg { hva, len: n as u32 }, write);
+    if let Some(s) = mem.slice(d.addr, d.len) {
+        prefetch_segment(s, write);
     }
 }
 
@@ -178,11 +190,11 @@ pub fn prefetch_buffer(mem: &GuestMemory, d: Desc, write: bool) {
 /// prefetch never faults, so the addresses are not clamped to tiny buffers
 /// (at most a neighbouring line is fetched).
 #[inline]
-pub fn prefetch_segment(seg: Seg, write: bool) {
-    let last = seg.hva.wrapping_add(u64::from(seg.len.min(128))).wrapping_sub(1);
-    prefetch(seg.hva);
+pub fn prefetch_segment(seg: GuestSlice<'_>, write: bool) {
+    let last = seg.hva().wrapping_add(u64::from(seg.len().min(128))).wrapping_sub(1);
+    prefetch(seg.hva());
     if write {
-        prefetch_write(seg.hva.wrapping_add(12));
+        prefetch_write(seg.hva().wrapping_add(12));
         prefetch_write(last);
     } else {
         prefetch(last);
@@ -356,8 +368,8 @@ mod tests {
         assert_eq!(v.total(), 1512);
         // A buffer across the two regions is split, never assumed contiguous.
         let v = walk(&mem, &[(0xff00, 0x200, 0, 0)], 0).unwrap();
-        assert_eq!(v.segs().iter().map(|s| s.len).collect::<Vec<_>>(), vec![0x100, 0x100]);
-        assert_eq!(v.segs()[1].hva, mem.gpa_to_hva(0x10000, 1).unwrap().0);
+        assert_eq!(v.segs(&mem).iter().map(|s| s.len()).collect::<Vec<_>>(), vec![0x100, 0x100]);
+        assert_eq!(v.segs(&mem)[1].hva(), mem.gpa_to_hva(0x10000, 1).unwrap().0);
     }
 
     #[test]
@@ -375,13 +387,14 @@ mod tests {
         assert_eq!(e(&[(0x1000, 32, F_INDIRECT | F_NEXT, 0)]), ChainError::BadIndirect);
         let slot = |i: u64| mem.gpa_to_hva(0x1000 + 16 * i, 16).unwrap().0;
         let put = |i: u64, addr: u64, len: u32, flags: u16, next: u16| {
-            let s = Seg { hva: slot(i), len: 16 };
+            // SAFETY: a descriptor slot inside `mem`, alive for the test.
+            let s = unsafe { GuestSlice::new(slot(i), 16) };
             let mut b = [0u8; 16];
             b[0..8].copy_from_slice(&addr.to_le_bytes());
             b[8..12].copy_from_slice(&len.to_le_bytes());
             b[12..14].copy_from_slice(&flags.to_le_bytes());
             b[14..16].copy_from_slice(&next.to_le_bytes());
-            crate::guest::slice::write_guest(s, 0, &b);
+            crate::guest::slice::Writer::new(None).write(s, 0, &b);
         };
         put(0, 0x3000, 100, F_INDIRECT, 0);
         assert_eq!(e(&[(0x1000, 16, F_INDIRECT, 0)]), ChainError::BadIndirect, "nested indirect");
@@ -426,7 +439,7 @@ mod tests {
         let mem = memory();
         let d = |addr, len, flags| Desc { addr, len, flags, next_or_id: 0 };
         let seg = lone_buffer(&mem, &d(0x100, 1500, F_WRITE), 76).expect("plain buffer");
-        assert_eq!((seg.hva, seg.len), (mem.gpa_to_hva(0x100, 1).unwrap().0, 1500));
+        assert_eq!((seg.hva(), seg.len()), (mem.gpa_to_hva(0x100, 1).unwrap().0, 1500));
         assert_eq!(lone_buffer(&mem, &d(0x100, 1500, F_NEXT), 76), None, "chained on: needs the walk");
         assert_eq!(lone_buffer(&mem, &d(0x100, 1500, F_INDIRECT), 76), None, "indirect: needs the walk");
         assert_eq!(lone_buffer(&mem, &d(0x100, 75, 0), 76), None, "too small for the packet");
@@ -447,8 +460,8 @@ mod tests {
             let mem = memory();
             let mut out = BufVec::default();
             if walk_split(&mem, descs.len() as u16, head, table(&descs), &mut out).is_ok() {
-                for s in out.segs() {
-                    prop_assert!(mem.hva_to_gpa(s.hva, u64::from(s.len)).is_some());
+                for s in out.segs(&mem) {
+                    prop_assert!(mem.hva_to_gpa(s.hva(), u64::from(s.len())).is_some());
                 }
             }
             let mut out = BufVec::default();
@@ -456,7 +469,7 @@ mod tests {
             // The walk-free path never yields memory the walk would refuse.
             for (i, _) in descs.iter().enumerate() {
                 if let Some(seg) = lone_buffer(&mem, &table(&descs)(i as u16), 1) {
-                    prop_assert!(mem.hva_to_gpa(seg.hva, u64::from(seg.len)).is_some());
+                    prop_assert!(mem.hva_to_gpa(seg.hva(), u64::from(seg.len())).is_some());
                 }
             }
         }

@@ -12,7 +12,7 @@ use super::chain::{
 use super::ring::RingMem;
 use super::used::{UsedBatch, UsedElem};
 use super::VqState;
-use crate::guest::slice::Seg;
+use crate::guest::slice::GuestSlice;
 use crate::guest::GuestMemory;
 
 const F_AVAIL: u16 = 1 << 7;
@@ -136,20 +136,20 @@ pub const BATCH: usize = 4;
 /// prefetched for writing here; a dequeue burst prefetched all of its
 /// buffers at its start (`prefetch_burst`).
 #[inline(always)]
-pub fn take_batch(
+pub fn take_batch<'m>(
     vq: &VqState,
     ring: &RingMem,
-    mem: &GuestMemory,
+    mem: &'m GuestMemory,
     needed: [u64; BATCH],
     write: bool,
-) -> Option<[(Seg, u16); BATCH]> {
+) -> Option<[(GuestSlice<'m>, u16); BATCH]> {
     let line = ring.packed_line::<BATCH>(vq.last_avail_idx)?;
     let wrap = vq.avail_wrap_counter;
     if !line.flags().iter().fold(true, |all, &f| all & made_available(f, wrap)) {
         return None;
     }
     let descs = line.read();
-    let mut bufs = [(Seg::default(), 0); BATCH];
+    let mut bufs = [(GuestSlice::default(), 0); BATCH];
     for ((b, d), need) in bufs.iter_mut().zip(&descs).zip(needed) {
         *b = (lone_buffer(mem, d, need)?, d.next_or_id);
     }
