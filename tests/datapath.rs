@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use common::rig::{rte_vhost_driver_callback_register, DeviceOps};
 use common::{eal_init, socket_path, Frontend, GuestRam};
-use rvhost::dpdk::mbuf::{self, ol, rte_mempool, Mbuf, Mempool, RteMbuf};
-use rvhost::protocol::Request;
+use rvhost::testing::Request;
+use rvhost::testing::{mbuf, ol, rte_mempool, Mbuf, Mempool, RteMbuf};
 
 const RING: u16 = 256;
 

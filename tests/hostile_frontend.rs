@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{eal_init, socket_path, Frontend, GuestRam};
 use proptest::prelude::*;
-use rvhost::protocol::{Header, Request, FLAG_NEED_REPLY, VERSION};
-use rvhost::socket::io::send_message;
+use rvhost::testing::send_message;
+use rvhost::testing::{Header, Request, FLAG_NEED_REPLY, VERSION};
 
 mod ffi {
     use std::ffi::{c_char, c_int};

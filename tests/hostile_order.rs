@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use common::rig::*;
 use common::{Frontend, GuestRam};
-use rvhost::protocol::{MemoryTable, Request};
-use rvhost::virtqueue::mock::{Buf, DriverRing, Layout, RingAreas};
+use rvhost::testing::mock::{Buf, DriverRing, Layout, RingAreas};
+use rvhost::testing::{MemoryTable, Request};
 
 /// The tests share process-wide state (the EAL, fd counts, signal
 /// handlers): one at a time.
@@ -268,7 +268,7 @@ fn vdpa_callbacks() {
     ack(Request::SetMemTable, &ram.mem_table(), &[ram.fd.as_raw_fd()]);
     let mut fds = Vec::new();
     // SAFETY: the test's own mapping.
-    let view = unsafe { rvhost::virtqueue::mock::GuestView::new(ram.addr as *mut u8, ram.size) };
+    let view = unsafe { rvhost::testing::mock::GuestView::new(ram.addr as *mut u8, ram.size) };
     for q in 0..2u32 {
         let areas = areas_at(0x10000 * (u64::from(q) + 1), Layout::Split, 256);
         let _ring = DriverRing::new(view, Layout::Split, 256, areas);
@@ -510,7 +510,7 @@ fn other_device_is_served(other: &Server, limit: Duration) -> bool {
     fe.stream.set_read_timeout(Some(limit)).unwrap();
     let t = Instant::now();
     fe.send(Request::GetFeatures, &[], &[], false);
-    let ok = rvhost::socket::io::read_message(fe.stream.as_fd()).is_ok();
+    let ok = rvhost::testing::read_message(fe.stream.as_fd()).is_ok();
     ok && t.elapsed() < limit
 }
 

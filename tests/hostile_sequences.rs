@@ -25,10 +25,10 @@ use std::time::Duration;
 use common::rig::*;
 use common::{Frontend, GuestRam};
 use proptest::prelude::*;
-use rvhost::guest::mapping::audit_violations;
-use rvhost::protocol::{MemoryTable, Request};
-use rvhost::socket::io::RawMessage;
-use rvhost::virtqueue::mock::{Buf, DriverRing, GuestView, Layout, RingAreas};
+use rvhost::testing::audit_violations;
+use rvhost::testing::mock::{Buf, DriverRing, GuestView, Layout, RingAreas};
+use rvhost::testing::RawMessage;
+use rvhost::testing::{MemoryTable, Request};
 
 extern "C" {
     fn rte_vhost_driver_get_protocol_features(path: *const std::ffi::c_char, f: *mut u64) -> i32;
@@ -131,7 +131,7 @@ impl Session {
     /// never closed for a valid request).
     fn call(&self, req: Request, payload: &[u8], fds: &[i32]) -> RawMessage {
         self.fe.send(req, payload, fds, true);
-        match rvhost::socket::io::read_message(self.fe.stream.as_fd()) {
+        match rvhost::testing::read_message(self.fe.stream.as_fd()) {
             Ok(r) => {
                 assert_eq!(r.header.request, req as u32, "reply to {req:?}");
                 r
@@ -199,7 +199,7 @@ impl Session {
                     // ack (with NEED_REPLY, as QEMU sends it), then the ack's ack.
                     self.fe.send(Request::SetMemTable, &table, &[ram.fd.as_raw_fd()], true);
                     let reply =
-                        rvhost::socket::io::read_message(self.fe.stream.as_fd()).expect("postcopy table");
+                        rvhost::testing::read_message(self.fe.stream.as_fd()).expect("postcopy table");
                     if reply.payload.len() > 8 {
                         MemoryTable::parse(&reply.payload).expect("our mapping addresses");
                         self.call(Request::SetMemTable, &0u64.to_ne_bytes(), &[]);
@@ -336,7 +336,7 @@ impl Session {
                     unsafe { rte_vhost_dequeue_burst(self.vid, 1, pool().as_ptr(), out.as_mut_ptr(), 32) };
                 for &p in &out[..usize::from(n)] {
                     // SAFETY: an mbuf the library handed us.
-                    unsafe { rvhost::dpdk::mbuf::Mbuf::from_raw(p) }.unwrap().free();
+                    unsafe { rvhost::testing::mbuf::Mbuf::from_raw(p) }.unwrap().free();
                 }
                 self.drain_used();
             }
@@ -414,8 +414,12 @@ fn serve_faults(ufd: OwnedFd) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) 
     (stop, t)
 }
 
-/// One sequence on a fresh connection, then the service check.
+/// One sequence on a fresh connection, then the service check. Sequences
+/// run one at a time: they share the server (a connection's vid is found
+/// by its socket) and the audit record.
 fn run_sequence(ops: &[Op]) {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
     let server = SERVER.get_or_init(|| {
         Server::start_with("sequences", POSTCOPY_SUPPORT, |path| {

@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use common::{eal_init, socket_path, Frontend, GuestRam};
-use rvhost::protocol::{MemoryTable, Request};
+use rvhost::testing::{MemoryTable, Request};
 
 const POSTCOPY_SUPPORT: u64 = 1 << 4;
 const PAGEFAULT: u64 = 1 << 8;

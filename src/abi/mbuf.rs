@@ -107,6 +107,7 @@ pub mod ptype {
 pub mod ol {
     pub const RX_L4_CKSUM_NONE: u64 = 0x108;
     pub const RX_LRO: u64 = 0x10000;
+    #[cfg(any(test, feature = "testing"))]
     pub const EXTERNAL: u64 = 1 << 61;
     pub const TX_TCP_SEG: u64 = 1 << 50;
     pub const TX_UDP_SEG: u64 = 1 << 42;

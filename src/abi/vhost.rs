@@ -19,16 +19,6 @@ pub struct rte_crypto_op {
     _private: [u8; 0],
 }
 
-/// Linux `struct vring` (num, desc, avail, used) as passed to
-/// `rte_vdpa_relay_vring_used`.
-#[repr(C)]
-pub struct vring {
-    pub num: c_uint,
-    pub desc: *mut c_void,
-    pub avail: *mut c_void,
-    pub used: *mut c_void,
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct rte_vhost_mem_region {
@@ -132,7 +122,6 @@ pub type rte_vhost_msg_result = c_int;
 pub const RTE_VHOST_MSG_RESULT_ERR: rte_vhost_msg_result = -1;
 pub const RTE_VHOST_MSG_RESULT_OK: rte_vhost_msg_result = 0;
 pub const RTE_VHOST_MSG_RESULT_REPLY: rte_vhost_msg_result = 1;
-pub const RTE_VHOST_MSG_RESULT_NOT_HANDLED: rte_vhost_msg_result = 2;
 
 pub type rte_vhost_msg_handle =
     Option<unsafe extern "C" fn(vid: c_int, msg: *mut c_void) -> rte_vhost_msg_result>;

@@ -177,7 +177,7 @@ fn dispatch(ctx: &mut Ctx<'_>, msg: Message) -> Reply {
         SendRarp(mac) => super::negotiate::send_rarp(ctx, mac),
         SetMemTable(table, fds) => super::memory::set_mem_table(ctx, table, fds),
         SetLogBase(area, fd) => super::memory::set_log_base(ctx, area, fd),
-        SetLogFd(_) => Reply::Ok,
+        SetLogFd => Reply::Ok,
         PostcopyAdvise => super::memory::postcopy_advise(ctx),
         PostcopyListen => super::memory::postcopy_listen(ctx),
         PostcopyEnd => super::memory::postcopy_end(ctx),
@@ -191,12 +191,13 @@ fn dispatch(ctx: &mut Ctx<'_>, msg: Message) -> Reply {
         SetVringCall(f) => super::vring::set_vring_call(ctx, f),
         SetVringErr(f) => super::vring::set_vring_err(ctx, f),
         SetVringEnable(s) => super::vring::set_vring_enable(ctx, s),
-        IotlbMsg(_) => {
+        IotlbMsg(m) => {
             vlog!(
                 Config,
                 Err,
                 ctx.ifname,
-                "IOTLB message received but VIRTIO_F_IOMMU_PLATFORM is not supported"
+                "IOTLB message (type {}) received but VIRTIO_F_IOMMU_PLATFORM is not supported",
+                m.kind
             );
             Reply::Err
         }

@@ -30,8 +30,6 @@ use crate::virtqueue::{Virtqueue, VqState};
 
 pub use events::{BackendChannel, DeviceEvents, Event, VdpaDriver, VdpaId};
 pub use handle::{before, handle, Handled, Offer, Reply};
-pub use lifecycle::{Start, VdpaConf};
-pub use memory::PendingTable;
 
 /// `RTE_MAX_VHOST_DEVICE`: vids are 0..1024.
 pub const MAX_DEVICES: usize = 1024;

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub enum Level {
     Err = 4,
     Warning = 5,
-    Notice = 6,
     Info = 7,
     Debug = 8,
 }

@@ -42,9 +42,8 @@ unsafe extern "C" fn extbuf_free(_addr: *mut c_void, opaque: *mut c_void) {
 extern "C" {
     pub fn rvh_pktmbuf_alloc_bulk(mp: *mut rte_mempool, pkts: *mut *mut RteMbuf, count: u32) -> i32;
     pub fn rvh_pktmbuf_alloc(mp: *mut rte_mempool) -> *mut RteMbuf;
+    #[cfg(any(test, feature = "testing"))]
     pub fn rvh_pktmbuf_free(m: *mut RteMbuf);
-    pub fn rvh_pktmbuf_data_room_size(mp: *mut rte_mempool) -> u16;
-    pub fn rvh_lcore_id() -> u32;
     pub fn rte_pktmbuf_free_bulk(mbufs: *mut *mut RteMbuf, count: u32);
 }
 
@@ -87,9 +86,11 @@ impl Mbuf {
         self.m().pkt_len
     }
     #[inline]
+    #[cfg(any(test, feature = "testing"))]
     pub fn data_len(&self) -> u16 {
         self.m().data_len
     }
+    #[cfg(any(test, feature = "testing"))]
     pub fn nb_segs(&self) -> u16 {
         self.m().nb_segs
     }
@@ -112,6 +113,7 @@ impl Mbuf {
         let t = &mut self.m_mut().tx_offload;
         *t = (*t & !(0xffff << 24)) | (u64::from(tso_segsz) << 24);
     }
+    #[cfg(any(test, feature = "testing"))]
     pub fn packet_type(&self) -> u32 {
         self.m().packet_type
     }
@@ -268,6 +270,7 @@ impl Mbuf {
         (unsafe { rvh_raw_cksum_mbuf(self.as_ptr(), off, len, &mut sum) } == 0).then_some(sum)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Frees the whole chain back to its pool.
     pub fn free(self) {
         // SAFETY: a valid mbuf we own.
@@ -292,6 +295,7 @@ impl Mempool {
         std::ptr::NonNull::new(p).map(Mempool)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn as_ptr(self) -> *mut rte_mempool {
         self.0.as_ptr()
     }

@@ -32,16 +32,6 @@ void rvh_pktmbuf_free(struct rte_mbuf *m)
 	rte_pktmbuf_free(m);
 }
 
-uint16_t rvh_pktmbuf_data_room_size(struct rte_mempool *mp)
-{
-	return rte_pktmbuf_data_room_size(mp);
-}
-
-unsigned int rvh_lcore_id(void)
-{
-	return rte_lcore_id();
-}
-
 struct rte_mbuf_ext_shared_info *
 rvh_pktmbuf_ext_shinfo_init_helper(void *buf_addr, uint16_t *buf_len,
 				   rte_mbuf_extbuf_free_callback_t free_cb, void *fcb_opaque)

@@ -13,7 +13,8 @@ pub const LOG_PAGE: u64 = 4096;
 /// The mapped log.
 #[derive(Debug)]
 pub struct DirtyLog {
-    mapping: SharedMapping,
+    /// Held for its lifetime: unmapped when the log is dropped.
+    _mapping: SharedMapping,
     /// Our address of byte 0 of the bitmap (the mapping + offset).
     base: u64,
     /// Bitmap size in bytes.
@@ -25,7 +26,7 @@ impl DirtyLog {
     /// them: a log past the end of its file is refused).
     pub fn map(fd: &OwnedFd, size: u64, offset: u64) -> Result<DirtyLog, MapError> {
         let mapping = SharedMapping::map(fd.as_fd(), offset, size, false)?;
-        Ok(DirtyLog { base: mapping.addr() + offset, mapping, size })
+        Ok(DirtyLog { base: mapping.addr() + offset, _mapping: mapping, size })
     }
 
     pub fn base(&self) -> u64 {
@@ -64,10 +65,5 @@ impl DirtyLog {
                 None => break,
             }
         }
-    }
-
-    /// Whether the front-end shrank the log's file under us.
-    pub fn faulted(&self) -> bool {
-        self.mapping.faulted()
     }
 }

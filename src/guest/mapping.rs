@@ -152,10 +152,6 @@ impl SharedMapping {
         self.len as u64
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Whether a page of it was lost (the file shrank) and replaced.
     pub fn faulted(&self) -> bool {
         REGISTRY[self.slot].faulted.load(Ordering::Relaxed)

@@ -50,18 +50,9 @@ impl<'m> GuestSlice<'m> {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Our address (for prefetches, which never fault).
     pub fn hva(&self) -> u64 {
         self.hva
-    }
-
-    /// The first `n` bytes (n <= len).
-    pub fn prefix(self, n: u32) -> GuestSlice<'m> {
-        GuestSlice { len: n.min(self.len), ..self }
     }
 
     /// Copies guest memory at `off` into `dst`.

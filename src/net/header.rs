@@ -4,6 +4,7 @@
 use crate::dpdk::mbuf::{ol, ptype, HdrLens, Mbuf};
 
 pub const F_NEEDS_CSUM: u8 = 1;
+#[cfg(test)]
 pub const F_DATA_VALID: u8 = 2;
 pub const GSO_NONE: u8 = 0;
 pub const GSO_TCPV4: u8 = 1;

@@ -23,7 +23,8 @@ pub enum Message {
     ResetOwner,
     SetMemTable(MemoryTable, Vec<OwnedFd>),
     SetLogBase(LogArea, OwnedFd),
-    SetLogFd(OwnedFd),
+    /// SET_LOG_FD (its fd is closed: DPDK does not use it either).
+    SetLogFd,
     SetVringNum(VringState),
     SetVringAddr(VringAddr),
     SetVringBase(VringState),
@@ -62,7 +63,7 @@ impl Message {
             M::ResetOwner => Request::ResetOwner,
             M::SetMemTable(..) => Request::SetMemTable,
             M::SetLogBase(..) => Request::SetLogBase,
-            M::SetLogFd(_) => Request::SetLogFd,
+            M::SetLogFd => Request::SetLogFd,
             M::SetVringNum(_) => Request::SetVringNum,
             M::SetVringAddr(_) => Request::SetVringAddr,
             M::SetVringBase(_) => Request::SetVringBase,
@@ -105,7 +106,10 @@ impl Message {
             R::ResetOwner => Message::ResetOwner,
             R::SetMemTable => Message::SetMemTable(MemoryTable::parse(payload)?, fds.collect()),
             R::SetLogBase => Message::SetLogBase(LogArea::parse(payload)?, one_fd()?),
-            R::SetLogFd => Message::SetLogFd(one_fd()?),
+            R::SetLogFd => {
+                drop(one_fd()?);
+                Message::SetLogFd
+            }
             R::SetVringNum => Message::SetVringNum(VringState::parse(payload)?),
             R::SetVringAddr => Message::SetVringAddr(VringAddr::parse(payload)?),
             R::SetVringBase => Message::SetVringBase(VringState::parse(payload)?),

@@ -228,7 +228,6 @@ requests! {
 
 /// Back-end → front-end requests (on the SET_SLAVE_REQ_FD channel).
 pub mod backend_request {
-    pub const IOTLB_MSG: u32 = 1;
     pub const CONFIG_CHANGE_MSG: u32 = 2;
     pub const VRING_HOST_NOTIFIER_MSG: u32 = 3;
 }

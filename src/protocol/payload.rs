@@ -11,11 +11,6 @@ fn exact<'a>(payload: &'a [u8], size: usize, what: &'static str) -> Result<&'a [
     }
 }
 
-/// A bare u64 payload (features, status, MTU, vring fd index...).
-pub fn parse_u64(payload: &[u8], what: &'static str) -> Result<u64, ProtocolError> {
-    exact(payload, 8, what).map(|p| read_u64(p, 0))
-}
-
 /// `struct vhost_vring_state { unsigned int index; unsigned int num; }`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VringState {
@@ -180,16 +175,6 @@ pub struct Iotlb {
     pub kind: u8,
 }
 
-pub mod iotlb {
-    pub const MISS: u8 = 1;
-    pub const UPDATE: u8 = 2;
-    pub const INVALIDATE: u8 = 3;
-    pub const ACCESS_FAIL: u8 = 4;
-    pub const PERM_RO: u8 = 1;
-    pub const PERM_WO: u8 = 2;
-    pub const PERM_RW: u8 = 3;
-}
-
 impl Iotlb {
     pub const SIZE: usize = 32;
     pub fn parse(payload: &[u8]) -> Result<Iotlb, ProtocolError> {
@@ -201,15 +186,6 @@ impl Iotlb {
             perm: p[24],
             kind: p[25],
         })
-    }
-    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let mut out = [0u8; Self::SIZE];
-        out[0..8].copy_from_slice(&self.iova.to_ne_bytes());
-        out[8..16].copy_from_slice(&self.size.to_ne_bytes());
-        out[16..24].copy_from_slice(&self.uaddr.to_ne_bytes());
-        out[24] = self.perm;
-        out[25] = self.kind;
-        out
     }
 }
 
@@ -277,7 +253,7 @@ impl InflightArea {
             queue_size: u16::from_ne_bytes([p[18], p[19]]),
         })
     }
-    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
         let mut out = [0u8; Self::SIZE];
         out[0..8].copy_from_slice(&self.mmap_size.to_ne_bytes());
         out[8..16].copy_from_slice(&self.mmap_offset.to_ne_bytes());
@@ -296,7 +272,7 @@ pub struct VringArea {
 }
 
 impl VringArea {
-    pub fn to_bytes(&self) -> [u8; 24] {
+    pub fn to_bytes(self) -> [u8; 24] {
         let mut out = [0u8; 24];
         out[0..8].copy_from_slice(&self.index_and_flags.to_ne_bytes());
         out[8..16].copy_from_slice(&self.size.to_ne_bytes());

@@ -10,6 +10,7 @@
 mod backend;
 mod connection;
 mod event_loop;
+#[allow(unsafe_code)]
 pub mod io;
 
 use std::os::fd::{AsFd, AsRawFd};

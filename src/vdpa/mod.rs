@@ -3,6 +3,7 @@
 
 use parking_lot::Mutex;
 
+#[allow(unsafe_code)]
 pub mod driver;
 
 use crate::abi::{rte_device, rte_vdpa_dev_ops};
@@ -17,6 +18,7 @@ static DEVICES: Mutex<Vec<VdpaDevice>> = Mutex::new(Vec::new());
 ///
 /// # Safety
 /// `rte_dev` and `ops` must stay valid until the device is unregistered.
+#[allow(unsafe_code)]
 pub unsafe fn register(rte_dev: *mut rte_device, ops: *mut rte_vdpa_dev_ops) -> Option<VdpaDevice> {
     if rte_dev.is_null() || ops.is_null() {
         return None;
@@ -45,6 +47,7 @@ pub unsafe fn register(rte_dev: *mut rte_device, ops: *mut rte_vdpa_dev_ops) -> 
 }
 
 /// Unregisters and frees a device; false if it was not registered.
+#[allow(unsafe_code)]
 pub fn unregister(dev: VdpaDevice) -> bool {
     let mut devices = DEVICES.lock();
     let Some(i) = devices.iter().position(|d| *d == dev) else { return false };

@@ -10,13 +10,17 @@
 //! the datapath never sees a half-updated ring or an unmapped table: each ring
 //! holds its own `Arc` of the memory table, swapped under the lock.
 
+#[allow(unsafe_code)]
 pub mod access_lock;
 pub mod chain;
+#[allow(unsafe_code)]
 pub mod inflight;
 #[cfg(any(test, feature = "testing"))]
+#[allow(unsafe_code)]
 pub mod mock;
 pub mod notify;
 pub mod packed;
+#[allow(unsafe_code)]
 pub mod ring;
 pub mod split;
 pub mod stats;
@@ -279,6 +283,7 @@ impl VqState {
     /// Translates the front-end's ring addresses for `num` entries in the
     /// negotiated layout against `self.mem`. On failure the ring stays
     /// untranslated (not ready) and the reason is returned for the log.
+    #[allow(unsafe_code)]
     fn translate(&mut self) -> Result<(), &'static str> {
         self.ring = None;
         let Some(addr) = self.addr else {
@@ -381,4 +386,5 @@ impl Virtqueue {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests;

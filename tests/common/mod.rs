@@ -10,8 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use rvhost::protocol::{Header, Request, FLAG_NEED_REPLY, VERSION};
-use rvhost::socket::io::{read_message, send_message, RawMessage};
+use rvhost::testing::{read_message, send_message, RawMessage};
+use rvhost::testing::{Header, Request, FLAG_NEED_REPLY, VERSION};
 
 extern "C" {
     fn rte_eal_init(argc: c_int, argv: *mut *mut c_char) -> c_int;

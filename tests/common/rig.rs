@@ -1,6 +1,6 @@
 //! A device under test driven end to end: a registered socket, a scripted
 //! front-end on it, guest memory the test owns, and rings played by the
-//! driver-side model (`rvhost::virtqueue::mock`). Packets go in and out
+//! driver-side model (`rvhost::testing::mock`). Packets go in and out
 //! through the C API, as an application moves them.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -8,9 +8,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rvhost::dpdk::mbuf::{self, rte_mempool, Mbuf, Mempool, RteMbuf};
-use rvhost::protocol::Request;
-use rvhost::virtqueue::mock::{DriverRing, GuestView, Layout, RingAreas};
+use rvhost::testing::mock::{DriverRing, GuestView, Layout, RingAreas};
+use rvhost::testing::Request;
+use rvhost::testing::{mbuf, rte_mempool, Mbuf, Mempool, RteMbuf};
 
 use super::{eal_init, socket_path, Frontend, GuestRam};
 
