@@ -472,32 +472,23 @@ fn on_cpu(cpu: usize) {
 
 // --- postcopy ---------------------------------------------------------
 
-#[repr(C)]
-struct UffdioZeropage {
-    start: u64,
-    len: u64,
-    mode: u64,
-    zeropage: i64,
-}
-nix::ioctl_readwrite!(uffdio_zeropage, 0xaa, 0x04, UffdioZeropage);
-
 /// Serves every fault reported on `ufd` with zero pages until `stop`.
 fn serve_faults(ufd: OwnedFd, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
     std::thread::spawn(move || {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the userfaultfd the back-end handed over, owned from here by the Uffd.
+        let uffd = unsafe { userfaultfd::Uffd::from_raw_fd(ufd.into_raw_fd()) };
         let mut served = 0;
         while !stop.load(Ordering::Relaxed) {
-            let mut pfd = [nix::poll::PollFd::new(ufd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let mut pfd =
+                [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&uffd), nix::poll::PollFlags::POLLIN)];
             if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
                 continue;
             }
-            let mut msg = [0u8; 32];
-            if nix::unistd::read(ufd.as_raw_fd(), &mut msg).unwrap_or(0) != 32 || msg[0] != 0x12 {
-                continue;
-            }
-            let addr = u64::from_ne_bytes(msg[16..24].try_into().unwrap()) & !4095;
-            let mut z = UffdioZeropage { start: addr, len: 4096, mode: 0, zeropage: 0 };
-            // SAFETY: UFFDIO_ZEROPAGE on the faulting page of a registered range.
-            let _ = unsafe { uffdio_zeropage(ufd.as_raw_fd(), &mut z) };
+            let Ok(Some(userfaultfd::Event::Pagefault { addr, .. })) = uffd.read_event() else { continue };
+            let page = (addr as usize & !4095) as *mut std::ffi::c_void;
+            // SAFETY: a zero page into the faulting page of a registered range.
+            let _ = unsafe { uffd.zeropage(page, 4096, true) };
             served += 1;
         }
         served

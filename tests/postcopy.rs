@@ -17,30 +17,21 @@ const POSTCOPY_SUPPORT: u64 = 1 << 4;
 const PAGEFAULT: u64 = 1 << 8;
 const PAGE: u64 = 4096;
 
-#[repr(C)]
-struct UffdioCopy {
-    dst: u64,
-    src: u64,
-    len: u64,
-    mode: u64,
-    copy: i64,
-}
-nix::ioctl_readwrite!(uffdio_copy, 0xaa, 0x03, UffdioCopy);
-
-/// Waits for one page fault on `ufd` and resolves it with `page`.
+/// Waits for one page fault on `ufd` and resolves it with `page` (QEMU's
+/// part, with the `userfaultfd` crate).
 fn resolve_one_fault(ufd: &OwnedFd, page: &[u8]) -> u64 {
+    use std::os::fd::FromRawFd;
     let mut pfd = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(ufd), nix::poll::PollFlags::POLLIN)];
     let n = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(10_000u16)).unwrap();
     assert_eq!(n, 1, "no fault reported within 10 s");
-    // struct uffd_msg: 32 bytes; event u8 at 0, pagefault.address u64 at 16.
-    let mut msg = [0u8; 32];
-    let r = nix::unistd::read(ufd.as_raw_fd(), &mut msg).unwrap();
-    assert_eq!(r, 32);
-    assert_eq!(msg[0], 0x12, "UFFD_EVENT_PAGEFAULT");
-    let addr = u64::from_ne_bytes(msg[16..24].try_into().unwrap()) & !(PAGE - 1);
-    let mut copy = UffdioCopy { dst: addr, src: page.as_ptr() as u64, len: PAGE, mode: 0, copy: 0 };
-    // SAFETY: UFFDIO_COPY of one page from our buffer into the faulting range.
-    unsafe { uffdio_copy(ufd.as_raw_fd(), &mut copy) }.unwrap();
+    // SAFETY: a duplicate of the back-end's userfaultfd, owned by the Uffd.
+    let uffd = unsafe { userfaultfd::Uffd::from_raw_fd(nix::unistd::dup(ufd.as_raw_fd()).unwrap()) };
+    let Some(userfaultfd::Event::Pagefault { addr, .. }) = uffd.read_event().unwrap() else {
+        panic!("not a page fault event");
+    };
+    let addr = (addr as u64) & !(PAGE - 1);
+    // SAFETY: one page from our buffer into the faulting, registered range.
+    unsafe { uffd.copy(page.as_ptr().cast(), addr as *mut _, PAGE as usize, true) }.unwrap();
     addr
 }
 

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-need=(dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config gcc make python3 python3-pexpect)
+# libclang-dev: the userfaultfd crate generates its kernel bindings with bindgen.
+need=(dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config gcc make python3 python3-pexpect libclang-dev)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -361,8 +361,12 @@ impl VqState {
     }
 }
 
-/// One virtqueue: its state behind the per-ring access lock.
+/// One virtqueue: its state behind the per-ring access lock. Cache-line
+/// aligned: a device's rings sit side by side, and two rings may be used
+/// from two cores (OVS sends to a port's RX ring from any PMD thread while
+/// one polls its TX ring), so no line may hold parts of two rings.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct Virtqueue {
     state: AccessLock<VqState>,
 }
@@ -388,3 +392,5 @@ impl Virtqueue {
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod tests;
+
+const _: () = assert!(std::mem::size_of::<Virtqueue>() % 64 == 0);
