@@ -25,9 +25,18 @@
  * by exactly that); every 1024th burst the mbufs and the guest's received
  * buffers are compared byte for byte. Any failure exits non-zero.
  *
+ * With a MODE ending in -iommu the guest is behind a virtual IOMMU, as a
+ * DPDK application in a guest with VFIO maps its hugepages: the socket is
+ * registered with RTE_VHOST_USER_IOMMU_SUPPORT, VIRTIO_F_IOMMU_PLATFORM is
+ * negotiated, ring and buffer addresses are I/O virtual addresses (guest
+ * physical + IOVA_BASE), and the front-end fills the IOTLB with 2 MiB
+ * mappings before the rings are set (QEMU's vhost IOTLB updates); a miss
+ * request on the back-end channel is a failure (none is expected).
+ *
  * usage: bench_datapath [MODE...] [--size BYTES] [--iters BURSTS]
  *                       [--warmup BURSTS] [--ring ENTRIES]
- *   MODE: split split-mrg packed packed-mrg (default: all four)
+ *   MODE: split split-mrg packed packed-mrg (default: these four), and
+ *         each with -iommu appended
  *   bench_datapath --has-callgrind-macros: exit status 0 if built with them
  * Prints per mode (cycles/pkt, deq, enq: medians over chunks of 64 bursts,
  * see CHUNK; mean: all cycles / all packets):
@@ -41,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
@@ -75,8 +85,17 @@
 #define F_PROTOCOL_FEATURES (1ULL << 30)
 #define F_VERSION_1 (1ULL << 32)
 #define F_RING_PACKED (1ULL << 34)
+#define F_IOMMU_PLATFORM (1ULL << 33)
 #define PROTO_F_MQ (1ULL << 0)
 #define PROTO_F_REPLY_ACK (1ULL << 3)
+#define PROTO_F_SLAVE_REQ (1ULL << 5)
+#define REQ_SET_SLAVE_REQ_FD 21
+#define REQ_IOTLB_MSG 22
+#define IOTLB_UPDATE 2
+#define IOTLB_RW 3
+#define IOTLB_PAGE (2u << 20)
+/* I/O virtual address of guest physical address 0 behind the IOMMU. */
+#define IOVA_BASE 0x7000000000ULL
 #define PROTO_F_STATUS (1ULL << 16)
 
 #define DESC_F_WRITE 2u
@@ -102,11 +121,15 @@ struct b_event { uint16_t off_wrap, flags; };
 
 struct mode {
 	const char *name;
-	int packed, mrg;
+	int packed, mrg, iommu;
 };
 
+/* The first DEFAULT_MODES run when none is named. */
+#define DEFAULT_MODES 4
 static const struct mode modes[] = {
-	{ "split", 0, 0 }, { "split-mrg", 0, 1 }, { "packed", 1, 0 }, { "packed-mrg", 1, 1 },
+	{ "split", 0, 0, 0 },	    { "split-mrg", 0, 1, 0 },	    { "packed", 1, 0, 0 },
+	{ "packed-mrg", 1, 1, 0 },  { "split-iommu", 0, 0, 1 },    { "split-mrg-iommu", 0, 1, 1 },
+	{ "packed-iommu", 1, 0, 1 }, { "packed-mrg-iommu", 1, 1, 1 },
 };
 
 /* The guest driver's state of one virtqueue. Buffer id i is always the
@@ -116,6 +139,7 @@ struct gring {
 	uint16_t size;
 	uint8_t *ram;
 	uint64_t bufs;
+	uint64_t iova; /* what the device is given for guest physical 0 */
 	struct b_sdesc *sdesc;
 	struct b_savail *avail;
 	struct b_sused *used;
@@ -169,11 +193,12 @@ static void die(const char *mode, const char *fmt, ...)
 
 /* ---- guest driver ---- */
 
-static void gring_init(struct gring *r, struct guest_ram *ram, int q, int packed, uint16_t size)
+static void gring_init(struct gring *r, struct guest_ram *ram, int q, int packed, uint16_t size, uint64_t iova)
 {
 	uint32_t i;
 
 	memset(r, 0, sizeof(*r));
+	r->iova = iova;
 	r->packed = packed;
 	r->size = size;
 	r->ram = ram->addr;
@@ -219,7 +244,7 @@ static uint16_t gring_post(struct gring *r, uint32_t len, int write)
 		struct b_pdesc *d = &r->pdesc[r->avail_idx];
 		uint16_t flags = (write ? DESC_F_WRITE : 0) | (r->avail_wrap ? PDESC_F_AVAIL : PDESC_F_USED);
 
-		d->addr = r->bufs + (uint64_t)id * BUF_SIZE;
+		d->addr = r->iova + r->bufs + (uint64_t)id * BUF_SIZE;
 		d->len = len;
 		d->id = id;
 		__atomic_store_n(&d->flags, flags, __ATOMIC_RELEASE);
@@ -230,7 +255,7 @@ static uint16_t gring_post(struct gring *r, uint32_t len, int write)
 	} else {
 		struct b_sdesc *d = &r->sdesc[id];
 
-		d->addr = r->bufs + (uint64_t)id * BUF_SIZE;
+		d->addr = r->iova + r->bufs + (uint64_t)id * BUF_SIZE;
 		d->len = len;
 		d->flags = write ? DESC_F_WRITE : 0;
 		d->next = 0;
@@ -365,19 +390,41 @@ static void swap_macs(struct rte_mbuf **pkts, unsigned int n)
 
 static uint64_t mode_features(const struct mode *md)
 {
-	return F_VERSION_1 | F_PROTOCOL_FEATURES | (md->mrg ? F_MRG_RXBUF : 0) | (md->packed ? F_RING_PACKED : 0);
+	return F_VERSION_1 | F_PROTOCOL_FEATURES | (md->mrg ? F_MRG_RXBUF : 0) | (md->packed ? F_RING_PACKED : 0) |
+	       (md->iommu ? F_IOMMU_PLATFORM : 0);
 }
 
-static int negotiate(int s, struct guest_ram *ram, const struct mode *md, uint16_t ring, int efd[4])
+/* The IOTLB as QEMU fills it for a guest whose IOMMU maps all its RAM in
+ * 2 MiB pages at IOVA_BASE. */
+static int fill_iotlb(int s, struct guest_ram *ram)
+{
+	uint64_t off;
+
+	for (off = 0; off < ram->size; off += IOTLB_PAGE) {
+		struct {
+			uint64_t iova, size, uaddr;
+			uint8_t perm, type, pad[6];
+		} m = { IOVA_BASE + off, IOTLB_PAGE, (uint64_t)(uintptr_t)ram->addr + off, IOTLB_RW, IOTLB_UPDATE, { 0 } };
+
+		if (fe_acked(s, REQ_IOTLB_MSG, &m, sizeof(m), NULL, 0))
+			return -1;
+	}
+	return 0;
+}
+
+static int negotiate(int s, struct guest_ram *ram, const struct mode *md, uint16_t ring, int efd[4], int backend)
 {
 	uint64_t features, proto, want, status, pf = PROTO_F_MQ | PROTO_F_REPLY_ACK | PROTO_F_STATUS;
 	struct {
 		uint32_t nregions, padding;
 		uint64_t gpa, size, uaddr, mmap_offset;
 	} mt = { 1, 0, 0, ram->size, (uint64_t)(uintptr_t)ram->addr, 0 };
-	uint64_t ua = (uint64_t)(uintptr_t)ram->addr;
+	/* Ring addresses: the front-end's own, or IOVAs behind the IOMMU. */
+	uint64_t ua = md->iommu ? IOVA_BASE : (uint64_t)(uintptr_t)ram->addr;
 	int q;
 
+	if (md->iommu)
+		pf |= PROTO_F_SLAVE_REQ;
 	if (fe_send(s, REQ_SET_OWNER, FE_VERSION, NULL, 0, NULL, 0))
 		return -1;
 	features = fe_call_u64(s, REQ_GET_FEATURES, NULL);
@@ -386,6 +433,8 @@ static int negotiate(int s, struct guest_ram *ram, const struct mode *md, uint16
 		return -2;
 	if (fe_acked(s, REQ_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0))
 		return -3;
+	if (md->iommu && fe_acked(s, REQ_SET_SLAVE_REQ_FD, NULL, 0, &backend, 1))
+		return -11;
 	for (q = 0; q < 2; q++) {
 		uint64_t idx = q;
 
@@ -400,6 +449,8 @@ static int negotiate(int s, struct guest_ram *ram, const struct mode *md, uint16
 		return -6;
 	if (fe_acked(s, REQ_SET_MEM_TABLE, &mt, sizeof(mt), &ram->fd, 1))
 		return -7;
+	if (md->iommu && fill_iotlb(s, ram))
+		return -12;
 	for (q = 0; q < 2; q++) {
 		uint64_t idx = q;
 		struct vstate num = { q, ring }, base = { q, md->packed ? 1u << 15 : 0 };
@@ -482,7 +533,8 @@ static struct result run_mode(const struct mode *md, struct rte_mempool *pool, u
 	struct gring *rx = calloc(1, sizeof(*rx)), *tx = calloc(1, sizeof(*tx));
 	struct rte_mbuf *pkts[BURST];
 	uint8_t frame[2048], expect[2048];
-	int efd[4], s, vid = -1, i, rc;
+	int efd[4], backend[2], s, vid = -1, i, rc;
+	struct fe_msg miss;
 	uint64_t it, signals = 0, features = 0;
 	uint32_t seq = 0;
 	struct result res = { 0, 0, 0, 0, 0, 0 };
@@ -496,14 +548,17 @@ static struct result run_mode(const struct mode *md, struct rte_mempool *pool, u
 	unlink(path);
 	atomic_store(&new_vid, -1);
 	atomic_store(&destroyed, 0);
-	if (rte_vhost_driver_register(path, 0) || rte_vhost_driver_callback_register(path, &ops) ||
+	if (rte_vhost_driver_register(path, md->iommu ? RTE_VHOST_USER_IOMMU_SUPPORT : 0) ||
+	    rte_vhost_driver_callback_register(path, &ops) ||
 	    rte_vhost_driver_start(path))
 		die(mode, "register/start %s failed", path);
 	if (guest_ram_init(&ram, RAM_SIZE))
 		die(mode, "guest RAM: %s", strerror(errno));
 	memset(ram.addr, 0, RAM_SIZE); /* fault every page in */
-	gring_init(rx, &ram, 0, md->packed, ring);
-	gring_init(tx, &ram, 1, md->packed, ring);
+	gring_init(rx, &ram, 0, md->packed, ring, md->iommu ? IOVA_BASE : 0);
+	gring_init(tx, &ram, 1, md->packed, ring, md->iommu ? IOVA_BASE : 0);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, backend))
+		die(mode, "socketpair: %s", strerror(errno));
 	for (i = 0; i < 4; i++)
 		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
@@ -521,7 +576,7 @@ static struct result run_mode(const struct mode *md, struct rte_mempool *pool, u
 	s = fe_connect(path);
 	if (s < 0)
 		die(mode, "connect %s failed", path);
-	rc = negotiate(s, &ram, md, ring, efd);
+	rc = negotiate(s, &ram, md, ring, efd, backend[1]);
 	if (rc)
 		die(mode, "vhost-user negotiation failed at step %d", -rc);
 	for (i = 0; i < 500 && (vid = atomic_load(&new_vid)) < 0; i++)
@@ -643,11 +698,16 @@ static struct result run_mode(const struct mode *md, struct rte_mempool *pool, u
 	free(ch_all);
 	for (i = 0; i < 4; i++)
 		signals += drain_eventfd(efd[i]);
+	/* The IOTLB held every address: the back-end never had to ask. */
+	if (md->iommu && fe_recv(backend[0], &miss, 0) > 0)
+		die(mode, "the back-end sent request %u on its channel (an IOTLB miss?)", miss.request);
 	if (signals)
 		fprintf(stderr, "bench_datapath: %s: warning: %llu eventfd signals during the run\n", mode,
 			(unsigned long long)signals);
 
 	close(s);
+	close(backend[0]);
+	close(backend[1]);
 	for (i = 0; i < 500 && !atomic_load(&destroyed); i++)
 		usleep(10000);
 	rte_vhost_driver_unregister(path);
@@ -661,7 +721,7 @@ static struct result run_mode(const struct mode *md, struct rte_mempool *pool, u
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench_datapath [split|split-mrg|packed|packed-mrg ...] [--size BYTES(60..2036)]\n"
+	fprintf(stderr, "usage: bench_datapath [split|split-mrg|packed|packed-mrg[-iommu] ...] [--size BYTES(60..2036)]\n"
 			"                      [--iters BURSTS] [--warmup BURSTS] [--ring 256|512|1024]\n");
 	exit(2);
 }
@@ -706,7 +766,7 @@ int main(int argc, char **argv)
 	if (size < 60 || size > BUF_SIZE - HDR_LEN || (ring != 256 && ring != 512 && ring != 1024) || iters < CHUNK)
 		usage();
 	if (!nsel)
-		for (j = 0; j < sizeof(modes) / sizeof(modes[0]); j++)
+		for (j = 0; j < DEFAULT_MODES; j++)
 			sel[nsel++] = &modes[j];
 
 	snprintf(prefix, sizeof(prefix), "--file-prefix=rvhost-bench-%d", getpid());

@@ -1,7 +1,9 @@
 //! Stateful property test: random sequences of *valid* vhost-user requests
 //! in any order (before and after the device starts, after GET_VRING_BASE,
 //! across SET_FEATURES, SET_MEM_TABLE, SET_LOG_BASE, inflight and
-//! postcopy), interleaved with enqueue and dequeue bursts against a driver
+//! postcopy, behind a virtual IOMMU with IOTLB updates and invalidations,
+//! answered misses or a back-end channel never read), interleaved with
+//! enqueue and dequeue bursts against a driver
 //! that plays split and packed rings (and sometimes scribbles over them, or
 //! shrinks its memory file). After every step:
 //! - every guest access the library made lay inside a live guest region, log
@@ -35,7 +37,11 @@ extern "C" {
     fn rte_vhost_driver_set_protocol_features(path: *const std::ffi::c_char, f: u64) -> i32;
 }
 
-const FEATURES: [u64; 8] = [
+const F_IOMMU_PLATFORM: u64 = 1 << 33;
+/// `RTE_VHOST_USER_IOMMU_SUPPORT`.
+const IOMMU_SUPPORT: u64 = 1 << 3;
+
+const FEATURES: [u64; 10] = [
     F_VERSION_1,
     F_VERSION_1 | F_MRG_RXBUF,
     F_VERSION_1 | F_RING_PACKED,
@@ -44,6 +50,8 @@ const FEATURES: [u64; 8] = [
     F_VERSION_1 | F_LOG_ALL | F_MRG_RXBUF,
     F_VERSION_1 | F_RING_PACKED | F_LOG_ALL | F_EVENT_IDX,
     F_VERSION_1 | (1 << 30),
+    F_VERSION_1 | F_IOMMU_PLATFORM,
+    F_VERSION_1 | F_RING_PACKED | F_IOMMU_PLATFORM | F_LOG_ALL,
 ];
 const SIZES: [u32; 8] = [1, 2, 16, 256, 1024, 32768, 100, 0];
 const RAM: [u64; 3] = [1 << 20, 1 << 20, 0x10000];
@@ -78,6 +86,13 @@ enum Op {
     Scribble(u32, u64),
     /// The front-end shrinks the current memory file.
     Shrink,
+    /// SET_SLAVE_REQ_FD with a new channel (never read unless `Misses`).
+    BackendChannel,
+    /// The front-end answers the IOTLB misses waiting on the channel.
+    Misses,
+    /// IOTLB update (`true`) or invalidation of range `r` (see
+    /// `iotlb_range`) with rights `perm`.
+    Iotlb(bool, usize, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -106,6 +121,9 @@ fn op() -> impl Strategy<Value = Op> {
         6 => Just(Op::Dequeue),
         2 => (0u32..0x3000, any::<u64>()).prop_map(|(o, v)| Op::Scribble(o, v)),
         1 => Just(Op::Shrink),
+        1 => Just(Op::BackendChannel),
+        3 => Just(Op::Misses),
+        4 => (any::<bool>(), 0usize..6, 0u8..4).prop_map(|(u, r, p)| Op::Iotlb(u, r, p)),
     ]
 }
 
@@ -124,6 +142,7 @@ struct Session {
     listening: bool,
     ufd_server: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
     inflight: Option<(Vec<u8>, OwnedFd)>,
+    backend: Option<std::os::unix::net::UnixStream>,
 }
 
 impl Session {
@@ -175,6 +194,35 @@ impl Session {
             }
             _ => [u64::MAX - 0x100, u64::MAX - 0x80, u64::MAX - 0x10],
         }
+    }
+
+    /// IOTLB range `r` as (IOVA, size, front-end address): ring addresses
+    /// are front-end addresses, mapped as IOVAs one to one; buffer
+    /// addresses are guest-physical, mapped at 0.
+    fn iotlb_range(&self, r: usize) -> (u64, u64, u64) {
+        let (ram, size) = (self.ram().addr, self.ram().size);
+        match r {
+            0 => (ram, size, ram),
+            1 => (0, size, ram),
+            2 => (0x40000, 0x1000, ram + 0x40000),
+            // Memory the table does not hold (maybe).
+            3 => {
+                let other = &self.rams[(self.current + 1) % self.rams.len()];
+                (0, other.size, other.addr)
+            }
+            4 => (0x10000, 0x2000, ram + 0x10000),
+            _ => (0, u64::MAX, ram),
+        }
+    }
+
+    fn iotlb(&self, update: bool, (iova, size, uaddr): (u64, u64, u64), perm: u8) {
+        let mut p = [0u8; 32];
+        p[0..8].copy_from_slice(&iova.to_ne_bytes());
+        p[8..16].copy_from_slice(&size.to_ne_bytes());
+        p[16..24].copy_from_slice(&uaddr.to_ne_bytes());
+        p[24] = perm;
+        p[25] = if update { 2 } else { 3 };
+        self.call(Request::IotlbMsg, &p, &[]);
     }
 
     fn view(&self) -> GuestView {
@@ -346,6 +394,39 @@ impl Session {
                     self.view().write64(at, v);
                 }
             }
+            Op::BackendChannel => {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+                ours.set_nonblocking(true).unwrap();
+                self.call(Request::SetSlaveReqFd, &[], &[theirs.as_raw_fd()]);
+                self.backend = Some(ours);
+            }
+            Op::Misses => {
+                let mut misses = Vec::new();
+                if let Some(chan) = &self.backend {
+                    while let Ok(m) = rvhost::testing::read_message(chan.as_fd()) {
+                        assert_eq!(
+                            (m.header.request, m.payload.len(), m.payload[25]),
+                            (1, 32, 1),
+                            "IOTLB miss"
+                        );
+                        misses.push((u64::from_ne_bytes(m.payload[..8].try_into().unwrap()), m.payload[24]));
+                    }
+                }
+                // As QEMU: the page, where the guest mapped it (rings at
+                // their front-end address, buffers at their guest address).
+                for (iova, perm) in misses {
+                    let page = iova & !0xfff;
+                    let (ram, size) = (self.ram().addr, self.ram().size);
+                    if page < size {
+                        self.iotlb(true, (page, 0x1000, ram + page), perm);
+                    } else if (ram..ram + size).contains(&page) {
+                        self.iotlb(true, (page, 0x1000, page), perm);
+                    }
+                }
+            }
+            Op::Iotlb(update, r, perm) => {
+                self.iotlb(update, self.iotlb_range(r), perm);
+            }
             Op::Shrink => {
                 if self.usable() {
                     self.rings = [None, None];
@@ -414,7 +495,7 @@ fn run_sequence(ops: &[Op]) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
     let server = SERVER.get_or_init(|| {
-        Server::start_with("sequences", POSTCOPY_SUPPORT, |path| {
+        Server::start_with("sequences", POSTCOPY_SUPPORT | IOMMU_SUPPORT, |path| {
             // Inflight tracking is the application's choice (SPDK makes it).
             let mut pf = 0u64;
             // SAFETY: a registered path and a valid out-pointer.
@@ -440,9 +521,10 @@ fn run_sequence(ops: &[Op]) {
         listening: false,
         ufd_server: None,
         inflight: None,
+        backend: None,
     };
     s.fe.send(Request::SetOwner, &[], &[], false);
-    let proto = PF_MQ | PF_LOG_SHMFD | PF_REPLY_ACK | PF_PAGEFAULT | PF_INFLIGHT | PF_STATUS;
+    let proto = PF_MQ | PF_LOG_SHMFD | PF_REPLY_ACK | PF_SLAVE_REQ | PF_PAGEFAULT | PF_INFLIGHT | PF_STATUS;
     s.fe.set_u64(Request::SetProtocolFeatures, proto);
     let _ = audit_violations();
     for (i, op) in ops.iter().enumerate() {
@@ -555,6 +637,43 @@ fn fixed_orders() {
         .concat(),
         // Inflight areas across a ring restart.
         [&start[..], &[InflightGet, InflightSet, GetVringBase(1), Kick(1), PostTx(3), Dequeue]].concat(),
+        // Behind a virtual IOMMU: misses answered, buffers invalidated
+        // under traffic, a new memory table flushing the IOTLB.
+        [
+            &[BackendChannel, Features(8)][..],
+            &start[1..],
+            &[
+                Misses,
+                PostRx(4),
+                PostTx(4),
+                Enqueue(4),
+                Dequeue,
+                Misses,
+                Enqueue(4),
+                Dequeue,
+                Iotlb(false, 1, 0),
+                PostRx(2),
+                Enqueue(2),
+                Misses,
+                Enqueue(2),
+                MemTable(1),
+                Enqueue(2),
+                Misses,
+                Misses,
+                Enqueue(2),
+                Iotlb(true, 3, 3),
+                Enqueue(2),
+            ],
+        ]
+        .concat(),
+        // Packed behind a virtual IOMMU with logging; a channel never read.
+        [
+            &[BackendChannel, Features(9), MemTable(0), NewRings(0)][..],
+            &start[3..],
+            &[LogBase, Iotlb(true, 0, 3), Iotlb(true, 1, 1), PostRx(7), PostTx(7), Enqueue(39), Dequeue],
+            &[Enqueue(39), Dequeue, Iotlb(true, 1, 3), Enqueue(39), Dequeue, Iotlb(false, 5, 0), Enqueue(8)],
+        ]
+        .concat(),
     ];
     for ops in orders {
         run_sequence(&ops);

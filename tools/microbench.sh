@@ -151,7 +151,7 @@ else
           --callgrind-out-file="$f" >/dev/null
         ann=$(callgrind_annotate --inclusive=yes --auto=no "$f" 2>/dev/null)
         for fn in dequeue enqueue; do
-          v=$(awk -v fn=":rte_vhost_${fn}_burst" 'index($0, fn " [") { gsub(",", "", $1); print $1; exit }' <<<"$ann")
+          v=$(awk -v fn=":rte_vhost_${fn}_burst" '{ i = index($0, fn); r = substr($0, i + length(fn)) } i && (r == "" || r ~ /^ \[/) { gsub(",", "", $1); print $1; exit }' <<<"$ann")
           [ -n "$v" ] || { echo "no rte_vhost_${fn}_burst in $f" >&2; exit 1; }
           ir[$label,$mode,$size,$fn]=$(awk -v v="$v" -v p=$((n * 32)) 'BEGIN { printf "%.1f", v / p }')
         done

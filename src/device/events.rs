@@ -45,6 +45,9 @@ pub trait BackendChannel: Send + Sync + std::fmt::Debug {
     /// Sends `request` with `body` and `fds`; with `need_reply`, waits for
     /// the front-end's u64 ack. Errors are negative errno values.
     fn request(&self, request: u32, body: &[u8], fds: &[RawFd], need_reply: bool) -> Result<(), i32>;
+    /// Sends `request` (no fds, no reply) without waiting, for the
+    /// datapath: `-EAGAIN` if the channel is busy or full right now.
+    fn post(&self, request: u32, body: &[u8]) -> Result<(), i32>;
 }
 
 /// A call to make once no lock is held, in order.

@@ -127,10 +127,14 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
         if request.rule().locks_rings && !dev.vdpa_configured() { dev.lock_rings() } else { Vec::new() };
     let mut ctx = Ctx { dev, ifname, offer, held, events: Vec::new() };
     let reply = dispatch(&mut ctx, msg);
-    // Ring readiness may have changed.
+    // Ring readiness may have changed; a ring that missed in the IOTLB
+    // asks for its areas.
     if !matches!(reply, Reply::Err) {
         for i in 0..dev.nr_vring() as u16 {
             let changed = ctx.vq(i, |vq| {
+                if let Some((iova, perm)) = vq.iotlb_miss.take() {
+                    dev.iotlb_miss(iova, perm);
+                }
                 let now = vq.is_ready();
                 (now != vq.ready).then(|| {
                     vq.ready = now;
@@ -191,16 +195,7 @@ fn dispatch(ctx: &mut Ctx<'_>, msg: Message) -> Reply {
         SetVringCall(f) => super::vring::set_vring_call(ctx, f),
         SetVringErr(f) => super::vring::set_vring_err(ctx, f),
         SetVringEnable(s) => super::vring::set_vring_enable(ctx, s),
-        IotlbMsg(m) => {
-            vlog!(
-                Config,
-                Err,
-                ctx.ifname,
-                "IOTLB message (type {}) received but VIRTIO_F_IOMMU_PLATFORM is not supported",
-                m.kind
-            );
-            Reply::Err
-        }
+        IotlbMsg(m) => super::iommu::iotlb_msg(ctx, m),
         // Answered by the connection (they ask the socket or the driver).
         GetFeatures | GetProtocolFeatures | GetQueueNum | GetConfig(_) | SetConfig(_) | SetSlaveReqFd(_) => {
             vlog!(Config, Err, ctx.ifname, "internal error: a connection-level request reached the device");

@@ -10,6 +10,7 @@
 
 pub mod events;
 mod handle;
+mod iommu;
 mod lifecycle;
 mod memory;
 mod negotiate;
@@ -21,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use crate::guest::dirty_log::DirtyLog;
+use crate::guest::iotlb::Iotlb;
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
 use crate::protocol::features::{self, bit};
@@ -60,6 +62,9 @@ struct DeviceState {
     mtu: u16,
     /// The current memory table (each ring holds a clone).
     mem: Arc<GuestMemory>,
+    /// Behind a virtual IOMMU: the mappings the front-end sent (IOTLB_MSG);
+    /// emptied with each new memory table, as 22.11 does.
+    iotlb: Iotlb,
     /// `new_device` has been called and `destroy_device` not yet.
     running: bool,
     /// The device became ready once (DPDK's VIRTIO_DEV_READY); cleared when
@@ -101,6 +106,8 @@ pub struct Device {
     /// SEND_RARP asked for a RARP to be injected into the next dequeue burst.
     broadcast_rarp: AtomicBool,
     rarp_mac: Mutex<[u8; 6]>,
+    /// IOTLB misses asked for (taken by bursts; never held with another lock).
+    iotlb_pending: Mutex<iommu::PendingMisses>,
 }
 
 impl Device {
@@ -114,6 +121,7 @@ impl Device {
             socket_flags: AtomicU64::new(0),
             broadcast_rarp: AtomicBool::new(false),
             rarp_mac: Mutex::new([0; 6]),
+            iotlb_pending: Mutex::new(Default::default()),
         }
     }
 
@@ -132,16 +140,16 @@ impl Device {
         if qid < old || qid as usize >= MAX_VRING {
             return;
         }
-        let (mem, features, log) = {
+        let ((mem, view), features, log) = {
             let st = self.state.lock();
-            (Arc::clone(&st.mem), st.features, st.log.clone())
+            (st.translation(), st.features, st.log.clone())
         };
         for vq in &self.vqs[old as usize..=qid as usize] {
             let mut s = vq.lock();
             s.features = features;
             s.log = log.clone();
             // A ring allocated here has no addresses yet: nothing to translate.
-            let _ = s.set_mem(&mem);
+            let _ = s.set_translation(&mem, view.clone());
         }
         self.nr_vring.fetch_max(qid + 1, Ordering::AcqRel);
     }
@@ -221,6 +229,8 @@ impl Device {
     /// SET_SLAVE_REQ_FD: the connection made a channel of the fd.
     pub fn set_backend(&self, channel: Arc<dyn BackendChannel>) {
         self.state.lock().backend = Some(channel);
+        // Misses asked on an earlier channel are asked again on this one.
+        self.iotlb_pending.lock().clear();
     }
 
     /// Applies the socket's configuration to a new connection's device.
@@ -284,6 +294,7 @@ impl Device {
         self.socket_flags.store(socket_flags, Ordering::Relaxed);
         self.broadcast_rarp.store(false, Ordering::Relaxed);
         *self.rarp_mac.lock() = [0; 6];
+        self.iotlb_pending.lock().clear();
     }
 }
 

@@ -50,10 +50,12 @@ pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
         ctx.truncate_rings(2);
     }
     let ifname = ctx.ifname.clone();
+    let (mem, view) = ctx.dev.state.lock().translation();
     ctx.for_each_vq(|vq| {
         vq.features = features;
-        // A translated ring is checked again for the layout now negotiated.
-        if let Err(why) = vq.retranslate() {
+        // A translated ring is checked again for the layout now negotiated
+        // (and, with VIRTIO_F_IOMMU_PLATFORM, through the IOTLB).
+        if let Err(why) = vq.set_translation(&mem, view.clone()) {
             vlog!(Config, Err, ifname, "vring {} not usable with the new features: {why}", vq.index);
         }
     });
@@ -142,6 +144,7 @@ impl Device {
         st.protocol_features = 0;
         st.status = 0;
         st.mem = Default::default();
+        st.iotlb = Default::default();
         st.log = None;
         st.features_failed = false;
     }

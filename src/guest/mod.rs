@@ -4,6 +4,7 @@
 //! turns a guest address into something the datapath may dereference.
 
 pub mod dirty_log;
+pub mod iotlb;
 pub mod mapping;
 pub mod postcopy;
 mod raw;
@@ -11,7 +12,9 @@ pub mod slice;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
+use iotlb::IotlbView;
 use mapping::{MapError, SharedMapping};
+use slice::GuestSlice;
 
 use crate::protocol::MemoryRegionDesc;
 
@@ -149,6 +152,16 @@ impl GuestMemory {
         }
     }
 
+    /// Translates front-end virtual address `uaddr`: our address and how
+    /// many of the `len` bytes from there lie in the same region (at least
+    /// 1, at most len).
+    pub fn uaddr_to_hva_prefix(&self, uaddr: u64, len: u64) -> Option<(u64, u64)> {
+        self.regions.iter().find_map(|r| {
+            let off = uaddr.checked_sub(r.guest_user_addr)?;
+            (off < r.size).then(|| (r.host_user_addr + off, len.min(r.size - off)))
+        })
+    }
+
     /// Translates a front-end virtual address range (vring addresses without
     /// IOMMU) that must lie entirely in one region.
     pub fn uaddr_to_hva(&self, uaddr: u64, len: u64) -> Option<u64> {
@@ -164,6 +177,93 @@ impl GuestMemory {
         self.regions.iter().find_map(|r| {
             let off = hva.checked_sub(r.host_user_addr)?;
             (off < r.size && len <= r.size - off).then(|| r.guest_phys_addr + off)
+        })
+    }
+}
+
+/// Where descriptor addresses point: guest-physical addresses
+/// (`PhysicalSpace`) or, behind a virtual IOMMU, I/O virtual addresses
+/// translated through the IOTLB (`IovaSpace`). The datapath is generic
+/// over it, so the paths without an IOMMU carry no IOTLB test at all.
+pub trait AddressSpace<'a>: Copy {
+    /// The memory table the translations land in.
+    fn mem(&self) -> &'a GuestMemory;
+    /// The buffer at `addr`: as much of `len` bytes as is contiguous here
+    /// (at least one byte).
+    fn slice(&self, addr: u64, len: u32) -> Result<GuestSlice<'a>, Fault>;
+    /// Our address of the `len` bytes at `addr`, which must be contiguous
+    /// and readable (descriptor tables).
+    fn table(&self, addr: u64, len: u32) -> Result<u64, Fault>;
+}
+
+/// Why an address could not be translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Not guest memory (or not allowed).
+    Unmapped,
+    /// Not in the IOTLB yet: ask the front-end (and retry later).
+    Miss { iova: u64, perm: u8 },
+}
+
+/// Guest-physical addresses of a memory table.
+#[derive(Clone, Copy, Debug)]
+pub struct PhysicalSpace<'a>(pub &'a GuestMemory);
+
+impl<'a> AddressSpace<'a> for PhysicalSpace<'a> {
+    #[inline(always)]
+    fn mem(&self) -> &'a GuestMemory {
+        self.0
+    }
+    #[inline(always)]
+    fn slice(&self, addr: u64, len: u32) -> Result<GuestSlice<'a>, Fault> {
+        self.0.slice(addr, len).ok_or(Fault::Unmapped)
+    }
+    #[inline(always)]
+    fn table(&self, addr: u64, len: u32) -> Result<u64, Fault> {
+        self.0.gpa_range_to_hva(addr, u64::from(len)).ok_or(Fault::Unmapped)
+    }
+}
+
+/// I/O virtual addresses, through an IOTLB view resolved against a memory
+/// table; buffers need rights `perm` (reads for a dequeue, writes for an
+/// enqueue).
+#[derive(Clone, Copy, Debug)]
+pub struct IovaSpace<'a> {
+    mem: &'a GuestMemory,
+    iotlb: &'a IotlbView,
+    perm: u8,
+}
+
+impl<'a> IovaSpace<'a> {
+    /// `iotlb` must have been resolved against `mem`.
+    pub fn new(mem: &'a GuestMemory, iotlb: &'a IotlbView, perm: u8) -> IovaSpace<'a> {
+        assert_eq!(iotlb.mem_id(), mem.id(), "an IOTLB view of another memory table");
+        IovaSpace { mem, iotlb, perm }
+    }
+}
+
+impl<'a> AddressSpace<'a> for IovaSpace<'a> {
+    #[inline(always)]
+    fn mem(&self) -> &'a GuestMemory {
+        self.mem
+    }
+    #[inline]
+    fn slice(&self, addr: u64, len: u32) -> Result<GuestSlice<'a>, Fault> {
+        let (hva, n) = self
+            .iotlb
+            .lookup(addr, u64::from(len), self.perm)
+            .ok_or(Fault::Miss { iova: addr, perm: self.perm })?;
+        // SAFETY: the view was resolved against `self.mem` (checked in
+        // `new`), so [hva, hva + n) lies inside one of its regions, mapped
+        // while it is borrowed.
+        Ok(unsafe { GuestSlice::new(hva, n as u32) })
+    }
+    #[inline]
+    fn table(&self, addr: u64, len: u32) -> Result<u64, Fault> {
+        self.iotlb.lookup_range(addr, u64::from(len), iotlb::PERM_RO).map_err(|f| match f {
+            iotlb::RangeFault::Miss(iova) => Fault::Miss { iova, perm: iotlb::PERM_RO },
+            // Mapped, but not contiguously: unusable here.
+            iotlb::RangeFault::Scattered => Fault::Unmapped,
         })
     }
 }

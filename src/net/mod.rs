@@ -19,8 +19,9 @@ mod split;
 
 use crate::device::Device;
 use crate::dpdk::mbuf::{self, Mbuf, Mempool};
+use crate::guest::iotlb::{PERM_RO, PERM_WO};
 use crate::guest::slice::{GuestSlice, Writer};
-use crate::guest::GuestMemory;
+use crate::guest::{AddressSpace, IovaSpace, PhysicalSpace};
 use crate::protocol::features::*;
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
 use crate::virtqueue::notify::{self, notify_guest};
@@ -43,13 +44,14 @@ fn hdr_len(vq: &VqState) -> u32 {
 }
 
 /// One burst on one ring: the ring's state and the areas it was checked
-/// for, the burst's scratch (segments, used entries) and memory table, and
-/// what the burst needs to know of the device.
-pub(super) struct Burst<'a> {
+/// for, the burst's scratch (segments, used entries), where its descriptor
+/// addresses point (`S`: guest-physical, or IOVAs), and what the burst
+/// needs to know of the device.
+pub(super) struct Burst<'a, S> {
     dev: &'a Device,
     vq: &'a mut VqState,
     ring: RingMem,
-    mem: &'a GuestMemory,
+    mem: S,
     bufs: &'a mut BufVec,
     used: &'a mut UsedBatch,
     /// Writes guest buffers (and logs them while migration logging is on).
@@ -57,9 +59,14 @@ pub(super) struct Burst<'a> {
     stats: bool,
 }
 
-impl Burst<'_> {
-    /// A malformed chain: counted, logged for the first few.
+impl<S> Burst<'_, S> {
+    /// A chain that cannot be used: a malformed one is counted and logged
+    /// for the first few; one that missed in the IOTLB is asked for (the
+    /// burst stops before it and takes it again once mapped).
     fn bad_chain(&mut self, e: ChainError) {
+        if self.missed(e) {
+            return;
+        }
         self.vq.bad_chains += 1;
         if self.vq.bad_chains <= 8 {
             vlog!(
@@ -69,6 +76,19 @@ impl Burst<'_> {
                 "vring {}: dropping a malformed descriptor chain: {e}",
                 self.vq.index
             );
+        }
+    }
+
+    /// Whether `e` is an IOTLB miss (then asked for): the chain is left
+    /// where it is, for a later burst.
+    #[cold]
+    fn missed(&self, e: ChainError) -> bool {
+        match e {
+            ChainError::IotlbMiss { iova, perm } => {
+                self.dev.iotlb_miss(iova, perm);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -100,25 +120,51 @@ impl Burst<'_> {
     }
 }
 
-/// Runs `f` as one burst on `vq` (locked, enabled, translated), with its
-/// scratch taken out of the ring for the time of the burst.
-#[inline(always)]
-fn with_burst<R>(
-    dev: &Device,
-    vq: &mut VqState,
-    ring: RingMem,
-    stats: bool,
-    f: impl FnOnce(&mut Burst<'_>) -> R,
-) -> R {
-    let mut scratch = vq.take_scratch();
-    let log = vq.active_log();
-    let BurstScratch { bufs, used, mem } = &mut *scratch;
-    used.clear();
-    let writer = Writer::new(log.as_deref().map(|l| (l, &**mem)));
-    let mut burst = Burst { dev, vq, ring, mem, bufs, used, writer, stats };
-    let r = f(&mut burst);
-    vq.scratch = Some(scratch);
-    r
+/// Runs `$body` as one burst on `$vq` (locked, enabled, translated), with
+/// `$b` the `&mut Burst` and its scratch taken out of the ring for the time
+/// of the burst. The body is compiled twice: for guest-physical addresses
+/// and, behind a virtual IOMMU, for IOVAs needing rights `$perm`.
+macro_rules! burst {
+    ($dev:expr, $vq:expr, $ring:expr, $stats:expr, $perm:expr, |$b:ident| $body:expr) => {{
+        let vq: &mut VqState = $vq;
+        let mut scratch = vq.take_scratch();
+        let log = vq.active_log();
+        let BurstScratch { bufs, used, mem, iotlb } = &mut *scratch;
+        used.clear();
+        let writer = Writer::new(log.as_deref().map(|l| (l, &**mem)));
+        let (dev, ring, stats) = ($dev, $ring, $stats);
+        let r = match iotlb.as_deref() {
+            None => {
+                let $b = &mut Burst {
+                    dev,
+                    vq: &mut *vq,
+                    ring,
+                    mem: PhysicalSpace(mem),
+                    bufs,
+                    used,
+                    writer,
+                    stats,
+                };
+                $body
+            }
+            Some(view) => {
+                let mem = IovaSpace::new(mem, view, $perm);
+                out_of_line(&mut Burst { dev, vq: &mut *vq, ring, mem, bufs, used, writer, stats }, |$b| {
+                    $body
+                })
+            }
+        };
+        vq.scratch = Some(scratch);
+        r
+    }};
+}
+
+/// Runs `f` on `b` in a function of its own: the IOMMU copy of a burst
+/// stays out of the paths without one (their inlining is as if it did
+/// not exist).
+#[inline(never)]
+fn out_of_line<'a, S, R>(b: &mut Burst<'a, S>, f: impl FnOnce(&mut Burst<'a, S>) -> R) -> R {
+    f(b)
 }
 
 /// Whether the ring's guest memory lost a page since it was mapped (the
@@ -466,7 +512,7 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     }
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
-    let n = with_burst(dev, &mut s, ring, stats, |b| {
+    let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| {
         if ring.is_packed() {
             packed::enqueue(b, pkts)
         } else {
@@ -505,7 +551,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
         }
     }
     let slots = &mut out[first..out_len];
-    let n = with_burst(dev, &mut s, ring, opts.stats, |b| {
+    let n = burst!(dev, &mut s, ring, opts.stats, PERM_RO, |b| {
         if ring.is_packed() {
             packed::dequeue(b, pool, slots, opts)
         } else {

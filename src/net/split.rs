@@ -3,7 +3,7 @@
 use super::*;
 use crate::virtqueue::split;
 
-pub(super) fn enqueue(b: &mut Burst<'_>, pkts: &[Option<Mbuf>]) -> usize {
+pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Option<Mbuf>]) -> usize {
     let Some(mut avail) = split::available(b.vq, &b.ring) else {
         b.bad_chain(ChainError::IndexOutOfRange);
         return 0;
@@ -11,7 +11,7 @@ pub(super) fn enqueue(b: &mut Burst<'_>, pkts: &[Option<Mbuf>]) -> usize {
     let hlen = hdr_len(b.vq);
     let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
     let ring = b.ring;
-    split::prefetch_burst(&ring, b.mem, b.vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
+    split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
     let mut done = 0;
     for &p in pkts {
         // A NULL entry ends the burst.
@@ -21,7 +21,7 @@ pub(super) fn enqueue(b: &mut Burst<'_>, pkts: &[Option<Mbuf>]) -> usize {
         // holds header and packet.
         let head = ring.split_avail_ring(b.vq.last_avail_idx);
         let lone = (avail > 0 && b.used.room() > 0 && head < ring.size())
-            .then(|| lone_buffer(b.mem, &ring.read_split_desc(head), needed))
+            .then(|| lone_buffer(&b.mem, &ring.read_split_desc(head), needed))
             .flatten();
         let one;
         let (segs, chains) = match lone {
@@ -32,7 +32,7 @@ pub(super) fn enqueue(b: &mut Burst<'_>, pkts: &[Option<Mbuf>]) -> usize {
             }
             None => {
                 let room = b.used.room();
-                match split::reserve(b.vq, &ring, b.mem, b.bufs, needed, mergeable, &mut avail, room) {
+                match split::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, &mut avail, room) {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
@@ -40,7 +40,7 @@ pub(super) fn enqueue(b: &mut Burst<'_>, pkts: &[Option<Mbuf>]) -> usize {
                         break;
                     }
                 }
-                (b.bufs.segs(b.mem), &b.bufs.chains[..b.bufs.nchains])
+                (b.bufs.segs(b.mem.mem()), &b.bufs.chains[..b.bufs.nchains])
             }
         };
         place_packet(b.writer, segs, chains, hlen, m, b.used);
@@ -57,8 +57,9 @@ pub(super) fn enqueue(b: &mut Burst<'_>, pkts: &[Option<Mbuf>]) -> usize {
     done
 }
 
-pub(super) fn dequeue(
-    b: &mut Burst<'_>,
+#[inline(always)]
+pub(super) fn dequeue<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
     pool: Mempool,
     out: &mut [Option<Mbuf>],
     opts: DequeueOpts,
@@ -73,7 +74,7 @@ pub(super) fn dequeue(
     }
     let ring = b.ring;
     // The buffers' misses overlap the mbuf allocation.
-    split::prefetch_burst(&ring, b.mem, b.vq.last_avail_idx, n, false);
+    split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx, n, false);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         return 0;
     }
@@ -82,27 +83,37 @@ pub(super) fn dequeue(
     // The next avail position in a local: kept in a register, not reloaded
     // from `vq` behind the burst's stores.
     let first = b.vq.last_avail_idx;
+    let mut taken = n;
     for i in 0..n {
         let head = ring.split_avail_ring(first.wrapping_add(i as u16));
         // The common case needs no walk: one buffer, header and packet.
         let lone = (head < ring.size())
-            .then(|| lone_buffer(b.mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
+            .then(|| lone_buffer(&b.mem, &ring.read_split_desc(head), u64::from(hlen) + 1))
             .flatten();
         let res = match lone {
             Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts),
             None => {
                 b.bufs.clear();
-                walk_split(b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs)
-                    .map_err(DropReason::Chain)
-                    .and_then(|()| fill_mbuf(b.bufs.segs(b.mem), b.bufs.total(), hlen, out[i], pool, opts))
+                match walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs) {
+                    // Not mapped yet: the chain stays for a later burst.
+                    Err(e) if b.missed(e) => {
+                        taken = i;
+                        break;
+                    }
+                    walked => walked.map_err(DropReason::Chain).and_then(|()| {
+                        fill_mbuf(b.bufs.segs(b.mem.mem()), b.bufs.total(), hlen, out[i], pool, opts)
+                    }),
+                }
             }
         };
         b.used.push(head, 0, 1);
         b.account_dequeued(out, i, &mut done, res, opts.stats);
     }
-    b.vq.last_avail_idx = first.wrapping_add(n as u16);
+    b.vq.last_avail_idx = first.wrapping_add(taken as u16);
     release_unused(out, done, n);
-    split::publish(b.vq, &ring, b.used.entries());
-    notify_guest(b.vq, &ring, opts.stats);
+    if taken > 0 {
+        split::publish(b.vq, &ring, b.used.entries());
+        notify_guest(b.vq, &ring, opts.stats);
+    }
     done
 }

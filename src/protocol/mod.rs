@@ -214,7 +214,7 @@ requests! {
     SendRarp = 19, "VHOST_USER_SEND_RARP", Exact(8), None, true, None;
     NetSetMtu = 20, "VHOST_USER_NET_SET_MTU", Exact(8), None, true, None;
     SetSlaveReqFd = 21, "VHOST_USER_SET_SLAVE_REQ_FD", Ignored, One, true, None;
-    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG", Exact(Iotlb::SIZE), None, false, None;
+    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG", Exact(Iotlb::SIZE), None, true, None;
     GetConfig = 24, "VHOST_USER_GET_CONFIG", Variable, None, false, None;
     SetConfig = 25, "VHOST_USER_SET_CONFIG", Variable, None, false, None;
     PostcopyAdvise = 28, "VHOST_USER_POSTCOPY_ADVISE", Ignored, None, false, None;
@@ -228,6 +228,7 @@ requests! {
 
 /// Back-end → front-end requests (on the SET_SLAVE_REQ_FD channel).
 pub mod backend_request {
+    pub const IOTLB_MSG: u32 = 1;
     pub const CONFIG_CHANGE_MSG: u32 = 2;
     pub const VRING_HOST_NOTIFIER_MSG: u32 = 3;
 }

@@ -177,6 +177,23 @@ pub struct Iotlb {
 
 impl Iotlb {
     pub const SIZE: usize = 32;
+    /// `kind`: the back-end lacks a mapping (back-end → front-end).
+    pub const MISS: u8 = 1;
+    /// `kind`: a new mapping (front-end → back-end).
+    pub const UPDATE: u8 = 2;
+    /// `kind`: a range is no longer mapped (front-end → back-end).
+    pub const INVALIDATE: u8 = 3;
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.iova.to_ne_bytes());
+        b[8..16].copy_from_slice(&self.size.to_ne_bytes());
+        b[16..24].copy_from_slice(&self.uaddr.to_ne_bytes());
+        b[24] = self.perm;
+        b[25] = self.kind;
+        b
+    }
+
     pub fn parse(payload: &[u8]) -> Result<Iotlb, ProtocolError> {
         let p = exact(payload, Self::SIZE, "IOTLB message")?;
         Ok(Iotlb {

@@ -4,10 +4,11 @@
 //! control plane may share it.
 
 use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use super::io::{read_message, send_message};
+use super::io::{read_message, send_message, send_message_now};
 use crate::device::BackendChannel;
 use crate::protocol::{read_u64, Header, FLAG_NEED_REPLY, VERSION};
 use crate::vlog;
@@ -16,16 +17,22 @@ use crate::vlog;
 pub(super) struct Channel {
     fd: Mutex<OwnedFd>,
     ifname: String,
+    /// A request was sent in part (`post` on a full socket): the stream is
+    /// out of step and nothing more is sent.
+    broken: AtomicBool,
 }
 
 impl Channel {
     pub(super) fn new(fd: OwnedFd, ifname: &str) -> Channel {
-        Channel { fd: Mutex::new(fd), ifname: ifname.to_owned() }
+        Channel { fd: Mutex::new(fd), ifname: ifname.to_owned(), broken: AtomicBool::new(false) }
     }
 }
 
 impl BackendChannel for Channel {
     fn request(&self, request: u32, body: &[u8], fds: &[RawFd], need_reply: bool) -> Result<(), i32> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(-libc::EPIPE);
+        }
         let fd = self.fd.lock();
         let flags = VERSION | if need_reply { FLAG_NEED_REPLY } else { 0 };
         let header = Header { request, flags, size: body.len() as u32 };
@@ -44,5 +51,58 @@ impl BackendChannel for Channel {
                 Err(-libc::EIO)
             }
         }
+    }
+
+    fn post(&self, request: u32, body: &[u8]) -> Result<(), i32> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(-libc::EPIPE);
+        }
+        // Another request (maybe waiting for its ack) has the channel.
+        let Some(fd) = self.fd.try_lock() else { return Err(-libc::EAGAIN) };
+        let header = Header { request, flags: VERSION, size: body.len() as u32 };
+        match send_message_now(fd.as_fd(), header, body) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(-libc::EAGAIN),
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::WriteZero {
+                    self.broken.store(true, Ordering::Release);
+                }
+                vlog!(Config, Err, self.ifname, "failed to send slave message: {e}");
+                Err(-libc::EIO)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// The datapath's requests never wait: a front-end that does not read
+    /// its channel gets `-EAGAIN` once the socket is full, and what was
+    /// sent stays whole messages.
+    #[test]
+    fn post_never_waits_on_a_channel_nobody_reads() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let chan = Channel::new(OwnedFd::from(ours), "t");
+        let body = [7u8; 32];
+        let mut sent = 0;
+        let full = loop {
+            match chan.post(1, &body) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 1_000_000, "the socket never filled");
+        };
+        assert_eq!(full, -libc::EAGAIN);
+        assert!(!chan.broken.load(Ordering::Acquire), "a full socket is no broken stream");
+        for _ in 0..sent {
+            let m = read_message(theirs.as_fd()).expect("a whole message");
+            assert_eq!((m.header.request, m.payload.as_slice()), (1, &body[..]));
+        }
+        // Room again: requests go through.
+        assert_eq!(chan.post(1, &body), Ok(()));
     }
 }

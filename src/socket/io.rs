@@ -141,6 +141,23 @@ pub fn read_message(sock: BorrowedFd<'_>) -> Result<RawMessage, ReadError> {
 
 /// Sends one message with optional fds.
 pub fn send_message(sock: BorrowedFd<'_>, header: Header, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    send_with(sock, header, payload, fds, MsgFlags::MSG_NOSIGNAL)
+}
+
+/// Sends a message without waiting: `WouldBlock` if the socket cannot take
+/// it now. A message the socket took only part of is an error too (the
+/// stream is then out of step; the caller stops using it).
+pub fn send_message_now(sock: BorrowedFd<'_>, header: Header, payload: &[u8]) -> io::Result<()> {
+    send_with(sock, header, payload, &[], MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT)
+}
+
+fn send_with(
+    sock: BorrowedFd<'_>,
+    header: Header,
+    payload: &[u8],
+    fds: &[RawFd],
+    flags: MsgFlags,
+) -> io::Result<()> {
     debug_assert!(payload.len() <= MAX_PAYLOAD && fds.len() <= MAX_FDS);
     let hdr = header.to_bytes();
     let iov = [IoSlice::new(&hdr), IoSlice::new(payload)];
@@ -148,7 +165,7 @@ pub fn send_message(sock: BorrowedFd<'_>, header: Header, payload: &[u8], fds: &
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
     let total = HDR_SIZE + payload.len();
     let sent = loop {
-        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, flags, None) {
             Ok(n) => break n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),

@@ -143,16 +143,8 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
             | features::bit(features::VIRTIO_NET_F_HOST_TSO6)
             | features::bit(features::VIRTIO_NET_F_HOST_UFO));
     }
-    // IOTLB translation is not implemented: VIRTIO_F_IOMMU_PLATFORM is never
-    // offered, so a front-end cannot enable a vIOMMU on this device.
-    features &= !features::bit(features::VIRTIO_F_IOMMU_PLATFORM);
-    if flags & IOMMU_SUPPORT != 0 {
-        vlog!(
-            Config,
-            Warning,
-            path,
-            "IOMMU support (IOTLB) is not implemented yet: VIRTIO_F_IOMMU_PLATFORM not offered"
-        );
+    if flags & IOMMU_SUPPORT == 0 {
+        features &= !features::bit(features::VIRTIO_F_IOMMU_PLATFORM);
     }
     if flags & POSTCOPY_SUPPORT == 0 {
         protocol_features &= !features::bit(features::protocol::PAGEFAULT);

@@ -8,7 +8,7 @@
 //! panic or an endless walk.
 
 use crate::guest::slice::{prefetch, prefetch_write, GuestSlice};
-use crate::guest::GuestMemory;
+use crate::guest::{AddressSpace, Fault, GuestMemory};
 use crate::virtqueue::ring::{read_desc_at, Desc, Layout};
 
 /// Descriptor flags (split and packed share NEXT/WRITE/INDIRECT).
@@ -33,6 +33,21 @@ pub enum ChainError {
     IndirectTooLarge,
     /// More segments than `MAX_SEGS`.
     TooManySegments,
+    /// An address the IOTLB does not map yet: not the guest's fault; the
+    /// front-end is asked, the chain is taken again later.
+    IotlbMiss {
+        iova: u64,
+        perm: u8,
+    },
+}
+
+impl From<Fault> for ChainError {
+    fn from(f: Fault) -> ChainError {
+        match f {
+            Fault::Unmapped => ChainError::BadAddress,
+            Fault::Miss { iova, perm } => ChainError::IotlbMiss { iova, perm },
+        }
+    }
 }
 
 impl std::fmt::Display for ChainError {
@@ -44,6 +59,7 @@ impl std::fmt::Display for ChainError {
             ChainError::BadIndirect => "invalid indirect descriptor",
             ChainError::IndirectTooLarge => "indirect table larger than the ring",
             ChainError::TooManySegments => "too many buffer segments",
+            ChainError::IotlbMiss { .. } => "IOTLB miss",
         };
         f.write_str(s)
     }
@@ -125,13 +141,18 @@ impl BufVec {
     /// Adds guest buffer [gpa, gpa+len), split where it crosses regions.
     #[inline]
     #[allow(unsafe_code)]
-    pub fn add_buffer(&mut self, mem: &GuestMemory, mut gpa: u64, len: u32) -> Result<(), ChainError> {
+    pub fn add_buffer<'m>(
+        &mut self,
+        mem: &impl AddressSpace<'m>,
+        mut gpa: u64,
+        len: u32,
+    ) -> Result<(), ChainError> {
         if self.n == 0 {
-            self.table = mem.id();
+            self.table = mem.mem().id();
         }
         let mut left = len;
         while left > 0 {
-            let s = mem.slice(gpa, left).ok_or(ChainError::BadAddress)?;
+            let s = mem.slice(gpa, left)?;
             if self.n == MAX_SEGS {
                 return Err(ChainError::TooManySegments);
             }
@@ -152,7 +173,7 @@ impl BufVec {
 /// not: DPDK's own virtio-user marks the header of packed indirect TX tables
 /// device-writable, and direction is no memory-safety matter for us.
 #[inline]
-fn take(mem: &GuestMemory, d: &Desc, out: &mut BufVec) -> Result<(), ChainError> {
+fn take<'m>(mem: &impl AddressSpace<'m>, d: &Desc, out: &mut BufVec) -> Result<(), ChainError> {
     out.add_buffer(mem, d.addr, d.len)
 }
 
@@ -160,18 +181,18 @@ fn take(mem: &GuestMemory, d: &Desc, out: &mut BufVec) -> Result<(), ChainError>
 /// INDIRECT) whose buffer holds at least `needed` bytes and is contiguous in
 /// our address space. `None` sends the caller to the full walk.
 #[inline]
-pub fn lone_buffer<'m>(mem: &'m GuestMemory, d: &Desc, needed: u64) -> Option<GuestSlice<'m>> {
+pub fn lone_buffer<'m>(mem: &impl AddressSpace<'m>, d: &Desc, needed: u64) -> Option<GuestSlice<'m>> {
     if d.flags & (F_NEXT | F_INDIRECT) != 0 || u64::from(d.len) < needed {
         return None;
     }
-    mem.slice(d.addr, d.len).filter(|s| s.len() == d.len)
+    mem.slice(d.addr, d.len).ok().filter(|s| s.len() == d.len)
 }
 
 /// Prefetches the start of guest buffer `d` (a virtio-net header and the
 /// first 116 bytes after it), translating it first.
 #[inline]
-pub fn prefetch_buffer(mem: &GuestMemory, d: Desc, write: bool) {
-    if let Some(s) = mem.slice(d.addr, d.len) {
+pub fn prefetch_buffer<'m>(mem: &impl AddressSpace<'m>, d: Desc, write: bool) {
+    if let Ok(s) = mem.slice(d.addr, d.len) {
         prefetch_segment(s, write);
     }
 }
@@ -197,14 +218,18 @@ pub fn prefetch_segment(seg: GuestSlice<'_>, write: bool) {
 /// our address of it and its entry count, at most `max_entries` (as DPDK
 /// bounds them: a table larger than the ring is refused whatever it holds,
 /// so a walk costs at most as many descriptor reads as the ring has).
-fn indirect_table(mem: &GuestMemory, d: &Desc, max_entries: u32) -> Result<(u64, u32), ChainError> {
+fn indirect_table<'m>(
+    mem: &impl AddressSpace<'m>,
+    d: &Desc,
+    max_entries: u32,
+) -> Result<(u64, u32), ChainError> {
     if d.flags & F_NEXT != 0 || d.len == 0 || !d.len.is_multiple_of(16) {
         return Err(ChainError::BadIndirect);
     }
     if d.len / 16 > max_entries {
         return Err(ChainError::IndirectTooLarge);
     }
-    let table = mem.gpa_range_to_hva(d.addr, u64::from(d.len)).ok_or(ChainError::BadAddress)?;
+    let table = mem.table(d.addr, d.len)?;
     if !table.is_multiple_of(8) {
         return Err(ChainError::BadIndirect);
     }
@@ -213,8 +238,8 @@ fn indirect_table(mem: &GuestMemory, d: &Desc, max_entries: u32) -> Result<(u64,
 
 /// Walks a split-layout indirect table (entries linked by `next`) of at most
 /// `ring_size` entries (DPDK's bound for split rings).
-pub fn walk_indirect(
-    mem: &GuestMemory,
+pub fn walk_indirect<'m>(
+    mem: &impl AddressSpace<'m>,
     ring_size: u16,
     d: &Desc,
     out: &mut BufVec,
@@ -240,8 +265,8 @@ pub fn walk_indirect(
 }
 
 /// Walks a split-ring chain starting at `head`; `read` fetches descriptor i.
-pub fn walk_split(
-    mem: &GuestMemory,
+pub fn walk_split<'m>(
+    mem: &impl AddressSpace<'m>,
     size: u16,
     head: u16,
     read: impl Fn(u16) -> Desc,
@@ -277,8 +302,8 @@ pub struct PackedChain {
 
 /// Walks a packed-ring chain starting at slot `start` (whose availability the
 /// caller checked); `read` fetches slot i (modulo the size).
-pub fn walk_packed(
-    mem: &GuestMemory,
+pub fn walk_packed<'m>(
+    mem: &impl AddressSpace<'m>,
     size: u16,
     start: u16,
     read: impl Fn(u16) -> Desc,
@@ -348,9 +373,14 @@ mod tests {
         }
     }
 
+    /// Guest-physical addresses of `mem` (no IOMMU).
+    fn gpa(mem: &GuestMemory) -> crate::guest::PhysicalSpace<'_> {
+        crate::guest::PhysicalSpace(mem)
+    }
+
     fn walk(mem: &GuestMemory, descs: &[(u64, u32, u16, u16)], head: u16) -> Result<BufVec, ChainError> {
         let mut out = BufVec::default();
-        walk_split(mem, descs.len() as u16, head, table(descs), &mut out).map(|()| out)
+        walk_split(&gpa(mem), descs.len() as u16, head, table(descs), &mut out).map(|()| out)
     }
 
     #[test]
@@ -407,8 +437,11 @@ mod tests {
         );
         // Packed: fewer entries than the ring.
         let rd = |_: u16| Desc { addr: 0x1000, len: 32, flags: F_INDIRECT, next_or_id: 0 };
-        assert_eq!(walk_packed(&mem, 2, 0, rd, &mut BufVec::default()), Err(ChainError::IndirectTooLarge));
-        assert!(walk_packed(&mem, 3, 0, rd, &mut BufVec::default()).is_ok());
+        assert_eq!(
+            walk_packed(&gpa(&mem), 2, 0, rd, &mut BufVec::default()),
+            Err(ChainError::IndirectTooLarge)
+        );
+        assert!(walk_packed(&gpa(&mem), 3, 0, rd, &mut BufVec::default()).is_ok());
         assert_eq!(read_desc_at(slot(1), Layout::Split).len, 200);
     }
 
@@ -422,24 +455,28 @@ mod tests {
         };
         let mut out = BufVec::default();
         // Starting at slot 2: 2, 3, wraps to 0, ends at 1 (id 7).
-        assert_eq!(walk_packed(&mem, 4, 2, rd, &mut out), Ok(PackedChain { count: 4, id: 7 }));
+        assert_eq!(walk_packed(&gpa(&mem), 4, 2, rd, &mut out), Ok(PackedChain { count: 4, id: 7 }));
         let all_next = |_: u16| Desc { addr: 0, len: 1, flags: F_NEXT, next_or_id: 0 };
-        assert_eq!(walk_packed(&mem, 4, 0, all_next, &mut BufVec::default()), Err(ChainError::TooLong));
+        assert_eq!(walk_packed(&gpa(&mem), 4, 0, all_next, &mut BufVec::default()), Err(ChainError::TooLong));
     }
 
     #[test]
     fn lone_buffer_takes_only_a_plain_contiguous_descriptor() {
         let mem = memory();
         let d = |addr, len, flags| Desc { addr, len, flags, next_or_id: 0 };
-        let seg = lone_buffer(&mem, &d(0x100, 1500, F_WRITE), 76).expect("plain buffer");
+        let seg = lone_buffer(&gpa(&mem), &d(0x100, 1500, F_WRITE), 76).expect("plain buffer");
         assert_eq!((seg.hva(), seg.len()), (mem.gpa_to_hva(0x100, 1).unwrap().0, 1500));
-        assert_eq!(lone_buffer(&mem, &d(0x100, 1500, F_NEXT), 76), None, "chained on: needs the walk");
-        assert_eq!(lone_buffer(&mem, &d(0x100, 1500, F_INDIRECT), 76), None, "indirect: needs the walk");
-        assert_eq!(lone_buffer(&mem, &d(0x100, 75, 0), 76), None, "too small for the packet");
-        assert_eq!(lone_buffer(&mem, &d(0xff00, 0x200, 0), 76), None, "spans two regions");
-        assert_eq!(lone_buffer(&mem, &d(0x1ff00, 0x200, 0), 76), None, "runs off the end of memory");
-        assert_eq!(lone_buffer(&mem, &d(0x30000, 100, 0), 76), None, "outside guest memory");
-        assert_eq!(lone_buffer(&mem, &d(u64::MAX - 10, 100, 0), 76), None, "address wraps");
+        assert_eq!(lone_buffer(&gpa(&mem), &d(0x100, 1500, F_NEXT), 76), None, "chained on: needs the walk");
+        assert_eq!(
+            lone_buffer(&gpa(&mem), &d(0x100, 1500, F_INDIRECT), 76),
+            None,
+            "indirect: needs the walk"
+        );
+        assert_eq!(lone_buffer(&gpa(&mem), &d(0x100, 75, 0), 76), None, "too small for the packet");
+        assert_eq!(lone_buffer(&gpa(&mem), &d(0xff00, 0x200, 0), 76), None, "spans two regions");
+        assert_eq!(lone_buffer(&gpa(&mem), &d(0x1ff00, 0x200, 0), 76), None, "runs off the end of memory");
+        assert_eq!(lone_buffer(&gpa(&mem), &d(0x30000, 100, 0), 76), None, "outside guest memory");
+        assert_eq!(lone_buffer(&gpa(&mem), &d(u64::MAX - 10, 100, 0), 76), None, "address wraps");
     }
 
     proptest! {
@@ -452,16 +489,16 @@ mod tests {
         ) {
             let mem = memory();
             let mut out = BufVec::default();
-            if walk_split(&mem, descs.len() as u16, head, table(&descs), &mut out).is_ok() {
+            if walk_split(&gpa(&mem), descs.len() as u16, head, table(&descs), &mut out).is_ok() {
                 for s in out.segs(&mem) {
                     prop_assert!(mem.hva_to_gpa(s.hva(), u64::from(s.len())).is_some());
                 }
             }
             let mut out = BufVec::default();
-            let _ = walk_packed(&mem, descs.len() as u16, head % descs.len() as u16, table(&descs), &mut out);
+            let _ = walk_packed(&gpa(&mem), descs.len() as u16, head % descs.len() as u16, table(&descs), &mut out);
             // The walk-free path never yields memory the walk would refuse.
             for (i, _) in descs.iter().enumerate() {
-                if let Some(seg) = lone_buffer(&mem, &table(&descs)(i as u16), 1) {
+                if let Some(seg) = lone_buffer(&gpa(&mem), &table(&descs)(i as u16), 1) {
                     prop_assert!(mem.hva_to_gpa(seg.hva(), u64::from(seg.len())).is_some());
                 }
             }

@@ -151,6 +151,9 @@ pub struct DriverRing {
     /// A used id that is not in flight is a test failure (panic); lenient
     /// rings (for devices reconfigured under them) skip it.
     pub strict: bool,
+    /// What the device is given for a buffer at guest-physical `gpa`:
+    /// `gpa + iova_offset` (a virtual IOMMU's I/O addresses; 0 without).
+    pub iova_offset: u64,
 }
 
 impl DriverRing {
@@ -176,6 +179,7 @@ impl DriverRing {
             order: VecDeque::new(),
             in_order: false,
             strict: true,
+            iova_offset: 0,
         }
     }
 
@@ -223,7 +227,7 @@ impl DriverRing {
     }
 
     fn write_desc_at(&self, at: u64, gpa: u64, len: u32, a: u16, b: u16) {
-        self.mem.write64(at, gpa);
+        self.mem.write64(at, gpa + self.iova_offset);
         self.mem.write(at + 8, &len.to_le_bytes());
         self.mem.write(at + 12, &a.to_le_bytes());
         self.mem.write(at + 14, &b.to_le_bytes());

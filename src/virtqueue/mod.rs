@@ -32,7 +32,9 @@ use std::sync::Arc;
 use access_lock::{AccessGuard, AccessLock};
 
 use crate::guest::dirty_log::DirtyLog;
+use crate::guest::iotlb::{IotlbView, RangeFault, PERM_RW};
 use crate::guest::GuestMemory;
+use crate::protocol::features::VIRTIO_F_IOMMU_PLATFORM;
 use crate::protocol::VringAddr;
 use crate::virtqueue::inflight::{InflightQueue, Resubmit};
 use crate::virtqueue::ring::RingMem;
@@ -107,8 +109,15 @@ pub struct VqState {
     /// Last readiness reported through `vring_state_changed`.
     pub ready: bool,
     /// The memory table the ring addresses were translated against
-    /// (replaced with `set_mem`, which also updates the burst scratch's).
+    /// (replaced with `set_translation`, which also updates the burst
+    /// scratch's).
     pub mem: Arc<GuestMemory>,
+    /// Behind a virtual IOMMU (VIRTIO_F_IOMMU_PLATFORM): the IOTLB resolved
+    /// against `mem`; ring and buffer addresses are IOVAs.
+    pub iotlb: Option<Arc<IotlbView>>,
+    /// The IOVA and rights a translation of the ring areas missed in the
+    /// IOTLB (the device asks the front-end for them).
+    pub iotlb_miss: Option<(u64, u8)>,
     /// This ring's part of the inflight region (SET_INFLIGHT_FD), the
     /// descriptors to resubmit found at reconnect, and the submission counter.
     pub inflight: Option<InflightQueue>,
@@ -146,6 +155,8 @@ pub struct BurstScratch {
     /// drain, among them the previous burst's to ring lines the guest's core
     /// holds: measured at 3-8 % of the packed bursts' time.)
     pub mem: Arc<GuestMemory>,
+    /// `VqState::iotlb`, likewise.
+    pub iotlb: Option<Arc<IotlbView>>,
 }
 
 impl VqState {
@@ -164,17 +175,26 @@ impl VqState {
                 bufs: BufVec::default(),
                 used: UsedBatch::default(),
                 mem: Arc::clone(&self.mem),
+                iotlb: self.iotlb.clone(),
             }),
         }
     }
 
-    /// Replaces the memory table (the scratch's too, so that the old table
+    /// Replaces the memory table and, behind a virtual IOMMU, the IOTLB
+    /// view resolved against it (the scratch's too, so that the old table
     /// is unmapped as soon as no ring holds it). A translated ring is
-    /// translated again against the new table.
-    pub fn set_mem(&mut self, mem: &Arc<GuestMemory>) -> Result<(), &'static str> {
+    /// translated again.
+    pub fn set_translation(
+        &mut self,
+        mem: &Arc<GuestMemory>,
+        iotlb: Option<Arc<IotlbView>>,
+    ) -> Result<(), &'static str> {
+        debug_assert!(iotlb.as_ref().is_none_or(|v| v.mem_id() == mem.id()));
         self.mem = Arc::clone(mem);
+        self.iotlb = iotlb;
         if let Some(scratch) = &mut self.scratch {
             scratch.mem = Arc::clone(mem);
+            scratch.iotlb = self.iotlb.clone();
         }
         self.retranslate()
     }
@@ -281,8 +301,11 @@ impl VqState {
     }
 
     /// Translates the front-end's ring addresses for `num` entries in the
-    /// negotiated layout against `self.mem`. On failure the ring stays
-    /// untranslated (not ready) and the reason is returned for the log.
+    /// negotiated layout against `self.mem` (through the IOTLB behind a
+    /// virtual IOMMU). On failure the ring stays untranslated (not ready)
+    /// and the reason is returned for the log; an IOTLB miss is no failure:
+    /// the ring stays untranslated until the front-end maps what
+    /// `iotlb_miss` names.
     #[allow(unsafe_code)]
     fn translate(&mut self) -> Result<(), &'static str> {
         self.ring = None;
@@ -300,12 +323,47 @@ impl VqState {
             return Err("ring position beyond the ring size");
         }
         let (desc_len, avail_len, used_len) = RingMem::area_sizes(size, packed);
-        let mem = &self.mem;
-        let desc =
-            mem.uaddr_to_hva(addr.desc_user_addr, desc_len).ok_or("descriptor table outside guest memory")?;
-        let avail =
-            mem.uaddr_to_hva(addr.avail_user_addr, avail_len).ok_or("avail ring outside guest memory")?;
-        let used = mem.uaddr_to_hva(addr.used_user_addr, used_len).ok_or("used ring outside guest memory")?;
+        let (desc, avail, used) = if self.has_feature(VIRTIO_F_IOMMU_PLATFORM) {
+            // Behind a virtual IOMMU the addresses are IOVAs. An area not in
+            // the IOTLB yet is asked for (`iotlb_miss`); the ring waits for
+            // it, untranslated.
+            let view = self.iotlb.clone().unwrap_or_default();
+            self.log_guest_addr = 0;
+            let mut missed = None;
+            let mut area = |iova: u64, len: u64| match view.lookup_range(iova, len, PERM_RW) {
+                Ok(hva) => Ok(Some(hva)),
+                Err(RangeFault::Miss(at)) => {
+                    missed.get_or_insert(at);
+                    Ok(None)
+                }
+                Err(RangeFault::Scattered) => Err("ring area not contiguous in guest memory"),
+            };
+            let logged = addr.flags & crate::protocol::VRING_F_LOG != 0;
+            let found = (
+                area(addr.desc_user_addr, desc_len)?,
+                area(addr.avail_user_addr, avail_len)?,
+                area(addr.used_user_addr, used_len)?,
+                if logged { area(addr.log_guest_addr, used_len)? } else { Some(0) },
+            );
+            let (Some(desc), Some(avail), Some(used), Some(log)) = found else {
+                self.iotlb_miss = missed.map(|at| (at, PERM_RW));
+                return Ok(());
+            };
+            // The log address is an IOVA too; the log wants it guest-physical.
+            if logged {
+                self.log_guest_addr =
+                    self.mem.hva_to_gpa(log, used_len).ok_or("failed to map log_guest_addr")?;
+            }
+            (desc, avail, used)
+        } else {
+            let mem = &self.mem;
+            (
+                mem.uaddr_to_hva(addr.desc_user_addr, desc_len)
+                    .ok_or("descriptor table outside guest memory")?,
+                mem.uaddr_to_hva(addr.avail_user_addr, avail_len).ok_or("avail ring outside guest memory")?,
+                mem.uaddr_to_hva(addr.used_user_addr, used_len).ok_or("used ring outside guest memory")?,
+            )
+        };
         let aligned = if packed {
             desc % 16 == 0 && avail % 4 == 0 && used % 4 == 0
         } else {
@@ -393,4 +451,4 @@ impl Virtqueue {
 #[allow(unsafe_code)]
 mod tests;
 
-const _: () = assert!(std::mem::size_of::<Virtqueue>() % 64 == 0);
+const _: () = assert!(std::mem::size_of::<Virtqueue>().is_multiple_of(64));

@@ -13,7 +13,7 @@ use super::ring::RingMem;
 use super::used::{UsedBatch, UsedElem};
 use super::VqState;
 use crate::guest::slice::GuestSlice;
-use crate::guest::GuestMemory;
+use crate::guest::AddressSpace;
 
 const F_AVAIL: u16 = 1 << 7;
 const F_USED: u16 = 1 << 15;
@@ -115,7 +115,7 @@ pub fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
 /// slot on (known to be available), at the start of a dequeue burst: their
 /// misses, on lines the guest's core last wrote, then overlap each other
 /// and the mbuf allocation instead of stalling batch by batch.
-pub fn prefetch_burst(vq: &VqState, ring: &RingMem, mem: &GuestMemory, n: usize) {
+pub fn prefetch_burst<'m>(vq: &VqState, ring: &RingMem, mem: &impl AddressSpace<'m>, n: usize) {
     let mut pos = vq.avail_pos();
     for _ in 0..n {
         prefetch_buffer(mem, ring.read_packed_desc(pos.idx), false);
@@ -139,7 +139,7 @@ pub const BATCH: usize = 4;
 pub fn take_batch<'m>(
     vq: &VqState,
     ring: &RingMem,
-    mem: &'m GuestMemory,
+    mem: &impl AddressSpace<'m>,
     needed: [u64; BATCH],
     write: bool,
 ) -> Option<[(GuestSlice<'m>, u16); BATCH]> {
@@ -240,10 +240,10 @@ pub fn publish_in_order(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) 
 /// bytes (several only when `mergeable`) into `bufs`; the position after
 /// them, `None` if not enough is available now (`room`: used entries left
 /// in the burst), or the error of a malformed chain.
-pub fn reserve(
+pub fn reserve<'m>(
     vq: &VqState,
     ring: &RingMem,
-    mem: &GuestMemory,
+    mem: &impl AddressSpace<'m>,
     bufs: &mut BufVec,
     needed: u64,
     mergeable: bool,

@@ -7,7 +7,7 @@ use super::chain::{prefetch_buffer, walk_split, BufVec, ChainError};
 use super::ring::RingMem;
 use super::used::UsedElem;
 use super::VqState;
-use crate::guest::GuestMemory;
+use crate::guest::AddressSpace;
 
 /// Available entries, or `None` if the guest's index is nonsense (more than
 /// a ring ahead).
@@ -20,7 +20,7 @@ pub fn available(vq: &VqState, ring: &RingMem) -> Option<u16> {
 /// Prefetches the buffers of the `n` chains from avail position `pos` on,
 /// at the start of a burst: the misses on lines the guest's core last
 /// touched then overlap each other instead of stalling packet by packet.
-pub fn prefetch_burst(ring: &RingMem, mem: &GuestMemory, pos: u16, n: usize, write: bool) {
+pub fn prefetch_burst<'m>(ring: &RingMem, mem: &impl AddressSpace<'m>, pos: u16, n: usize, write: bool) {
     for j in 0..n {
         prefetch_buffer(mem, ring.read_split_desc(ring.split_avail_ring(pos.wrapping_add(j as u16))), write);
     }
@@ -31,10 +31,10 @@ pub fn prefetch_burst(ring: &RingMem, mem: &GuestMemory, pos: u16, n: usize, wri
 /// left) and `room` (used entries left in the burst) bound it. `Ok(false)`
 /// if the packet cannot be placed now, or the error of a malformed chain.
 #[allow(clippy::too_many_arguments)]
-pub fn reserve(
+pub fn reserve<'m>(
     vq: &VqState,
     ring: &RingMem,
-    mem: &GuestMemory,
+    mem: &impl AddressSpace<'m>,
     bufs: &mut BufVec,
     needed: u64,
     mergeable: bool,

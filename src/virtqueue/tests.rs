@@ -9,7 +9,7 @@ use super::packed::{self, PackedPos};
 use super::split;
 use super::used::UsedElem;
 use super::VqState;
-use crate::guest::GuestMemory;
+use crate::guest::{GuestMemory, PhysicalSpace};
 use crate::protocol::features::{bit, VIRTIO_F_RING_PACKED, VIRTIO_RING_F_EVENT_IDX};
 use crate::protocol::{MemoryRegionDesc, VringAddr};
 use crate::virtqueue::chain::BufVec;
@@ -52,10 +52,15 @@ fn ring(layout: Layout, size: u16, features: u64, base: u16) -> (Arc<GuestMemory
         }),
         ..VqState::default()
     };
-    vq.set_mem(&mem).unwrap();
+    vq.set_translation(&mem, None).unwrap();
     vq.set_base(base).unwrap();
     vq.start().unwrap();
     (mem, vq, driver)
+}
+
+/// Guest-physical addresses of `mem` (no IOMMU).
+fn gpa(mem: &GuestMemory) -> PhysicalSpace<'_> {
+    PhysicalSpace(mem)
 }
 
 fn buf(k: u64) -> Buf {
@@ -75,7 +80,7 @@ fn split_counts_reserves_and_publishes() {
     for _ in 0..5 {
         let mut bufs = BufVec::default();
         let mut avail = split::available(&vq, &ring).unwrap();
-        assert!(split::reserve(&vq, &ring, &mem, &mut bufs, 0x1000, false, &mut avail, 16).unwrap());
+        assert!(split::reserve(&vq, &ring, &gpa(&mem), &mut bufs, 0x1000, false, &mut avail, 16).unwrap());
         assert_eq!((bufs.total(), bufs.nchains), (0x1000, 1), "one chain of two 2 KiB buffers");
         used.push(UsedElem { id: bufs.chains[0].id, len: 100, count: 1 });
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
@@ -116,7 +121,8 @@ fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
     }
     assert_eq!(packed::count_available(&vq, &ring, 32), 6);
     // The device takes four as a batch (slot 0 starts a cache line).
-    let batch = packed::take_batch(&vq, &ring, &mem, [1; packed::BATCH], true).expect("a batch of four");
+    let batch =
+        packed::take_batch(&vq, &ring, &gpa(&mem), [1; packed::BATCH], true).expect("a batch of four");
     packed::consume_batch(&mut vq, &ring);
     let mut used = super::used::UsedBatch::default();
     packed::publish_batch(&mut vq, &ring, &mut used, batch.map(|(_, id)| id), [64; 4], true);

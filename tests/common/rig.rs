@@ -182,6 +182,9 @@ pub struct Rig {
     pub calls: Vec<(u32, nix::sys::eventfd::EventFd)>,
     kicks: Vec<nix::sys::eventfd::EventFd>,
     pub server: Server,
+    /// Behind a virtual IOMMU: ring and buffer addresses given to the
+    /// device are guest-physical plus this (IOVAs); `None` without.
+    pub iova_offset: Option<u64>,
 }
 
 impl Rig {
@@ -195,7 +198,16 @@ impl Rig {
         fe.send(Request::SetOwner, &[], &[], false);
         fe.set_u64(Request::SetProtocolFeatures, proto | PF_REPLY_ACK);
         let ram = GuestRam::new(ram_size);
-        let rig = Rig { fe, ram, vid, pool: pool(), calls: Vec::new(), kicks: Vec::new(), server };
+        let rig = Rig {
+            fe,
+            ram,
+            vid,
+            pool: pool(),
+            calls: Vec::new(),
+            kicks: Vec::new(),
+            server,
+            iova_offset: None,
+        };
         assert_eq!(rig.ack(Request::SetFeatures, &features.to_ne_bytes(), &[]), 0, "SET_FEATURES");
         assert_eq!(rig.ack(Request::SetMemTable, &rig.ram.mem_table(), &[rig.ram.fd.as_raw_fd()]), 0);
         rig
@@ -222,7 +234,8 @@ impl Rig {
     /// acked) and returns the driver's model of it. `features` decides the
     /// layout (RING_PACKED).
     pub fn ring(&mut self, q: u32, layout: Layout, size: u16, areas: RingAreas) -> DriverRing {
-        let ring = DriverRing::new(self.view(), layout, size, areas);
+        let mut ring = DriverRing::new(self.view(), layout, size, areas);
+        ring.iova_offset = self.iova_offset.unwrap_or(0);
         let st = |n: u32| [q.to_ne_bytes(), n.to_ne_bytes()].concat();
         assert_eq!(self.ack(Request::SetVringNum, &st(u32::from(size)), &[]), 0, "SET_VRING_NUM");
         assert_eq!(self.ack(Request::SetVringBase, &st(ring.base()), &[]), 0, "SET_VRING_BASE");
@@ -239,14 +252,15 @@ impl Rig {
     }
 
     /// A SET_VRING_ADDR payload for ring `q` at `areas` (front-end virtual
-    /// addresses: the test's mapping).
+    /// addresses: the test's mapping; IOVAs behind a virtual IOMMU).
     pub fn addr_msg(&self, q: u32, areas: RingAreas) -> Vec<u8> {
         let mut p = q.to_ne_bytes().to_vec();
         p.extend_from_slice(&0u32.to_ne_bytes());
+        let base = self.iova_offset.unwrap_or(self.ram.addr);
         for v in [areas.desc, areas.device, areas.driver] {
-            p.extend_from_slice(&(self.ram.addr + v).to_ne_bytes());
+            p.extend_from_slice(&(base + v).to_ne_bytes());
         }
-        p.extend_from_slice(&areas.device.to_ne_bytes());
+        p.extend_from_slice(&(self.iova_offset.unwrap_or(0) + areas.device).to_ne_bytes());
         p
     }
 

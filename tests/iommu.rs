@@ -1,0 +1,265 @@
+//! A device behind a virtual IOMMU (VIRTIO_F_IOMMU_PLATFORM): the scripted
+//! front-end plays QEMU's part. Ring and buffer addresses are I/O virtual
+//! addresses; the device asks for what it lacks with IOTLB miss requests on
+//! the back-end channel and the front-end answers with IOTLB updates, page
+//! by page, as QEMU does for a Linux guest behind `intel-iommu`. Payloads
+//! are compared both ways; rights and invalidations are enforced (an
+//! invalidated range is never written again, even when its IOVA is mapped
+//! anew elsewhere).
+
+mod common;
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::rig::*;
+use rvhost::testing::mock::{Buf, Layout};
+use rvhost::testing::{read_message, Request};
+
+const F_IOMMU_PLATFORM: u64 = 1 << 33;
+/// `RTE_VHOST_USER_IOMMU_SUPPORT`.
+const IOMMU_SUPPORT: u64 = 1 << 3;
+
+/// The IOVA of guest-physical address 0 (the guest's IOMMU maps its pages
+/// there).
+const IOVA_BASE: u64 = 0x7_0000_0000;
+const PAGE: u64 = 4096;
+
+// IOTLB message types and rights.
+const MISS: u8 = 1;
+const UPDATE: u8 = 2;
+const INVALIDATE: u8 = 3;
+const ACCESS_FAIL: u8 = 4;
+const RO: u8 = 1;
+const WO: u8 = 2;
+const RW: u8 = 3;
+/// Back-end request IOTLB_MSG.
+const BACKEND_IOTLB_MSG: u32 = 1;
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A device whose front-end negotiated VIRTIO_F_IOMMU_PLATFORM, with its
+/// back-end request channel.
+struct Iommu {
+    rig: Rig,
+    backend: UnixStream,
+}
+
+impl Iommu {
+    fn connect(name: &str, features: u64) -> Iommu {
+        let mut rig = Rig::connect(name, IOMMU_SUPPORT, features | F_IOMMU_PLATFORM, PF_SLAVE_REQ, 1 << 20);
+        rig.iova_offset = Some(IOVA_BASE);
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        assert_eq!(rig.ack(Request::SetSlaveReqFd, &[], &[theirs.as_raw_fd()]), 0, "SET_SLAVE_REQ_FD");
+        Iommu { rig, backend: ours }
+    }
+
+    /// Sends one IOTLB message (with REPLY_ACK); the ack (0: success).
+    fn iotlb(&self, kind: u8, iova: u64, size: u64, uaddr: u64, perm: u8) -> u64 {
+        let mut p = [0u8; 32];
+        p[0..8].copy_from_slice(&iova.to_ne_bytes());
+        p[8..16].copy_from_slice(&size.to_ne_bytes());
+        p[16..24].copy_from_slice(&uaddr.to_ne_bytes());
+        p[24] = perm;
+        p[25] = kind;
+        self.rig.ack(Request::IotlbMsg, &p, &[])
+    }
+
+    /// Maps guest-physical page `gpa` at IOVA `iova` with `perm` (QEMU
+    /// answers a miss with the one guest page).
+    fn map_page(&self, iova: u64, gpa: u64, perm: u8) {
+        let page = iova & !(PAGE - 1);
+        let gpa = gpa & !(PAGE - 1);
+        assert_eq!(self.iotlb(UPDATE, page, PAGE, self.rig.ram.addr + gpa, perm), 0, "IOTLB update");
+    }
+
+    /// The next IOTLB miss request the device sent, if one comes soon.
+    fn next_miss(&self) -> Option<(u64, u8)> {
+        let m = read_message(self.backend.as_fd()).ok()?;
+        assert_eq!(m.header.request, BACKEND_IOTLB_MSG, "a back-end IOTLB request");
+        assert_eq!(m.payload.len(), 32);
+        assert_eq!(m.payload[25], MISS, "a miss");
+        Some((u64::from_ne_bytes(m.payload[0..8].try_into().unwrap()), m.payload[24]))
+    }
+
+    /// Answers misses as QEMU does (the page, identity-offset, with the
+    /// rights asked) until none comes; returns them.
+    fn serve_misses(&self) -> Vec<(u64, u8)> {
+        let mut served = Vec::new();
+        while let Some((iova, perm)) = self.next_miss() {
+            self.map_page(iova, iova - IOVA_BASE, perm);
+            served.push((iova, perm));
+        }
+        served
+    }
+}
+
+fn rx(gpa: u64) -> Buf {
+    Buf { gpa, len: 2048, write: true }
+}
+
+fn tx(gpa: u64, len: u32) -> Buf {
+    Buf { gpa, len, write: false }
+}
+
+/// What the device offers: VIRTIO_F_IOMMU_PLATFORM only on a socket
+/// registered with RTE_VHOST_USER_IOMMU_SUPPORT (as 22.11).
+#[test]
+fn iommu_platform_is_offered_only_with_iommu_support() {
+    let _s = serial();
+    for (flags, offered) in [(0, false), (IOMMU_SUPPORT, true)] {
+        let server = Server::start(&format!("offer{flags}"), flags);
+        let fe = common::Frontend::connect(&server.path);
+        let _vid = server.wait_vid();
+        let features = fe.call_u64(Request::GetFeatures);
+        assert_eq!(features & F_IOMMU_PLATFORM != 0, offered, "register flags {flags:#x}");
+    }
+}
+
+/// The whole exchange on split and packed rings: rings and buffers come in
+/// through misses, packets move both ways through the IOTLB, rights hold.
+#[test]
+fn rings_and_buffers_are_translated_through_the_iotlb() {
+    let _s = serial();
+    for (layout, features) in [(Layout::Split, F_VERSION_1), (Layout::Packed, F_VERSION_1 | F_RING_PACKED)] {
+        let mut d = Iommu::connect(&format!("xlate-{layout:?}"), features);
+        let rx_areas = areas_at(0x10000, layout, 256);
+        let tx_areas = areas_at(0x20000, layout, 256);
+        let mut rxq = d.rig.ring(0, layout, 256, rx_areas);
+        let mut txq = d.rig.ring(1, layout, 256, tx_areas);
+        // The rings are asked for area by area (QEMU answers a page each).
+        let served = d.serve_misses();
+        assert!(
+            served.contains(&(IOVA_BASE + rx_areas.desc, RW)),
+            "{layout:?}: the RX descriptors: {served:x?}"
+        );
+        assert!(served.iter().all(|&(_, perm)| perm == RW), "ring areas are read and written");
+        assert!(served.len() >= 4, "{layout:?}: the pages of two rings: {served:x?}");
+
+        // Host → guest: the buffer's IOVA is not mapped yet.
+        rxq.post(&[rx(0x40000)]).unwrap();
+        let first = pattern(100, 1);
+        assert_eq!(d.rig.enqueue_once(0, &first), 0, "{layout:?}: nothing moves before the buffer is mapped");
+        assert_eq!(d.next_miss(), Some((IOVA_BASE + 0x40000, WO)), "the device asks to write the buffer");
+        assert_eq!(d.next_miss(), None, "asked once");
+        d.map_page(IOVA_BASE + 0x40000, 0x40000, WO);
+        assert_eq!(d.rig.enqueue(0, &first), 1);
+        let used = rxq.pop_used().expect("used");
+        assert_eq!(used.len, 112);
+        assert_eq!(d.rig.view().read(0x40000 + 12, 100), first, "{layout:?}: payload through the IOTLB");
+
+        // Guest → host: a read-only mapping is enough.
+        let second = pattern(200, 2);
+        d.rig.view().write(0x50000, &[0; 12]);
+        d.rig.view().write(0x50000 + 12, &second);
+        txq.post(&[tx(0x50000, 212)]).unwrap();
+        assert!(d.rig.dequeue(1).is_empty() || panic!("dequeued before the buffer was mapped"));
+        assert_eq!(d.next_miss(), Some((IOVA_BASE + 0x50000, RO)), "the device asks to read the buffer");
+        d.map_page(IOVA_BASE + 0x50000, 0x50000, RO);
+        assert_eq!(d.rig.dequeue(1), vec![second], "{layout:?}: payload through the IOTLB");
+        assert!(txq.pop_used().is_some());
+
+        // Rights: a buffer mapped read-only is not written.
+        d.map_page(IOVA_BASE + 0x60000, 0x60000, RO);
+        d.rig.view().write(0x60000, &[0xee; 128]);
+        rxq.post(&[rx(0x60000)]).unwrap();
+        assert_eq!(
+            d.rig.enqueue_once(0, &pattern(60, 3)),
+            0,
+            "{layout:?}: no write through a read-only mapping"
+        );
+        assert_eq!(d.next_miss(), Some((IOVA_BASE + 0x60000, WO)));
+        assert_eq!(d.rig.view().read(0x60000, 128), vec![0xee; 128], "untouched");
+        d.map_page(IOVA_BASE + 0x60000, 0x60000, RW);
+        assert_eq!(d.rig.enqueue(0, &pattern(60, 3)), 1, "{layout:?}: written once the rights allow it");
+        assert!(rxq.pop_used().is_some());
+    }
+}
+
+/// An invalidated range is never touched again: the same IOVA mapped anew
+/// to another page receives the packet, the old page stays as it was.
+#[test]
+fn an_invalidated_mapping_is_never_used_again() {
+    let _s = serial();
+    for (layout, features) in [(Layout::Split, F_VERSION_1), (Layout::Packed, F_VERSION_1 | F_RING_PACKED)] {
+        let mut d = Iommu::connect(&format!("inval-{layout:?}"), features);
+        let areas = areas_at(0x10000, layout, 256);
+        let mut rxq = d.rig.ring(0, layout, 256, areas);
+        d.serve_misses();
+        d.map_page(IOVA_BASE + 0x40000, 0x40000, WO);
+        rxq.post(&[rx(0x40000)]).unwrap();
+        assert_eq!(d.rig.enqueue(0, &pattern(60, 1)), 1);
+        assert!(rxq.pop_used().is_some());
+
+        // The guest unmaps the buffer page; its IOVA now misses.
+        assert_eq!(d.iotlb(INVALIDATE, IOVA_BASE + 0x40000, PAGE, 0, 0), 0);
+        d.rig.view().write(0x40000, &[0; 256]);
+        rxq.post(&[rx(0x40000)]).unwrap();
+        assert_eq!(
+            d.rig.enqueue_once(0, &pattern(60, 2)),
+            0,
+            "{layout:?}: an invalidated IOVA is not written"
+        );
+        assert_eq!(d.next_miss(), Some((IOVA_BASE + 0x40000, WO)));
+        assert_eq!(d.rig.view().read(0x40000, 256), vec![0; 256]);
+
+        // Mapped again, to another guest page.
+        d.rig.view().write(0x70000, &[0; 256]);
+        d.map_page(IOVA_BASE + 0x40000, 0x70000, WO);
+        let data = pattern(60, 3);
+        assert_eq!(d.rig.enqueue(0, &data), 1);
+        assert_eq!(d.rig.view().read(0x70000 + 12, 60), data, "{layout:?}: the new mapping is used");
+        assert_eq!(
+            d.rig.view().read(0x40000, 256),
+            vec![0; 256],
+            "{layout:?}: the old page is never written"
+        );
+        assert!(rxq.pop_used().is_some());
+
+        // The ring itself invalidated: the device stops using it, asks for
+        // it again, and resumes once it is mapped.
+        assert_eq!(d.iotlb(INVALIDATE, IOVA_BASE + areas.desc, PAGE, 0, 0), 0);
+        rxq.post(&[rx(0x40000)]).unwrap();
+        assert_eq!(
+            d.rig.enqueue_once(0, &pattern(60, 4)),
+            0,
+            "{layout:?}: a ring without its descriptors is idle"
+        );
+        let served = d.serve_misses();
+        assert_eq!(
+            served,
+            vec![(IOVA_BASE + areas.desc, RW)],
+            "{layout:?}: the descriptor page is asked for again"
+        );
+        assert_eq!(d.rig.enqueue(0, &pattern(60, 4)), 1, "{layout:?}: service resumes");
+    }
+}
+
+/// Messages 22.11 refuses: an access-fail (a back-end → front-end type), an
+/// unknown type, an update of memory that is not the guest's. A device with
+/// no back-end channel logs its misses and stays idle.
+#[test]
+fn bad_iotlb_messages_are_refused_and_misses_without_a_channel_are_harmless() {
+    let _s = serial();
+    let d = Iommu::connect("bad", F_VERSION_1);
+    let uaddr = d.rig.ram.addr;
+    assert_ne!(d.iotlb(ACCESS_FAIL, IOVA_BASE, PAGE, uaddr, RW), 0, "access-fail from the front-end");
+    assert_ne!(d.iotlb(9, IOVA_BASE, PAGE, uaddr, RW), 0, "unknown type");
+    assert_ne!(d.iotlb(UPDATE, IOVA_BASE, PAGE, 0x10, RW), 0, "not guest memory");
+    assert_ne!(d.iotlb(UPDATE, u64::MAX - 10, PAGE, uaddr, RW), 0, "a range that wraps");
+    assert_eq!(d.iotlb(INVALIDATE, 0, u64::MAX, 0, 0), 0, "invalidate all");
+
+    let mut rig = Rig::connect("nochannel", IOMMU_SUPPORT, F_VERSION_1 | F_IOMMU_PLATFORM, 0, 1 << 20);
+    rig.iova_offset = Some(IOVA_BASE);
+    let mut ring = rig.ring(0, Layout::Split, 256, areas_at(0x10000, Layout::Split, 256));
+    ring.post(&[rx(0x40000)]).unwrap();
+    for _ in 0..100 {
+        assert_eq!(rig.enqueue_once(0, &pattern(60, 1)), 0);
+    }
+}
