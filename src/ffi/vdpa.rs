@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
-use super::{cstr_arg, not_implemented, write_out};
+use super::{cstr_arg, write_out};
 use crate::abi::*;
 use crate::vdpa::driver::VdpaDevice;
 use crate::{device, vdpa};
@@ -132,8 +132,14 @@ pub unsafe extern "C" fn rte_vdpa_unregister_device(dev: *mut rte_vdpa_device) -
 
 /// INTERNAL
 #[no_mangle]
-pub unsafe extern "C" fn rte_vdpa_relay_vring_used(_vid: c_int, _qid: u16, _vring_m: *mut c_void) -> c_int {
-    boundary!(-1, { not_implemented("rte_vdpa_relay_vring_used", -1) })
+pub unsafe extern "C" fn rte_vdpa_relay_vring_used(vid: c_int, qid: u16, vring_m: *mut c_void) -> c_int {
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -1 };
+        // SAFETY: the driver's mediated `struct vring` (or NULL), as the
+        // API requires.
+        let Some(m) = (unsafe { crate::vdpa::driver::MediatedRing::from_raw(vring_m) }) else { return -1 };
+        crate::vdpa::relay_vring_used(dev, qid, &m)
+    })
 }
 
 /// INTERNAL

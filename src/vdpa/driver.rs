@@ -252,3 +252,69 @@ impl VdpaDriver for VdpaDevice {
         VdpaDevice::set_config(self, vid, data, offset, flags)
     }
 }
+
+/// `struct vring` (linux/virtio_ring.h): a split ring by its parts.
+#[repr(C)]
+struct vring {
+    num: std::ffi::c_uint,
+    desc: *mut std::ffi::c_void,
+    avail: *mut u8,
+    used: *mut u8,
+}
+
+/// A vDPA driver's mediated split ring (the software relay during live
+/// migration): the device marks buffers used there, and
+/// `rte_vdpa_relay_vring_used` copies them to the guest's ring. The
+/// driver's own memory: trusted to be the ring it says, read and written
+/// only at the offsets its size allows.
+#[derive(Debug)]
+pub struct MediatedRing {
+    num: u16,
+    avail: NonNull<u8>,
+    used: NonNull<u8>,
+}
+
+impl MediatedRing {
+    /// # Safety
+    /// `p` is null or points to a `struct vring` whose avail ring (with its
+    /// used_event) and used ring hold `num` entries, valid, 4-byte aligned
+    /// and not moved for as long as the result is used.
+    pub unsafe fn from_raw(p: *const std::ffi::c_void) -> Option<MediatedRing> {
+        // SAFETY: non-null, a `struct vring` per the caller.
+        let v = unsafe { p.cast::<vring>().as_ref()? };
+        let num = u16::try_from(v.num).ok().filter(|n| *n > 0 && n.is_power_of_two())?;
+        Some(MediatedRing { num, avail: NonNull::new(v.avail)?, used: NonNull::new(v.used)? })
+    }
+
+    pub fn size(&self) -> u16 {
+        self.num
+    }
+
+    /// used->idx (acquire: the entries before it are written).
+    pub fn used_idx(&self) -> u16 {
+        // SAFETY: offset 2 of the used ring, 2-byte aligned (from_raw's
+        // contract); the device updates it concurrently, hence atomic.
+        let idx = unsafe { &*self.used.as_ptr().add(2).cast::<std::sync::atomic::AtomicU16>() };
+        u16::from_le(idx.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// used->ring[i % num]: (id, len).
+    pub fn used_elem(&self, i: u16) -> (u32, u32) {
+        let at = 4 + 8 * usize::from(i % self.num);
+        // SAFETY: entry i % num of a used ring of num entries.
+        unsafe {
+            let p = self.used.as_ptr().add(at).cast::<u32>();
+            (u32::from_le(p.read_volatile()), u32::from_le(p.add(1).read_volatile()))
+        }
+    }
+
+    /// used_event (avail->ring[num]): where the device wants its next
+    /// notification.
+    pub fn set_used_event(&self, idx: u16) {
+        // SAFETY: the slot after the avail ring's num entries (from_raw's
+        // contract), 2-byte aligned.
+        unsafe {
+            self.avail.as_ptr().add(4 + 2 * usize::from(self.num)).cast::<u16>().write_volatile(idx.to_le())
+        }
+    }
+}

@@ -9,7 +9,7 @@ pub mod driver;
 use crate::abi::{rte_device, rte_vdpa_dev_ops};
 use crate::device::{Device, VdpaId};
 use crate::vlog;
-use driver::{VdpaDevice, VdpaError};
+use driver::{MediatedRing, VdpaDevice, VdpaError};
 
 static DEVICES: Mutex<Vec<VdpaDevice>> = Mutex::new(Vec::new());
 
@@ -140,4 +140,92 @@ pub fn host_notifier_ctrl(dev: &Device, qid: u16, enable: bool) -> i32 {
 /// The registered device with identity `id`.
 pub fn find_by_id(id: VdpaId) -> Option<VdpaDevice> {
     DEVICES.lock().iter().copied().find(|d| d.as_ptr() as usize == id.0)
+}
+
+/// `rte_vdpa_relay_vring_used`: copies the used entries a vDPA device wrote
+/// in its mediated ring to the guest's split ring `qid` and publishes them
+/// (used_event of the mediated ring follows with EVENT_IDX); while
+/// migration logging is on, marks the buffers the device could write
+/// dirty. Returns the number of entries, or -1. Stricter than 22.11, which
+/// trusts the guest's used index and the mediated ring's size: a mediated
+/// ring of another size, or more than a ring of entries ahead, is refused.
+pub fn relay_vring_used(dev: &Device, qid: u16, m: &MediatedRing) -> i32 {
+    use crate::guest::iotlb::PERM_WO;
+    use crate::guest::{IovaSpace, PhysicalSpace};
+    use crate::protocol::features::VIRTIO_RING_F_EVENT_IDX;
+
+    let Some(vq) = dev.vq(qid) else { return -1 };
+    let s = vq.lock();
+    let Some(ring) = s.ring.filter(|r| !r.is_packed()) else { return -1 };
+    let size = ring.size();
+    if m.size() != size {
+        vlog!(
+            Config,
+            Err,
+            dev.ifname(),
+            "relay: mediated ring of {} entries for vring {qid} of {size}",
+            m.size()
+        );
+        return -1;
+    }
+    let (first, last) = (ring.split_used_idx(), m.used_idx());
+    let n = last.wrapping_sub(first);
+    if n > size {
+        vlog!(
+            Config,
+            Err,
+            dev.ifname(),
+            "relay: mediated used index {last} more than a ring ahead of {first}"
+        );
+        return -1;
+    }
+    let log = s.active_log();
+    for k in 0..n {
+        let slot = first.wrapping_add(k);
+        let (id, len) = m.used_elem(slot);
+        ring.split_write_used(slot, id, len);
+        let Some(head) = u16::try_from(id).ok().filter(|h| *h < size) else { return -1 };
+        let Some(log) = &log else { continue };
+        let logged = match s.iotlb.as_deref() {
+            None => log_written(&PhysicalSpace(&s.mem), &ring, head, log),
+            Some(view) => log_written(&IovaSpace::new(&s.mem, view, PERM_WO), &ring, head, log),
+        };
+        if logged.is_err() {
+            return -1;
+        }
+    }
+    ring.split_set_used_idx(last);
+    if s.has_feature(VIRTIO_RING_F_EVENT_IDX) {
+        m.set_used_event(last);
+    }
+    i32::from(n)
+}
+
+/// Marks dirty the buffers of the chain at `head` the device may have
+/// written (what their addresses map to; parts not mapped are skipped).
+fn log_written<'m>(
+    space: &impl crate::guest::AddressSpace<'m>,
+    ring: &crate::virtqueue::ring::RingMem,
+    head: u16,
+    log: &crate::guest::dirty_log::DirtyLog,
+) -> Result<(), crate::virtqueue::chain::ChainError> {
+    use crate::virtqueue::chain::{visit_split, F_WRITE};
+    let mem = space.mem();
+    visit_split(
+        space,
+        ring.size(),
+        head,
+        |i| ring.read_split_desc(i),
+        |d| {
+            let mut done = 0;
+            while d.flags & F_WRITE != 0 && done < d.len {
+                let Ok(seg) = space.slice(d.addr.wrapping_add(u64::from(done)), d.len - done) else { break };
+                if let Some(gpa) = mem.hva_to_gpa(seg.hva(), u64::from(seg.len())) {
+                    log.mark(gpa, u64::from(seg.len()));
+                }
+                done += seg.len();
+            }
+            Ok(())
+        },
+    )
 }

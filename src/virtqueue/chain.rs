@@ -236,13 +236,13 @@ fn indirect_table<'m>(
     Ok((table, d.len / 16))
 }
 
-/// Walks a split-layout indirect table (entries linked by `next`) of at most
-/// `ring_size` entries (DPDK's bound for split rings).
-pub fn walk_indirect<'m>(
+/// Visits a split-layout indirect table (entries linked by `next`) of at
+/// most `ring_size` entries (DPDK's bound for split rings).
+fn visit_indirect<'m>(
     mem: &impl AddressSpace<'m>,
     ring_size: u16,
     d: &Desc,
-    out: &mut BufVec,
+    visit: &mut impl FnMut(&Desc) -> Result<(), ChainError>,
 ) -> Result<(), ChainError> {
     let (table, n) = indirect_table(mem, d, u32::from(ring_size))?;
     let mut i: u32 = 0;
@@ -252,7 +252,7 @@ pub fn walk_indirect<'m>(
         if e.flags & F_INDIRECT != 0 {
             return Err(ChainError::BadIndirect);
         }
-        take(mem, &e, out)?;
+        visit(&e)?;
         if e.flags & F_NEXT == 0 {
             return Ok(());
         }
@@ -264,13 +264,16 @@ pub fn walk_indirect<'m>(
     Err(ChainError::TooLong)
 }
 
-/// Walks a split-ring chain starting at `head`; `read` fetches descriptor i.
-pub fn walk_split<'m>(
+/// Visits the buffer descriptors of the split-ring chain at `head` (through
+/// an indirect table if it has one), bounded: a chain cannot loop, leave
+/// the ring or the table; `read` fetches ring descriptor i.
+#[inline]
+pub fn visit_split<'m>(
     mem: &impl AddressSpace<'m>,
     size: u16,
     head: u16,
     read: impl Fn(u16) -> Desc,
-    out: &mut BufVec,
+    mut visit: impl FnMut(&Desc) -> Result<(), ChainError>,
 ) -> Result<(), ChainError> {
     if head >= size {
         return Err(ChainError::IndexOutOfRange);
@@ -279,9 +282,9 @@ pub fn walk_split<'m>(
     for _ in 0..size {
         let d = read(i);
         if d.flags & F_INDIRECT != 0 {
-            return walk_indirect(mem, size, &d, out);
+            return visit_indirect(mem, size, &d, &mut visit);
         }
-        take(mem, &d, out)?;
+        visit(&d)?;
         if d.flags & F_NEXT == 0 {
             return Ok(());
         }
@@ -291,6 +294,19 @@ pub fn walk_split<'m>(
         }
     }
     Err(ChainError::TooLong)
+}
+
+/// Walks a split-ring chain starting at `head` into `out`; `read` fetches
+/// descriptor i.
+#[inline]
+pub fn walk_split<'m>(
+    mem: &impl AddressSpace<'m>,
+    size: u16,
+    head: u16,
+    read: impl Fn(u16) -> Desc,
+    out: &mut BufVec,
+) -> Result<(), ChainError> {
+    visit_split(mem, size, head, read, |d| take(mem, d, out))
 }
 
 /// A packed-ring chain: how many ring slots it used and its buffer id.
