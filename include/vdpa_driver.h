@@ -56,7 +56,7 @@ __rte_internal
 int rte_vdpa_unregister_device(struct rte_vdpa_device *dev);
 
 __rte_internal
-int rte_vdpa_relay_vring_used(int _vid, uint16_t _qid, void *_vring_m);
+int rte_vdpa_relay_vring_used(int vid, uint16_t qid, void *vring_m);
 
 __rte_internal
 int rte_vhost_host_notifier_ctrl(int vid, uint16_t qid, bool enable);

@@ -79,7 +79,7 @@ impl<'m> GuestSlice<'m> {
     /// what differs. A recycled RX buffer usually holds the same header already;
     /// not writing it leaves its cache line shared with the guest's core instead
     /// of taking it over (DPDK's ASSIGN_UNLESS_EQUAL does the same).
-    #[inline]
+    #[inline(always)]
     fn update_le(self, off: u32, value: u128, n: usize) {
         assert!(
             n <= 16 && off as usize + n <= self.len as usize,
