@@ -6,45 +6,224 @@
 #ifndef _RTE_VDPA_H_
 #define _RTE_VDPA_H_
 
+/**
+ * @file
+ *
+ * Device specific vhost lib
+ */
+
 #include <stdint.h>
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/** Maximum name length for statistics counters */
 #define RTE_VDPA_STATS_NAME_SIZE 64
 
 struct rte_vdpa_device;
 struct rte_device;
 
 
+/**
+ * A name element for statistics
+ *
+ * An array of this structure is returned by rte_vdpa_get_stats_names
+ * It lists the names of extended statistics for a PMD. The rte_vdpa_stat
+ * structure references these names by their array index
+ */
 struct rte_vdpa_stat_name {
+  /**
+   * The statistic name
+   */
   char name[RTE_VDPA_STATS_NAME_SIZE];
 };
 
+/**
+ * A vDPA device statistic structure
+ *
+ * This structure is used by rte_vdpa_get_stats() to provide
+ * statistics from the HW vDPA device.
+ *
+ * It maps a name id, corresponding to an index in the array returned
+ * by rte_vdpa_get_stats_names, to a statistic value.
+ */
 struct rte_vdpa_stat {
+  /**
+   * The index in stats name array
+   */
   uint64_t id;
+  /**
+   * The statistic counter value
+   */
   uint64_t value;
 };
 
+/**
+ * Find the device id of a vdpa device from its name
+ *
+ * @param name
+ *  the vdpa device name
+ * @return
+ *  vDPA device pointer on success, NULL on failure
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 struct rte_vdpa_device *rte_vdpa_find_device_by_name(const char *name);
 
+/**
+ * Get the generic device from the vdpa device
+ *
+ * @param dev
+ *  the vdpa device pointer
+ * @return
+ *  generic device pointer on success, NULL on failure
+ *
+ * # Safety
+ * `dev` may be any value: only a device registered with
+ * rte_vdpa_register_device() is accepted.
+ *
+ * Symbol version: DPDK_23
+ */
 struct rte_device *rte_vdpa_get_rte_device(struct rte_vdpa_device *dev);
 
+/**
+ * Get the Virtio features supported by the vDPA device
+ *
+ * @param dev
+ *  vDP device pointer
+ * @param features
+ *  pointer on where the supported features are stored
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `dev` may be any value (only a registered device is accepted);
+ * `features` must be NULL or valid for writing a `uint64_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vdpa_get_features(struct rte_vdpa_device *dev, uint64_t *features);
 
+/**
+ * Get the Vhost-user protocol features supported by the vDPA device
+ *
+ * @param dev
+ *  vDP device pointer
+ * @param features
+ *  pointer on where the supported protocol features are stored
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `dev` may be any value (only a registered device is accepted);
+ * `features` must be NULL or valid for writing a `uint64_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vdpa_get_protocol_features(struct rte_vdpa_device *dev, uint64_t *features);
 
+/**
+ * Get number of queue pairs supported by the vDPA device
+ *
+ * @param dev
+ *  vDP device pointer
+ * @param queue_num
+ *  pointer on where the number of queue is stored
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `dev` may be any value (only a registered device is accepted);
+ * `queue_num` must be NULL or valid for writing a `uint32_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vdpa_get_queue_num(struct rte_vdpa_device *dev, uint32_t *queue_num);
 
+/**
+ * Retrieve names of statistics of a vDPA device.
+ *
+ * There is an assumption that 'stat_names' and 'stats' arrays are matched
+ * by array index: `stats_names[i].name => stats[i].value`
+ *
+ * And the array index is same with id field of 'struct rte_vdpa_stat':
+ * `stats[i].id == i`
+ *
+ * @param dev
+ *  vDPA device pointer
+ * @param stats_names
+ *   array of at least size elements to be filled.
+ *   If set to NULL, the function returns the required number of elements.
+ * @param size
+ *   The number of elements in stats_names array.
+ * @return
+ *   A negative value on error, otherwise the number of entries filled in the
+ *   stats name array.
+ *
+ * # Safety
+ * `dev` may be any value (only a registered device is accepted);
+ * `stats_names` must be NULL or valid for writing `size`
+ * `struct rte_vdpa_stat_name` elements (the device's driver fills them).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vdpa_get_stats_names(struct rte_vdpa_device *dev,
                              struct rte_vdpa_stat_name *stats_names,
                              unsigned int size);
 
+/**
+ * Retrieve statistics of a vDPA device.
+ *
+ * There is an assumption that 'stat_names' and 'stats' arrays are matched
+ * by array index: `stats_names[i].name => stats[i].value`
+ *
+ * And the array index is same with id field of 'struct rte_vdpa_stat':
+ * `stats[i].id == i`
+ *
+ * @param dev
+ *  vDPA device pointer
+ * @param qid
+ *  queue id
+ * @param stats
+ *   A pointer to a table of structure of type rte_vdpa_stat to be filled with
+ *   device statistics ids and values.
+ * @param n
+ *   The number of elements in stats array.
+ * @return
+ *   A negative value on error, otherwise the number of entries filled in the
+ *   stats table.
+ *
+ * # Safety
+ * `dev` may be any value (only a registered device is accepted); `stats`
+ * must be NULL or valid for writing `n` `struct rte_vdpa_stat` elements (the
+ * device's driver fills them).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vdpa_get_stats(struct rte_vdpa_device *dev,
                        uint16_t qid,
                        struct rte_vdpa_stat *stats,
                        unsigned int n);
 
+/**
+ * Reset statistics of a vDPA device.
+ *
+ * @param dev
+ *  vDPA device pointer
+ * @param qid
+ *  queue id
+ * @return
+ *   0 on success, a negative value on error.
+ *
+ * # Safety
+ * `dev` may be any value: only a device registered with
+ * rte_vdpa_register_device() is accepted.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vdpa_reset_stats(struct rte_vdpa_device *dev, uint16_t qid);
 
 #ifdef __cplusplus

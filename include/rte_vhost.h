@@ -6,6 +6,11 @@
 #ifndef _RTE_VHOST_H_
 #define _RTE_VHOST_H_
 
+/**
+ * @file
+ * Interface to vhost-user
+ */
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -24,15 +29,24 @@ extern "C" {
 #endif
 
 /* Flags of rte_vhost_driver_register(). */
+/** Act as the vhost-user client (connect to the socket path). */
 #define RTE_VHOST_USER_CLIENT                 (1ULL << 0)
+/** As a client, do not keep trying to reconnect to the server. */
 #define RTE_VHOST_USER_NO_RECONNECT           (1ULL << 1)
 #define RTE_VHOST_USER_RESERVED_1             (1ULL << 2)
+/** Enable guest vIOMMU support. */
 #define RTE_VHOST_USER_IOMMU_SUPPORT          (1ULL << 3)
+/** Enable postcopy live-migration support. */
 #define RTE_VHOST_USER_POSTCOPY_SUPPORT       (1ULL << 4)
+/** support mbuf with external buffer attached */
 #define RTE_VHOST_USER_EXTBUF_SUPPORT         (1ULL << 5)
+/** support only linear buffers (no chained mbufs) */
 #define RTE_VHOST_USER_LINEARBUF_SUPPORT      (1ULL << 6)
+/** Enable the asynchronous (DMA-offloaded) data path. */
 #define RTE_VHOST_USER_ASYNC_COPY             (1ULL << 7)
+/** Report offloads of dequeued packets as Rx offload metadata. */
 #define RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS (1ULL << 8)
+/** Enable per-virtqueue statistics collection. */
 #define RTE_VHOST_USER_NET_STATS_ENABLE       (1ULL << 9)
 
 /* Virtio feature bits older kernel headers may lack. */
@@ -49,7 +63,7 @@ extern "C" {
 #define VIRTIO_F_ANY_LAYOUT 27
 #endif
 
-/* vhost-user protocol feature bits. */
+/** Protocol features. */
 #ifndef VHOST_USER_PROTOCOL_F_MQ
 #define VHOST_USER_PROTOCOL_F_MQ 0
 #endif
@@ -90,7 +104,7 @@ extern "C" {
 #define VHOST_USER_PROTOCOL_F_STATUS 16
 #endif
 
-/* The virtio feature bit announcing protocol-feature negotiation. */
+/** Indicate whether protocol features negotiation is supported. */
 #ifndef VHOST_USER_F_PROTOCOL_FEATURES
 #define VHOST_USER_F_PROTOCOL_FEATURES 30
 #endif
@@ -98,12 +112,13 @@ extern "C" {
 #define RTE_MAX_VHOST_DEVICE 1024
 #define RTE_VHOST_VDPA_DEVICE_TYPE_NET 0
 #define RTE_VHOST_VDPA_DEVICE_TYPE_BLK 1
+/** Maximum name length for the statistics counters */
 #define RTE_VHOST_STATS_NAME_SIZE 64
 
 #ifndef VHOST_F_LOG_ALL
 #define VHOST_F_LOG_ALL 26
 #endif
-/* Non-zero while dirty-page logging (live migration) is negotiated. */
+/** Non-zero while dirty-page logging (live migration) is negotiated. */
 #define RTE_VHOST_NEED_LOG(features) ((features) & (1ULL << VHOST_F_LOG_ALL))
 
 struct rte_vdpa_device;
@@ -113,7 +128,7 @@ struct rte_vhost_inflight_info_split;
 struct rte_vhost_inflight_info_packed;
 struct rte_vhost_resubmit_info;
 
-/* A ring's inflight area (split or packed layout) and resubmit list. */
+/** A ring's inflight area (split or packed layout) and resubmit list. */
 struct rte_vhost_ring_inflight {
 	union {
 		struct rte_vhost_inflight_info_split *inflight_split;
@@ -122,7 +137,7 @@ struct rte_vhost_ring_inflight {
 	struct rte_vhost_resubmit_info *resubmit_inflight;
 };
 
-/* A virtqueue as the application sees it (split or packed layout). */
+/** A virtqueue as the application sees it (split or packed layout). */
 struct rte_vhost_vring {
 	union {
 		struct vring_desc *desc;
@@ -137,40 +152,109 @@ struct rte_vhost_vring {
 		struct vring_packed_desc_event *device_event;
 	};
 	uint64_t log_guest_addr;
+
+	/** Deprecated, use rte_vhost_vring_call() instead. */
 	int callfd;
+
 	int kickfd;
 	uint16_t size;
 };
 
-/* Result of an application message hook. */
+/**
+ * Possible results of the vhost user message handling callbacks
+ */
 enum rte_vhost_msg_result {
+	/** Message handling failed */
 	RTE_VHOST_MSG_RESULT_ERR = -1,
+	/** Message handling successful */
 	RTE_VHOST_MSG_RESULT_OK = 0,
+	/** Message handling successful and reply prepared */
 	RTE_VHOST_MSG_RESULT_REPLY = 1,
+	/** Message not handled */
 	RTE_VHOST_MSG_RESULT_NOT_HANDLED = 2,
 };
 
+/**
+ * Function prototype for the vhost backend to handle specific vhost user
+ * messages.
+ *
+ * @param vid
+ *  vhost device id
+ * @param msg
+ *  Message pointer.
+ * @return
+ *  RTE_VHOST_MSG_RESULT_OK on success,
+ *  RTE_VHOST_MSG_RESULT_REPLY on success with reply,
+ *  RTE_VHOST_MSG_RESULT_ERR on failure,
+ *  RTE_VHOST_MSG_RESULT_NOT_HANDLED if message was not handled.
+ */
 typedef enum rte_vhost_msg_result (*rte_vhost_msg_handle)(int vid, void *msg);
 
-/* Address and value/mask a power-management monitor waits on. */
+/**
+ * Power monitor condition.
+ */
 struct rte_vhost_power_monitor_cond {
+	/** Address to monitor for changes */
 	volatile void *addr;
+	/**
+	 * If the `mask` is non-zero, location pointed
+	 * to by `addr` will be read and masked, then
+	 * compared with this value.
+	 */
 	uint64_t val;
+	/** 64-bit mask to extract value read from `addr` */
 	uint64_t mask;
+	/**
+	 * Data size (in bytes) that will be read from the
+	 * monitored memory location (`addr`).
+	 */
 	uint8_t size;
+	/**
+	 * If 1, and masked value that read from 'addr' equals
+	 * 'val', the driver should skip core sleep. If 0, and
+	 * masked value that read from 'addr' does not equal 'val',
+	 * the driver should skip core sleep.
+	 */
 	uint8_t match;
 };
 
 
+/**
+ * Vhost virtqueue statistics structure
+ *
+ * This structure is used by rte_vhost_vring_stats_get() to provide
+ * virtqueue statistics to the calling application.
+ * It maps a name ID, corresponding to an index in the array returned
+ * by rte_vhost_vring_stats_get_names(), to a statistic value.
+ */
 struct rte_vhost_stat {
+  /**
+   * The index in xstats name array.
+   */
   uint64_t id;
+  /**
+   * The statistic counter value.
+   */
   uint64_t value;
 };
 
+/**
+ * Vhost virtqueue statistic name element
+ *
+ * This structure is used by rte_vhost_vring_stats_get_names() to
+ * provide virtqueue statistics names to the calling application.
+ */
 struct rte_vhost_stat_name {
+  /**
+   * The statistic name.
+   */
   char name[RTE_VHOST_STATS_NAME_SIZE];
 };
 
+/**
+ * Information relating to memory regions including offsets to
+ * addresses in QEMUs memory file.
+ */
 struct rte_vhost_mem_region {
   uint64_t guest_phys_addr;
   uint64_t guest_user_addr;
@@ -181,24 +265,73 @@ struct rte_vhost_mem_region {
   int fd;
 };
 
+/**
+ * Memory structure includes region and mapping information.
+ */
 struct rte_vhost_memory {
   uint32_t nregions;
   struct rte_vhost_mem_region regions[0];
 };
 
+/**
+ * Optional vhost user message handlers.
+ */
 struct rte_vhost_user_extern_ops {
+  /**
+   * Called prior to the master message handling.
+   */
   rte_vhost_msg_handle pre_msg_handle;
+  /**
+   * Called after the master message handling.
+   */
   rte_vhost_msg_handle post_msg_handle;
 };
 
+/**
+ * Device and vring operations.
+ */
 struct rte_vhost_device_ops {
+  /**
+   * Add device.
+   */
   int (*new_device)(int vid);
+  /**
+   * Remove device.
+   */
   void (*destroy_device)(int vid);
+  /**
+   * triggered when a vring is enabled or disabled
+   */
   int (*vring_state_changed)(int vid, uint16_t queue_id, int enable);
+  /**
+   * Features could be changed after the feature negotiation.
+   * For example, VHOST_F_LOG_ALL will be set/cleared at the
+   * start/end of live migration, respectively. This callback
+   * is used to inform the application on such change.
+   */
   int (*features_changed)(int vid, uint64_t features);
+  /**
+   * Invoked on a new vhost-user socket connection. If DPDK acts as the
+   * server the device should not be deleted before the
+   * destroy_connection callback is received.
+   */
   int (*new_connection)(int vid);
+  /**
+   * Invoked when the vhost-user socket connection is closed. It indicates
+   * that the device with id `vid` is no longer in use and can be safely
+   * deleted.
+   */
   void (*destroy_connection)(int vid);
+  /**
+   * This callback gets called each time a guest gets notified
+   * about waiting packets. This is the interrupt handling through
+   * the eventfd_write(callfd), which can be used for counting these
+   * "slow" syscalls.
+   */
   void (*guest_notified)(int vid);
+  /**
+   * Reserved for future extension
+   */
   void *reserved[1];
 };
 
@@ -255,148 +388,1117 @@ struct rte_vhost_resubmit_info {
   uint16_t resubmit_num;
 };
 
+/**
+ * Get how many avail entries are left in the queue
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  virtio queue index
+ *
+ * @return
+ *  num of avail entries left
+ *
+ * # Safety
+ * Takes no pointers: any `vid` and `queue_id` may be passed (invalid ones
+ * return 0).
+ *
+ * Symbol version: DPDK_23
+ */
 uint16_t rte_vhost_avail_entries(int vid, uint16_t queue_id);
 
+/**
+ * This function gets guest buffers from the virtio device TX virtqueue,
+ * construct host mbufs, copies guest buffer content to host mbufs and
+ * store them in pkts to be processed.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  virtio queue index in mq case
+ * @param mbuf_pool
+ *  mbuf_pool where host mbuf is allocated.
+ * @param pkts
+ *  array to contain packets to be dequeued
+ * @param count
+ *  packets num to be dequeued
+ * @return
+ *  num of packets dequeued
+ *
+ * # Safety
+ * `mbuf_pool` must be NULL or a valid mbuf pool (`rte_pktmbuf_pool_create()`),
+ * and `pkts` NULL or valid for writing `count` mbuf pointers. The dequeued
+ * mbufs belong to the caller, who frees them.
+ *
+ * Symbol version: DPDK_23
+ */
 uint16_t rte_vhost_dequeue_burst(int vid,
                                  uint16_t queue_id,
                                  struct rte_mempool *mbuf_pool,
                                  struct rte_mbuf **pkts,
                                  uint16_t count);
 
+/**
+ * Enable or disable the guest's notifications (kicks) for a virtqueue.
+ *
+ * With notifications enabled the guest signals the virtqueue's kickfd when
+ * it makes new buffers available (interrupt-mode receive); disabled, it is
+ * asked not to (`VRING_USED_F_NO_NOTIFY`, or the event suppression
+ * structure of a packed ring). DPDK 22.11's header has no comment for this
+ * function; this text is rvhost's.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  virtio queue index
+ * @param enable
+ *  non-zero to enable the notifications, 0 to disable them
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones make
+ * the call fail).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_enable_guest_notification(int vid, uint16_t queue_id, int enable);
 
+/**
+ * This function adds buffers to the virtio devices RX virtqueue. Buffers can
+ * be received from the physical port or from another virtual device. A packet
+ * count is returned to indicate the number of packets that were successfully
+ * added to the RX queue.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  virtio queue index in mq case
+ * @param pkts
+ *  array to contain packets to be enqueued
+ * @param count
+ *  packets num to be enqueued
+ * @return
+ *  num of packets enqueued
+ *
+ * # Safety
+ * `pkts` must be NULL or point to `count` readable mbuf pointers, each NULL
+ * or a valid mbuf (chain) that nothing modifies during the call. The packets
+ * are copied: the mbufs stay the caller's, who frees them.
+ *
+ * Symbol version: DPDK_23
+ */
 uint16_t rte_vhost_enqueue_burst(int vid,
                                  uint16_t queue_id,
                                  struct rte_mbuf **pkts,
                                  uint16_t count);
 
+/**
+ * Get power monitor address of the vhost device
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  vhost queue ID
+ * @param pmc
+ *  power monitor condition
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `pmc` must be NULL (refused) or valid for writing one
+ * `struct rte_vhost_power_monitor_cond`.
+ *
+ * Symbol version: EXPERIMENTAL
+ */
 __rte_experimental
 int rte_vhost_get_monitor_addr(int vid,
                                uint16_t queue_id,
                                struct rte_vhost_power_monitor_cond *pmc);
 
+/**
+ * Get vhost RX queue avail count.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param qid
+ *  virtio queue index in mq case
+ * @return
+ *  num of desc available
+ *
+ * # Safety
+ * Takes no pointers: any `vid` and `qid` may be passed (invalid ones return
+ * 0).
+ *
+ * Symbol version: DPDK_23
+ */
 uint32_t rte_vhost_rx_queue_count(int vid, uint16_t qid);
 
+/**
+ * Notify the guest that used descriptors have been added to the vring.  This
+ * function acts as a memory barrier.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any `vid` and `vring_idx` may be passed (invalid ones
+ * return -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_vring_call(int vid, uint16_t vring_idx);
 
+/**
+ * Notify the guest that used descriptors have been added to the vring.  This
+ * function acts as a memory barrier.  This function will return -EAGAIN when
+ * vq's access lock is held by other thread, user should try again later.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @return
+ *  0 on success, -1 on failure, -EAGAIN for another retry
+ *
+ * # Safety
+ * Takes no pointers: any `vid` and `vring_idx` may be passed (invalid ones
+ * return -1).
+ *
+ * Symbol version: EXPERIMENTAL
+ */
 __rte_experimental
 int rte_vhost_vring_call_nonblock(int vid, uint16_t vring_idx);
 
+/**
+ * Retrieve statistics of a Vhost virtqueue.
+ *
+ * There is an assumption that 'stat_names' and 'stats' arrays are matched
+ * by array index: `stats_names[i].name => stats[i].value`
+ *
+ * @param vid
+ *   vhost device ID
+ * @param queue_id
+ *   vhost queue index
+ * @param stats
+ *   A pointer to a table of structure of type rte_vhost_stat to be filled with
+ *   virtqueue statistics ids and values.
+ * @param n
+ *   The number of elements in stats array.
+ * @return
+ *  - Success if greater than 0 and lower or equal to *n*. The return value
+ *    indicates the number of elements filled in the *stats* array.
+ *  - Failure if greater than *n*. The return value indicates the number of
+ *    elements the *stats* array that should be given to succeed.
+ *  - Failure if lower than 0. The device ID or queue ID is invalid, or
+ *    statistics collection is not enabled.
+ *
+ * # Safety
+ * `stats` must be NULL or valid for writing `n` `struct rte_vhost_stat`
+ * elements.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_vring_stats_get(int vid,
                               uint16_t queue_id,
                               struct rte_vhost_stat *stats,
                               unsigned int n);
 
+/**
+ * Retrieve names of statistics of a Vhost virtqueue.
+ *
+ * There is an assumption that 'stat_names' and 'stats' arrays are matched
+ * by array index: `stats_names[i].name => stats[i].value`
+ *
+ * @param vid
+ *   vhost device ID
+ * @param queue_id
+ *   vhost queue index
+ * @param name
+ *   array of at least size elements to be filled.
+ *   If set to NULL, the function returns the required number of elements.
+ * @param size
+ *   The number of elements in stats_names array.
+ * @return
+ *  - Success if greater than 0 and lower or equal to *size*. The return value
+ *    indicates the number of elements filled in the *names* array.
+ *  - Failure if greater than *size*. The return value indicates the number of
+ *    elements the *names* array that should be given to succeed.
+ *  - Failure if lower than 0. The device ID or queue ID is invalid or
+ *    statistics collection is not enabled.
+ *
+ * # Safety
+ * `name` must be NULL or valid for writing `size` `struct rte_vhost_stat_name`
+ * elements.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_vring_stats_get_names(int vid,
                                     uint16_t queue_id,
                                     struct rte_vhost_stat_name *name,
                                     unsigned int size);
 
+/**
+ * Reset statistics of a Vhost virtqueue.
+ *
+ * @param vid
+ *   vhost device ID
+ * @param queue_id
+ *   vhost queue index
+ * @return
+ *  - Success if 0. Statistics have been reset.
+ *  - Failure if lower than 0. The device ID or queue ID is invalid, or
+ *    statistics collection is not enabled.
+ *
+ * # Safety
+ * Takes no pointers: any `vid` and `queue_id` may be passed (invalid ones
+ * return -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_vring_stats_reset(int vid, uint16_t queue_id);
 
+/**
+ * Get the virtio net device's ifname, which is the vhost-user socket
+ * file path.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param buf
+ *  The buffer to stored the queried ifname
+ * @param len
+ *  The length of buf
+ *
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `buf` must be NULL or valid for writing `len` bytes.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_ifname(int vid, char *buf, size_t len);
 
+/**
+ * Get the feature bits after negotiation
+ *
+ * @param vid
+ *  Vhost device ID
+ * @param features
+ *  A pointer to store the queried feature bits
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `features` must be NULL or valid for writing a `uint64_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_negotiated_features(int vid, uint64_t *features);
 
+/**
+ * Get the protocol feature bits after negotiation
+ *
+ * @param vid
+ *  Vhost device ID
+ * @param features
+ *  A pointer to store the queried protocol feature bits
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `features` must be NULL or valid for writing a `uint64_t`.
+ *
+ * Symbol version: EXPERIMENTAL
+ */
 __rte_experimental
 int rte_vhost_get_negotiated_protocol_features(int vid, uint64_t *features);
 
+/**
+ * Get the MTU value of the device if set in QEMU.
+ *
+ * @param vid
+ *  virtio-net device ID
+ * @param mtu
+ *  The variable to store the MTU value
+ *
+ * @return
+ *  0: success
+ *  -EAGAIN: device not yet started
+ *  -ENOTSUP: device does not support MTU feature
+ *
+ * # Safety
+ * `mtu` must be NULL or valid for writing a `uint16_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_mtu(int vid, uint16_t *mtu);
 
+/**
+ * Get the numa node from which the virtio net device's memory
+ * is allocated.
+ *
+ * @param vid
+ *  vhost device ID
+ *
+ * @return
+ *  The numa node, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any `vid` may be passed (an invalid one returns -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_numa_node(int vid);
 
+/**
+ * Get the number of vrings the device supports.
+ *
+ * @param vid
+ *  vhost device ID
+ *
+ * @return
+ *  The number of vrings, 0 on failure
+ *
+ * # Safety
+ * Takes no pointers: any `vid` may be passed (an invalid one returns 0).
+ *
+ * Symbol version: DPDK_23
+ */
 uint16_t rte_vhost_get_vring_num(int vid);
 
+/**
+ * Get guest mem table: a list of memory regions.
+ *
+ * An rte_vhost_vhost_memory object will be allocated internally, to hold the
+ * guest memory regions. Application should free it at destroy_device()
+ * callback.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param mem
+ *  To store the returned mem regions
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `mem` must be NULL or valid for writing a pointer. The table stored there
+ * is allocated with malloc(): the caller releases it with free(). Its
+ * addresses stay valid until the guest memory changes (destroy_device(), or
+ * a new memory table from the front-end).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_mem_table(int vid, struct rte_vhost_memory **mem);
 
+/**
+ * Get guest vring info, including the vring address, vring size, etc.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param vring
+ *  the structure to hold the requested vring info
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `vring` must be NULL or valid for writing a `struct rte_vhost_vring`. The
+ * ring addresses returned point into guest memory: they stay valid until
+ * the device is destroyed or its memory or rings change.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_vhost_vring(int vid, uint16_t vring_idx, struct rte_vhost_vring *vring);
 
+/**
+ * Get last_avail/used_idx of the vhost virtqueue
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  vhost queue index
+ * @param last_avail_idx
+ *  vhost last_avail_idx to get
+ * @param last_used_idx
+ *  vhost last_used_idx to get
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `last_avail_idx` and `last_used_idx` must each be NULL or valid for
+ * writing a `uint16_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_vring_base(int vid,
                              uint16_t queue_id,
                              uint16_t *last_avail_idx,
                              uint16_t *last_used_idx);
 
+/**
+ * Set last_avail/used_idx of the vhost virtqueue
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  vhost queue index
+ * @param last_avail_idx
+ *  last_avail_idx to set
+ * @param last_used_idx
+ *  last_used_idx to set
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones return
+ * -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_set_vring_base(int vid,
                              uint16_t queue_id,
                              uint16_t last_avail_idx,
                              uint16_t last_used_idx);
 
+/**
+ * Get log base and log size of the vhost device
+ *
+ * @param vid
+ *  vhost device ID
+ * @param log_base
+ *  vhost log base
+ * @param log_size
+ *  vhost log size
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `log_base` and `log_size` must each be NULL or valid for writing a
+ * `uint64_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_log_base(int vid, uint64_t *log_base, uint64_t *log_size);
 
+/**
+ * Log the memory write start with given address.
+ *
+ * This function only need be invoked when the live migration starts.
+ * Therefore, we won't need call it at all in the most of time. For
+ * making the performance impact be minimum, it's suggested to do a
+ * check before calling it:
+ *
+ * ```c
+ * if (unlikely(RTE_VHOST_NEED_LOG(features)))
+ *         rte_vhost_log_write(vid, addr, len);
+ * ```
+ *
+ * @param vid
+ *  vhost device ID
+ * @param addr
+ *  the starting address for write (in guest physical address space)
+ * @param len
+ *  the length to write
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed.
+ *
+ * Symbol version: DPDK_23
+ */
 void rte_vhost_log_write(int vid, uint64_t addr, uint64_t len);
 
+/**
+ * Log the used ring update start at given offset.
+ *
+ * Same as rte_vhost_log_write, it's suggested to do a check before
+ * calling it:
+ *
+ * ```c
+ * if (unlikely(RTE_VHOST_NEED_LOG(features)))
+ *         rte_vhost_log_used_vring(vid, vring_idx, offset, len);
+ * ```
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  the vring index
+ * @param offset
+ *  the offset inside the used ring
+ * @param len
+ *  the length to write
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed.
+ *
+ * Symbol version: DPDK_23
+ */
 void rte_vhost_log_used_vring(int vid, uint16_t vring_idx, uint64_t offset, uint64_t len);
 
+/**
+ * Register external message handling callbacks
+ *
+ * @param vid
+ *  vhost device ID
+ * @param ops
+ *  virtio external callbacks to register
+ * @param ctx
+ *  additional context passed to the callbacks
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `ops` must be NULL or point to a readable
+ * `struct rte_vhost_user_extern_ops`; it is copied, so it need not outlive
+ * the call. The callbacks must stay callable while the device exists, and
+ * are called from the library's threads. `ctx` is not dereferenced.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_extern_callback_register(int vid,
                                        const struct rte_vhost_user_extern_ops *ops,
                                        void *ctx);
 
+/**
+ * Get vdpa device id for vhost device.
+ *
+ * @param vid
+ *  vhost device id
+ * @return
+ *  vDPA device pointer on success, NULL on failure
+ *
+ * # Safety
+ * Takes no pointers: any `vid` may be passed (an invalid one returns NULL).
+ *
+ * Symbol version: DPDK_23
+ */
 struct rte_vdpa_device *rte_vhost_get_vdpa_device(int vid);
 
+/**
+ * Notify the guest that should get virtio configuration space from backend.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param need_reply
+ *  wait for the master response the status of this operation
+ * @return
+ *  0 on success, < 0 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones return
+ * a negative value).
+ *
+ * Symbol version: EXPERIMENTAL
+ */
 __rte_experimental
 int rte_vhost_slave_config_change(int vid, bool need_reply);
 
+/**
+ * Register vhost driver. path could be different for multiple
+ * instance support.
+ *
+ * This function registers a vhost driver into the system: `path` specifies
+ * the Unix domain socket file path, `flags` a combination of:
+ * - `RTE_VHOST_USER_CLIENT`: act as the client (connect to `path`) instead
+ *   of the server.
+ * - `RTE_VHOST_USER_NO_RECONNECT`: as a client, do not keep trying to
+ *   reconnect to the server until it succeeds.
+ * - `RTE_VHOST_USER_IOMMU_SUPPORT`: enable guest vIOMMU support.
+ * - `RTE_VHOST_USER_POSTCOPY_SUPPORT`: enable postcopy live-migration; only
+ *   if the application does not pre-fault the guest shared memory.
+ * - `RTE_VHOST_USER_LINEARBUF_SUPPORT`: dequeue provides only linear
+ *   (single-segment) mbufs.
+ * - `RTE_VHOST_USER_EXTBUF_SUPPORT`: dequeue may attach an external buffer
+ *   to an mbuf too small for the packet.
+ * - `RTE_VHOST_USER_ASYNC_COPY`: enable the asynchronous data path.
+ * - `RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS`: report offloads of received
+ *   packets as Rx offload metadata instead of the legacy Tx metadata.
+ * - `RTE_VHOST_USER_NET_STATS_ENABLE`: enable per-virtqueue statistics.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param flags
+ *  RTE_VHOST_USER_* flags
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_register(const char *path, uint64_t flags);
 
+/**
+ * Unregister vhost driver. This is only meaningful to vhost user.
+ *
+ * Closes the socket (and its connections) registered with
+ * rte_vhost_driver_register() for `path`.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_unregister(const char *path);
 
+/**
+ * Start the vhost-user driver.
+ *
+ * This function triggers the vhost-user negotiation.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_start(const char *path);
 
+/**
+ * Register callbacks.
+ *
+ * This function registers a set of callbacks, to let DPDK applications take
+ * the appropriate action when some events happen (see
+ * struct rte_vhost_device_ops): `new_device` when a virtio device becomes
+ * ready, `destroy_device` when it is paused or shut down,
+ * `vring_state_changed` when a queue is enabled or disabled,
+ * `features_changed` when the negotiated features change (for example
+ * `VHOST_F_LOG_ALL` at the start and end of live migration),
+ * `new_connection` and `destroy_connection` when a vhost-user connection is
+ * opened or closed.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param ops
+ *  the callbacks to register
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string. `ops` is kept by pointer,
+ * not copied: it must be NULL or point to a `struct rte_vhost_device_ops`
+ * that stays valid and unchanged while the socket is registered, whose
+ * callbacks may be called from the library's threads.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_callback_register(const char *path, const struct rte_vhost_device_ops *ops);
 
+/**
+ * Set the feature bits the vhost-user driver supports.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param features
+ *  Supported features
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_set_features(const char *path, uint64_t features);
 
+/**
+ * Enable vhost-user driver features.
+ *
+ * Note that
+ * - the param features should be a subset of the feature bits provided
+ *   by rte_vhost_driver_set_features().
+ * - it must be invoked before vhost-user negotiation starts.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param features
+ *  Features to enable
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_enable_features(const char *path, uint64_t features);
 
+/**
+ * Disable vhost-user driver features.
+ *
+ * The two notes at rte_vhost_driver_enable_features() also apply here.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param features
+ *  Features to disable
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_disable_features(const char *path, uint64_t features);
 
+/**
+ * Get the feature bits before feature negotiation.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param features
+ *  A pointer to store the queried feature bits
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `features` NULL or valid
+ * for writing a `uint64_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_get_features(const char *path, uint64_t *features);
 
+/**
+ * Set the protocol feature bits before feature negotiation.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param features
+ *  Supported protocol features
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_set_protocol_features(const char *path, uint64_t features);
 
+/**
+ * Get the protocol feature bits before feature negotiation.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param features
+ *  A pointer to store the queried protocol feature bits
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `features` NULL or valid
+ * for writing a `uint64_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_get_protocol_features(const char *path, uint64_t *features);
 
+/**
+ * Get the queue number bits before feature negotiation.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param queue_num
+ *  A pointer to store the queried queue number bits
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `queue_num` NULL or valid
+ * for writing a `uint32_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_get_queue_num(const char *path, uint32_t *queue_num);
 
+/**
+ * Set the vdpa device id, enforce single connection per socket
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param dev
+ *  vDPA device pointer
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string. `dev` may be any value:
+ * only a device registered with rte_vdpa_register_device() is accepted.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_attach_vdpa_device(const char *path, struct rte_vdpa_device *dev);
 
+/**
+ * Unset the vdpa device id
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_driver_detach_vdpa_device(const char *path);
 
+/**
+ * Get the device id
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @return
+ *  vDPA device pointer, NULL on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string.
+ *
+ * Symbol version: DPDK_23
+ */
 struct rte_vdpa_device *rte_vhost_driver_get_vdpa_device(const char *path);
 
+/**
+ * Get the device type of the vdpa device.
+ *
+ * @param path
+ *  The vhost-user socket file path
+ * @param dev_type
+ *  the device type of the vdpa device
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `dev_type` NULL or valid
+ * for writing a `uint32_t`.
+ *
+ * Symbol version: EXPERIMENTAL
+ */
 __rte_experimental
 int rte_vhost_driver_get_vdpa_dev_type(const char *path, uint32_t *dev_type);
 
+/**
+ * Set split inflight descriptor.
+ *
+ * This function save descriptors that has been consumed in available
+ * ring
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param idx
+ *  inflight entry index
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones return
+ * -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_set_inflight_desc_split(int vid, uint16_t vring_idx, uint16_t idx);
 
+/**
+ * Set packed inflight descriptor and get corresponding inflight entry
+ *
+ * This function save descriptors that has been consumed
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param head
+ *  head of descriptors
+ * @param last
+ *  last of descriptors
+ * @param inflight_entry
+ *  corresponding inflight entry
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `inflight_entry` must be NULL or valid for writing a `uint16_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_set_inflight_desc_packed(int vid,
                                        uint16_t vring_idx,
                                        uint16_t head,
                                        uint16_t last,
                                        uint16_t *inflight_entry);
 
+/**
+ * Clear the split inflight status.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param last_used_idx
+ *  last used idx of used ring
+ * @param idx
+ *  inflight entry index
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones return
+ * -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_clr_inflight_desc_split(int vid,
                                       uint16_t vring_idx,
                                       uint16_t last_used_idx,
                                       uint16_t idx);
 
+/**
+ * Clear the packed inflight status.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param head
+ *  inflight entry index
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones return
+ * -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_clr_inflight_desc_packed(int vid, uint16_t vring_idx, uint16_t head);
 
+/**
+ * Save the head of list that the last batch of used descriptors.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param idx
+ *  descriptor entry index
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones return
+ * -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_set_last_inflight_io_split(int vid, uint16_t vring_idx, uint16_t idx);
 
+/**
+ * Update the inflight free_head, used_idx and used_wrap_counter.
+ *
+ * This function will update status first before updating descriptors
+ * to used
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param head
+ *  head of descriptors
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * Takes no pointers: any argument values may be passed (invalid ones return
+ * -1).
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_set_last_inflight_io_packed(int vid, uint16_t vring_idx, uint16_t head);
 
+/**
+ * Get guest inflight vring info, including inflight ring and resubmit list.
+ *
+ * @param vid
+ *  vhost device ID
+ * @param vring_idx
+ *  vring index
+ * @param vring
+ *  the structure to hold the requested inflight vring info
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `vring` must be NULL or valid for writing a
+ * `struct rte_vhost_ring_inflight`. The pointers returned in it stay valid
+ * until the device is destroyed or the front-end sets a new inflight area.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_vhost_ring_inflight(int vid,
                                       uint16_t vring_idx,
                                       struct rte_vhost_ring_inflight *vring);
 
+/**
+ * Get last_avail/last_used of the vhost virtqueue
+ *
+ * This function is designed for the reconnection and it's specific for
+ * the packed ring as we can get the two parameters from the inflight
+ * queueregion
+ *
+ * @param vid
+ *  vhost device ID
+ * @param queue_id
+ *  vhost queue index
+ * @param last_avail_idx
+ *  vhost last_avail_idx to get
+ * @param last_used_idx
+ *  vhost last_used_idx to get
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * `last_avail_idx` and `last_used_idx` must each be NULL or valid for
+ * writing a `uint16_t`.
+ *
+ * Symbol version: DPDK_23
+ */
 int rte_vhost_get_vring_base_from_inflight(int vid,
                                            uint16_t queue_id,
                                            uint16_t *last_avail_idx,
                                            uint16_t *last_used_idx);
 
-/* Our address of guest-physical `gpa`; `*len` is clamped to the bytes left
- * in that region. 0 (and *len = 0) if no region holds `gpa`. */
+/**
+ * Convert guest physical address to host virtual address
+ *
+ * @param mem
+ *  the guest memory regions
+ * @param gpa
+ *  the guest physical address for querying
+ * @param len
+ *  the size of the requested area to map, updated with actual size mapped
+ * @return
+ *  the host virtual address on success, 0 on failure
+ */
 static __rte_always_inline uint64_t
 rte_vhost_va_from_guest_pa(struct rte_vhost_memory *mem, uint64_t gpa, uint64_t *len)
 {

@@ -18,46 +18,181 @@ extern "C" {
 
 struct rte_vdpa_dev_ops;
 
-/* A vDPA device as the library registers it. */
+/**
+ * vdpa device structure includes device address and device operations.
+ */
 struct rte_vdpa_device {
 	RTE_TAILQ_ENTRY(rte_vdpa_device) next;
+	/** Generic device information */
 	struct rte_device *device;
+	/** vdpa device operations */
 	struct rte_vdpa_dev_ops *ops;
+	/** vdpa device type: net, blk... */
 	uint32_t type;
 };
 
 
+/**
+ * vdpa device operations
+ *
+ * `struct rte_vdpa_dev_ops` of vdpa_driver.h, provided by vDPA drivers.
+ */
 struct rte_vdpa_dev_ops {
+  /**
+   * Get capabilities of this device (Mandatory)
+   */
   int (*get_queue_num)(struct rte_vdpa_device*, uint32_t*);
+  /**
+   * Get supported features of this device (Mandatory)
+   */
   int (*get_features)(struct rte_vdpa_device*, uint64_t*);
+  /**
+   * Get supported protocol features of this device (Mandatory)
+   */
   int (*get_protocol_features)(struct rte_vdpa_device*, uint64_t*);
+  /**
+   * Driver configure the device (Mandatory)
+   */
   int (*dev_conf)(int);
+  /**
+   * Driver close the device (Mandatory)
+   */
   int (*dev_close)(int);
+  /**
+   * Connection closed, clean up resources
+   */
   int (*dev_cleanup)(int);
+  /**
+   * Enable/disable this vring (Mandatory)
+   */
   int (*set_vring_state)(int, int, int);
+  /**
+   * Set features when changed (Mandatory)
+   */
   int (*set_features)(int);
+  /**
+   * Destination operations when migration done
+   */
   int (*migration_done)(int);
+  /**
+   * Get the vfio group fd
+   */
   int (*get_vfio_group_fd)(int);
+  /**
+   * Get the vfio device fd
+   */
   int (*get_vfio_device_fd)(int);
+  /**
+   * Get the notify area info of the queue
+   */
   int (*get_notify_area)(int, int, uint64_t*, uint64_t*);
+  /**
+   * Get statistics name
+   */
   int (*get_stats_names)(struct rte_vdpa_device*, struct rte_vdpa_stat_name*, unsigned int);
+  /**
+   * Get statistics of the queue
+   */
   int (*get_stats)(struct rte_vdpa_device*, int, struct rte_vdpa_stat*, unsigned int);
+  /**
+   * Reset statistics of the queue
+   */
   int (*reset_stats)(struct rte_vdpa_device*, int);
+  /**
+   * Get the device configuration space
+   */
   int (*get_config)(int, uint8_t*, uint32_t);
+  /**
+   * Set the device configuration space
+   */
   int (*set_config)(int, uint8_t*, uint32_t, uint32_t, uint32_t);
+  /**
+   * get device type: net device, blk device...
+   */
   int (*get_dev_type)(struct rte_vdpa_device*, uint32_t*);
 };
 
+/**
+ * Register a vdpa device
+ *
+ * @param rte_dev
+ *  the generic device pointer
+ * @param ops
+ *  the vdpa device operations
+ * @return
+ *  vDPA device pointer on success, NULL on failure
+ *
+ * # Safety
+ * For vDPA drivers only. `rte_dev` must be a valid EAL device and `ops` a
+ * valid `struct rte_vdpa_dev_ops`; both are kept by pointer and must stay
+ * valid and unchanged until rte_vdpa_unregister_device(). The operations
+ * are called from the library's threads.
+ *
+ * Symbol version: INTERNAL
+ */
 __rte_internal
 struct rte_vdpa_device *rte_vdpa_register_device(struct rte_device *rte_dev,
                                                  struct rte_vdpa_dev_ops *ops);
 
+/**
+ * Unregister a vdpa device
+ *
+ * @param dev
+ *  vDPA device pointer
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * For vDPA drivers only. `dev` may be any value: only a registered device is
+ * unregistered; the pointer is invalid afterwards.
+ *
+ * Symbol version: INTERNAL
+ */
 __rte_internal
 int rte_vdpa_unregister_device(struct rte_vdpa_device *dev);
 
+/**
+ * Synchronize the used ring from mediated ring to guest, log dirty
+ * page for each writeable buffer, caller should handle the used
+ * ring logging before device stop.
+ *
+ * @param vid
+ *  vhost device id
+ * @param qid
+ *  vhost queue id
+ * @param vring_m
+ *  mediated virtio ring pointer
+ * @return
+ *  number of synced used entries on success, -1 on failure
+ *
+ * # Safety
+ * For vDPA drivers only. `vring_m` must be NULL or point to a valid
+ * `struct vring` (the mediated ring) whose rings the driver owns and keeps
+ * valid during the call.
+ *
+ * Symbol version: INTERNAL
+ */
 __rte_internal
 int rte_vdpa_relay_vring_used(int vid, uint16_t qid, void *vring_m);
 
+/**
+ * Enable/Disable host notifier mapping for a vdpa port.
+ *
+ * @param vid
+ *  vhost device id
+ * @param qid
+ *  vhost queue id, RTE_VHOST_QUEUE_ALL to configure all the device queues
+ * @param enable
+ *  true for host notifier map, false for host notifier unmap
+ * @return
+ *  0 on success, -1 on failure
+ *
+ * # Safety
+ * For vDPA drivers only: takes no pointers; any argument values may be
+ * passed (invalid ones return a negative value).
+ *
+ * Symbol version: INTERNAL
+ */
 __rte_internal
 int rte_vhost_host_notifier_ctrl(int vid, uint16_t qid, bool enable);
 

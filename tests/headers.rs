@@ -228,9 +228,157 @@ fn every_exported_function_is_declared_once() {
     for f in nodes.keys() {
         let n = all
             .lines()
-            .filter(|l| !l.starts_with('/') && !l.starts_with(' ') && !l.starts_with('#'))
+            // Declarations start at column 0; comments (also those indented
+            // with a tab in the hand-written structs) mention functions too.
+            .filter(|l| !l.starts_with(|c: char| c.is_whitespace() || c == '/' || c == '#'))
             .filter(|l| l.contains(&format!(" {f}(")) || l.contains(&format!("*{f}(")))
             .count();
         assert_eq!(n, 1, "{f} declared {n} times across the headers");
     }
+}
+
+/// A function declared in a generated header: its name, its parameter
+/// names and the doxygen block right above it (above the
+/// `__rte_experimental` / `__rte_internal` marker or the `static inline`
+/// line), if there is one.
+struct Declaration {
+    header: &'static str,
+    name: String,
+    params: Vec<String>,
+    doc: Option<String>,
+}
+
+/// The identifier that ends `text` (a declarator's name), if any.
+fn trailing_ident(text: &str) -> Option<String> {
+    let text = text.trim_end().trim_end_matches("[]").trim_end();
+    let start = text.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(0, |at| at + 1);
+    let ident = &text[start..];
+    (!ident.is_empty() && !ident.starts_with(|c: char| c.is_ascii_digit())).then(|| ident.to_owned())
+}
+
+/// Every function declaration (prototype or inline definition) of the
+/// generated headers: a line at column 0 that names a function before its
+/// `(`. Struct members, macros, comments and typedefs do not count.
+fn declarations() -> Vec<Declaration> {
+    let mut out = Vec::new();
+    for (header, _) in HEADERS {
+        let text = generate(header);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let col0 = !line.starts_with(|c: char| c.is_whitespace() || "#/*{}".contains(c));
+            let Some(open) = line.find('(') else { continue };
+            if !col0 || line.starts_with("typedef") {
+                continue;
+            }
+            let Some(name) = trailing_ident(&line[..open]) else { continue };
+            // The parameter list, up to its matching parenthesis.
+            let rest = lines[i..].join("\n");
+            let rest = &rest[rest.find('(').unwrap() + 1..];
+            let mut depth = 1;
+            let close = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map(|(at, _)| at)
+                .unwrap_or_else(|| panic!("{header}.h: unterminated parameter list of {name}"));
+            let mut params = Vec::new();
+            let (mut depth, mut start) = (0, 0);
+            let list = &rest[..close];
+            for (at, c) in list.char_indices().chain([(list.len(), ',')]) {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    ',' if depth == 0 => {
+                        let param = list[start..at].trim();
+                        if !param.is_empty() && param != "void" {
+                            params.push(trailing_ident(param).unwrap_or_default());
+                        }
+                        start = at + 1;
+                    }
+                    _ => {}
+                }
+            }
+            // Above the declaration: the lines of its head (a marker, the
+            // `static inline` return type), then the comment.
+            let mut above = i;
+            while above > 0 {
+                let prev = lines[above - 1].trim_end();
+                let head = !prev.is_empty()
+                    && !prev.starts_with('#')
+                    && !prev.ends_with("*/")
+                    && !prev.ends_with(';')
+                    && !prev.ends_with('{')
+                    && !prev.ends_with('}');
+                if !head {
+                    break;
+                }
+                above -= 1;
+            }
+            let doc = (above > 0 && lines[above - 1].trim_end().ends_with("*/"))
+                .then(|| {
+                    let start = (0..above).rev().find(|&k| lines[k].trim_start().starts_with("/*"))?;
+                    lines[start].trim_start().starts_with("/**").then(|| lines[start..above].join("\n"))
+                })
+                .flatten();
+            out.push(Declaration { header, name, params, doc });
+        }
+    }
+    out
+}
+
+#[test]
+fn every_declared_function_is_documented() {
+    let nodes = version_nodes();
+    let decls = declarations();
+    let mut missing = Vec::new();
+    for d in &decls {
+        let Some(doc) = &d.doc else {
+            missing.push(format!("{}.h: {} has no /** ... */ comment above it", d.header, d.name));
+            continue;
+        };
+        // The version node stays visible in the documentation; the
+        // `__rte_experimental` / `__rte_internal` markers come from
+        // version.map (annotate), and the two must agree.
+        if let Some(node) = nodes.get(&d.name) {
+            if !doc.contains(&format!("Symbol version: {node}\n")) {
+                missing
+                    .push(format!("{}.h: {}'s comment lacks \"Symbol version: {node}\"", d.header, d.name));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented functions:\n{}", missing.join("\n"));
+    // Not vacuous: every export was seen (and the inline helper).
+    for f in nodes.keys() {
+        assert!(decls.iter().any(|d| &d.name == f), "{f} not found among the declarations");
+    }
+    assert!(decls.iter().any(|d| d.name == "rte_vhost_va_from_guest_pa"));
+}
+
+#[test]
+fn documented_parameters_are_the_prototypes() {
+    let mut wrong = Vec::new();
+    for d in declarations() {
+        let Some(doc) = &d.doc else { continue };
+        let documented: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.trim_start().trim_start_matches('*').trim().strip_prefix("@param "))
+            .map(|rest| rest.split_whitespace().next().unwrap_or(""))
+            .collect();
+        // A leading `_` only marks a parameter unused on the Rust side.
+        let declared: Vec<&str> = d.params.iter().map(|p| p.trim_start_matches('_')).collect();
+        if documented != declared {
+            wrong.push(format!("{}.h: {}: @param {documented:?}, prototype {declared:?}", d.header, d.name));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "@param lists that differ from the parameters (names and order):\n{}",
+        wrong.join("\n")
+    );
 }

@@ -1,6 +1,5 @@
 //! `rte_vdpa.h` and `vdpa_driver.h`: the vDPA device registry, the `vdpa`
 //! device class, and the driver-side helpers.
-#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
@@ -14,7 +13,17 @@ fn registered(dev: *mut rte_vdpa_device) -> Option<VdpaDevice> {
     VdpaDevice::from_ptr(dev).filter(|d| vdpa::is_registered(*d))
 }
 
-/// DPDK_23
+/// Find the device id of a vdpa device from its name
+///
+/// @param name
+///  the vdpa device name
+/// @return
+///  vDPA device pointer on success, NULL on failure
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_find_device_by_name(name: *const c_char) -> *mut rte_vdpa_device {
     boundary!(std::ptr::null_mut(), {
@@ -24,13 +33,37 @@ pub unsafe extern "C" fn rte_vdpa_find_device_by_name(name: *const c_char) -> *m
     })
 }
 
-/// DPDK_23
+/// Get the generic device from the vdpa device
+///
+/// @param dev
+///  the vdpa device pointer
+/// @return
+///  generic device pointer on success, NULL on failure
+///
+/// # Safety
+/// `dev` may be any value: only a device registered with
+/// rte_vdpa_register_device() is accepted.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_rte_device(dev: *mut rte_vdpa_device) -> *mut rte_device {
     boundary!(std::ptr::null_mut(), { registered(dev).map_or(std::ptr::null_mut(), |d| d.rte_device()) })
 }
 
-/// DPDK_23
+/// Get the Virtio features supported by the vDPA device
+///
+/// @param dev
+///  vDP device pointer
+/// @param features
+///  pointer on where the supported features are stored
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `dev` may be any value (only a registered device is accepted);
+/// `features` must be NULL or valid for writing a `uint64_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_features(dev: *mut rte_vdpa_device, features: *mut u64) -> c_int {
     boundary!(-1, {
@@ -42,7 +75,20 @@ pub unsafe extern "C" fn rte_vdpa_get_features(dev: *mut rte_vdpa_device, featur
     })
 }
 
-/// DPDK_23
+/// Get the Vhost-user protocol features supported by the vDPA device
+///
+/// @param dev
+///  vDP device pointer
+/// @param features
+///  pointer on where the supported protocol features are stored
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `dev` may be any value (only a registered device is accepted);
+/// `features` must be NULL or valid for writing a `uint64_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_protocol_features(
     dev: *mut rte_vdpa_device,
@@ -57,7 +103,20 @@ pub unsafe extern "C" fn rte_vdpa_get_protocol_features(
     })
 }
 
-/// DPDK_23
+/// Get number of queue pairs supported by the vDPA device
+///
+/// @param dev
+///  vDP device pointer
+/// @param queue_num
+///  pointer on where the number of queue is stored
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `dev` may be any value (only a registered device is accepted);
+/// `queue_num` must be NULL or valid for writing a `uint32_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_queue_num(dev: *mut rte_vdpa_device, queue_num: *mut u32) -> c_int {
     boundary!(-1, {
@@ -69,7 +128,31 @@ pub unsafe extern "C" fn rte_vdpa_get_queue_num(dev: *mut rte_vdpa_device, queue
     })
 }
 
-/// DPDK_23
+/// Retrieve names of statistics of a vDPA device.
+///
+/// There is an assumption that 'stat_names' and 'stats' arrays are matched
+/// by array index: `stats_names[i].name => stats[i].value`
+///
+/// And the array index is same with id field of 'struct rte_vdpa_stat':
+/// `stats[i].id == i`
+///
+/// @param dev
+///  vDPA device pointer
+/// @param stats_names
+///   array of at least size elements to be filled.
+///   If set to NULL, the function returns the required number of elements.
+/// @param size
+///   The number of elements in stats_names array.
+/// @return
+///   A negative value on error, otherwise the number of entries filled in the
+///   stats name array.
+///
+/// # Safety
+/// `dev` may be any value (only a registered device is accepted);
+/// `stats_names` must be NULL or valid for writing `size`
+/// `struct rte_vdpa_stat_name` elements (the device's driver fills them).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_stats_names(
     dev: *mut rte_vdpa_device,
@@ -83,7 +166,33 @@ pub unsafe extern "C" fn rte_vdpa_get_stats_names(
     })
 }
 
-/// DPDK_23
+/// Retrieve statistics of a vDPA device.
+///
+/// There is an assumption that 'stat_names' and 'stats' arrays are matched
+/// by array index: `stats_names[i].name => stats[i].value`
+///
+/// And the array index is same with id field of 'struct rte_vdpa_stat':
+/// `stats[i].id == i`
+///
+/// @param dev
+///  vDPA device pointer
+/// @param qid
+///  queue id
+/// @param stats
+///   A pointer to a table of structure of type rte_vdpa_stat to be filled with
+///   device statistics ids and values.
+/// @param n
+///   The number of elements in stats array.
+/// @return
+///   A negative value on error, otherwise the number of entries filled in the
+///   stats table.
+///
+/// # Safety
+/// `dev` may be any value (only a registered device is accepted); `stats`
+/// must be NULL or valid for writing `n` `struct rte_vdpa_stat` elements (the
+/// device's driver fills them).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_get_stats(
     dev: *mut rte_vdpa_device,
@@ -101,13 +210,41 @@ pub unsafe extern "C" fn rte_vdpa_get_stats(
     })
 }
 
-/// DPDK_23
+/// Reset statistics of a vDPA device.
+///
+/// @param dev
+///  vDPA device pointer
+/// @param qid
+///  queue id
+/// @return
+///   0 on success, a negative value on error.
+///
+/// # Safety
+/// `dev` may be any value: only a device registered with
+/// rte_vdpa_register_device() is accepted.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_reset_stats(dev: *mut rte_vdpa_device, qid: u16) -> c_int {
     boundary!(-1, { registered(dev).map_or(-libc::EINVAL, |d| d.reset_stats(qid)) })
 }
 
-/// INTERNAL
+/// Register a vdpa device
+///
+/// @param rte_dev
+///  the generic device pointer
+/// @param ops
+///  the vdpa device operations
+/// @return
+///  vDPA device pointer on success, NULL on failure
+///
+/// # Safety
+/// For vDPA drivers only. `rte_dev` must be a valid EAL device and `ops` a
+/// valid `struct rte_vdpa_dev_ops`; both are kept by pointer and must stay
+/// valid and unchanged until rte_vdpa_unregister_device(). The operations
+/// are called from the library's threads.
+///
+/// Symbol version: INTERNAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_register_device(
     rte_dev: *mut rte_device,
@@ -119,7 +256,18 @@ pub unsafe extern "C" fn rte_vdpa_register_device(
     })
 }
 
-/// INTERNAL
+/// Unregister a vdpa device
+///
+/// @param dev
+///  vDPA device pointer
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// For vDPA drivers only. `dev` may be any value: only a registered device is
+/// unregistered; the pointer is invalid afterwards.
+///
+/// Symbol version: INTERNAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_unregister_device(dev: *mut rte_vdpa_device) -> c_int {
     boundary!(-1, {
@@ -130,7 +278,25 @@ pub unsafe extern "C" fn rte_vdpa_unregister_device(dev: *mut rte_vdpa_device) -
     })
 }
 
-/// INTERNAL
+/// Synchronize the used ring from mediated ring to guest, log dirty
+/// page for each writeable buffer, caller should handle the used
+/// ring logging before device stop.
+///
+/// @param vid
+///  vhost device id
+/// @param qid
+///  vhost queue id
+/// @param vring_m
+///  mediated virtio ring pointer
+/// @return
+///  number of synced used entries on success, -1 on failure
+///
+/// # Safety
+/// For vDPA drivers only. `vring_m` must be NULL or point to a valid
+/// `struct vring` (the mediated ring) whose rings the driver owns and keeps
+/// valid during the call.
+///
+/// Symbol version: INTERNAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vdpa_relay_vring_used(vid: c_int, qid: u16, vring_m: *mut c_void) -> c_int {
     boundary!(-1, {
@@ -142,7 +308,22 @@ pub unsafe extern "C" fn rte_vdpa_relay_vring_used(vid: c_int, qid: u16, vring_m
     })
 }
 
-/// INTERNAL
+/// Enable/Disable host notifier mapping for a vdpa port.
+///
+/// @param vid
+///  vhost device id
+/// @param qid
+///  vhost queue id, RTE_VHOST_QUEUE_ALL to configure all the device queues
+/// @param enable
+///  true for host notifier map, false for host notifier unmap
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// For vDPA drivers only: takes no pointers; any argument values may be
+/// passed (invalid ones return a negative value).
+///
+/// Symbol version: INTERNAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_host_notifier_ctrl(vid: c_int, qid: u16, enable: bool) -> c_int {
     boundary!(-1, {

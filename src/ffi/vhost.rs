@@ -1,5 +1,4 @@
 //! `rte_vhost.h`: sockets, device queries, datapath entry points.
-#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_int, c_uint};
 
@@ -7,13 +6,49 @@ use crate::abi::*;
 use crate::dpdk::mbuf::{Mbuf, Mempool};
 use crate::{device, net};
 
-/// DPDK_23
+/// Get how many avail entries are left in the queue
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  virtio queue index
+///
+/// @return
+///  num of avail entries left
+///
+/// # Safety
+/// Takes no pointers: any `vid` and `queue_id` may be passed (invalid ones
+/// return 0).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_avail_entries(vid: c_int, queue_id: u16) -> u16 {
     boundary!(0, { device::get(vid).map_or(0, |d| net::avail_entries(d, queue_id)) })
 }
 
-/// DPDK_23
+/// This function gets guest buffers from the virtio device TX virtqueue,
+/// construct host mbufs, copies guest buffer content to host mbufs and
+/// store them in pkts to be processed.
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  virtio queue index in mq case
+/// @param mbuf_pool
+///  mbuf_pool where host mbuf is allocated.
+/// @param pkts
+///  array to contain packets to be dequeued
+/// @param count
+///  packets num to be dequeued
+/// @return
+///  num of packets dequeued
+///
+/// # Safety
+/// `mbuf_pool` must be NULL or a valid mbuf pool (`rte_pktmbuf_pool_create()`),
+/// and `pkts` NULL or valid for writing `count` mbuf pointers. The dequeued
+/// mbufs belong to the caller, who frees them.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_dequeue_burst(
     vid: c_int,
@@ -40,7 +75,28 @@ pub unsafe extern "C" fn rte_vhost_dequeue_burst(
     })
 }
 
-/// DPDK_23
+/// Enable or disable the guest's notifications (kicks) for a virtqueue.
+///
+/// With notifications enabled the guest signals the virtqueue's kickfd when
+/// it makes new buffers available (interrupt-mode receive); disabled, it is
+/// asked not to (`VRING_USED_F_NO_NOTIFY`, or the event suppression
+/// structure of a packed ring). DPDK 22.11's header has no comment for this
+/// function; this text is rvhost's.
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  virtio queue index
+/// @param enable
+///  non-zero to enable the notifications, 0 to disable them
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones make
+/// the call fail).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_enable_guest_notification(
     vid: c_int,
@@ -50,7 +106,28 @@ pub unsafe extern "C" fn rte_vhost_enable_guest_notification(
     boundary!(-1, { device::get(vid).map_or(-1, |d| net::set_guest_notification(d, queue_id, enable != 0)) })
 }
 
-/// DPDK_23
+/// This function adds buffers to the virtio devices RX virtqueue. Buffers can
+/// be received from the physical port or from another virtual device. A packet
+/// count is returned to indicate the number of packets that were successfully
+/// added to the RX queue.
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  virtio queue index in mq case
+/// @param pkts
+///  array to contain packets to be enqueued
+/// @param count
+///  packets num to be enqueued
+/// @return
+///  num of packets enqueued
+///
+/// # Safety
+/// `pkts` must be NULL or point to `count` readable mbuf pointers, each NULL
+/// or a valid mbuf (chain) that nothing modifies during the call. The packets
+/// are copied: the mbufs stay the caller's, who frees them.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_enqueue_burst(
     vid: c_int,
@@ -71,7 +148,22 @@ pub unsafe extern "C" fn rte_vhost_enqueue_burst(
     })
 }
 
-/// EXPERIMENTAL
+/// Get power monitor address of the vhost device
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  vhost queue ID
+/// @param pmc
+///  power monitor condition
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `pmc` must be NULL (refused) or valid for writing one
+/// `struct rte_vhost_power_monitor_cond`.
+///
+/// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_monitor_addr(
     vid: c_int,
@@ -102,7 +194,20 @@ pub unsafe extern "C" fn rte_vhost_get_monitor_addr(
     })
 }
 
-/// DPDK_23
+/// Get vhost RX queue avail count.
+///
+/// @param vid
+///  vhost device ID
+/// @param qid
+///  virtio queue index in mq case
+/// @return
+///  num of desc available
+///
+/// # Safety
+/// Takes no pointers: any `vid` and `qid` may be passed (invalid ones return
+/// 0).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_rx_queue_count(vid: c_int, qid: u16) -> u32 {
     boundary!(0, {
@@ -115,19 +220,74 @@ pub unsafe extern "C" fn rte_vhost_rx_queue_count(vid: c_int, qid: u16) -> u32 {
     })
 }
 
-/// DPDK_23
+/// Notify the guest that used descriptors have been added to the vring.  This
+/// function acts as a memory barrier.
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any `vid` and `vring_idx` may be passed (invalid ones
+/// return -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_call(vid: c_int, vring_idx: u16) -> c_int {
     boundary!(-1, { device::get(vid).map_or(-1, |d| net::vring_call(d, vring_idx, true)) })
 }
 
-/// EXPERIMENTAL
+/// Notify the guest that used descriptors have been added to the vring.  This
+/// function acts as a memory barrier.  This function will return -EAGAIN when
+/// vq's access lock is held by other thread, user should try again later.
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @return
+///  0 on success, -1 on failure, -EAGAIN for another retry
+///
+/// # Safety
+/// Takes no pointers: any `vid` and `vring_idx` may be passed (invalid ones
+/// return -1).
+///
+/// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_call_nonblock(vid: c_int, vring_idx: u16) -> c_int {
     boundary!(-1, { device::get(vid).map_or(-1, |d| net::vring_call(d, vring_idx, false)) })
 }
 
-/// DPDK_23
+/// Retrieve statistics of a Vhost virtqueue.
+///
+/// There is an assumption that 'stat_names' and 'stats' arrays are matched
+/// by array index: `stats_names[i].name => stats[i].value`
+///
+/// @param vid
+///   vhost device ID
+/// @param queue_id
+///   vhost queue index
+/// @param stats
+///   A pointer to a table of structure of type rte_vhost_stat to be filled with
+///   virtqueue statistics ids and values.
+/// @param n
+///   The number of elements in stats array.
+/// @return
+///  - Success if greater than 0 and lower or equal to *n*. The return value
+///    indicates the number of elements filled in the *stats* array.
+///  - Failure if greater than *n*. The return value indicates the number of
+///    elements the *stats* array that should be given to succeed.
+///  - Failure if lower than 0. The device ID or queue ID is invalid, or
+///    statistics collection is not enabled.
+///
+/// # Safety
+/// `stats` must be NULL or valid for writing `n` `struct rte_vhost_stat`
+/// elements.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_stats_get(
     vid: c_int,
@@ -149,7 +309,33 @@ pub unsafe extern "C" fn rte_vhost_vring_stats_get(
     })
 }
 
-/// DPDK_23
+/// Retrieve names of statistics of a Vhost virtqueue.
+///
+/// There is an assumption that 'stat_names' and 'stats' arrays are matched
+/// by array index: `stats_names[i].name => stats[i].value`
+///
+/// @param vid
+///   vhost device ID
+/// @param queue_id
+///   vhost queue index
+/// @param name
+///   array of at least size elements to be filled.
+///   If set to NULL, the function returns the required number of elements.
+/// @param size
+///   The number of elements in stats_names array.
+/// @return
+///  - Success if greater than 0 and lower or equal to *size*. The return value
+///    indicates the number of elements filled in the *names* array.
+///  - Failure if greater than *size*. The return value indicates the number of
+///    elements the *names* array that should be given to succeed.
+///  - Failure if lower than 0. The device ID or queue ID is invalid or
+///    statistics collection is not enabled.
+///
+/// # Safety
+/// `name` must be NULL or valid for writing `size` `struct rte_vhost_stat_name`
+/// elements.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_stats_get_names(
     vid: c_int,
@@ -175,7 +361,22 @@ pub unsafe extern "C" fn rte_vhost_vring_stats_get_names(
     })
 }
 
-/// DPDK_23
+/// Reset statistics of a Vhost virtqueue.
+///
+/// @param vid
+///   vhost device ID
+/// @param queue_id
+///   vhost queue index
+/// @return
+///  - Success if 0. Statistics have been reset.
+///  - Failure if lower than 0. The device ID or queue ID is invalid, or
+///    statistics collection is not enabled.
+///
+/// # Safety
+/// Takes no pointers: any `vid` and `queue_id` may be passed (invalid ones
+/// return -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_vring_stats_reset(vid: c_int, queue_id: u16) -> c_int {
     boundary!(-1, { device::get(vid).map_or(-1, |d| net::vring_stats_reset(d, queue_id)) })

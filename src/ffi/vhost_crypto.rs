@@ -1,5 +1,4 @@
 //! `rte_vhost_crypto.h`: virtio-crypto back-end.
-#![allow(clippy::missing_safety_doc)]
 // Functions here that are not implemented yet ignore their arguments.
 #![allow(unused_variables)]
 
@@ -8,7 +7,26 @@ use std::ffi::{c_char, c_int};
 use super::not_implemented;
 use crate::abi::*;
 
-/// DPDK_23
+/// Create Vhost-crypto instance
+///
+/// @param vid
+///  The identifier of the vhost device.
+/// @param cryptodev_id
+///  The identifier of DPDK Cryptodev, the same cryptodev_id can be assigned to
+///  multiple Vhost-crypto devices.
+/// @param sess_pool
+///  The pointer to the created cryptodev session pool.
+/// @param socket_id
+///  NUMA Socket ID to allocate resources on.
+/// @return
+///  0 if the Vhost Crypto Instance is created successfully.
+///  Negative integer if otherwise
+///
+/// # Safety
+/// `sess_pool` must be NULL or a valid cryptodev session pool that outlives
+/// the instance (until rte_vhost_crypto_free()).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_create(
     vid: c_int,
@@ -19,13 +37,42 @@ pub unsafe extern "C" fn rte_vhost_crypto_create(
     boundary!(-1, { not_implemented("rte_vhost_crypto_create", -1) })
 }
 
-/// EXPERIMENTAL
+/// Start vhost crypto driver
+///
+/// @param path
+///  The vhost-user socket file path
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_driver_start(path: *const c_char) -> c_int {
     boundary!(-1, { not_implemented("rte_vhost_crypto_driver_start", -1) })
 }
 
-/// DPDK_23
+/// Fetch a number of vring descriptors from virt-queue and translate to DPDK
+/// crypto operations. After this function is executed, the user can enqueue
+/// the processed ops to the target cryptodev.
+///
+/// @param vid
+///  The identifier of the vhost device.
+/// @param qid
+///  Virtio queue index.
+/// @param ops
+///  The address of an array of pointers to *rte_crypto_op* structures that must
+///  be large enough to store *nb_ops* pointers in it.
+/// @param nb_ops
+///  The maximum number of operations to be fetched and translated.
+/// @return
+///  The number of fetched and processed vhost crypto request operations.
+///
+/// # Safety
+/// `ops` must be NULL or valid for writing `nb_ops` pointers.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_fetch_requests(
     vid: c_int,
@@ -36,7 +83,30 @@ pub unsafe extern "C" fn rte_vhost_crypto_fetch_requests(
     boundary!(0, { not_implemented("rte_vhost_crypto_fetch_requests", 0) })
 }
 
-/// DPDK_23
+/// Finalize the dequeued crypto ops. After the translated crypto ops are
+/// dequeued from the cryptodev, this function shall be called to write the
+/// processed data back to the vring descriptor (if no-copy is turned off).
+///
+/// @param ops
+///  The address of an array of *rte_crypto_op* structure that was dequeued
+///  from cryptodev.
+/// @param nb_ops
+///  The number of operations contained in the array.
+/// @param callfds
+///  The callfd number(s) contained in this burst, this shall be an array with
+///  no less than VIRTIO_CRYPTO_MAX_NUM_BURST_VQS elements.
+/// @param nb_callfds
+///  The number of call_fd numbers exist in the callfds.
+/// @return
+///  The number of ops processed.
+///
+/// # Safety
+/// `ops` must be NULL or point to `nb_ops` crypto operations returned by
+/// rte_vhost_crypto_fetch_requests() and dequeued from the cryptodev;
+/// `callfds` NULL or valid for writing `VIRTIO_CRYPTO_MAX_NUM_BURST_VQS`
+/// ints, and `nb_callfds` NULL or valid for writing a `uint16_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
     ops: *mut *mut rte_crypto_op,
@@ -47,13 +117,39 @@ pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
     boundary!(0, { not_implemented("rte_vhost_crypto_finalize_requests", 0) })
 }
 
-/// DPDK_23
+/// Free the Vhost-crypto instance
+///
+/// @param vid
+///  The identifier of the vhost device.
+/// @return
+///  0 if the Vhost Crypto Instance is freed successfully.
+///  Negative integer if otherwise.
+///
+/// # Safety
+/// Takes no pointers: any `vid` may be passed (an invalid one returns a
+/// negative value).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_free(vid: c_int) -> c_int {
     boundary!(-1, { not_implemented("rte_vhost_crypto_free", -1) })
 }
 
-/// DPDK_23
+/// Enable or disable zero copy feature
+///
+/// @param vid
+///  The identifier of the vhost device.
+/// @param option
+///  Flag of zero copy feature.
+/// @return
+///  0 if completed successfully.
+///  Negative integer if otherwise.
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// a negative value).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_set_zero_copy(
     vid: c_int,

@@ -1,5 +1,4 @@
 //! Per-device queries and controls of `rte_vhost.h` (by vid).
-#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int};
 
@@ -13,7 +12,23 @@ fn dev(vid: c_int) -> Option<&'static Device> {
     device::get(vid)
 }
 
-/// DPDK_23
+/// Get the virtio net device's ifname, which is the vhost-user socket
+/// file path.
+///
+/// @param vid
+///  vhost device ID
+/// @param buf
+///  The buffer to stored the queried ifname
+/// @param len
+///  The length of buf
+///
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `buf` must be NULL or valid for writing `len` bytes.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_ifname(vid: c_int, buf: *mut c_char, len: usize) -> c_int {
     boundary!(-1, {
@@ -32,7 +47,19 @@ pub unsafe extern "C" fn rte_vhost_get_ifname(vid: c_int, buf: *mut c_char, len:
     })
 }
 
-/// DPDK_23
+/// Get the feature bits after negotiation
+///
+/// @param vid
+///  Vhost device ID
+/// @param features
+///  A pointer to store the queried feature bits
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `features` must be NULL or valid for writing a `uint64_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_negotiated_features(vid: c_int, features: *mut u64) -> c_int {
     boundary!(-1, {
@@ -42,7 +69,19 @@ pub unsafe extern "C" fn rte_vhost_get_negotiated_features(vid: c_int, features:
     })
 }
 
-/// EXPERIMENTAL
+/// Get the protocol feature bits after negotiation
+///
+/// @param vid
+///  Vhost device ID
+/// @param features
+///  A pointer to store the queried protocol feature bits
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `features` must be NULL or valid for writing a `uint64_t`.
+///
+/// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_negotiated_protocol_features(vid: c_int, features: *mut u64) -> c_int {
     boundary!(-1, {
@@ -52,7 +91,22 @@ pub unsafe extern "C" fn rte_vhost_get_negotiated_protocol_features(vid: c_int, 
     })
 }
 
-/// DPDK_23
+/// Get the MTU value of the device if set in QEMU.
+///
+/// @param vid
+///  virtio-net device ID
+/// @param mtu
+///  The variable to store the MTU value
+///
+/// @return
+///  0: success
+///  -EAGAIN: device not yet started
+///  -ENOTSUP: device does not support MTU feature
+///
+/// # Safety
+/// `mtu` must be NULL or valid for writing a `uint16_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_mtu(vid: c_int, mtu: *mut u16) -> c_int {
     boundary!(-1, {
@@ -73,7 +127,19 @@ pub unsafe extern "C" fn rte_vhost_get_mtu(vid: c_int, mtu: *mut u16) -> c_int {
     })
 }
 
-/// DPDK_23
+/// Get the numa node from which the virtio net device's memory
+/// is allocated.
+///
+/// @param vid
+///  vhost device ID
+///
+/// @return
+///  The numa node, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any `vid` may be passed (an invalid one returns -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_numa_node(vid: c_int) -> c_int {
     boundary!(-1, {
@@ -83,13 +149,43 @@ pub unsafe extern "C" fn rte_vhost_get_numa_node(vid: c_int) -> c_int {
     })
 }
 
-/// DPDK_23
+/// Get the number of vrings the device supports.
+///
+/// @param vid
+///  vhost device ID
+///
+/// @return
+///  The number of vrings, 0 on failure
+///
+/// # Safety
+/// Takes no pointers: any `vid` may be passed (an invalid one returns 0).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vring_num(vid: c_int) -> u16 {
     boundary!(0, { dev(vid).map_or(0, |d| d.nr_vring() as u16) })
 }
 
-/// DPDK_23
+/// Get guest mem table: a list of memory regions.
+///
+/// An rte_vhost_vhost_memory object will be allocated internally, to hold the
+/// guest memory regions. Application should free it at destroy_device()
+/// callback.
+///
+/// @param vid
+///  vhost device ID
+/// @param mem
+///  To store the returned mem regions
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `mem` must be NULL or valid for writing a pointer. The table stored there
+/// is allocated with malloc(): the caller releases it with free(). Its
+/// addresses stay valid until the guest memory changes (destroy_device(), or
+/// a new memory table from the front-end).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_mem_table(vid: c_int, mem: *mut *mut rte_vhost_memory) -> c_int {
     boundary!(-1, {
@@ -130,7 +226,23 @@ pub unsafe extern "C" fn rte_vhost_get_mem_table(vid: c_int, mem: *mut *mut rte_
     })
 }
 
-/// DPDK_23
+/// Get guest vring info, including the vring address, vring size, etc.
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param vring
+///  the structure to hold the requested vring info
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `vring` must be NULL or valid for writing a `struct rte_vhost_vring`. The
+/// ring addresses returned point into guest memory: they stay valid until
+/// the device is destroyed or its memory or rings change.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vhost_vring(
     vid: c_int,
@@ -160,7 +272,24 @@ pub unsafe extern "C" fn rte_vhost_get_vhost_vring(
     })
 }
 
-/// DPDK_23
+/// Get last_avail/used_idx of the vhost virtqueue
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  vhost queue index
+/// @param last_avail_idx
+///  vhost last_avail_idx to get
+/// @param last_used_idx
+///  vhost last_used_idx to get
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `last_avail_idx` and `last_used_idx` must each be NULL or valid for
+/// writing a `uint16_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vring_base(
     vid: c_int,
@@ -184,7 +313,24 @@ pub unsafe extern "C" fn rte_vhost_get_vring_base(
     })
 }
 
-/// DPDK_23
+/// Set last_avail/used_idx of the vhost virtqueue
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  vhost queue index
+/// @param last_avail_idx
+///  last_avail_idx to set
+/// @param last_used_idx
+///  last_used_idx to set
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_vring_base(
     vid: c_int,
@@ -207,7 +353,22 @@ pub unsafe extern "C" fn rte_vhost_set_vring_base(
     })
 }
 
-/// DPDK_23
+/// Get log base and log size of the vhost device
+///
+/// @param vid
+///  vhost device ID
+/// @param log_base
+///  vhost log base
+/// @param log_size
+///  vhost log size
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `log_base` and `log_size` must each be NULL or valid for writing a
+/// `uint64_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_log_base(vid: c_int, log_base: *mut u64, log_size: *mut u64) -> c_int {
     boundary!(-1, {
@@ -225,7 +386,29 @@ pub unsafe extern "C" fn rte_vhost_get_log_base(vid: c_int, log_base: *mut u64, 
     })
 }
 
-/// DPDK_23
+/// Log the memory write start with given address.
+///
+/// This function only need be invoked when the live migration starts.
+/// Therefore, we won't need call it at all in the most of time. For
+/// making the performance impact be minimum, it's suggested to do a
+/// check before calling it:
+///
+/// ```c
+/// if (unlikely(RTE_VHOST_NEED_LOG(features)))
+///         rte_vhost_log_write(vid, addr, len);
+/// ```
+///
+/// @param vid
+///  vhost device ID
+/// @param addr
+///  the starting address for write (in guest physical address space)
+/// @param len
+///  the length to write
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_log_write(vid: c_int, addr: u64, len: u64) {
     boundary!((), {
@@ -235,7 +418,29 @@ pub unsafe extern "C" fn rte_vhost_log_write(vid: c_int, addr: u64, len: u64) {
     })
 }
 
-/// DPDK_23
+/// Log the used ring update start at given offset.
+///
+/// Same as rte_vhost_log_write, it's suggested to do a check before
+/// calling it:
+///
+/// ```c
+/// if (unlikely(RTE_VHOST_NEED_LOG(features)))
+///         rte_vhost_log_used_vring(vid, vring_idx, offset, len);
+/// ```
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  the vring index
+/// @param offset
+///  the offset inside the used ring
+/// @param len
+///  the length to write
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_log_used_vring(vid: c_int, vring_idx: u16, offset: u64, len: u64) {
     boundary!((), {
@@ -245,7 +450,24 @@ pub unsafe extern "C" fn rte_vhost_log_used_vring(vid: c_int, vring_idx: u16, of
     })
 }
 
-/// DPDK_23
+/// Register external message handling callbacks
+///
+/// @param vid
+///  vhost device ID
+/// @param ops
+///  virtio external callbacks to register
+/// @param ctx
+///  additional context passed to the callbacks
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `ops` must be NULL or point to a readable
+/// `struct rte_vhost_user_extern_ops`; it is copied, so it need not outlive
+/// the call. The callbacks must stay callable while the device exists, and
+/// are called from the library's threads. `ctx` is not dereferenced.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_extern_callback_register(
     vid: c_int,
@@ -266,7 +488,17 @@ pub unsafe extern "C" fn rte_vhost_extern_callback_register(
     })
 }
 
-/// DPDK_23
+/// Get vdpa device id for vhost device.
+///
+/// @param vid
+///  vhost device id
+/// @return
+///  vDPA device pointer on success, NULL on failure
+///
+/// # Safety
+/// Takes no pointers: any `vid` may be passed (an invalid one returns NULL).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vdpa_device(vid: c_int) -> *mut rte_vdpa_device {
     boundary!(std::ptr::null_mut(), {
@@ -276,7 +508,20 @@ pub unsafe extern "C" fn rte_vhost_get_vdpa_device(vid: c_int) -> *mut rte_vdpa_
     })
 }
 
-/// EXPERIMENTAL
+/// Notify the guest that should get virtio configuration space from backend.
+///
+/// @param vid
+///  vhost device ID
+/// @param need_reply
+///  wait for the master response the status of this operation
+/// @return
+///  0 on success, < 0 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// a negative value).
+///
+/// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_slave_config_change(vid: c_int, need_reply: bool) -> c_int {
     boundary!(-1, {

@@ -1,5 +1,4 @@
 //! `rte_vhost_driver_*`: registering and configuring vhost-user sockets.
-#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_int};
 
@@ -26,7 +25,38 @@ unsafe fn with_socket(path: *const c_char, f: impl FnOnce(&mut SocketConfig) -> 
     }
 }
 
-/// DPDK_23
+/// Register vhost driver. path could be different for multiple
+/// instance support.
+///
+/// This function registers a vhost driver into the system: `path` specifies
+/// the Unix domain socket file path, `flags` a combination of:
+/// - `RTE_VHOST_USER_CLIENT`: act as the client (connect to `path`) instead
+///   of the server.
+/// - `RTE_VHOST_USER_NO_RECONNECT`: as a client, do not keep trying to
+///   reconnect to the server until it succeeds.
+/// - `RTE_VHOST_USER_IOMMU_SUPPORT`: enable guest vIOMMU support.
+/// - `RTE_VHOST_USER_POSTCOPY_SUPPORT`: enable postcopy live-migration; only
+///   if the application does not pre-fault the guest shared memory.
+/// - `RTE_VHOST_USER_LINEARBUF_SUPPORT`: dequeue provides only linear
+///   (single-segment) mbufs.
+/// - `RTE_VHOST_USER_EXTBUF_SUPPORT`: dequeue may attach an external buffer
+///   to an mbuf too small for the packet.
+/// - `RTE_VHOST_USER_ASYNC_COPY`: enable the asynchronous data path.
+/// - `RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS`: report offloads of received
+///   packets as Rx offload metadata instead of the legacy Tx metadata.
+/// - `RTE_VHOST_USER_NET_STATS_ENABLE`: enable per-virtqueue statistics.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param flags
+///  RTE_VHOST_USER_* flags
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_register(path: *const c_char, flags: u64) -> c_int {
     boundary!(-1, {
@@ -44,7 +74,20 @@ pub unsafe extern "C" fn rte_vhost_driver_register(path: *const c_char, flags: u
     })
 }
 
-/// DPDK_23
+/// Unregister vhost driver. This is only meaningful to vhost user.
+///
+/// Closes the socket (and its connections) registered with
+/// rte_vhost_driver_register() for `path`.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_unregister(path: *const c_char) -> c_int {
     boundary!(-1, {
@@ -59,7 +102,19 @@ pub unsafe extern "C" fn rte_vhost_driver_unregister(path: *const c_char) -> c_i
     })
 }
 
-/// DPDK_23
+/// Start the vhost-user driver.
+///
+/// This function triggers the vhost-user negotiation.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_start(path: *const c_char) -> c_int {
     boundary!(-1, {
@@ -77,7 +132,32 @@ pub unsafe extern "C" fn rte_vhost_driver_start(path: *const c_char) -> c_int {
     })
 }
 
-/// DPDK_23
+/// Register callbacks.
+///
+/// This function registers a set of callbacks, to let DPDK applications take
+/// the appropriate action when some events happen (see
+/// struct rte_vhost_device_ops): `new_device` when a virtio device becomes
+/// ready, `destroy_device` when it is paused or shut down,
+/// `vring_state_changed` when a queue is enabled or disabled,
+/// `features_changed` when the negotiated features change (for example
+/// `VHOST_F_LOG_ALL` at the start and end of live migration),
+/// `new_connection` and `destroy_connection` when a vhost-user connection is
+/// opened or closed.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param ops
+///  the callbacks to register
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string. `ops` is kept by pointer,
+/// not copied: it must be NULL or point to a `struct rte_vhost_device_ops`
+/// that stays valid and unchanged while the socket is registered, whose
+/// callbacks may be called from the library's threads.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_callback_register(
     path: *const c_char,
@@ -94,7 +174,19 @@ pub unsafe extern "C" fn rte_vhost_driver_callback_register(
     })
 }
 
-/// DPDK_23
+/// Set the feature bits the vhost-user driver supports.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param features
+///  Supported features
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_set_features(path: *const c_char, features: u64) -> c_int {
     boundary!(-1, {
@@ -111,7 +203,24 @@ pub unsafe extern "C" fn rte_vhost_driver_set_features(path: *const c_char, feat
     })
 }
 
-/// DPDK_23
+/// Enable vhost-user driver features.
+///
+/// Note that
+/// - the param features should be a subset of the feature bits provided
+///   by rte_vhost_driver_set_features().
+/// - it must be invoked before vhost-user negotiation starts.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param features
+///  Features to enable
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_enable_features(path: *const c_char, features: u64) -> c_int {
     boundary!(-1, {
@@ -128,7 +237,21 @@ pub unsafe extern "C" fn rte_vhost_driver_enable_features(path: *const c_char, f
     })
 }
 
-/// DPDK_23
+/// Disable vhost-user driver features.
+///
+/// The two notes at rte_vhost_driver_enable_features() also apply here.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param features
+///  Features to disable
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_disable_features(path: *const c_char, features: u64) -> c_int {
     boundary!(-1, {
@@ -142,7 +265,20 @@ pub unsafe extern "C" fn rte_vhost_driver_disable_features(path: *const c_char, 
     })
 }
 
-/// DPDK_23
+/// Get the feature bits before feature negotiation.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param features
+///  A pointer to store the queried feature bits
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string; `features` NULL or valid
+/// for writing a `uint64_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_features(path: *const c_char, features: *mut u64) -> c_int {
     boundary!(-1, {
@@ -151,7 +287,19 @@ pub unsafe extern "C" fn rte_vhost_driver_get_features(path: *const c_char, feat
     })
 }
 
-/// DPDK_23
+/// Set the protocol feature bits before feature negotiation.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param features
+///  Supported protocol features
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_set_protocol_features(path: *const c_char, features: u64) -> c_int {
     boundary!(-1, {
@@ -165,7 +313,20 @@ pub unsafe extern "C" fn rte_vhost_driver_set_protocol_features(path: *const c_c
     })
 }
 
-/// DPDK_23
+/// Get the protocol feature bits before feature negotiation.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param features
+///  A pointer to store the queried protocol feature bits
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string; `features` NULL or valid
+/// for writing a `uint64_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_protocol_features(
     path: *const c_char,
@@ -177,7 +338,20 @@ pub unsafe extern "C" fn rte_vhost_driver_get_protocol_features(
     })
 }
 
-/// DPDK_23
+/// Get the queue number bits before feature negotiation.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param queue_num
+///  A pointer to store the queried queue number bits
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string; `queue_num` NULL or valid
+/// for writing a `uint32_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_queue_num(path: *const c_char, queue_num: *mut u32) -> c_int {
     boundary!(-1, {
@@ -186,7 +360,20 @@ pub unsafe extern "C" fn rte_vhost_driver_get_queue_num(path: *const c_char, que
     })
 }
 
-/// DPDK_23
+/// Set the vdpa device id, enforce single connection per socket
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param dev
+///  vDPA device pointer
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string. `dev` may be any value:
+/// only a device registered with rte_vdpa_register_device() is accepted.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_attach_vdpa_device(
     path: *const c_char,
@@ -206,7 +393,17 @@ pub unsafe extern "C" fn rte_vhost_driver_attach_vdpa_device(
     })
 }
 
-/// DPDK_23
+/// Unset the vdpa device id
+///
+/// @param path
+///  The vhost-user socket file path
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_detach_vdpa_device(path: *const c_char) -> c_int {
     boundary!(-1, {
@@ -220,7 +417,17 @@ pub unsafe extern "C" fn rte_vhost_driver_detach_vdpa_device(path: *const c_char
     })
 }
 
-/// DPDK_23
+/// Get the device id
+///
+/// @param path
+///  The vhost-user socket file path
+/// @return
+///  vDPA device pointer, NULL on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_device(path: *const c_char) -> *mut rte_vdpa_device {
     boundary!(std::ptr::null_mut(), {
@@ -233,7 +440,20 @@ pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_device(path: *const c_char) -
     })
 }
 
-/// EXPERIMENTAL
+/// Get the device type of the vdpa device.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param dev_type
+///  the device type of the vdpa device
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string; `dev_type` NULL or valid
+/// for writing a `uint32_t`.
+///
+/// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_driver_get_vdpa_dev_type(
     path: *const c_char,

@@ -1,6 +1,5 @@
 //! The inflight-tracking API of `rte_vhost.h` (used by storage back-ends such
 //! as examples/vhost_blk and SPDK).
-#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::c_int;
 
@@ -43,7 +42,25 @@ fn with_inflight(
     }
 }
 
-/// DPDK_23
+/// Set split inflight descriptor.
+///
+/// This function save descriptors that has been consumed in available
+/// ring
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param idx
+///  inflight entry index
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_inflight_desc_split(vid: c_int, vring_idx: u16, idx: u16) -> c_int {
     boundary!(-1, {
@@ -58,7 +75,27 @@ pub unsafe extern "C" fn rte_vhost_set_inflight_desc_split(vid: c_int, vring_idx
     })
 }
 
-/// DPDK_23
+/// Set packed inflight descriptor and get corresponding inflight entry
+///
+/// This function save descriptors that has been consumed
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param head
+///  head of descriptors
+/// @param last
+///  last of descriptors
+/// @param inflight_entry
+///  corresponding inflight entry
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `inflight_entry` must be NULL or valid for writing a `uint16_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_inflight_desc_packed(
     vid: c_int,
@@ -81,7 +118,24 @@ pub unsafe extern "C" fn rte_vhost_set_inflight_desc_packed(
     })
 }
 
-/// DPDK_23
+/// Clear the split inflight status.
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param last_used_idx
+///  last used idx of used ring
+/// @param idx
+///  inflight entry index
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_split(
     vid: c_int,
@@ -100,7 +154,22 @@ pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_split(
     })
 }
 
-/// DPDK_23
+/// Clear the packed inflight status.
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param head
+///  inflight entry index
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(vid: c_int, vring_idx: u16, head: u16) -> c_int {
     boundary!(-1, {
@@ -108,7 +177,22 @@ pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(vid: c_int, vring_id
     })
 }
 
-/// DPDK_23
+/// Save the head of list that the last batch of used descriptors.
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param idx
+///  descriptor entry index
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_split(vid: c_int, vring_idx: u16, idx: u16) -> c_int {
     boundary!(-1, {
@@ -116,7 +200,25 @@ pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_split(vid: c_int, vring_
     })
 }
 
-/// DPDK_23
+/// Update the inflight free_head, used_idx and used_wrap_counter.
+///
+/// This function will update status first before updating descriptors
+/// to used
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param head
+///  head of descriptors
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// -1).
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_packed(
     vid: c_int,
@@ -133,7 +235,23 @@ pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_packed(
     })
 }
 
-/// DPDK_23
+/// Get guest inflight vring info, including inflight ring and resubmit list.
+///
+/// @param vid
+///  vhost device ID
+/// @param vring_idx
+///  vring index
+/// @param vring
+///  the structure to hold the requested inflight vring info
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `vring` must be NULL or valid for writing a
+/// `struct rte_vhost_ring_inflight`. The pointers returned in it stay valid
+/// until the device is destroyed or the front-end sets a new inflight area.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vhost_ring_inflight(
     vid: c_int,
@@ -156,7 +274,28 @@ pub unsafe extern "C" fn rte_vhost_get_vhost_ring_inflight(
     })
 }
 
-/// DPDK_23
+/// Get last_avail/last_used of the vhost virtqueue
+///
+/// This function is designed for the reconnection and it's specific for
+/// the packed ring as we can get the two parameters from the inflight
+/// queueregion
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  vhost queue index
+/// @param last_avail_idx
+///  vhost last_avail_idx to get
+/// @param last_used_idx
+///  vhost last_used_idx to get
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `last_avail_idx` and `last_used_idx` must each be NULL or valid for
+/// writing a `uint16_t`.
+///
+/// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_get_vring_base_from_inflight(
     vid: c_int,
