@@ -15,7 +15,7 @@
 mod common;
 
 use std::ffi::{c_char, c_int, c_void};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -471,29 +471,6 @@ fn on_cpu(cpu: usize) {
 }
 
 // --- postcopy ---------------------------------------------------------
-
-/// Serves every fault reported on `ufd` with zero pages until `stop`.
-fn serve_faults(ufd: OwnedFd, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
-    std::thread::spawn(move || {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        // SAFETY: the userfaultfd the back-end handed over, owned from here by the Uffd.
-        let uffd = unsafe { userfaultfd::Uffd::from_raw_fd(ufd.into_raw_fd()) };
-        let mut served = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let mut pfd =
-                [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&uffd), nix::poll::PollFlags::POLLIN)];
-            if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
-                continue;
-            }
-            let Ok(Some(userfaultfd::Event::Pagefault { addr, .. })) = uffd.read_event() else { continue };
-            let page = (addr as usize & !4095) as *mut std::ffi::c_void;
-            // SAFETY: a zero page into the faulting page of a registered range.
-            let _ = unsafe { uffd.zeropage(page, 4096, true) };
-            served += 1;
-        }
-        served
-    })
-}
 
 /// Another socket answers within `limit`.
 fn other_device_is_served(other: &Server, limit: Duration) -> bool {

@@ -140,7 +140,7 @@ struct Session {
     fds: Vec<OwnedFd>,
     eventfds: Vec<nix::sys::eventfd::EventFd>,
     listening: bool,
-    ufd_server: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    ufd_server: Option<(Arc<AtomicBool>, std::thread::JoinHandle<u32>)>,
     inflight: Option<(Vec<u8>, OwnedFd)>,
     backend: Option<std::os::unix::net::UnixStream>,
 }
@@ -314,7 +314,8 @@ impl Session {
                 let mut r = self.call(Request::PostcopyAdvise, &[], &[]);
                 if let Some(ufd) = r.fds.pop() {
                     self.stop_fault_server();
-                    self.ufd_server = Some(serve_faults(ufd));
+                    let stop = Arc::new(AtomicBool::new(false));
+                    self.ufd_server = Some((Arc::clone(&stop), serve_faults(ufd, stop)));
                 }
             }
             Op::PostcopyListen => {
@@ -462,29 +463,6 @@ fn memfd(size: u64) -> OwnedFd {
     let fd = nix::sys::memfd::memfd_create(c"log", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap();
     nix::unistd::ftruncate(&fd, size as i64).unwrap();
     fd
-}
-
-/// Serves the back-end's postcopy faults with zero pages (QEMU's part).
-fn serve_faults(ufd: OwnedFd) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = Arc::clone(&stop);
-    let t = std::thread::spawn(move || {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        // SAFETY: the userfaultfd the back-end handed over, owned from here by the Uffd.
-        let uffd = unsafe { userfaultfd::Uffd::from_raw_fd(ufd.into_raw_fd()) };
-        while !s.load(Ordering::Relaxed) {
-            let mut pfd =
-                [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&uffd), nix::poll::PollFlags::POLLIN)];
-            if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(20u16)).unwrap_or(0) == 0 {
-                continue;
-            }
-            let Ok(Some(userfaultfd::Event::Pagefault { addr, .. })) = uffd.read_event() else { continue };
-            let page = (addr as usize & !4095) as *mut std::ffi::c_void;
-            // SAFETY: a zero page into the faulting page of a registered range.
-            let _ = unsafe { uffd.zeropage(page, 4096, true) };
-        }
-    });
-    (stop, t)
 }
 
 /// One sequence on a fresh connection, then the service check. Sequences

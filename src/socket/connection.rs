@@ -256,16 +256,8 @@ impl Connection {
         let mut result: Option<Result<(), ()>> = None;
         // The application's pre-hook (vhost-crypto, SPDK) may handle it.
         if let Some(h) = hooks.as_ref().filter(|h| h.has_pre()) {
-            match run_hook(h.as_ref(), true, dev.vid(), &mut header, &mut payload, &mut fds) {
-                HookResult::Reply => {
-                    send_reply(conn, ifname, header.request, &payload, &[]);
-                    need_reply = false;
-                    result = Some(Ok(()));
-                }
-                HookResult::Ok => result = Some(Ok(())),
-                HookResult::Err => result = Some(Err(())),
-                HookResult::NotHandled => {}
-            }
+            let rc = run_hook(h.as_ref(), true, dev.vid(), &mut header, &mut payload, &mut fds);
+            result = settle(rc, conn, ifname, &header, &payload, &mut need_reply);
         }
         let mut events = Vec::new();
         if let (Some(req), None) = (request, result) {
@@ -281,16 +273,8 @@ impl Connection {
         }
         if result != Some(Err(())) {
             if let Some(h) = hooks.as_ref().filter(|h| h.has_post()) {
-                match run_hook(h.as_ref(), false, dev.vid(), &mut header, &mut payload, &mut fds) {
-                    HookResult::Reply => {
-                        send_reply(conn, ifname, header.request, &payload, &[]);
-                        need_reply = false;
-                        result = Some(Ok(()));
-                    }
-                    HookResult::Ok => result = Some(Ok(())),
-                    HookResult::Err => result = Some(Err(())),
-                    HookResult::NotHandled => {}
-                }
+                let rc = run_hook(h.as_ref(), false, dev.vid(), &mut header, &mut payload, &mut fds);
+                result = settle(rc, conn, ifname, &header, &payload, &mut need_reply).or(result);
             }
         }
         // Fds nobody took are closed here.
@@ -512,6 +496,29 @@ fn postcopy_ack(conn: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
 
 /// Runs a hook over DPDK's message-context layout and takes back what it
 /// changed: payload and size, flags, and fds it consumed (set to -1).
+/// What a hook's answer makes of the message: `Some` outcome if the hook
+/// settled it (a reply it wrote is sent now, and no ack follows), `None`
+/// if it left the message to the library.
+fn settle(
+    rc: HookResult,
+    conn: std::os::fd::BorrowedFd<'_>,
+    ifname: &str,
+    header: &Header,
+    payload: &[u8],
+    need_reply: &mut bool,
+) -> Option<Result<(), ()>> {
+    match rc {
+        HookResult::Reply => {
+            send_reply(conn, ifname, header.request, payload, &[]);
+            *need_reply = false;
+            Some(Ok(()))
+        }
+        HookResult::Ok => Some(Ok(())),
+        HookResult::Err => Some(Err(())),
+        HookResult::NotHandled => None,
+    }
+}
+
 fn run_hook(
     hooks: &dyn MessageHooks,
     pre: bool,

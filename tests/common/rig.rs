@@ -360,3 +360,30 @@ pub fn areas_at(base: u64, layout: Layout, size: u16) -> RingAreas {
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
+
+/// Plays QEMU's postcopy part: serves every fault reported on `ufd` with a
+/// zero page until `stop`; returns how many it served.
+pub fn serve_faults(
+    ufd: std::os::fd::OwnedFd,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the userfaultfd the back-end handed over, owned from here by the Uffd.
+        let uffd = unsafe { userfaultfd::Uffd::from_raw_fd(ufd.into_raw_fd()) };
+        let mut served = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut pfd =
+                [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&uffd), nix::poll::PollFlags::POLLIN)];
+            if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
+                continue;
+            }
+            let Ok(Some(userfaultfd::Event::Pagefault { addr, .. })) = uffd.read_event() else { continue };
+            let page = (addr as usize & !4095) as *mut std::ffi::c_void;
+            // SAFETY: a zero page into the faulting page of a registered range.
+            let _ = unsafe { uffd.zeropage(page, 4096, true) };
+            served += 1;
+        }
+        served
+    })
+}
