@@ -47,14 +47,15 @@ done
 sleep 1
 [ -n "$q" ] && rvstream channels eth0 "$q"
 ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0
-echo "GUEST: eth0 up, $(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) rx queues, iommu groups: $(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)"
+echo "GUEST: eth0 up, $(nproc) CPUs, $(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) rx queues, iommu groups: $(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)$(dmesg | grep -q 'DMAR: IOMMU enabled' && echo ', DMAR: IOMMU enabled')"
 if [ "$mode" = ping ]; then
-  # One flow per destination (icmpecho answers any address): with several
-  # queues, the flows hash onto different transmit queues.
-  i=0
+  # One flow per destination (icmpecho answers any address), the i-th on
+  # CPU i modulo the CPU count: with as many CPUs as queues, virtio-net's
+  # XPS map sends each CPU's packets on its own transmit queue.
+  i=0 ncpu=$(nproc)
   for d in 1 3 4 5; do
     [ $i -ge "$ndst" ] && break
-    ping -c "$nping" -i 0.2 -W 2 10.0.0.$d > /tmp/ping$d.txt 2>&1 &
+    taskset -c $((i % ncpu)) ping -c "$nping" -i 0.2 -W 2 10.0.0.$d > /tmp/ping$d.txt 2>&1 &
     i=$((i + 1))
   done
   wait

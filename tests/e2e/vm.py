@@ -25,7 +25,7 @@ def build_stream_image():
 class QMP:
     """QMP over a unix socket: one command at a time, events kept aside."""
 
-    def __init__(self, path, timeout=60.0):
+    def __init__(self, path, timeout=60.0, alive=lambda: True):
         end = time.time() + timeout
         while True:
             try:
@@ -34,7 +34,7 @@ class QMP:
                 break
             except OSError:
                 self.s.close()
-                if time.time() > end:
+                if time.time() > end or not alive():
                     raise
                 time.sleep(0.1)
         self.s.settimeout(timeout)
@@ -80,7 +80,7 @@ class Qemu:
     virtio-net-pci properties; `extra`: more arguments (before -device)."""
 
     def __init__(self, tag, machine, mem, sock, append, net="", extra=(), incoming=None, trace=None,
-                 initrd="initrd-stream.gz", queues=1, mem_size="256M", netdev_bus=None):
+                 initrd="initrd-stream.gz", queues=1, mem_size="256M", netdev_bus=None, smp=1):
         self.tag = tag
         self.serial = tempfile.mktemp(prefix=f"rvhost-{tag}-", suffix=".serial")
         self.qmp_path = tempfile.mktemp(prefix=f"rvhost-{tag}-", suffix=".qmp")
@@ -88,7 +88,7 @@ class Qemu:
         self.trace = trace
         mq = f",mq=on,vectors=0" if queues > 1 else ",vectors=0"
         bus = f",bus={netdev_bus}" if netdev_bus else ""
-        cmd = ["qemu-system-x86_64"] + machine + ["-m", mem_size, "-smp", "1",
+        cmd = ["qemu-system-x86_64"] + machine + ["-m", mem_size, "-smp", str(smp),
                "-object", mem, "-numa", "node,memdev=mem"] + list(extra) + [
                "-chardev", f"socket,id=chr0,path={sock}",
                "-netdev", f"type=vhost-user,id=net0,chardev=chr0,queues={queues}",
@@ -109,7 +109,13 @@ class Qemu:
         self.qmp = None
 
     def connect(self):
-        self.qmp = QMP(self.qmp_path)
+        try:
+            self.qmp = QMP(self.qmp_path, alive=lambda: self.p.poll() is None)
+        except OSError:
+            if self.p.poll() is not None:
+                time.sleep(0.2)
+                raise RuntimeError(f"{self.tag} QEMU exited ({self.p.returncode}): {self.died()}")
+            raise
         return self.qmp
 
     def console(self):
@@ -133,11 +139,19 @@ class Qemu:
             if m:
                 return m
             if self.p.poll() is not None:
-                raise RuntimeError(f"{self.tag} QEMU exited ({self.p.returncode}): {self.stderr()[-800:]}"
-                                   f" console: {self.console()[-800:]}")
+                raise RuntimeError(f"{self.tag} QEMU exited ({self.p.returncode}): {self.died()}")
             time.sleep(0.2)
         raise TimeoutError(f"{self.tag}: no '{pattern}' on the console within {timeout} s: "
                            f"{self.console()[-1200:]}")
+
+    def died(self):
+        """Why this QEMU exited: its stderr, else the guest's last words."""
+        err = self.stderr().strip()
+        if err:
+            return err[-600:]
+        con = self.console()
+        m = re.search(r"(RIP: .*|BUG: .*|general protection fault.*)\n(?:.*\n)*?.*(Kernel panic.*)", con)
+        return " / ".join(m.groups()) if m else "console: " + con.strip()[-300:]
 
     def wait_reports(self, n, timeout, start=0):
         """Waits for n "STREAM ..." reports on the console after offset start."""
@@ -147,7 +161,7 @@ class Qemu:
                 raise TimeoutError(f"{self.tag}: fewer than {n} stream reports within {timeout} s: "
                                    f"{self.console()[start:][-1200:]}")
             if self.p.poll() is not None:
-                raise RuntimeError(f"{self.tag} QEMU exited ({self.p.returncode}): {self.stderr()[-800:]}")
+                raise RuntimeError(f"{self.tag} QEMU exited ({self.p.returncode}): {self.died()}")
             time.sleep(0.2)
 
     def quit(self):
