@@ -1,13 +1,86 @@
 #!/bin/bash
-# rvhost-e2e: helper (used by qemu_guest.py; not a test of its own)
-# Builds a tiny Linux guest for the QEMU test: Debian's kernel and a busybox
-# initramfs that loads the virtio-net driver, configures 10.0.0.2/24 and pings
-# 10.0.0.1 (testpmd's icmpecho behind the vhost-user port).
-# Output: $GUEST_DIR/vmlinuz and $GUEST_DIR/initrd.gz (cached).
+# rvhost-e2e: helper (used by qemu_guest.py, migration.py, viommu.py; not a test of its own)
+# Builds a tiny Linux guest for the QEMU tests: Debian's kernel and a busybox
+# initramfs.
+#   guest-image.sh          initrd.gz: loads the virtio-net driver, configures
+#                           10.0.0.2/24, pings 10.0.0.1 (testpmd's icmpecho
+#                           behind the vhost-user port) and powers off.
+#   guest-image.sh stream   initrd-stream.gz: the same drivers plus rvstream
+#                           (guest/rvstream.c, built static here); its init
+#                           reads rvmode= etc. from the kernel command line
+#                           (see the init below) and keeps running.
+# Intel IOMMU, PCIe ports and ATS are built into Debian's kernel
+# (CONFIG_INTEL_IOMMU=y, CONFIG_PCIEPORTBUS=y, CONFIG_PCI_ATS=y): the vIOMMU
+# guest needs no module beyond the virtio ones.
+# Output in $GUEST_DIR: vmlinuz and initrd.gz / initrd-stream.gz (cached; the
+# stream image is rebuilt when this script or rvstream.c changes).
 set -euo pipefail
+variant=${1:-basic}
+here=$(cd "$(dirname "$0")" && pwd)
 dir=${GUEST_DIR:-/var/tmp/rvhost-guest}
 mkdir -p "$dir"
 cd "$dir"
+if [ "$variant" = stream ]; then
+  stamp=$(cat "$here/guest-image.sh" "$here/guest/rvstream.c" | sha256sum | cut -c1-16)
+  if [ -s vmlinuz ] && [ -s initrd-stream.gz ] && [ "$(cat initrd-stream.stamp 2>/dev/null)" = "$stamp" ]; then exit 0; fi
+  [ -s vmlinuz ] && [ -s initrd.gz ] && [ -d root ] || { rm -f initrd.gz; GUEST_DIR=$dir "$here/guest-image.sh"; }
+  dpkg -s gcc libc6-dev >/dev/null 2>&1 || apt-get install -y -qq gcc libc6-dev >/dev/null
+  rm -rf root-stream && cp -a root root-stream
+  gcc -O2 -Wall -static -o root-stream/bin/rvstream "$here/guest/rvstream.c"
+  cat > root-stream/init <<'INIT'
+#!/bin/busybox sh
+# Kernel command line: rvmode=stream|ping (default stream), rvq=N (combined
+# channels to set), rvpps=, rvhold=, rvndst= (rvstream stream options),
+# rvping=N (pings per destination in ping mode).
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mkdir -p /tmp
+mode=stream q= pps=200 hold=1500 ndst=1 nping=10
+for w in $(cat /proc/cmdline); do
+  case $w in
+    rvmode=*) mode=${w#*=};; rvq=*) q=${w#*=};; rvpps=*) pps=${w#*=};;
+    rvhold=*) hold=${w#*=};; rvndst=*) ndst=${w#*=};; rvping=*) nping=${w#*=};;
+  esac
+done
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+  insmod /mod/$m.ko
+done
+sleep 1
+[ -n "$q" ] && rvstream channels eth0 "$q"
+ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0
+echo "GUEST: eth0 up, $(nproc) CPUs, $(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) rx queues, iommu groups: $(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)$(dmesg | grep -q 'DMAR: IOMMU enabled' && echo ', DMAR: IOMMU enabled')"
+if [ "$mode" = ping ]; then
+  # One flow per destination (icmpecho answers any address), the i-th on
+  # CPU i modulo the CPU count: with as many CPUs as queues, virtio-net's
+  # XPS map sends each CPU's packets on its own transmit queue.
+  i=0 ncpu=$(nproc)
+  for d in 1 3 4 5; do
+    [ $i -ge "$ndst" ] && break
+    taskset -c $((i % ncpu)) ping -c "$nping" -i 0.2 -W 2 10.0.0.$d > /tmp/ping$d.txt 2>&1 &
+    i=$((i + 1))
+  done
+  wait
+  for d in 1 3 4 5; do
+    [ -e /tmp/ping$d.txt ] && echo "GUEST-PING 10.0.0.$d: $(grep 'packets transmitted' /tmp/ping$d.txt)"
+  done
+  ping -c 3 -s 1400 -W 2 10.0.0.1 > /tmp/pingl.txt 2>&1
+  echo "GUEST-PING-LARGE: $(grep 'packets transmitted' /tmp/pingl.txt)"
+  echo "GUEST: done"
+  poweroff -f
+fi
+# stream: pings in the background, rvstream in the foreground, forever.
+(while :; do
+  echo "GUEST-PING: $(ping -c 4 -i 0.5 -W 2 10.0.0.1 2>&1 | grep 'packets transmitted')"
+  sleep 1
+done) &
+exec rvstream stream -p "$pps" -H "$hold" -n "$ndst"
+INIT
+  chmod +x root-stream/init
+  (cd root-stream && find . | cpio -o -H newc --quiet | gzip -1) > initrd-stream.gz.tmp
+  mv initrd-stream.gz.tmp initrd-stream.gz
+  echo "$stamp" > initrd-stream.stamp
+  echo "stream guest image in $dir"
+  exit 0
+fi
 if [ -s vmlinuz ] && [ -s initrd.gz ]; then exit 0; fi
 export DEBIAN_FRONTEND=noninteractive
 dpkg -s qemu-system-x86 busybox-static cpio >/dev/null 2>&1 || apt-get install -y -qq qemu-system-x86 busybox-static cpio >/dev/null
