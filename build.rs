@@ -16,7 +16,12 @@ fn pkg_config(args: &[&str]) -> Vec<String> {
 fn main() {
     println!("cargo:rerun-if-changed=src/dpdk/shim.c");
     println!("cargo:rerun-if-changed=src/guest/guest_copy.c");
-    cc::Build::new().file("src/guest/guest_copy.c").opt_level(3).warnings(true).compile("rvhost_guest_copy");
+    cc::Build::new()
+        .file("src/guest/guest_copy.c")
+        .opt_level(3)
+        .flag("-fno-plt")
+        .warnings(true)
+        .compile("rvhost_guest_copy");
     let cflags = pkg_config(&["--cflags"]);
     let mut build = cc::Build::new();
     build.file("src/dpdk/shim.c").opt_level(3).warnings(true);

@@ -263,3 +263,43 @@ fn bad_iotlb_messages_are_refused_and_misses_without_a_channel_are_harmless() {
         assert_eq!(rig.enqueue_once(0, &pattern(60, 1)), 0);
     }
 }
+
+/// A guest whose IOMMU is flushed after every packet (Linux's intel-iommu
+/// under QEMU) would have every burst miss: the device asks for posted
+/// buffers (all their pages) as soon as it sees them, so the burst that
+/// needs them finds them mapped, and the ring stays ready while it waits
+/// for its own areas after an invalidation.
+#[test]
+fn posted_buffers_are_asked_for_before_a_burst_needs_them() {
+    let _s = serial();
+    let mut d = Iommu::connect("ahead", F_VERSION_1);
+    let areas = areas_at(0x10000, Layout::Split, 256);
+    let mut rxq = d.rig.ring(0, Layout::Split, 256, areas);
+    d.serve_misses();
+    // One buffer in one page, one across two pages.
+    rxq.post(&[rx(0x40000)]).unwrap();
+    rxq.post(&[Buf { gpa: 0x4fc00, len: 2048, write: true }]).unwrap();
+    // Any message (here an unrelated mapping) makes the device look.
+    d.map_page(IOVA_BASE + 0x90000, 0x90000, RO);
+    let mut asked = d.serve_misses();
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        vec![(IOVA_BASE + 0x40000, WO), (IOVA_BASE + 0x4fc00, WO), (IOVA_BASE + 0x50000, WO)],
+        "both buffers, every page, before any burst"
+    );
+    assert_eq!(d.rig.enqueue_once(0, &pattern(60, 1)), 1, "the first burst finds its buffer mapped");
+    assert_eq!(d.rig.enqueue_once(0, &pattern(1500, 2)), 1, "and the one across two pages");
+    assert_eq!(rxq.pop_used().map(|u| u.len), Some(72));
+    assert_eq!(rxq.pop_used().map(|u| u.len), Some(1512));
+
+    // Everything invalidated: the ring waits for its areas, still ready;
+    // once they are mapped again service resumes.
+    assert_eq!(d.iotlb(INVALIDATE, 0, u64::MAX, 0, 0), 0);
+    rxq.post(&[rx(0x40000)]).unwrap();
+    assert_eq!(d.rig.enqueue_once(0, &pattern(60, 3)), 0, "nothing moves without the ring");
+    let served = d.serve_misses();
+    assert!(served.contains(&(IOVA_BASE + areas.desc, RW)), "{served:x?}");
+    d.serve_misses();
+    assert_eq!(d.rig.enqueue(0, &pattern(60, 3)), 1);
+}

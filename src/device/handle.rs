@@ -13,6 +13,10 @@ use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::VqState;
 use crate::vlog;
 
+/// Behind a virtual IOMMU, how many posted buffers of each ring are
+/// looked up after every message, and asked for if unmapped.
+const PREFETCHED_TRANSLATIONS: u16 = 8;
+
 /// What the socket offers this connection (narrowed by its vDPA device).
 #[derive(Clone, Copy, Debug)]
 pub struct Offer {
@@ -128,25 +132,47 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     let mut ctx = Ctx { dev, ifname, offer, held, events: Vec::new() };
     let reply = dispatch(&mut ctx, msg);
     // Ring readiness may have changed; a ring that missed in the IOTLB
-    // asks for its areas.
+    // asks for its areas, and for its posted buffers (asked once the ring
+    // lock is released: the requests are syscalls).
+    let (mut misses, mut ahead) = (Vec::new(), Vec::new());
+    // IOTLB messages come by the hundred while bursts wait for them: they
+    // look at a ring only if no burst holds it (one that does has its
+    // areas, so its readiness did not change).
+    let iotlb = matches!(request, crate::protocol::Request::IotlbMsg) && ctx.held.is_empty();
     if !matches!(reply, Reply::Err) {
         for i in 0..dev.nr_vring() as u16 {
-            let changed = ctx.vq(i, |vq| {
-                if let Some((iova, perm)) = vq.iotlb_miss.take() {
-                    dev.iotlb_miss(iova, perm);
+            let mut step = |vq: &mut VqState| {
+                if let Some(view) = vq.iotlb.as_ref().and_then(|v| dev.newer_view(v.generation())) {
+                    vq.adopt_view(view);
                 }
+                misses.append(&mut vq.iotlb_misses);
+                ahead.extend(vq.unmapped_buffers(PREFETCHED_TRANSLATIONS));
                 let now = vq.is_ready();
                 (now != vq.ready).then(|| {
                     vq.ready = now;
                     now
                 })
-            });
-            if let Some(Some(enable)) = changed {
+            };
+            let changed = if iotlb {
+                dev.vq(i).and_then(|vq| vq.try_lock()).and_then(|mut g| step(&mut g))
+            } else {
+                ctx.vq(i, step).flatten()
+            };
+            if let Some(enable) = changed {
                 ctx.events.push(Event::VringState { queue: i, enable });
             }
         }
     }
-    Handled { reply, events: ctx.events }
+    // (Held ring locks, if any, go with the context.)
+    let events = std::mem::take(&mut ctx.events);
+    drop(ctx);
+    for (iova, perm) in misses {
+        dev.iotlb_miss(iova, perm);
+    }
+    for (iova, perm) in ahead {
+        dev.iotlb_ask_ahead(iova, perm);
+    }
+    Handled { reply, events }
 }
 
 fn ring_index(msg: &Message) -> Option<u32> {

@@ -3,10 +3,14 @@
 //! through, and the misses the device asks the front-end for on the
 //! back-end request channel.
 //!
-//! An IOTLB message locks every ring (its request row says so): no burst
-//! runs while the table changes, and each ring gets the new view before
-//! its lock is released, so an invalidated range is never touched again.
+//! An IOTLB message builds the new view first, then gives it to each ring
+//! under that ring's lock, one ring at a time: a burst uses the view its
+//! ring had when it took the lock, so once the message is answered no
+//! burst can touch an invalidated range again. Bursts of other rings go on
+//! meanwhile (a guest that maps and unmaps per packet sends these by the
+//! hundred).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,29 +20,31 @@ use crate::guest::iotlb::{IotlbEntry, IotlbView};
 use crate::guest::GuestMemory;
 use crate::protocol::features::{bit, VIRTIO_F_IOMMU_PLATFORM};
 use crate::protocol::{backend_request, Iotlb};
+use crate::virtqueue::VqState;
 use crate::vlog;
 
-/// Misses asked for and not answered, at most (past it all are forgotten).
-const MAX_PENDING: usize = 64;
+/// Buffers asked for ahead of need and not answered, at most: more wait
+/// until answers come (QEMU answers in order; asking for a whole ring's
+/// buffers at once would put a miss a burst waits for behind all of them).
+/// What a burst or a ring misses is asked for at once.
+const MAX_AHEAD: usize = 16;
 /// A miss not answered after this long is asked again (the front-end
 /// ignores misses the guest had not mapped yet).
-const MISS_RETRY: Duration = Duration::from_millis(100);
+const MISS_RETRY: Duration = Duration::from_secs(1);
 
 /// The misses asked for and not answered yet, by page and rights.
 #[derive(Debug, Default)]
 pub(super) struct PendingMisses(Vec<(u64, u8, Instant)>);
 
 impl PendingMisses {
-    /// Whether to ask for `page` with `perm` now (not asked recently); if
-    /// so it is recorded as asked.
-    fn ask(&mut self, page: u64, perm: u8) -> bool {
+    /// Whether to ask for `page` with `perm` now (not asked recently, and
+    /// for a page asked `ahead` of need, room for one more); if so it is
+    /// recorded as asked.
+    fn ask(&mut self, page: u64, perm: u8, ahead: bool) -> bool {
         let now = Instant::now();
         self.0.retain(|&(_, _, at)| now.duration_since(at) < MISS_RETRY);
-        if self.0.iter().any(|&(p, r, _)| p == page && r == perm) {
+        if (ahead && self.0.len() >= MAX_AHEAD) || self.0.iter().any(|&(p, r, _)| p == page && r == perm) {
             return false;
-        }
-        if self.0.len() >= MAX_PENDING {
-            self.0.clear();
         }
         self.0.push((page, perm, now));
         true
@@ -83,12 +89,44 @@ impl DeviceState {
 }
 
 impl Device {
+    /// Records `translation`'s IOTLB view as the newest (what bursts adopt);
+    /// returns it.
+    pub(super) fn publish(
+        &self,
+        translation: (Arc<GuestMemory>, Option<Arc<IotlbView>>),
+    ) -> (Arc<GuestMemory>, Option<Arc<IotlbView>>) {
+        let mut latest = self.iotlb_latest.lock();
+        *latest = translation.1.clone();
+        self.iotlb_generation.store(latest.as_ref().map_or(0, |v| v.generation()), Ordering::Release);
+        translation
+    }
+
+    /// The newest IOTLB view if it is not generation `have` (a burst's
+    /// check: one atomic load when nothing changed).
+    #[inline]
+    pub fn newer_view(&self, have: u64) -> Option<Arc<IotlbView>> {
+        if self.iotlb_generation.load(Ordering::Acquire) == have {
+            return None;
+        }
+        self.iotlb_latest.lock().clone()
+    }
+
     /// A burst or a ring translation missed `iova` with rights `perm`: ask
     /// the front-end for it (IOTLB_MSG miss), once until it answers. Never
     /// waits: a busy channel is tried again by the next burst that misses.
     pub fn iotlb_miss(&self, iova: u64, perm: u8) {
+        self.ask_iotlb(iova, perm, false);
+    }
+
+    /// Asks for a posted buffer before a burst needs it (at most
+    /// `MAX_AHEAD` of these outstanding).
+    pub(super) fn iotlb_ask_ahead(&self, iova: u64, perm: u8) {
+        self.ask_iotlb(iova, perm, true);
+    }
+
+    fn ask_iotlb(&self, iova: u64, perm: u8, ahead: bool) {
         let page = iova & !(PAGE - 1);
-        if !self.iotlb_pending.lock().ask(page, perm) {
+        if !self.iotlb_pending.lock().ask(page, perm, ahead) {
             return;
         }
         let msg = Iotlb { iova, perm, kind: Iotlb::MISS, ..Default::default() };
@@ -111,6 +149,17 @@ impl Device {
 /// VHOST_USER_IOTLB_MSG: a mapping added or removed; every ring is
 /// translated again through the new table.
 pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
+    vlog!(
+        Config,
+        Debug,
+        ctx.ifname,
+        "IOTLB message type {}: IOVA {:#x} size {:#x} address {:#x} perm {}",
+        m.kind,
+        m.iova,
+        m.size,
+        m.uaddr,
+        m.perm
+    );
     let (mem, view) = {
         let mut st = ctx.dev.state.lock();
         match m.kind {
@@ -146,13 +195,27 @@ pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
                 return Reply::Err;
             }
         }
-        st.translation()
+        ctx.dev.publish(st.translation())
     };
     let ifname = ctx.ifname.clone();
-    ctx.for_each_vq(|vq| {
+    // Not `locks_rings`: each ring is locked only while it takes the view.
+    // After an update, a translated ring keeps its areas and adopts the
+    // view at its next burst; after an invalidation every ring takes the
+    // new view before the front-end is answered.
+    let translate = |vq: &mut VqState| {
         if let Err(why) = vq.set_translation(&mem, view.clone()) {
             vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
         }
-    });
+    };
+    if m.kind == Iotlb::INVALIDATE {
+        ctx.for_each_vq(translate);
+    } else {
+        // A ring a burst holds is translated: it adopts the view itself.
+        for vq in ctx.dev.vqs() {
+            if let Some(mut g) = vq.lock_for_burst().filter(|g| !g.rings_ok()) {
+                translate(&mut g);
+            }
+        }
+    }
     Reply::Ok
 }

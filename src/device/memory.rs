@@ -71,7 +71,7 @@ impl Device {
     /// ring lets go of it).
     fn use_memory(&self, ifname: &str, mem: &Arc<GuestMemory>) {
         let rings = self.lock_rings();
-        let (mem, view) = self.state.lock().replace_memory(mem);
+        let (mem, view) = self.publish(self.state.lock().replace_memory(mem));
         for mut vq in rings {
             if let Err(why) = vq.set_translation(&mem, view.clone()) {
                 vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
@@ -117,7 +117,7 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
         }
         return Reply::PostcopyTable(ours.to_bytes(), PendingTable { mem });
     }
-    let (mem, view) = ctx.dev.state.lock().replace_memory(&mem);
+    let (mem, view) = ctx.dev.publish(ctx.dev.state.lock().replace_memory(&mem));
     let ifname = ctx.ifname.clone();
     ctx.for_each_vq(|vq| {
         if let Err(why) = vq.set_translation(&mem, view.clone()) {

@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use crate::guest::dirty_log::DirtyLog;
-use crate::guest::iotlb::Iotlb;
+use crate::guest::iotlb::{Iotlb, IotlbView};
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
 use crate::protocol::features::{self, bit};
@@ -108,6 +108,10 @@ pub struct Device {
     rarp_mac: Mutex<[u8; 6]>,
     /// IOTLB misses asked for (taken by bursts; never held with another lock).
     iotlb_pending: Mutex<iommu::PendingMisses>,
+    /// The newest IOTLB view and its generation, which bursts adopt when
+    /// theirs is older (IOTLB updates do not lock the rings).
+    iotlb_latest: Mutex<Option<Arc<IotlbView>>>,
+    iotlb_generation: AtomicU64,
 }
 
 impl Device {
@@ -122,6 +126,8 @@ impl Device {
             broadcast_rarp: AtomicBool::new(false),
             rarp_mac: Mutex::new([0; 6]),
             iotlb_pending: Mutex::new(Default::default()),
+            iotlb_latest: Mutex::new(None),
+            iotlb_generation: AtomicU64::new(0),
         }
     }
 
@@ -142,7 +148,7 @@ impl Device {
         }
         let ((mem, view), features, log) = {
             let st = self.state.lock();
-            (st.translation(), st.features, st.log.clone())
+            (self.publish(st.translation()), st.features, st.log.clone())
         };
         for vq in &self.vqs[old as usize..=qid as usize] {
             let mut s = vq.lock();
@@ -295,6 +301,8 @@ impl Device {
         self.broadcast_rarp.store(false, Ordering::Relaxed);
         *self.rarp_mac.lock() = [0; 6];
         self.iotlb_pending.lock().clear();
+        *self.iotlb_latest.lock() = None;
+        self.iotlb_generation.store(0, Ordering::Release);
     }
 }
 

@@ -50,7 +50,7 @@ pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
         ctx.truncate_rings(2);
     }
     let ifname = ctx.ifname.clone();
-    let (mem, view) = ctx.dev.state.lock().translation();
+    let (mem, view) = ctx.dev.publish(ctx.dev.state.lock().translation());
     ctx.for_each_vq(|vq| {
         vq.features = features;
         // A translated ring is checked again for the layout now negotiated

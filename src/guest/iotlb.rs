@@ -105,7 +105,9 @@ impl Iotlb {
                 off += n;
             }
         }
-        IotlbView { mem_id: mem.id(), entries: out }
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        IotlbView { mem_id: mem.id(), generation, entries: out }
     }
 }
 
@@ -124,12 +126,20 @@ struct ViewEntry {
 pub struct IotlbView {
     /// The `GuestMemory::id` the addresses belong to.
     mem_id: u64,
+    /// Views are numbered as they are made: a later one holds at least
+    /// what an earlier one held, unless something was invalidated in
+    /// between (which the device hands to every ring itself).
+    generation: u64,
     entries: Vec<ViewEntry>,
 }
 
 impl IotlbView {
     pub fn mem_id(&self) -> u64 {
         self.mem_id
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Our address of `iova` and how many of the `len` bytes from there
@@ -142,6 +152,26 @@ impl IotlbView {
         let e = self.entries.get(i).filter(|e| iova >= e.iova && e.perm & perm == perm)?;
         let off = iova - e.iova;
         Some((e.hva + off, len.min(e.len - off)))
+    }
+
+    /// Where [iova, iova + len) is not mapped with `perm`: the first such
+    /// IOVA, then the start of each further page, at most `max` of them
+    /// (what to ask the front-end for: it answers a miss with its page).
+    pub fn unmapped(&self, iova: u64, len: u64, perm: u8, max: usize) -> Vec<u64> {
+        const PAGE: u64 = 4096;
+        let mut out = Vec::new();
+        let end = iova.saturating_add(len);
+        let mut at = iova;
+        while at < end && out.len() < max {
+            match self.lookup(at, end - at, perm) {
+                Some((_, n)) => at += n,
+                None => {
+                    out.push(at);
+                    at = (at | (PAGE - 1)).saturating_add(1);
+                }
+            }
+        }
+        out
     }
 
     /// Our address of `len` bytes at `iova` that must be contiguous here
@@ -211,6 +241,23 @@ mod tests {
         );
         assert_eq!(v.lookup(0x8000_3fff, 10, PERM_RO), Some((base + 0x3fff, 1)));
         assert_eq!(v.lookup(0x8000_4000, 1, PERM_RO), None, "a miss");
+    }
+
+    #[test]
+    fn unmapped_names_every_missing_page_once() {
+        let mem = memory();
+        let mut t = Iotlb::default();
+        t.update(e(0x2000, 0x1000, 0x100_0000, PERM_RW));
+        t.update(e(0x5000, 0x1000, 0x100_1000, PERM_RO));
+        let v = t.view(&mem);
+        assert_eq!(
+            v.unmapped(0x1800, 0x4900, PERM_RW, usize::MAX),
+            vec![0x1800, 0x3000, 0x4000, 0x5000, 0x6000],
+            "the first IOVA itself, then each page: 0x5000 is mapped read-only"
+        );
+        assert_eq!(v.unmapped(0x1800, 0x4900, PERM_RO, 2), vec![0x1800, 0x3000], "at most `max`");
+        assert_eq!(v.unmapped(0x2000, 0x1000, PERM_WO, 8), Vec::<u64>::new());
+        assert_eq!(v.unmapped(u64::MAX - 2, 10, PERM_RO, 8), vec![u64::MAX - 2], "no wrap at the top");
     }
 
     #[test]

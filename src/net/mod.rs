@@ -192,6 +192,17 @@ fn memory_lost_slow(dev: &Device, vq: &VqState) -> bool {
     true
 }
 
+/// Behind a virtual IOMMU: the device's newest IOTLB view, if the ring's
+/// is older (IOTLB updates leave translated rings to adopt it here).
+#[inline(always)]
+fn adopt_newer_view(dev: &Device, vq: &mut VqState) {
+    if let Some(have) = vq.iotlb.as_ref().map(|v| v.generation()) {
+        if let Some(view) = dev.newer_view(have) {
+            vq.adopt_view(view);
+        }
+    }
+}
+
 /// Looks up ring `qid` for a burst in direction `tx` (DPDK's
 /// `is_valid_virt_queue_idx`: RX rings are even, TX rings odd).
 fn burst_vq<'d>(dev: &'d Device, qid: u16, tx: bool, func: &str) -> Option<&'d crate::virtqueue::Virtqueue> {
@@ -505,11 +516,12 @@ fn fill_mbuf_chained(
 /// ring `qid`; returns how many. The caller keeps ownership of the mbufs.
 pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
-    let Some(mut s) = vq.try_lock() else { return 0 };
+    let Some(mut s) = vq.lock_for_burst() else { return 0 };
     let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
     if memory_lost(dev, &s) {
         return 0;
     }
+    adopt_newer_view(dev, &mut s);
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
     let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| {
@@ -526,11 +538,12 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
 /// guest's TX ring `qid` into mbufs from `pool`, RARP first if requested.
 pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
-    let Some(mut s) = vq.try_lock() else { return 0 };
+    let Some(mut s) = vq.lock_for_burst() else { return 0 };
     let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else { return 0 };
     if memory_lost(dev, &s) {
         return 0;
     }
+    adopt_newer_view(dev, &mut s);
     let sf = dev.socket_flags();
     let opts = DequeueOpts {
         stats: sf & flags::NET_STATS_ENABLE != 0,

@@ -214,7 +214,7 @@ requests! {
     SendRarp = 19, "VHOST_USER_SEND_RARP", Exact(8), None, true, None;
     NetSetMtu = 20, "VHOST_USER_NET_SET_MTU", Exact(8), None, true, None;
     SetSlaveReqFd = 21, "VHOST_USER_SET_SLAVE_REQ_FD", Ignored, One, true, None;
-    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG", Exact(Iotlb::SIZE), None, true, None;
+    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG", Exact(Iotlb::SIZE), None, false, None;
     GetConfig = 24, "VHOST_USER_GET_CONFIG", Variable, None, false, None;
     SetConfig = 25, "VHOST_USER_SET_CONFIG", Variable, None, false, None;
     PostcopyAdvise = 28, "VHOST_USER_POSTCOPY_ADVISE", Ignored, None, false, None;

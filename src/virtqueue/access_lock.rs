@@ -45,6 +45,29 @@ impl<T> AccessLock<T> {
             .map(|_| AccessGuard { lock: self })
     }
 
+    /// The datapath's lock: `try_lock`, and if the control plane holds the
+    /// ring, a few microseconds of spinning before giving up (the burst
+    /// then moves nothing). Most control-plane holds are that short (an
+    /// IOTLB update handing a ring its new view); a burst that simply
+    /// failed would drop the packets the application gave it.
+    #[inline]
+    pub fn try_lock_briefly(&self) -> Option<AccessGuard<'_, T>> {
+        self.try_lock().or_else(|| self.spin_for_lock())
+    }
+
+    #[cold]
+    fn spin_for_lock(&self) -> Option<AccessGuard<'_, T>> {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+            if !self.locked.load(Ordering::Relaxed) {
+                if let Some(g) = self.try_lock() {
+                    return Some(g);
+                }
+            }
+        }
+        None
+    }
+
     /// Waits for the lock (control plane): spins briefly, then yields.
     pub fn lock(&self) -> AccessGuard<'_, T> {
         let mut spins = 0u32;

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use access_lock::{AccessGuard, AccessLock};
 
 use crate::guest::dirty_log::DirtyLog;
-use crate::guest::iotlb::{IotlbView, RangeFault, PERM_RW};
+use crate::guest::iotlb::{IotlbView, RangeFault, PERM_RO, PERM_RW, PERM_WO};
 use crate::guest::GuestMemory;
 use crate::protocol::features::VIRTIO_F_IOMMU_PLATFORM;
 use crate::protocol::VringAddr;
@@ -115,9 +115,15 @@ pub struct VqState {
     /// Behind a virtual IOMMU (VIRTIO_F_IOMMU_PLATFORM): the IOTLB resolved
     /// against `mem`; ring and buffer addresses are IOVAs.
     pub iotlb: Option<Arc<IotlbView>>,
-    /// The IOVA and rights a translation of the ring areas missed in the
-    /// IOTLB (the device asks the front-end for them).
-    pub iotlb_miss: Option<(u64, u8)>,
+    /// The IOVAs and rights a translation of the ring areas missed in the
+    /// IOTLB, every page of them (the device asks the front-end for them).
+    pub iotlb_misses: Vec<(u64, u8)>,
+    /// A translated ring lost its areas to an IOTLB invalidation and waits
+    /// for the front-end to map them again: still ready for the application
+    /// (a guest whose IOMMU flushes everything after each packet would
+    /// otherwise have its queues disabled and enabled packet by packet, and
+    /// net/vhost drops what it sends in between); bursts move nothing.
+    pub iotlb_wait: bool,
     /// This ring's part of the inflight region (SET_INFLIGHT_FD), the
     /// descriptors to resubmit found at reconnect, and the submission counter.
     pub inflight: Option<InflightQueue>,
@@ -221,6 +227,7 @@ impl VqState {
     pub fn stop(&mut self) {
         self.live = false;
         self.ring = None;
+        self.iotlb_wait = false;
     }
 
     /// The packed ring positions (avail: the next descriptor the device
@@ -295,9 +302,13 @@ impl VqState {
         self.ring.is_some()
     }
 
-    /// DPDK's `vq_is_ready`: rings mapped, kick and call configured, enabled.
+    /// DPDK's `vq_is_ready`: rings mapped (or only waiting for the IOTLB
+    /// to map them again), kick and call configured, enabled.
     pub fn is_ready(&self) -> bool {
-        self.rings_ok() && self.kick.is_initialized() && self.call.is_initialized() && self.enabled
+        (self.rings_ok() || self.iotlb_wait)
+            && self.kick.is_initialized()
+            && self.call.is_initialized()
+            && self.enabled
     }
 
     /// Translates the front-end's ring addresses for `num` entries in the
@@ -305,10 +316,12 @@ impl VqState {
     /// virtual IOMMU). On failure the ring stays untranslated (not ready)
     /// and the reason is returned for the log; an IOTLB miss is no failure:
     /// the ring stays untranslated until the front-end maps what
-    /// `iotlb_miss` names.
+    /// `iotlb_misses` names.
     #[allow(unsafe_code)]
     fn translate(&mut self) -> Result<(), &'static str> {
+        let was_usable = self.ring.is_some() || self.iotlb_wait;
         self.ring = None;
+        self.iotlb_wait = false;
         let Some(addr) = self.addr else {
             return Err("ring addresses not set");
         };
@@ -325,15 +338,16 @@ impl VqState {
         let (desc_len, avail_len, used_len) = RingMem::area_sizes(size, packed);
         let (desc, avail, used) = if self.has_feature(VIRTIO_F_IOMMU_PLATFORM) {
             // Behind a virtual IOMMU the addresses are IOVAs. An area not in
-            // the IOTLB yet is asked for (`iotlb_miss`); the ring waits for
+            // the IOTLB yet is asked for (`iotlb_misses`); the ring waits for
             // it, untranslated.
             let view = self.iotlb.clone().unwrap_or_default();
             self.log_guest_addr = 0;
-            let mut missed = None;
+            let mut missed = Vec::new();
             let mut area = |iova: u64, len: u64| match view.lookup_range(iova, len, PERM_RW) {
                 Ok(hva) => Ok(Some(hva)),
-                Err(RangeFault::Miss(at)) => {
-                    missed.get_or_insert(at);
+                Err(RangeFault::Miss(_)) => {
+                    let pages = view.unmapped(iova, len, PERM_RW, usize::MAX);
+                    missed.extend(pages.into_iter().map(|at| (at, PERM_RW)));
                     Ok(None)
                 }
                 Err(RangeFault::Scattered) => Err("ring area not contiguous in guest memory"),
@@ -346,7 +360,8 @@ impl VqState {
                 if logged { area(addr.log_guest_addr, used_len)? } else { Some(0) },
             );
             let (Some(desc), Some(avail), Some(used), Some(log)) = found else {
-                self.iotlb_miss = missed.map(|at| (at, PERM_RW));
+                self.iotlb_misses = missed;
+                self.iotlb_wait = was_usable;
                 return Ok(());
             };
             // The log address is an IOVA too; the log wants it guest-physical.
@@ -398,6 +413,63 @@ impl VqState {
         self.features & (1u64 << bit) != 0
     }
 
+    /// Behind a virtual IOMMU: the pages of the first buffers of the next
+    /// `max` chains the driver made available that the IOTLB does not map
+    /// (IOVA and the rights the device needs: writes for device-writable
+    /// buffers), so that they can be asked for before a burst needs them. A guest that
+    /// flushes its whole IOTLB after each packet (Linux's intel-iommu does,
+    /// through QEMU) would otherwise have every burst miss and drop.
+    pub fn unmapped_buffers(&self, max: u16) -> Vec<(u64, u8)> {
+        // Pages of one buffer asked for ahead, at most (a packet buffer
+        // crosses one page boundary or none; a larger one waits for the
+        // burst to miss).
+        const MAX_PAGES_AHEAD: usize = 2;
+        let (Some(ring), Some(view)) = (self.ring, self.iotlb.as_deref()) else { return Vec::new() };
+        let size = ring.size();
+        let descs: Vec<ring::Desc> = if ring.is_packed() {
+            let mut pos = self.avail_pos();
+            let mut out = Vec::new();
+            while out.len() < usize::from(max.min(size)) && packed::is_available(&ring, pos) {
+                out.push(ring.read_packed_desc(pos.idx));
+                pos.advance(1, size);
+            }
+            out
+        } else {
+            let n = split::available(self, &ring).unwrap_or(0).min(max);
+            (0..n)
+                .map(|k| ring.split_avail_ring(self.last_avail_idx.wrapping_add(k)))
+                .filter(|&head| head < size)
+                .map(|head| ring.read_split_desc(head))
+                .collect()
+        };
+        let mut missing = Vec::new();
+        for d in descs {
+            let perm = if d.flags & chain::F_WRITE != 0 { PERM_WO } else { PERM_RO };
+            let perm = if d.flags & chain::F_INDIRECT != 0 { PERM_RO } else { perm };
+            for at in view.unmapped(d.addr, u64::from(d.len.max(1)), perm, MAX_PAGES_AHEAD) {
+                if !missing.contains(&(at, perm)) {
+                    missing.push((at, perm));
+                }
+            }
+        }
+        missing
+    }
+
+    /// Takes `view`, a later view of the same memory made by an IOTLB
+    /// update (which only adds mappings, so the ring areas stay as they
+    /// were translated): what a burst does when the device has a newer
+    /// view than its ring, instead of the update locking every ring.
+    #[cold]
+    pub fn adopt_view(&mut self, view: Arc<IotlbView>) {
+        let newer = self.iotlb.as_ref().is_some_and(|v| v.generation() < view.generation());
+        if newer && view.mem_id() == self.mem.id() {
+            if let Some(scratch) = &mut self.scratch {
+                scratch.iotlb = Some(Arc::clone(&view));
+            }
+            self.iotlb = Some(view);
+        }
+    }
+
     /// The dirty log to write to, while live migration logging is on.
     #[inline]
     pub fn active_log(&self) -> Option<Arc<DirtyLog>> {
@@ -439,11 +511,18 @@ impl Virtqueue {
         self.state.lock()
     }
 
-    /// Datapath: one uncontended atomic; `None` while the control plane is
-    /// changing the ring (the burst then moves no packets).
+    /// One atomic, no waiting; `None` if someone holds the ring.
     #[inline]
     pub fn try_lock(&self) -> Option<AccessGuard<'_, VqState>> {
         self.state.try_lock()
+    }
+
+    /// Datapath: one uncontended atomic; `None` if the control plane keeps
+    /// the ring for more than a few microseconds (the burst then moves no
+    /// packets).
+    #[inline]
+    pub fn lock_for_burst(&self) -> Option<AccessGuard<'_, VqState>> {
+        self.state.try_lock_briefly()
     }
 }
 
