@@ -71,7 +71,7 @@ impl<'m> GuestSlice<'m> {
         assert!(off as usize + src.len() <= self.len as usize, "guest write beyond its translated segment");
         audit(self.hva + u64::from(off), src.len() as u64);
         // SAFETY: as in `read`.
-        unsafe { raw::copy(src.as_ptr(), (self.hva + u64::from(off)) as *mut u8, src.len()) };
+        unsafe { raw::copy_out(src.as_ptr(), (self.hva + u64::from(off)) as *mut u8, src.len()) };
     }
 
     /// Makes the `n` (at most 16) bytes at `off` hold the low `n`
