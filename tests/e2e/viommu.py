@@ -37,7 +37,12 @@ Cases:
       "memory_region_notify_iommu_one: Assertion `entry->iova >=
       notifier->start && entry_end <= notifier->end' failed" (seen with
       stock DPDK, 2 runs of 2; the same guest with a user-mode virtio-net
-      instead of vhost-user migrates fine).
+      instead of vhost-user migrates fine). QEMU 10.0.13 (Debian trixie's,
+      run from a debootstrap chroot with RVHOST_QEMU="chroot DIR
+      qemu-system-x86_64", /dev, /tmp and /var/tmp bind-mounted there)
+      aborts the same way with device-iotlb; without it, its rings (7
+      IOVA pages each here) lie on scattered guest pages behind their IOVAs, which the
+      back-end refuses as 22.11 does ("ring area not contiguous").
 Each ping case passes with >= 8 of 10 pings per flow and >= 2 of 3 large
 ones answered, VIRTIO_F_IOMMU_PLATFORM (bit 33) negotiated, IOMMU groups in
 the guest, and the library under test mapped. Also reported: how many

@@ -15,6 +15,9 @@ import time
 import zlib
 
 GUEST = os.environ.get("GUEST_DIR", "/var/tmp/rvhost-guest")
+# The QEMU command (e.g. "chroot /srv/trixie qemu-system-x86_64" for
+# another QEMU, with /tmp, /var/tmp and /dev mounted there).
+QEMU = os.environ.get("RVHOST_QEMU", "qemu-system-x86_64").split()
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -88,7 +91,7 @@ class Qemu:
         self.trace = trace
         mq = f",mq=on,vectors=0" if queues > 1 else ",vectors=0"
         bus = f",bus={netdev_bus}" if netdev_bus else ""
-        cmd = ["qemu-system-x86_64"] + machine + ["-m", mem_size, "-smp", str(smp),
+        cmd = QEMU + machine + ["-m", mem_size, "-smp", str(smp),
                "-object", mem, "-numa", "node,memdev=mem"] + list(extra) + [
                "-chardev", f"socket,id=chr0,path={sock}",
                "-netdev", f"type=vhost-user,id=net0,chardev=chr0,queues={queues}",
