@@ -142,9 +142,7 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     if !matches!(reply, Reply::Err) {
         for i in 0..dev.nr_vring() as u16 {
             let mut step = |vq: &mut VqState| {
-                if let Some(view) = vq.iotlb.as_ref().and_then(|v| dev.newer_view(v.generation())) {
-                    vq.adopt_view(view);
-                }
+                dev.adopt_newer_view(vq);
                 misses.append(&mut vq.iotlb_misses);
                 ahead.extend(vq.unmapped_buffers(PREFETCHED_TRANSLATIONS));
                 let now = vq.is_ready();

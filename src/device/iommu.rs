@@ -101,14 +101,17 @@ impl Device {
         translation
     }
 
-    /// The newest IOTLB view if it is not generation `have` (a burst's
-    /// check: one atomic load when nothing changed).
-    #[inline]
-    pub fn newer_view(&self, have: u64) -> Option<Arc<IotlbView>> {
-        if self.iotlb_generation.load(Ordering::Acquire) == have {
-            return None;
+    /// Behind a virtual IOMMU: gives `vq` the device's newest IOTLB view if
+    /// its own is older (IOTLB updates leave translated rings to adopt it
+    /// at their next burst); one atomic load when nothing changed.
+    #[inline(always)]
+    pub fn adopt_newer_view(&self, vq: &mut VqState) {
+        let Some(have) = vq.iotlb.as_ref().map(|v| v.generation()) else { return };
+        if self.iotlb_generation.load(Ordering::Acquire) != have {
+            if let Some(view) = self.iotlb_latest.lock().clone() {
+                vq.adopt_view(view);
+            }
         }
-        self.iotlb_latest.lock().clone()
     }
 
     /// A burst or a ring translation missed `iova` with rights `perm`: ask

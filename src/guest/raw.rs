@@ -25,7 +25,7 @@ mod imp {
     /// As `copy`.
     #[inline(always)]
     pub unsafe fn copy_out(src: *const u8, dst: *mut u8, n: usize) {
-        // SAFETY (both blocks): every 16-byte word starts at or after
+        // SAFETY: in both blocks, every 16-byte word starts at or after
         // offset 0 and ends at or before `n`, in both ranges.
         unsafe {
             if n > 32 && n <= 64 {

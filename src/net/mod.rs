@@ -192,17 +192,6 @@ fn memory_lost_slow(dev: &Device, vq: &VqState) -> bool {
     true
 }
 
-/// Behind a virtual IOMMU: the device's newest IOTLB view, if the ring's
-/// is older (IOTLB updates leave translated rings to adopt it here).
-#[inline(always)]
-fn adopt_newer_view(dev: &Device, vq: &mut VqState) {
-    if let Some(have) = vq.iotlb.as_ref().map(|v| v.generation()) {
-        if let Some(view) = dev.newer_view(have) {
-            vq.adopt_view(view);
-        }
-    }
-}
-
 /// Looks up ring `qid` for a burst in direction `tx` (DPDK's
 /// `is_valid_virt_queue_idx`: RX rings are even, TX rings odd).
 fn burst_vq<'d>(dev: &'d Device, qid: u16, tx: bool, func: &str) -> Option<&'d crate::virtqueue::Virtqueue> {
@@ -521,7 +510,7 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     if memory_lost(dev, &s) {
         return 0;
     }
-    adopt_newer_view(dev, &mut s);
+    dev.adopt_newer_view(&mut s);
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
     let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| {
@@ -543,7 +532,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
     if memory_lost(dev, &s) {
         return 0;
     }
-    adopt_newer_view(dev, &mut s);
+    dev.adopt_newer_view(&mut s);
     let sf = dev.socket_flags();
     let opts = DequeueOpts {
         stats: sf & flags::NET_STATS_ENABLE != 0,

@@ -70,17 +70,11 @@ impl<T> AccessLock<T> {
 
     /// Waits for the lock (control plane): spins briefly, then yields.
     pub fn lock(&self) -> AccessGuard<'_, T> {
-        let mut spins = 0u32;
         loop {
-            if let Some(g) = self.try_lock() {
+            if let Some(g) = self.try_lock_briefly() {
                 return g;
             }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            std::thread::yield_now();
         }
     }
 }
