@@ -94,14 +94,19 @@ static void new_path(void)
 	unlink(sock_path);
 }
 
-static int start_server(uint64_t flags)
+static int start_server_with(uint64_t flags, const struct rte_vhost_device_ops *with)
 {
 	new_path();
 	reset_events();
-	if (rte_vhost_driver_register(sock_path, flags) || rte_vhost_driver_callback_register(sock_path, &ops) ||
+	if (rte_vhost_driver_register(sock_path, flags) || rte_vhost_driver_callback_register(sock_path, with) ||
 	    rte_vhost_driver_start(sock_path))
 		return -1;
 	return 0;
+}
+
+static int start_server(uint64_t flags)
+{
+	return start_server_with(flags, &ops);
 }
 
 #define PROTO_F_MQ (1ULL << 0)
@@ -491,10 +496,192 @@ static void test_vdpa_relay(void)
 	unlink(sock_path);
 }
 
+/* ---- extern message hooks (rte_vhost_extern_callback_register) ---- */
+
+/* The message a hook sees (struct vhu_msg_context starts with it; packed
+ * as DPDK's struct vhost_user_msg). */
+struct __attribute__((packed)) hook_msg {
+	uint32_t request, flags, size;
+	union {
+		uint64_t u64;
+		struct __attribute__((packed)) { uint32_t offset, size, flags; uint8_t region[256]; } cfg;
+	} payload;
+};
+
+#define REQ_GET_CONFIG 24
+#define REQ_SET_CONFIG 25
+#define HOOK_ANSWER(req) (0xabc00000ULL | (req))
+
+/* 1: the pre-hook answers every request itself; 0: only GET_CONFIG, as
+ * examples/vhost_blk does. */
+static int hook_answers_all;
+static int hook_seen[64], hook_post_seen[64], reg_conn_rc[8], reg_dev_rc[8], n_reg_conn, n_reg_dev;
+
+static enum rte_vhost_msg_result pre_hook(int vid, void *raw)
+{
+	struct hook_msg *m = raw;
+	char name[128];
+
+	if (rte_vhost_get_ifname(vid, name, sizeof(name)) != 0 || strcmp(name, sock_path) != 0)
+		return RTE_VHOST_MSG_RESULT_ERR;
+	pthread_mutex_lock(&ev_lock);
+	hook_seen[m->request < 64 ? m->request : 63]++;
+	pthread_mutex_unlock(&ev_lock);
+	if (hook_answers_all) {
+		m->payload.u64 = HOOK_ANSWER(m->request);
+		m->size = 8;
+		return RTE_VHOST_MSG_RESULT_REPLY;
+	}
+	if (m->request == REQ_GET_CONFIG) {
+		uint32_t i;
+
+		for (i = 0; i < m->payload.cfg.size && i < sizeof(m->payload.cfg.region); i++)
+			m->payload.cfg.region[i] = (uint8_t)(0x40 + i);
+		return RTE_VHOST_MSG_RESULT_REPLY;
+	}
+	return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+}
+
+static enum rte_vhost_msg_result post_hook(int vid, void *raw)
+{
+	struct hook_msg *m = raw;
+
+	(void)vid;
+	pthread_mutex_lock(&ev_lock);
+	hook_post_seen[m->request < 64 ? m->request : 63]++;
+	pthread_mutex_unlock(&ev_lock);
+	return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+}
+
+static struct rte_vhost_user_extern_ops hook_ops = { .pre_msg_handle = pre_hook, .post_msg_handle = post_hook };
+
+static int hooked_new_connection(int vid)
+{
+	int rc = rte_vhost_extern_callback_register(vid, &hook_ops, NULL);
+
+	pthread_mutex_lock(&ev_lock);
+	reg_conn_rc[n_reg_conn++ & 7] = rc;
+	pthread_mutex_unlock(&ev_lock);
+	return cb_new_connection(vid);
+}
+
+static int hooked_new_device(int vid)
+{
+	int rc = rte_vhost_extern_callback_register(vid, &hook_ops, NULL);
+
+	pthread_mutex_lock(&ev_lock);
+	reg_dev_rc[n_reg_dev++ & 7] = rc;
+	pthread_mutex_unlock(&ev_lock);
+	return cb_new_device(vid);
+}
+
+static const struct rte_vhost_device_ops hooked_ops = {
+	.new_device = hooked_new_device, .destroy_device = cb_destroy_device,
+	.vring_state_changed = cb_vring_state, .new_connection = hooked_new_connection,
+	.destroy_connection = cb_destroy_connection,
+};
+
+static void reset_hooks(int answers_all)
+{
+	pthread_mutex_lock(&ev_lock);
+	hook_answers_all = answers_all;
+	memset(hook_seen, 0, sizeof(hook_seen));
+	memset(hook_post_seen, 0, sizeof(hook_post_seen));
+	n_reg_conn = n_reg_dev = 0;
+	pthread_mutex_unlock(&ev_lock);
+}
+
+/* GET_CONFIG as QEMU's vhost-user-blk sends it: the hook's bytes come back
+ * in a reply with the request's size and no ack after it. */
+static int get_config_answered(int s, const char *what)
+{
+	struct { uint32_t offset, size, flags; uint8_t region[60]; } cfg = { 0, 60, 0, {0} };
+	struct fe_msg m;
+	uint32_t i;
+	int ok;
+
+	if (fe_send(s, REQ_GET_CONFIG, FE_VERSION | FE_NEED_REPLY, &cfg, sizeof(cfg), NULL, 0))
+		return 0;
+	ok = fe_recv(s, &m, 5000) == 1 && m.request == REQ_GET_CONFIG && m.flags == (FE_VERSION | 4) &&
+	     m.size == sizeof(cfg) && m.nfds == 0;
+	for (i = 0; ok && i < 60; i++)
+		ok = m.payload[12 + i] == (uint8_t)(0x40 + i);
+	CHECK(ok, "%s: GET_CONFIG answered by the application's pre-hook (req %u flags %#x size %u)", what,
+	      m.request, m.flags, m.size);
+	/* No ack may follow the hook's reply: the next answer is GET_FEATURES'. */
+	CHECK(fe_call_u64(s, REQ_GET_FEATURES, NULL) != UINT64_MAX, "%s: the next request is answered in turn", what);
+	return ok;
+}
+
+static void test_extern_hooks(void)
+{
+	struct guest_ram ram;
+	struct fe_msg m;
+	uint64_t zero[3] = { 0, 0, 1 }, neg;
+	int efd[4], i, s, req, all_answered = 1, all_seen_once = 1;
+
+	/* 1. A pre-hook registered from new_connection sees every request
+	 * first and answers it; the library does nothing else with it. The
+	 * payload names ring 0 wherever a request names a ring (SET_INFLIGHT_FD:
+	 * one queue), which both libraries allocate before the hooks run. */
+	reset_hooks(1);
+	CHECK(start_server_with(0, &hooked_ops) == 0, "register/start");
+	s = fe_connect(sock_path);
+	CHECK(s >= 0 && wait_count(&n_new_conn, 1) == 1, "connected");
+	CHECK(get_count(&n_reg_conn) == 1 && reg_conn_rc[0] == 0,
+	      "rte_vhost_extern_callback_register from new_connection returns 0 (got %d)", reg_conn_rc[0]);
+	for (req = 1; req <= 40; req++) {
+		if (fe_send(s, (uint32_t)req, FE_VERSION | FE_NEED_REPLY, zero, sizeof(zero), NULL, 0) || fe_recv(s, &m, 5000) != 1 ||
+		    m.request != (uint32_t)req || m.flags != (FE_VERSION | 4) || m.size != 8 ||
+		    *(uint64_t *)m.payload != HOOK_ANSWER(req)) {
+			CHECK(0, "request %d: the hook's reply (got req %u flags %#x size %u)", req, m.request, m.flags, m.size);
+			all_answered = 0;
+			break;
+		}
+	}
+	CHECK(all_answered, "requests 1..40 each answered by the pre-hook, one reply each, flags VERSION|REPLY");
+	pthread_mutex_lock(&ev_lock);
+	for (req = 1; req <= 40; req++)
+		all_seen_once &= hook_seen[req] == 1 && hook_post_seen[req] == 1;
+	pthread_mutex_unlock(&ev_lock);
+	CHECK(all_seen_once, "pre- and post-hook each ran once per request");
+	CHECK(get_count(&n_new_dev) == 0, "SET_STATUS answered by the hook starts nothing");
+	close(s);
+	CHECK(wait_count(&n_destroy_conn, 1) == 1, "closed");
+	CHECK(rte_vhost_driver_unregister(sock_path) == 0, "unregister");
+
+	/* 2. As examples/vhost_blk: only GET_CONFIG is the hook's; the
+	 * registration holds on every connection, first and after a
+	 * reconnect, and from new_device too. */
+	reset_hooks(0);
+	CHECK(start_server_with(0, &hooked_ops) == 0, "register/start");
+	CHECK(guest_ram_init(&ram, 2 << 20) == 0, "guest ram");
+	for (i = 0; i < 4; i++)
+		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	for (i = 0; i < 2; i++) {
+		s = fe_connect(sock_path);
+		CHECK(s >= 0 && wait_count(&n_new_conn, i + 1) == i + 1, "connection %d", i + 1);
+		CHECK(get_count(&n_reg_conn) == i + 1 && reg_conn_rc[i] == 0,
+		      "connection %d: registration from new_connection returns 0 (got %d)", i + 1, reg_conn_rc[i]);
+		get_config_answered(s, i ? "after a reconnect" : "first connection");
+		CHECK(full_sequence(s, &ram, efd, &neg) == 0, "connection %d: the device starts", i + 1);
+		CHECK(wait_count(&n_new_dev, i + 1) == i + 1 && get_count(&n_reg_dev) == i + 1 && reg_dev_rc[i] == 0,
+		      "connection %d: registration from new_device returns 0 (got %d)", i + 1, reg_dev_rc[i]);
+		get_config_answered(s, "while running");
+		close(s);
+		CHECK(wait_count(&n_destroy_conn, i + 1) == i + 1, "connection %d closed", i + 1);
+	}
+	CHECK(rte_vhost_driver_unregister(sock_path) == 0, "unregister");
+	for (i = 0; i < 4; i++)
+		close(efd[i]);
+	guest_ram_free(&ram);
+	unlink(sock_path);
+}
+
 int main(int argc, char **argv)
 {
 	char prefix[64];
-	char *eal[] = { argv[0], "--no-huge", "-m", "64", "--no-pci", "--no-shconf", prefix, "--log-level=lib.vhost.*:error" };
+	char *eal[] = { argv[0], "--no-huge", "-m", "64", "--no-pci", "--no-shconf", prefix, getenv("FFI_LOG") ? getenv("FFI_LOG") : "--log-level=lib.vhost.*:error" };
 	const char *lib;
 
 	(void)argc;
@@ -513,6 +700,7 @@ int main(int argc, char **argv)
 	test_several_sockets();
 	test_client_mode();
 	test_vdpa_relay();
+	test_extern_hooks();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

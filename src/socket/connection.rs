@@ -17,7 +17,9 @@ use super::{SocketConfig, VhostSocket};
 use crate::abi::{MsgContext, RTE_VHOST_VDPA_DEVICE_TYPE_BLK};
 use crate::device::{self, Device, DeviceEvents, Event, Handled, Offer, Reply, VdpaDriver, MAX_VRING};
 use crate::dpdk::eal::spawn_ctrl_thread;
-use crate::protocol::{ConfigAccess, Header, Message, Request, FLAG_REPLY, MAX_PAYLOAD, VERSION};
+use crate::protocol::{
+    ConfigAccess, Header, Message, Request, FLAG_NEED_REPLY, FLAG_REPLY, MAX_PAYLOAD, VERSION, VERSION_MASK,
+};
 use crate::vlog;
 
 /// How long a started message may take to arrive in full before the
@@ -79,19 +81,6 @@ pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
     dev.setup(config.use_builtin_virtio_net, config.vdpa.as_ref().map(|v| v.id()));
     let vid = dev.vid();
     vlog!(Config, Info, socket.path, "new device, handle is {vid}");
-    if let Some(rc) = config.events.as_ref().and_then(|e| e.new_connection(vid)) {
-        if rc < 0 {
-            vlog!(
-                Config,
-                Err,
-                socket.path,
-                "failed to add vhost user connection with fd {}",
-                stream.as_raw_fd()
-            );
-            device::free(dev);
-            return;
-        }
-    }
     let Ok(reader) = stream.try_clone() else {
         vlog!(Config, Err, socket.path, "failed to configure connection socket");
         device::free(dev);
@@ -107,6 +96,9 @@ pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
         done_cv: Condvar::new(),
         thread: Default::default(),
     });
+    // The connection is listed before the application hears of it: what
+    // it calls from `new_connection` (rte_vhost_extern_callback_register,
+    // as vhost_blk and SPDK do) finds the device.
     {
         let mut st = socket.state.lock();
         if st.unregistered {
@@ -115,6 +107,19 @@ pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
             return;
         }
         st.connections.push(Arc::clone(&conn));
+    }
+    if let Some(rc) = config.events.as_ref().and_then(|e| e.new_connection(vid)) {
+        if rc < 0 {
+            vlog!(
+                Config,
+                Err,
+                socket.path,
+                "failed to add vhost user connection with fd {}",
+                conn.stream.as_raw_fd()
+            );
+            conn.forget(socket, dev);
+            return;
+        }
     }
     let (s, c) = (Arc::clone(socket), Arc::clone(&conn));
     if let Err(e) = spawn_ctrl_thread(&format!("vhost-dev-{vid}"), Box::new(move || c.run(&s, reader))) {
@@ -198,6 +203,16 @@ impl Connection {
         }
     }
 
+    /// Undoes `start` for a connection whose thread never ran (the
+    /// application refused it): unlisted, its device freed, and an
+    /// `unregister` waiting for it released.
+    fn forget(&self, socket: &VhostSocket, dev: &'static Device) {
+        socket.state.lock().connections.retain(|c| !std::ptr::eq(&**c, self));
+        device::free(dev);
+        *self.done.lock() = true;
+        self.done_cv.notify_all();
+    }
+
     /// `rte_vhost_driver_unregister`: stops the connection's thread and
     /// waits for its device to be gone (unless called from that thread, by
     /// a callback: it finishes once the callback returns).
@@ -252,13 +267,16 @@ impl Connection {
         let config = socket.config.lock().clone();
         let hooks = self.hooks.lock().clone();
         let RawMessage { mut header, mut payload, mut fds } = msg;
-        let mut need_reply = header.need_reply();
         let mut result: Option<Result<(), ()>> = None;
-        // The application's pre-hook (vhost-crypto, SPDK) may handle it.
+        // The application's pre-hook (vhost-crypto, vhost_blk, SPDK) sees
+        // every request first, whatever the library would do with it.
         if let Some(h) = hooks.as_ref().filter(|h| h.has_pre()) {
-            let rc = run_hook(h.as_ref(), true, dev.vid(), &mut header, &mut payload, &mut fds);
-            result = settle(rc, conn, ifname, &header, &payload, &mut need_reply);
+            let (rc, reply) = run_hook(h.as_ref(), true, dev.vid(), &mut header, &mut payload, &mut fds);
+            result = settle(rc, conn, ifname, &mut header, &reply);
         }
+        // As in 22.11, an ack is owed if the flags still ask for one after
+        // the hooks (a reply sent clears NEED_REPLY).
+        let mut need_reply = header.need_reply();
         let mut events = Vec::new();
         if let (Some(req), None) = (request, result) {
             let outcome = match Message::decode(req, &payload, std::mem::take(&mut fds)) {
@@ -273,8 +291,9 @@ impl Connection {
         }
         if result != Some(Err(())) {
             if let Some(h) = hooks.as_ref().filter(|h| h.has_post()) {
-                let rc = run_hook(h.as_ref(), false, dev.vid(), &mut header, &mut payload, &mut fds);
-                result = settle(rc, conn, ifname, &header, &payload, &mut need_reply).or(result);
+                let (rc, reply) = run_hook(h.as_ref(), false, dev.vid(), &mut header, &mut payload, &mut fds);
+                result = settle(rc, conn, ifname, &mut header, &reply).or(result);
+                need_reply &= header.need_reply();
             }
         }
         // Fds nobody took are closed here.
@@ -494,23 +513,25 @@ fn postcopy_ack(conn: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs a hook over DPDK's message-context layout and takes back what it
-/// changed: payload and size, flags, and fds it consumed (set to -1).
 /// What a hook's answer makes of the message: `Some` outcome if the hook
-/// settled it (a reply it wrote is sent now, and no ack follows), `None`
-/// if it left the message to the library.
+/// settled it, `None` if it left the message to the library. A reply the
+/// hook wrote is sent now, as 22.11's `send_vhost_reply` sends it: the
+/// hook's flags with the version set and NEED_REPLY cleared (so no ack
+/// follows), its size, and the fds left in its context.
 fn settle(
     rc: HookResult,
     conn: std::os::fd::BorrowedFd<'_>,
     ifname: &str,
-    header: &Header,
-    payload: &[u8],
-    need_reply: &mut bool,
+    header: &mut Header,
+    reply: &HookReply,
 ) -> Option<Result<(), ()>> {
     match rc {
         HookResult::Reply => {
-            send_reply(conn, ifname, header.request, payload, &[]);
-            *need_reply = false;
+            header.flags = (header.flags & !(VERSION_MASK | FLAG_NEED_REPLY)) | VERSION | FLAG_REPLY;
+            let sent = Header { size: reply.payload.len() as u32, ..*header };
+            if let Err(e) = send_message(conn, sent, &reply.payload, &reply.fds) {
+                vlog!(Config, Err, ifname, "failed to send reply: {e}");
+            }
             Some(Ok(()))
         }
         HookResult::Ok => Some(Ok(())),
@@ -519,6 +540,15 @@ fn settle(
     }
 }
 
+/// The message as a hook left it, for a reply it asks to send.
+struct HookReply {
+    payload: Vec<u8>,
+    /// The fd numbers in the context's first `fd_num` slots.
+    fds: Vec<RawFd>,
+}
+
+/// Runs a hook over DPDK's message-context layout and takes back what it
+/// changed: payload and size, flags, and fds it consumed (set to -1).
 fn run_hook(
     hooks: &dyn MessageHooks,
     pre: bool,
@@ -526,7 +556,7 @@ fn run_hook(
     header: &mut Header,
     payload: &mut Vec<u8>,
     fds: &mut Vec<OwnedFd>,
-) -> HookResult {
+) -> (HookResult, HookReply) {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut mc = MsgContext::new(header.request, header.flags, payload, &raw);
     let rc = if pre { hooks.pre(vid, &mut mc) } else { hooks.post(vid, &mut mc) };
@@ -544,7 +574,9 @@ fn run_hook(
         }
     }
     *fds = kept;
-    rc
+    let n = usize::try_from(mc.fd_num).unwrap_or(0).min(left.len());
+    let reply_fds = left[..n].iter().copied().filter(|&fd| fd >= 0).collect();
+    (rc, HookReply { payload: payload.clone(), fds: reply_fds })
 }
 
 /// Sends a reply; a failure is logged (the next read sees the broken

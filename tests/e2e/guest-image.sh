@@ -1,5 +1,5 @@
 #!/bin/bash
-# rvhost-e2e: helper (used by qemu_guest.py, migration.py, viommu.py; not a test of its own)
+# rvhost-e2e: helper (used by qemu_guest.py, migration.py, viommu.py, vhost_blk.py; not a test of its own)
 # Builds a tiny Linux guest for the QEMU tests: Debian's kernel and a busybox
 # initramfs.
 #   guest-image.sh          initrd.gz: loads the virtio-net driver, configures
@@ -9,6 +9,11 @@
 #                           (guest/rvstream.c, built static here); its init
 #                           reads rvmode= etc. from the kernel command line
 #                           (see the init below) and keeps running.
+#   guest-image.sh blk      initrd-blk.gz: the virtio-blk driver; rvblk=write
+#                           writes 1 MiB of random data at 4000 KiB into
+#                           /dev/vda and prints its md5, then (both modes)
+#                           reads that range back from the device, prints
+#                           its md5 and powers off.
 # Intel IOMMU, PCIe ports and ATS are built into Debian's kernel
 # (CONFIG_INTEL_IOMMU=y, CONFIG_PCIEPORTBUS=y, CONFIG_PCI_ATS=y): the vIOMMU
 # guest needs no module beyond the virtio ones.
@@ -79,6 +84,40 @@ INIT
   mv initrd-stream.gz.tmp initrd-stream.gz
   echo "$stamp" > initrd-stream.stamp
   echo "stream guest image in $dir"
+  exit 0
+fi
+if [ "$variant" = blk ]; then
+  stamp=$(sha256sum < "$here/guest-image.sh" | cut -c1-16)
+  if [ -s vmlinuz ] && [ -s initrd-blk.gz ] && [ "$(cat initrd-blk.stamp 2>/dev/null)" = "$stamp" ]; then exit 0; fi
+  [ -s vmlinuz ] && [ -s initrd.gz ] && [ -d root ] && [ -d kernel ] || { rm -f initrd.gz; GUEST_DIR=$dir "$here/guest-image.sh"; }
+  rm -rf root-blk && cp -a root root-blk
+  cp kernel/lib/modules/*/kernel/drivers/block/virtio_blk.ko root-blk/mod/
+  cat > root-blk/init <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mkdir -p /tmp
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+  insmod /mod/$m.ko
+done
+mode=check
+for w in $(cat /proc/cmdline); do case $w in rvblk=*) mode=${w#*=};; esac; done
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 1; done
+echo "GUEST-BLK-SIZE: $(cat /sys/block/vda/size 2>/dev/null || echo none) sectors"
+if [ "$mode" = write ]; then
+  dd if=/dev/urandom of=/tmp/pattern bs=4096 count=256 2>/dev/null
+  echo "GUEST-BLK-WROTE: $(md5sum < /tmp/pattern | cut -c1-32)"
+  dd if=/tmp/pattern of=/dev/vda bs=4096 seek=1000 conv=fsync 2>/dev/null || echo "GUEST-BLK: write failed"
+fi
+# Read from the device, not the page cache.
+blockdev --flushbufs /dev/vda; echo 3 > /proc/sys/vm/drop_caches
+echo "GUEST-BLK-READ: $(dd if=/dev/vda bs=4096 skip=1000 count=256 2>/dev/null | md5sum | cut -c1-32)"
+poweroff -f
+INIT
+  chmod +x root-blk/init
+  (cd root-blk && find . | cpio -o -H newc --quiet | gzip -1) > initrd-blk.gz.tmp
+  mv initrd-blk.gz.tmp initrd-blk.gz
+  echo "$stamp" > initrd-blk.stamp
+  echo "blk guest image in $dir"
   exit 0
 fi
 if [ -s vmlinuz ] && [ -s initrd.gz ]; then exit 0; fi
