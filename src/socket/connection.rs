@@ -77,6 +77,7 @@ pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
     };
     let config = socket.config.lock().clone();
     dev.setup(config.use_builtin_virtio_net, config.vdpa.as_ref().map(|v| v.id()));
+    dev.set_crypto(config.crypto);
     let vid = dev.vid();
     vlog!(Config, Info, socket.path, "new device, handle is {vid}");
     if let Some(rc) = config.events.as_ref().and_then(|e| e.new_connection(vid)) {
