@@ -145,15 +145,16 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
         vlog!(Data, Err, LOG, "vring {qid}: avail index more than a ring ahead");
         return 0;
     };
-    let n = usize::from(avail).min(ops.len()).min(MAX_BURST);
+    let avail = usize::from(avail).min(MAX_BURST);
     let mem = Arc::clone(&s.mem);
     let log = s.active_log();
     let writer = Writer::new(log.as_deref().map(|l| (l, &*mem)));
     let space = PhysicalSpace(&mem);
     let mut completed: Vec<UsedElem> = Vec::new();
+    // A refused request completes here and leaves its op to the next one.
     let mut fetched = 0;
-    for op in ops[..n].iter() {
-        let Some(op) = *op else { break };
+    for _ in 0..avail {
+        let Some(&Some(op)) = ops.get(usize::from(fetched)) else { break };
         let Some(m) = mbuf::alloc(inst.pool.pool()) else {
             vlog!(Data, Err, LOG, "Insufficient memory");
             break;
@@ -236,8 +237,12 @@ fn prepare(
         return Err(reject(status::INVSESS, "unknown session"));
     };
     let plan = request::plan(&h, entry.shape, readable.len(), wlen).map_err(|st| reject(st, "lengths"))?;
+    let results = (plan.dst_len + plan.digest_len) as usize;
+    if !writable.pieces(mem, 0, results, |_, _| ()) || !writable.pieces(mem, status_off, 1, |_, _| ()) {
+        return Err(reject(status::BADMSG, "destination outside guest memory"));
+    }
     if !copy_in(mem, &readable, &writable, &plan, &mut m) {
-        return Err(reject(status::BADMSG, "buffer outside guest memory"));
+        return Err(reject(status::BADMSG, "source outside guest memory"));
     }
     let mut iv = [0u8; 32];
     let iv = &mut iv[..plan.iv_len as usize];
