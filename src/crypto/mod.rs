@@ -211,7 +211,7 @@ impl Instance {
             vlog!(Config, Err, LOG, "Error transform session msg ({})", -i32::from(*st));
         })?;
         let iv_len = req.iv_len().ok_or_else(|| {
-            vlog!(Config, Err, LOG, "cipher algorithm {} not supported", req.cipher_algo);
+            vlog!(Config, Err, LOG, "cipher algorithm {} not supported", req.spec.cipher_algo);
             status::NOTSUPP
         })?;
         let mut s = self.sessions.lock();
@@ -219,7 +219,7 @@ impl Instance {
             vlog!(Config, Err, LOG, "Failed to insert session to hash table");
             return Err(status::ERR);
         }
-        let session = Session::create(self.cryptodev, self.sess_pool, &req.spec()).map_err(|e| {
+        let session = Session::create(self.cryptodev, self.sess_pool, &req.spec).map_err(|e| {
             vlog!(Config, Err, LOG, "Failed to create session");
             match e {
                 SessionError::Unsupported => status::NOTSUPP,
@@ -227,9 +227,9 @@ impl Instance {
             }
         })?;
         let shape = SessionShape {
-            chained: !matches!(req.chaining, Chaining::CipherOnly { .. }),
+            chained: !matches!(req.spec.chaining, Chaining::CipherOnly { .. }),
             iv_len: u32::from(iv_len),
-            digest_len: req.digest_len,
+            digest_len: req.spec.digest_len,
         };
         let id = s.next_id;
         s.next_id += 1;

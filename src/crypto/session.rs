@@ -58,29 +58,13 @@ pub enum Layout {
 #[derive(Debug, PartialEq, Eq)]
 pub struct SessionRequest<'a> {
     pub layout: Layout,
-    pub chaining: Chaining,
-    pub cipher_algo: u32,
-    pub cipher_key: &'a [u8],
-    pub hash_algo: u32,
-    pub digest_len: u32,
-    pub auth_key: &'a [u8],
+    pub spec: SessionSpec<'a>,
 }
 
 impl SessionRequest<'_> {
-    pub fn spec(&self) -> SessionSpec<'_> {
-        SessionSpec {
-            chaining: self.chaining,
-            cipher_algo: self.cipher_algo,
-            cipher_key: self.cipher_key,
-            hash_algo: self.hash_algo,
-            digest_len: self.digest_len,
-            auth_key: self.auth_key,
-        }
-    }
-
     /// The IV length requests of this session must carry.
     pub fn iv_len(&self) -> Option<u16> {
-        cipher_iv_len(self.cipher_algo)
+        cipher_iv_len(self.spec.cipher_algo)
     }
 }
 
@@ -124,15 +108,15 @@ pub fn parse(p: &[u8]) -> Result<SessionRequest<'_>, u8> {
         _ => return Err(status::NOTSUPP),
     };
     let chained = !matches!(chaining, Chaining::CipherOnly { .. });
-    Ok(SessionRequest {
-        layout,
+    let spec = SessionSpec {
         chaining,
         cipher_algo,
         cipher_key: &p[CIPHER_KEY_OFFSET..CIPHER_KEY_OFFSET + cipher_key_len],
         hash_algo,
         digest_len: if chained { digest_len } else { 0 },
         auth_key: if chained { &p[AUTH_KEY_OFFSET..AUTH_KEY_OFFSET + auth_key_len] } else { &[] },
-    })
+    };
+    Ok(SessionRequest { layout, spec })
 }
 
 /// Writes the reply's session id (or negated status) into the payload.
@@ -172,8 +156,8 @@ mod tests {
                 let p = cbc(layout, dir);
                 let r = parse(&p).unwrap();
                 assert_eq!(r.layout, layout);
-                assert_eq!(r.chaining, Chaining::CipherOnly { encrypt });
-                assert_eq!((r.cipher_algo, r.cipher_key), (3, &[0xab; 16][..]));
+                assert_eq!(r.spec.chaining, Chaining::CipherOnly { encrypt });
+                assert_eq!((r.spec.cipher_algo, r.spec.cipher_key), (3, &[0xab; 16][..]));
             }
         }
     }
@@ -205,8 +189,8 @@ mod tests {
         p[38] = HASH_MODE_AUTH;
         p[39] = CHAIN_CIPHER_THEN_HASH;
         let r = parse(&p).unwrap();
-        assert_eq!(r.chaining, Chaining::CipherThenHash);
-        assert_eq!((r.hash_algo, r.digest_len, r.auth_key.len()), (4, 32, 20));
+        assert_eq!(r.spec.chaining, Chaining::CipherThenHash);
+        assert_eq!((r.spec.hash_algo, r.spec.digest_len, r.spec.auth_key.len()), (4, 32, 20));
         let mut reply = p.clone();
         set_reply(&mut reply, Err(status::NOTSUPP));
         assert_eq!(i64::from_ne_bytes(reply[..8].try_into().unwrap()), -3);

@@ -80,7 +80,7 @@ pub enum Chaining {
 }
 
 /// What a session is made of (virtio-crypto algorithm numbers).
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct SessionSpec<'a> {
     pub chaining: Chaining,
     pub cipher_algo: u32,
