@@ -9,7 +9,7 @@
  * source, destination, status). Checked: NIST SP 800-38A CBC-AES128
  * known answers, random rounds against OpenSSL's software AES-CBC, every
  * bad request completed with its virtio-crypto status and the ring moving
- * on, used entries at the used index, the status in the last writable
+ * on, a cipher-then-HMAC-SHA1 chained request against OpenSSL, used entries at the used index, the status in the last writable
  * descriptor.
  *
  * Deliberate differences from DPDK 22.11, named where checked: 22.11 never
@@ -29,6 +29,7 @@
 
 #include <linux/virtio_ring.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <rte_bus_vdev.h>
 #include <rte_crypto.h>
 #include <rte_cryptodev.h>
@@ -211,6 +212,27 @@ static int64_t create_session(int qemu71, int encrypt, const uint8_t *key)
 	return id;
 }
 
+/* A cipher-then-HMAC-SHA1 session in 22.11's layout (QEMU's builtin
+ * back-end's chaining, which Linux's driver does not use). */
+static int64_t create_chain_session(const uint8_t *key, const uint8_t *auth_key)
+{
+	uint8_t p[632] = { 0 };
+	uint32_t f[7] = { 2, 3, 16, 2 /* HMAC_SHA1 */, 20, 20, 0 };
+	struct fe_msg m;
+	int64_t id;
+
+	memcpy(p + 8, f, sizeof(f));
+	p[36] = 2; /* algorithm chaining */
+	p[38] = 2; /* hash mode: auth */
+	p[39] = 2; /* cipher then hash */
+	memcpy(p + 56, key, 16);
+	memcpy(p + 120, auth_key, 20);
+	if (fe_send(sock, REQ_CREATE_SESSION, FE_VERSION, p, sizeof(p), NULL, 0) || fe_recv(sock, &m, 5000) != 1)
+		return INT64_MIN;
+	memcpy(&id, m.payload, 8);
+	return id;
+}
+
 /* A request as Linux lays it out, in head `h`'s indirect table: header, IV,
  * source (readable); the destination in `ndst` pieces, `extra` spare
  * writable bytes (repeated scatterlist entries), the status (writable). */
@@ -218,6 +240,11 @@ struct req {
 	uint16_t head;
 	uint64_t session;
 	uint32_t opcode, iv_len, src_len, dst_len, ndst, extra;
+	/* Chained requests: cipher and MAC ranges, MAC length (written after
+	 * the destination, at digest_gpa). */
+	int chained;
+	uint32_t c_off, c_len, h_off, h_len, digest_len;
+	uint64_t digest_gpa;
 	const uint8_t *iv, *src;
 	int no_status, dst_outside;
 	uint64_t dst_gpa, status_gpa, extra_gpa;
@@ -228,7 +255,7 @@ static void post(struct req *q)
 	uint64_t t = TABLES_GPA + q->head * 16 * 16ull, b = BUFS_GPA + q->head * 0x4000ull;
 	struct vring_desc *tab = gdesc(t);
 	uint8_t *hdr = ram.addr + b;
-	uint32_t n = 0, i, op_type = 1, piece;
+	uint32_t n = 0, i, op_type = q->chained ? 2 : 1, piece;
 
 	memset(hdr, 0, 72);
 	memcpy(hdr, &q->opcode, 4);
@@ -236,6 +263,11 @@ static void post(struct req *q)
 	memcpy(hdr + 24, &q->iv_len, 4);
 	memcpy(hdr + 28, &q->src_len, 4);
 	memcpy(hdr + 32, &q->dst_len, 4);
+	if (q->chained) {
+		uint32_t para[6] = { q->c_off, q->c_len, q->h_off, q->h_len, 0, q->digest_len };
+
+		memcpy(hdr + 36, para, sizeof(para));
+	}
 	memcpy(hdr + 64, &op_type, 4);
 	tab[n++] = (struct vring_desc){ b, 72, VRING_DESC_F_NEXT, 0 };
 	memcpy(ram.addr + b + 0x100, q->iv, q->iv_len);
@@ -251,6 +283,10 @@ static void post(struct req *q)
 		tab[n++] = (struct vring_desc){ q->dst_outside ? RAM_SIZE * 4 : q->dst_gpa + piece * i, len,
 						VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
 	}
+	q->digest_gpa = b + 0x3800;
+	memset(ram.addr + q->digest_gpa, 0xee, 64);
+	if (q->chained)
+		tab[n++] = (struct vring_desc){ q->digest_gpa, q->digest_len, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
 	q->extra_gpa = b + 0x3900;
 	if (q->extra)
 		tab[n++] = (struct vring_desc){ q->extra_gpa, q->extra, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
@@ -409,6 +445,36 @@ static void test_bad_requests(int64_t enc)
 	used_seen += (uint16_t)n;
 }
 
+/* Encrypt-then-MAC: the destination is the source with its cipher range
+ * encrypted, the MAC (over the encrypted hash range) follows it. */
+static void test_chained(void)
+{
+	static const uint8_t auth_key[20] = "rvhost-hmac-key-0123";
+	uint8_t src[96], want[96], mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0, i;
+	int64_t id = create_chain_session(nist_key, auth_key);
+	struct req q = { .head = 12, .session = (uint64_t)id, .iv_len = 16, .src_len = 96, .dst_len = 96, .ndst = 2,
+			 .iv = nist_iv, .src = src, .chained = 1, .c_off = 16, .c_len = 64, .h_off = 0, .h_len = 96,
+			 .digest_len = 20 };
+	int n, signalled;
+
+	CHECK(id > 0, "chained session created (%ld)", (long)id);
+	for (i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 7);
+	memcpy(src + 16, nist_pt, 64);
+	memcpy(want, src, sizeof(want));
+	memcpy(want + 16, nist_ct, 64);
+	HMAC(EVP_sha1(), auth_key, 20, want, 96, mac, &mac_len);
+	post(&q);
+	n = complete(1, &signalled);
+	CHECK(n == 1 && ram.addr[q.status_gpa] == STATUS_OK && used()->ring[used_seen % RING].len == 96 + 20 + 1,
+	      "chained request completed (status %u)", ram.addr[q.status_gpa]);
+	/* 22.11 writes back from the cipher offset on (dst[0..16) is left alone). */
+	CHECK(memcmp(ram.addr + q.dst_gpa + 16, want + 16, 80) == 0, "cipher range encrypted in place");
+	CHECK(mac_len == 20 && memcmp(ram.addr + q.digest_gpa, mac, 20) == 0, "HMAC-SHA1 of the encrypted data");
+	used_seen += (uint16_t)n;
+}
+
 static void test_close_session(int64_t enc)
 {
 	uint64_t id = (uint64_t)enc, unknown = 4242;
@@ -476,6 +542,7 @@ int main(int argc, char **argv)
 	test_sessions_and_known_answers(enc, dec);
 	test_random_rounds(enc2, dec2, key2);
 	test_bad_requests(enc);
+	test_chained();
 	test_close_session(enc);
 	close(sock);
 	usleep(200000);
