@@ -15,6 +15,7 @@ fn pkg_config(args: &[&str]) -> Vec<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=src/dpdk/shim.c");
+    println!("cargo:rerun-if-changed=src/dpdk/crypto_shim.c");
     println!("cargo:rerun-if-changed=src/guest/guest_copy.c");
     cc::Build::new()
         .file("src/guest/guest_copy.c")
@@ -24,7 +25,7 @@ fn main() {
         .compile("rvhost_guest_copy");
     let cflags = pkg_config(&["--cflags"]);
     let mut build = cc::Build::new();
-    build.file("src/dpdk/shim.c").opt_level(3).warnings(true);
+    build.file("src/dpdk/shim.c").file("src/dpdk/crypto_shim.c").opt_level(3).warnings(true);
     let mut it = cflags.iter();
     while let Some(flag) = it.next() {
         if flag == "-include" {
@@ -36,7 +37,7 @@ fn main() {
         }
     }
     build.compile("rvhost_dpdk_shim");
-    for lib in ["rte_net", "rte_mbuf", "rte_mempool", "rte_eal"] {
+    for lib in ["rte_cryptodev", "rte_net", "rte_mbuf", "rte_mempool", "rte_eal"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
 }

@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub(crate) mod abi;
+pub(crate) mod crypto;
 pub(crate) mod device;
 #[allow(unsafe_code)]
 pub(crate) mod dpdk;

@@ -39,7 +39,7 @@ run "microbench: datapath checked per burst, stock and rvhost" \
 # End-to-end (dpdk-testpmd pairs, QEMU guests): each runs stock and rvhost,
 # rvhost must pass.
 for t in tests/e2e/loopback_paths.py tests/e2e/reconnect.py tests/e2e/qemu_guest.py tests/e2e/vhost_blk.py \
-    tests/e2e/migration.py tests/e2e/viommu.py; do
+    tests/e2e/vhost_crypto.py tests/e2e/migration.py tests/e2e/viommu.py; do
   run "e2e: $(basename "$t" .py)" timeout 900 python3 "$t" "$PWD/build"
 done
 # Shell end-to-end scripts, if any (each gets the build dir; exit status

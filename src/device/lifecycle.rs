@@ -74,14 +74,16 @@ impl Device {
     }
 
     /// DPDK's `virtio_is_ready`: the first queue pair (or every ring for a
-    /// non-net device) ready, and DRIVER_OK when STATUS was negotiated.
+    /// non-net device) ready, and DRIVER_OK when STATUS was negotiated
+    /// (not for vhost-crypto, whose QEMU front-end never sends it).
     fn virtio_is_ready(&self) -> bool {
         let (builtin, status_negotiated, driver_ok) = {
             let st = self.state.lock();
             if st.ready {
                 return true;
             }
-            (st.builtin_net, st.protocol_features & bit(pf::STATUS) != 0, st.status & status::DRIVER_OK != 0)
+            let status_negotiated = st.protocol_features & bit(pf::STATUS) != 0 && !st.crypto;
+            (st.builtin_net, status_negotiated, st.status & status::DRIVER_OK != 0)
         };
         let nr = self.nr_vring();
         let needed = if builtin { 2 } else { nr };

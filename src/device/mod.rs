@@ -74,6 +74,11 @@ struct DeviceState {
     features_failed: bool,
     /// Uses the built-in virtio-net datapath (ready with one queue pair).
     builtin_net: bool,
+    /// Served by vhost-crypto (`rte_vhost_crypto_driver_start`): QEMU's
+    /// cryptodev-vhost-user never enables its rings nor sets DRIVER_OK, so
+    /// a ring it never enabled or disabled is enabled once kicked, and
+    /// DRIVER_OK is not awaited (docs/vhost-crypto.md).
+    crypto: bool,
     /// The attached vDPA device and whether `dev_conf` succeeded.
     vdpa: Option<VdpaId>,
     vdpa_configured: bool,
@@ -244,6 +249,15 @@ impl Device {
         let mut st = self.state.lock();
         st.builtin_net = builtin_net;
         st.vdpa = vdpa;
+    }
+
+    /// Marks a new connection's device as served by vhost-crypto.
+    pub fn set_crypto(&self, crypto: bool) {
+        self.state.lock().crypto = crypto;
+    }
+
+    pub fn is_crypto(&self) -> bool {
+        self.state.lock().crypto
     }
 
     /// `rte_vhost_log_write`: marks guest pages dirty while logging is on.

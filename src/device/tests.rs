@@ -196,3 +196,40 @@ fn a_postcopy_table_is_used_only_once_acked() {
     assert_eq!(d.mem().regions()[0].host_user_addr, ours.regions[0].userspace_addr);
     assert!(ufd[0].as_raw_fd() >= 0);
 }
+
+/// One data ring as QEMU 7.2's cryptodev-vhost-user sets it up: protocol
+/// features (STATUS among them) but no SET_VRING_ENABLE and no SET_STATUS.
+fn crypto_front_end(d: &Device, enable_first: Option<bool>) {
+    ok(d, Message::SetFeatures(bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES)));
+    ok(d, Message::SetProtocolFeatures(bit(pf::STATUS) | bit(pf::CRYPTO_SESSION) | bit(pf::REPLY_ACK)));
+    ok(d, table());
+    ok(d, Message::SetVringNum(state(0, 256)));
+    ok(d, Message::SetVringBase(state(0, 0)));
+    ok(d, Message::SetVringAddr(addr(0, 0, 256)));
+    if let Some(en) = enable_first {
+        ok(d, Message::SetVringEnable(state(0, u32::from(en))));
+    }
+    ok(d, Message::SetVringCall(VringFd { index: 0, fd: Some(eventfd()) }));
+    ok(d, Message::SetVringKick(VringFd { index: 0, fd: Some(eventfd()) }));
+}
+
+#[test]
+fn a_crypto_device_starts_without_ring_enable_or_driver_ok() {
+    let crypto = |enable_first| {
+        let d = Device::new(7);
+        d.reset("test", 0);
+        d.setup(false, None);
+        d.set_crypto(true);
+        crypto_front_end(&d, enable_first);
+        d
+    };
+    assert!(crypto(None).start_due().is_some(), "QEMU 7.2's sequence starts a vhost-crypto device");
+    assert!(crypto(Some(true)).start_due().is_some(), "22.11's sequence too");
+    assert!(crypto(Some(false)).start_due().is_none(), "a ring the front-end disabled stays disabled");
+    // DPDK 22.11's rule for every other device: disabled until enabled.
+    let other = Device::new(7);
+    other.reset("test", 0);
+    other.setup(false, None);
+    crypto_front_end(&other, None);
+    assert!(other.start_due().is_none());
+}

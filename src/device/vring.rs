@@ -104,14 +104,16 @@ pub(super) fn set_vring_kick(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
     let fd = event_fd(ring);
     vlog!(Config, Info, ctx.ifname, "vring kick idx:{idx} file:{}", fd.raw());
     let proto = ctx.dev.features() & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0;
+    let crypto = ctx.dev.is_crypto();
     let ifname = ctx.ifname.clone();
     ctx.vq(idx, |vq| {
         if let Err(why) = vq.start() {
             vlog!(Config, Debug, ifname, "vring {idx} not translated yet: {why}");
         }
         warn_used_idx_resync(&ifname, vq);
-        // Without protocol features, a kicked ring is enabled.
-        if !proto {
+        // Without protocol features, a kicked ring is enabled; so is a
+        // vhost-crypto ring the front-end never enabled or disabled.
+        if !proto || (crypto && !vq.enable_requested) {
             vq.enabled = true;
         }
     });
@@ -141,7 +143,10 @@ pub(super) fn set_vring_err(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
 pub(super) fn set_vring_enable(ctx: &mut Ctx<'_>, state: VringState) -> Reply {
     let enable = state.num != 0;
     vlog!(Config, Info, ctx.ifname, "set queue enable: {} to qp idx: {}", u8::from(enable), state.index);
-    ctx.vq(state.index as u16, |vq| vq.enabled = enable);
+    ctx.vq(state.index as u16, |vq| {
+        vq.enabled = enable;
+        vq.enable_requested = true;
+    });
     Reply::Ok
 }
 

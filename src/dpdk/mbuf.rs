@@ -295,7 +295,6 @@ impl Mempool {
         std::ptr::NonNull::new(p).map(Mempool)
     }
 
-    #[cfg(any(test, feature = "testing"))]
     pub fn as_ptr(self) -> *mut rte_mempool {
         self.0.as_ptr()
     }

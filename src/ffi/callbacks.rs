@@ -115,3 +115,28 @@ impl MessageHooks for ExternOps {
         Self::run(self.ops.post_msg_handle, vid, msg)
     }
 }
+
+/// vhost-crypto's message hook (22.11 installs it as the device's post
+/// handler): CREATE/CLOSE_CRYPTO_SESSION.
+#[derive(Debug)]
+pub struct CryptoHooks;
+
+impl MessageHooks for CryptoHooks {
+    fn has_pre(&self) -> bool {
+        false
+    }
+    fn has_post(&self) -> bool {
+        true
+    }
+    fn pre(&self, _vid: i32, _msg: &mut MsgContext) -> HookResult {
+        HookResult::NotHandled
+    }
+    fn post(&self, vid: i32, msg: &mut MsgContext) -> HookResult {
+        match crate::crypto::handle_message(vid, msg) {
+            crate::crypto::MessageOutcome::Err => HookResult::Err,
+            crate::crypto::MessageOutcome::Ok => HookResult::Ok,
+            crate::crypto::MessageOutcome::Reply => HookResult::Reply,
+            crate::crypto::MessageOutcome::NotHandled => HookResult::NotHandled,
+        }
+    }
+}

@@ -22,7 +22,7 @@ mod vhost;
 mod vhost_async;
 mod vhost_crypto;
 mod vhost_device;
-mod vhost_driver;
+pub(crate) mod vhost_driver;
 mod vhost_inflight;
 
 /// Runs `body`, turning a panic into `on_panic` after logging it; `here`

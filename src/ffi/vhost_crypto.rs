@@ -1,11 +1,38 @@
-//! `rte_vhost_crypto.h`: virtio-crypto back-end.
-// Functions here that are not implemented yet ignore their arguments.
-#![allow(unused_variables)]
+//! `rte_vhost_crypto.h`: virtio-crypto back-end (`crate::crypto`).
 
 use std::ffi::{c_char, c_int};
+use std::sync::Arc;
 
-use super::not_implemented;
+use super::callbacks::CryptoHooks;
+use super::cstr_arg;
 use crate::abi::*;
+use crate::crypto;
+use crate::dpdk::crypto::{CryptoOp, SessionPool};
+use crate::protocol::features::{self, bit};
+use crate::socket;
+use crate::vlog;
+
+/// 22.11's `VIRTIO_CRYPTO_FEATURES`, offered by `rte_vhost_crypto_driver_start`.
+const VIRTIO_CRYPTO_FEATURES: u64 = bit(features::VIRTIO_F_NOTIFY_ON_EMPTY)
+    | bit(features::VIRTIO_RING_F_INDIRECT_DESC)
+    | bit(features::VIRTIO_RING_F_EVENT_IDX)
+    | bit(features::VIRTIO_NET_F_CTRL_VQ)
+    | bit(features::VIRTIO_F_VERSION_1)
+    | bit(features::VHOST_USER_F_PROTOCOL_FEATURES);
+
+/// Borrows the application's op array (NULL entries end it).
+///
+/// # Safety
+/// `ops` must be NULL or valid for reading `n` pointers, each NULL or a
+/// crypto op the caller hands over for the call.
+unsafe fn op_array<'a>(ops: *mut *mut rte_crypto_op, n: u16) -> &'a [Option<CryptoOp>] {
+    if ops.is_null() {
+        return &[];
+    }
+    // SAFETY: per the caller's contract; Option<CryptoOp> has the layout of
+    // a nullable op pointer (NonNull inside).
+    unsafe { std::slice::from_raw_parts(ops.cast::<Option<CryptoOp>>(), usize::from(n)) }
+}
 
 /// Create Vhost-crypto instance
 ///
@@ -34,7 +61,21 @@ pub unsafe extern "C" fn rte_vhost_crypto_create(
     sess_pool: *mut rte_mempool,
     socket_id: c_int,
 ) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_crypto_create", -1) })
+    boundary!(-1, {
+        // SAFETY: the caller's contract on `sess_pool`.
+        let Some(pool) = (unsafe { SessionPool::from_raw(sess_pool) }) else {
+            vlog!(Config, Err, "VHOST-Crypto", "rte_vhost_crypto_create: no session pool");
+            return -libc::EINVAL;
+        };
+        if let Err(e) = crypto::create(vid, cryptodev_id, pool, socket_id) {
+            return e;
+        }
+        if !socket::set_message_hooks(vid, Arc::new(CryptoHooks)) {
+            let _ = crypto::free(vid);
+            return -libc::EINVAL;
+        }
+        0
+    })
 }
 
 /// Start vhost crypto driver
@@ -50,7 +91,23 @@ pub unsafe extern "C" fn rte_vhost_crypto_create(
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_driver_start(path: *const c_char) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_crypto_driver_start", -1) })
+    boundary!(-1, {
+        // SAFETY: the caller's contract on `path`.
+        let Some(path_str) = (unsafe { cstr_arg(path) }) else { return -1 };
+        let configured = socket::with_config(path_str, |c| {
+            c.supported_features = VIRTIO_CRYPTO_FEATURES;
+            c.features = VIRTIO_CRYPTO_FEATURES;
+            c.use_builtin_virtio_net = false;
+            c.protocol_features |= bit(features::protocol::CONFIG);
+            c.crypto = true;
+        });
+        if let Err(e) = configured {
+            vlog!(Config, Err, path_str, "{e}.");
+            return -1;
+        }
+        // SAFETY: as above.
+        unsafe { super::vhost_driver::rte_vhost_driver_start(path) }
+    })
 }
 
 /// Fetch a number of vring descriptors from virt-queue and translate to DPDK
@@ -80,7 +137,11 @@ pub unsafe extern "C" fn rte_vhost_crypto_fetch_requests(
     ops: *mut *mut rte_crypto_op,
     nb_ops: u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_crypto_fetch_requests", 0) })
+    boundary!(0, {
+        // SAFETY: the caller's contract on `ops`.
+        let ops = unsafe { op_array(ops, nb_ops) };
+        crypto::fetch_requests(vid, qid, ops)
+    })
 }
 
 /// Finalize the dequeued crypto ops. After the translated crypto ops are
@@ -114,7 +175,21 @@ pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
     callfds: *mut c_int,
     nb_callfds: *mut u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_crypto_finalize_requests", 0) })
+    boundary!(0, {
+        if callfds.is_null() || nb_callfds.is_null() {
+            return 0;
+        }
+        // SAFETY: the caller's contract on `ops`.
+        let ops = unsafe { op_array(ops, nb_ops) };
+        let mut fds = Vec::with_capacity(crypto::MAX_CALLFDS);
+        let done = crypto::finalize_requests(ops, &mut fds);
+        // SAFETY: room for MAX_CALLFDS ints and a u16, per the contract.
+        unsafe {
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), callfds, fds.len());
+            nb_callfds.write(fds.len() as u16);
+        }
+        done
+    })
 }
 
 /// Free the Vhost-crypto instance
@@ -132,7 +207,7 @@ pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
 /// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_free(vid: c_int) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_crypto_free", -1) })
+    boundary!(-1, { crypto::free(vid).err().unwrap_or(0) })
 }
 
 /// Enable or disable zero copy feature
@@ -155,5 +230,5 @@ pub unsafe extern "C" fn rte_vhost_crypto_set_zero_copy(
     vid: c_int,
     option: rte_vhost_crypto_zero_copy,
 ) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_crypto_set_zero_copy", -1) })
+    boundary!(-1, { crypto::set_zero_copy(vid, option).err().unwrap_or(0) })
 }

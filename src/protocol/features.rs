@@ -1,6 +1,7 @@
 //! Virtio and vhost-user feature bits used by the back-end.
 
 pub const VIRTIO_NET_F_CSUM: u32 = 0;
+pub const VIRTIO_F_NOTIFY_ON_EMPTY: u32 = 24;
 pub const VIRTIO_NET_F_GUEST_CSUM: u32 = 1;
 pub const VIRTIO_NET_F_MTU: u32 = 3;
 pub const VIRTIO_NET_F_GSO: u32 = 6;
@@ -68,6 +69,7 @@ pub mod protocol {
     pub const REPLY_ACK: u32 = 3;
     pub const NET_MTU: u32 = 4;
     pub const SLAVE_REQ: u32 = 5;
+    pub const CONFIG: u32 = 9;
     pub const CRYPTO_SESSION: u32 = 7;
     pub const PAGEFAULT: u32 = 8;
     pub const SLAVE_SEND_FD: u32 = 10;

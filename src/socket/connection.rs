@@ -79,6 +79,7 @@ pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
     };
     let config = socket.config.lock().clone();
     dev.setup(config.use_builtin_virtio_net, config.vdpa.as_ref().map(|v| v.id()));
+    dev.set_crypto(config.crypto);
     let vid = dev.vid();
     vlog!(Config, Info, socket.path, "new device, handle is {vid}");
     let Ok(reader) = stream.try_clone() else {

@@ -42,6 +42,8 @@ pub struct SocketConfig {
     /// The application's callbacks (`rte_vhost_driver_callback_register`).
     pub events: Option<Arc<dyn DeviceEvents>>,
     pub use_builtin_virtio_net: bool,
+    /// Started by `rte_vhost_crypto_driver_start` (`Device::set_crypto`).
+    pub crypto: bool,
     /// Attached vDPA device.
     pub vdpa: Option<Arc<dyn VdpaDriver>>,
 }
@@ -162,6 +164,7 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
             max_queue_pairs: MAX_QUEUE_PAIRS,
             events: None,
             use_builtin_virtio_net: true,
+            crypto: false,
             vdpa: None,
         }),
         state: Mutex::new(SocketState::default()),

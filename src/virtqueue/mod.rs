@@ -106,6 +106,8 @@ pub struct VqState {
     pub err: EventFd,
     /// SET_VRING_ENABLE state (or all-enabled without protocol features).
     pub enabled: bool,
+    /// The front-end has sent SET_VRING_ENABLE for this ring.
+    pub enable_requested: bool,
     /// Last readiness reported through `vring_state_changed`.
     pub ready: bool,
     /// The memory table the ring addresses were translated against

@@ -1,5 +1,5 @@
 #!/bin/bash
-# DPDK's examples/vhost and examples/vhost_blk (from the Debian source
+# DPDK's examples/vhost, vhost_blk and vhost_crypto (from the Debian source
 # package) compile against our include/ and link against our library.
 # usage: tests/abi/examples.sh [LIBDIR]
 set -euo pipefail
@@ -13,7 +13,7 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 fail=0
-for ex in vhost vhost_blk; do
+for ex in vhost vhost_blk vhost_crypto; do
   bin="$out/dpdk-$ex"
   # Our headers first; -L puts our librte_vhost.so ahead of Debian's.
   # shellcheck disable=SC2046

@@ -1,0 +1,272 @@
+//! vhost-crypto (`rte_vhost_crypto.h`), as DPDK 22.11's
+//! `lib/vhost/vhost_crypto.c` serves QEMU's `cryptodev-vhost-user`: one
+//! instance per device, made by the application's `new_device` with a
+//! cryptodev and its session pool. The front-end's CREATE/CLOSE session
+//! messages become sessions on that cryptodev (`session`); the guest's
+//! data-queue requests are checked (`request`) and copied into mbufs the
+//! application enqueues to the cryptodev (`fetch`); the processed ones are
+//! written back where the virtio-crypto specification puts them and
+//! returned on the used ring (`finalize`). Split rings only, as 22.11.
+//!
+//! Guest memory is never handed to the cryptodev: requests are copied in
+//! and results copied out under the ring's lock, translated again with the
+//! memory table of that moment (zero copy is accepted and served by copying).
+
+mod queue;
+pub mod request;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::abi::MsgContext;
+use crate::dpdk::crypto::{Chaining, CryptoOp, OwnedPool, Session, SessionError, SessionPool};
+use crate::vlog;
+pub use queue::MAX_CALLFDS;
+use request::SessionShape;
+use session::status;
+
+/// 22.11's `VHOST_CRYPTO_MBUF_POOL_SIZE`: requests in flight per device.
+const POOL_SIZE: u32 = 8192;
+/// 22.11's `VHOST_CRYPTO_SESSION_MAP_ENTRIES`.
+const MAX_SESSIONS: usize = 1024;
+const LOG: &str = "VHOST-Crypto";
+
+/// What a session message hook decided (`enum rte_vhost_msg_result`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Err,
+    Ok,
+    Reply,
+    NotHandled,
+}
+
+/// A session and what its requests must look like.
+#[derive(Debug)]
+struct SessionEntry {
+    session: Session,
+    shape: SessionShape,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<u64, Arc<SessionEntry>>,
+    next_id: u64,
+    /// Sessions of the requests with the cryptodev, by request number: a
+    /// session the guest closes meanwhile is freed when its last request
+    /// comes back, never under the cryptodev's feet.
+    inflight: HashMap<u64, Arc<SessionEntry>>,
+    next_request: u64,
+}
+
+/// One device's vhost-crypto instance.
+#[derive(Debug)]
+pub struct Instance {
+    id: u64,
+    vid: i32,
+    cryptodev: u8,
+    sess_pool: SessionPool,
+    pool: OwnedPool<queue::RequestCtx>,
+    zero_copy: std::sync::atomic::AtomicBool,
+    sessions: Mutex<Sessions>,
+}
+
+static INSTANCES: RwLock<Vec<Arc<Instance>>> = RwLock::new(Vec::new());
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+fn instance(vid: i32) -> Option<Arc<Instance>> {
+    INSTANCES.read().iter().find(|i| i.vid == vid).cloned()
+}
+
+fn instance_by_id(id: u64) -> Option<Arc<Instance>> {
+    INSTANCES.read().iter().find(|i| i.id == id).cloned()
+}
+
+/// `rte_vhost_crypto_create`. `Err` is a negative errno.
+pub fn create(vid: i32, cryptodev: u8, sess_pool: SessionPool, socket_id: i32) -> Result<(), i32> {
+    if crate::device::get(vid).is_none() {
+        vlog!(Config, Err, LOG, "Invalid vid {vid}");
+        return Err(-libc::EINVAL);
+    }
+    if instance(vid).is_some() {
+        vlog!(Config, Err, LOG, "vid {vid} already has a vhost-crypto instance");
+        return Err(-libc::EEXIST);
+    }
+    let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+    let Some(pool) = OwnedPool::create(&format!("VHC_MBUF_{id}"), POOL_SIZE, queue::DATA_ROOM, socket_id)
+    else {
+        vlog!(Config, Err, LOG, "Failed to create mbuf pool");
+        return Err(-libc::ENOMEM);
+    };
+    let sessions = Mutex::new(Sessions { next_id: 1, ..Default::default() });
+    let inst = Instance { id, vid, cryptodev, sess_pool, pool, zero_copy: Default::default(), sessions };
+    INSTANCES.write().push(Arc::new(inst));
+    Ok(())
+}
+
+/// `rte_vhost_crypto_free`. The instance's pool and sessions are released
+/// if none of its requests is still with the cryptodev; otherwise they are
+/// left allocated (a request coming back later finds its memory).
+pub fn free(vid: i32) -> Result<(), i32> {
+    if crate::device::get(vid).is_none() {
+        vlog!(Config, Err, LOG, "Invalid vid {vid}");
+        return Err(-libc::EINVAL);
+    }
+    let inst = {
+        let mut all = INSTANCES.write();
+        let Some(pos) = all.iter().position(|i| i.vid == vid) else {
+            vlog!(Config, Err, LOG, "Cannot find required data, is it initialized?");
+            return Err(-libc::ENOENT);
+        };
+        all.swap_remove(pos)
+    };
+    let released = match Arc::try_unwrap(inst) {
+        Ok(inst) if inst.pool.is_full() => {
+            inst.pool.release();
+            true
+        }
+        Ok(inst) => {
+            std::mem::forget(inst);
+            false
+        }
+        Err(shared) => {
+            std::mem::forget(shared);
+            false
+        }
+    };
+    if !released {
+        vlog!(
+            Config,
+            Err,
+            LOG,
+            "vid {vid}: requests still in flight, their pool and sessions are left allocated"
+        );
+    }
+    Ok(())
+}
+
+/// `rte_vhost_crypto_set_zero_copy`: accepted; requests are copied either way.
+pub fn set_zero_copy(vid: i32, option: i32) -> Result<(), i32> {
+    if crate::device::get(vid).is_none() {
+        vlog!(Config, Err, LOG, "Invalid vid {vid}");
+        return Err(-libc::EINVAL);
+    }
+    if !(0..2).contains(&option) {
+        vlog!(Config, Err, LOG, "Invalid option {option}");
+        return Err(-libc::EINVAL);
+    }
+    let Some(inst) = instance(vid) else {
+        vlog!(Config, Err, LOG, "Cannot find required data, is it initialized?");
+        return Err(-libc::ENOENT);
+    };
+    if option == 1 && !inst.zero_copy.swap(true, Ordering::Relaxed) {
+        vlog!(Config, Info, LOG, "vid {vid}: zero copy requested; requests are copied (guest memory is never given to the cryptodev)");
+    }
+    if option == 0 {
+        inst.zero_copy.store(false, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The vhost-crypto message hook: CREATE/CLOSE_CRYPTO_SESSION.
+pub fn handle_message(vid: i32, msg: &mut MsgContext) -> MessageOutcome {
+    if !matches!(msg.request, session::CREATE_SESSION | session::CLOSE_SESSION) {
+        return MessageOutcome::NotHandled;
+    }
+    let Some(inst) = instance(vid) else {
+        vlog!(Config, Err, LOG, "Cannot find required data, is it initialized?");
+        return MessageOutcome::Err;
+    };
+    let size = msg.size as usize;
+    if msg.request == session::CLOSE_SESSION {
+        if size != 8 {
+            vlog!(Config, Err, LOG, "close session: payload of {size} bytes, expected 8");
+            return MessageOutcome::Err;
+        }
+        let id = u64::from_ne_bytes(msg.payload[..8].try_into().expect("8 bytes"));
+        return if inst.close_session(id) { MessageOutcome::Ok } else { MessageOutcome::Err };
+    }
+    if size != session::SESSION_MSG_SIZE {
+        vlog!(
+            Config,
+            Err,
+            LOG,
+            "create session: payload of {size} bytes, expected {}",
+            session::SESSION_MSG_SIZE
+        );
+        return MessageOutcome::Err;
+    }
+    let result = inst.create_session(&msg.payload[..size]);
+    session::set_reply(&mut msg.payload[..size], result);
+    msg.fd_num = 0;
+    MessageOutcome::Reply
+}
+
+impl Instance {
+    fn create_session(&self, payload: &[u8]) -> Result<u64, u8> {
+        let req = session::parse(payload).inspect_err(|st| {
+            vlog!(Config, Err, LOG, "Error transform session msg ({})", -i32::from(*st));
+        })?;
+        let iv_len = req.iv_len().ok_or_else(|| {
+            vlog!(Config, Err, LOG, "cipher algorithm {} not supported", req.spec.cipher_algo);
+            status::NOTSUPP
+        })?;
+        let mut s = self.sessions.lock();
+        if s.by_id.len() >= MAX_SESSIONS {
+            vlog!(Config, Err, LOG, "Failed to insert session to hash table");
+            return Err(status::ERR);
+        }
+        let session = Session::create(self.cryptodev, self.sess_pool, &req.spec).map_err(|e| {
+            vlog!(Config, Err, LOG, "Failed to create session");
+            match e {
+                SessionError::Unsupported => status::NOTSUPP,
+                SessionError::Refused => status::ERR,
+            }
+        })?;
+        let shape = SessionShape {
+            chained: !matches!(req.spec.chaining, Chaining::CipherOnly { .. }),
+            iv_len: u32::from(iv_len),
+            digest_len: req.spec.digest_len,
+        };
+        let id = s.next_id;
+        s.next_id += 1;
+        s.by_id.insert(id, Arc::new(SessionEntry { session, shape }));
+        vlog!(Config, Info, LOG, "Session {id} created for vdev {} ({:?} layout).", self.vid, req.layout);
+        Ok(id)
+    }
+
+    fn close_session(&self, id: u64) -> bool {
+        if self.sessions.lock().by_id.remove(&id).is_none() {
+            vlog!(Config, Err, LOG, "Failed to delete session {id}.");
+            return false;
+        }
+        vlog!(Config, Info, LOG, "Session {id} deleted for vdev {}.", self.vid);
+        true
+    }
+}
+
+/// `rte_vhost_crypto_fetch_requests`.
+pub fn fetch_requests(vid: i32, qid: u32, ops: &[Option<CryptoOp>]) -> u16 {
+    let Some(dev) = crate::device::get(vid) else {
+        vlog!(Data, Err, LOG, "Invalid vid {vid}");
+        return 0;
+    };
+    let Some(inst) = instance(vid) else {
+        vlog!(Data, Err, LOG, "Cannot find required data, is it initialized?");
+        return 0;
+    };
+    let Ok(qid) = u16::try_from(qid) else {
+        vlog!(Data, Err, LOG, "Invalid qid {qid}");
+        return 0;
+    };
+    queue::fetch(&inst, dev, qid, ops)
+}
+
+/// `rte_vhost_crypto_finalize_requests`: returns the ops processed; the
+/// call fds of the rings they completed on go to `callfds`.
+pub fn finalize_requests(ops: &[Option<CryptoOp>], callfds: &mut Vec<i32>) -> u16 {
+    queue::finalize(ops, callfds)
+}

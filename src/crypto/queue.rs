@@ -1,0 +1,422 @@
+//! The data queue: requests from the split ring into crypto ops (`fetch`),
+//! processed ops back into the guest's buffers and the used ring
+//! (`finalize`).
+//!
+//! A request that cannot be processed (malformed, unknown session, lengths
+//! that do not fit its buffers) is completed at once with its status and
+//! the guest is notified; a chain too broken to hold a status is returned
+//! with used length 0. Either way the ring moves on (22.11 leaves such a
+//! request at the head of the ring and tries it again forever).
+//!
+//! Used entries go at the used index, in completion order (22.11 writes
+//! them at `used->ring[avail->ring[head]]`), and the status is the last
+//! byte of the writable descriptors (22.11: the first descriptor after the
+//! data, which with Linux's repeated scatterlist entries is a data
+//! descriptor).
+
+use std::sync::Arc;
+
+use super::request::{self, Header, Plan, HEADER_LEN, MAX_DATA};
+use super::session::status;
+use super::{instance_by_id, Instance, SessionEntry, LOG};
+use crate::device::Device;
+use crate::dpdk::crypto::{CryptoOp, OwnedPool};
+use crate::dpdk::mbuf::{self, Mbuf, HEADROOM};
+use crate::guest::slice::Writer;
+use crate::guest::{AddressSpace, PhysicalSpace};
+use crate::virtqueue::chain::{visit_split, ChainError, F_WRITE};
+use crate::virtqueue::notify::notify_guest;
+use crate::virtqueue::ring::{Desc, RingMem};
+use crate::virtqueue::used::UsedElem;
+use crate::virtqueue::{split, VqState};
+use crate::vlog;
+
+/// 22.11's `VHOST_CRYPTO_MAX_BURST_SIZE`.
+const MAX_BURST: usize = 64;
+/// 22.11's `VIRTIO_CRYPTO_MAX_NUM_BURST_VQS`: call fds one finalize returns.
+pub const MAX_CALLFDS: usize = 64;
+/// Most descriptors in one request (22.11: 32, which a 4 KiB request in
+/// single-byte-aligned pieces can exceed).
+const MAX_DESCS: usize = 64;
+/// Longest MAC (SHA-512).
+const MAX_DIGEST: u32 = 64;
+/// Where in an mbuf's data the MAC goes: after any destination data.
+const DIGEST_OFF: u32 = MAX_DATA;
+/// Data room of the request mbufs.
+pub(super) const DATA_ROOM: u16 = (HEADROOM + MAX_DATA + MAX_DIGEST) as u16;
+/// Marks a request context as ours in an mbuf's private area.
+const MAGIC: u64 = 0x7276_686f_7374_4352;
+
+/// What `finalize` needs of a request, in its mbuf's private area: where
+/// the writable descriptors are (guest-physical; translated again at
+/// finalize time) and what goes where.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub(super) struct RequestCtx {
+    magic: u64,
+    instance: u64,
+    request: u64,
+    qid: u16,
+    head: u16,
+    nseg: u16,
+    out_from: u32,
+    dst_len: u32,
+    digest_len: u32,
+    status_off: u32,
+    seg_addr: [u64; MAX_DESCS],
+    seg_len: [u32; MAX_DESCS],
+}
+
+/// A list of guest buffers read or written as one byte stream.
+struct Stream<'a> {
+    descs: &'a [Desc],
+}
+
+impl Stream<'_> {
+    fn len(&self) -> u64 {
+        self.descs.iter().map(|d| u64::from(d.len)).sum()
+    }
+
+    /// Visits the guest pieces of `[off, off + len)`, each with its offset
+    /// in that range; false if the range leaves the stream or memory.
+    fn pieces<'m>(
+        &self,
+        mem: PhysicalSpace<'m>,
+        mut off: u64,
+        len: usize,
+        mut f: impl FnMut(crate::guest::slice::GuestSlice<'m>, usize),
+    ) -> bool {
+        let mut done = 0usize;
+        for d in self.descs {
+            if done == len {
+                break;
+            }
+            let dlen = u64::from(d.len);
+            if off >= dlen {
+                off -= dlen;
+                continue;
+            }
+            let mut at = off;
+            off = 0;
+            while at < dlen && done < len {
+                let want = (dlen - at).min((len - done) as u64) as u32;
+                let Ok(s) = mem.slice(d.addr.wrapping_add(at), want) else { return false };
+                let n = s.len().min(want);
+                f(s, done);
+                done += n as usize;
+                at += u64::from(n);
+            }
+        }
+        done == len
+    }
+
+    fn read(&self, mem: PhysicalSpace<'_>, off: u64, dst: &mut [u8]) -> bool {
+        let len = dst.len();
+        self.pieces(mem, off, len, |s, at| {
+            let n = (s.len() as usize).min(len - at);
+            s.read(0, &mut dst[at..at + n]);
+        })
+    }
+
+    fn write(&self, w: Writer<'_>, mem: PhysicalSpace<'_>, off: u64, src: &[u8]) -> bool {
+        self.pieces(mem, off, src.len(), |s, at| {
+            let n = (s.len() as usize).min(src.len() - at);
+            w.write(s, 0, &src[at..at + n]);
+        })
+    }
+}
+
+/// A request that was not handed to the cryptodev: its used length.
+struct Completed(u32);
+
+/// Moves up to `ops.len()` requests of ring `qid` into `ops`.
+pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<CryptoOp>]) -> u16 {
+    let Some(vq) = dev.vq(qid) else {
+        vlog!(Data, Err, LOG, "Invalid qid {qid}");
+        return 0;
+    };
+    let Some(mut s) = vq.lock_for_burst() else { return 0 };
+    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
+    if ring.is_packed() || s.iotlb.is_some() || s.mem.faulted() {
+        // Split rings in guest-physical memory only, as 22.11.
+        return 0;
+    }
+    let Some(avail) = split::available(&s, &ring) else {
+        vlog!(Data, Err, LOG, "vring {qid}: avail index more than a ring ahead");
+        return 0;
+    };
+    let avail = usize::from(avail).min(MAX_BURST);
+    let mem = Arc::clone(&s.mem);
+    let log = s.active_log();
+    let writer = Writer::new(log.as_deref().map(|l| (l, &*mem)));
+    let space = PhysicalSpace(&mem);
+    let mut completed: Vec<UsedElem> = Vec::new();
+    // A refused request completes here and leaves its op to the next one.
+    let mut fetched = 0;
+    for _ in 0..avail {
+        let Some(&Some(op)) = ops.get(usize::from(fetched)) else { break };
+        let Some(m) = mbuf::alloc(inst.pool.pool()) else {
+            vlog!(Data, Err, LOG, "Insufficient memory");
+            break;
+        };
+        let head = ring.split_avail_ring(s.last_avail_idx);
+        match prepare(inst, space, writer, &ring, qid, head, op, m) {
+            Ok(()) => fetched += 1,
+            Err(Completed(len)) => {
+                mbuf::free_bulk(&[Some(m)]);
+                completed.push(UsedElem { id: head, len, count: 1 });
+            }
+        }
+        s.last_avail_idx = s.last_avail_idx.wrapping_add(1);
+    }
+    if !completed.is_empty() {
+        split::publish(&mut s, &ring, &completed);
+        notify_guest(&mut s, &ring, false);
+    }
+    fetched
+}
+
+/// Reads request `head`, checks it and prepares `op` on `m`; or completes
+/// it with its status.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    inst: &Instance,
+    mem: PhysicalSpace<'_>,
+    w: Writer<'_>,
+    ring: &RingMem,
+    qid: u16,
+    head: u16,
+    op: CryptoOp,
+    mut m: Mbuf,
+) -> Result<(), Completed> {
+    let mut descs = [Desc::default(); MAX_DESCS];
+    let mut n = 0;
+    let walked = visit_split(
+        &mem,
+        ring.size(),
+        head,
+        |i| ring.read_split_desc(i),
+        |d| {
+            if n == MAX_DESCS {
+                return Err(ChainError::TooLong);
+            }
+            descs[n] = *d;
+            n += 1;
+            Ok(())
+        },
+    );
+    if let Err(e) = walked {
+        vlog!(Data, Err, LOG, "vring {qid}: dropping a malformed request chain: {e}");
+        return Err(Completed(0));
+    }
+    let descs = &descs[..n];
+    let split_at = descs.iter().position(|d| d.flags & F_WRITE != 0).unwrap_or(n);
+    let (readable, writable) = (Stream { descs: &descs[..split_at] }, Stream { descs: &descs[split_at..] });
+    let wlen = writable.len();
+    if wlen == 0 {
+        vlog!(Data, Err, LOG, "vring {qid}: request without room for a status");
+        return Err(Completed(0));
+    }
+    let status_off = wlen - 1;
+    let reject = |st: u8, why: &str| {
+        vlog!(Data, Err, LOG, "vring {qid}: request refused ({why}), status {st}");
+        Completed(if writable.write(w, mem, status_off, &[st]) { 1 } else { 0 })
+    };
+    if writable.descs.iter().any(|d| d.flags & F_WRITE == 0) {
+        return Err(reject(status::BADMSG, "device-readable descriptor after a writable one"));
+    }
+    let mut raw = [0u8; HEADER_LEN];
+    if !readable.read(mem, 0, &mut raw) {
+        return Err(reject(status::BADMSG, "no request header"));
+    }
+    let h = Header::new(raw);
+    if !h.is_cipher() {
+        return Err(reject(status::NOTSUPP, "not a cipher request"));
+    }
+    let Some(entry) = inst.sessions.lock().by_id.get(&h.session_id).cloned() else {
+        return Err(reject(status::INVSESS, "unknown session"));
+    };
+    let plan = request::plan(&h, entry.shape, readable.len(), wlen).map_err(|st| reject(st, "lengths"))?;
+    let results = (plan.dst_len + plan.digest_len) as usize;
+    if !writable.pieces(mem, 0, results, |_, _| ()) || !writable.pieces(mem, status_off, 1, |_, _| ()) {
+        return Err(reject(status::BADMSG, "destination outside guest memory"));
+    }
+    if !copy_in(mem, &readable, &writable, &plan, &mut m) {
+        return Err(reject(status::BADMSG, "source outside guest memory"));
+    }
+    let mut iv = [0u8; 32];
+    let iv = &mut iv[..plan.iv_len as usize];
+    if !readable.read(mem, HEADER_LEN as u64, iv) {
+        return Err(reject(status::BADMSG, "IV outside guest memory"));
+    }
+    let auth = plan.auth.map(|(off, len)| (off, len, DIGEST_OFF));
+    if !op.prepare(&entry.session, m, iv, plan.cipher, auth) {
+        return Err(reject(status::ERR, "cannot attach the session"));
+    }
+    let mut ctx = RequestCtx {
+        magic: MAGIC,
+        instance: inst.id,
+        request: 0,
+        qid,
+        head,
+        nseg: writable.descs.len() as u16,
+        out_from: plan.out_from,
+        dst_len: plan.dst_len,
+        digest_len: plan.digest_len,
+        status_off: status_off as u32,
+        seg_addr: [0; MAX_DESCS],
+        seg_len: [0; MAX_DESCS],
+    };
+    for (i, d) in writable.descs.iter().enumerate() {
+        ctx.seg_addr[i] = d.addr;
+        ctx.seg_len[i] = d.len;
+    }
+    ctx.request = track(inst, entry);
+    if !OwnedPool::store(m, ctx) {
+        untrack(inst, ctx.request);
+        return Err(reject(status::ERR, "mbuf without room for the request"));
+    }
+    Ok(())
+}
+
+/// Keeps a request's session alive until it comes back; its number.
+fn track(inst: &Instance, entry: Arc<SessionEntry>) -> u64 {
+    let mut s = inst.sessions.lock();
+    let id = s.next_request;
+    s.next_request += 1;
+    s.inflight.insert(id, entry);
+    id
+}
+
+fn untrack(inst: &Instance, request: u64) {
+    inst.sessions.lock().inflight.remove(&request);
+}
+
+/// The source data (and for a chained request the MAC area of the
+/// destination, which a verifying session compares) into `m`; the
+/// destination's extra bytes are zero.
+fn copy_in(
+    mem: PhysicalSpace<'_>,
+    readable: &Stream<'_>,
+    writable: &Stream<'_>,
+    plan: &Plan,
+    m: &mut Mbuf,
+) -> bool {
+    let data = m.tail_mut(plan.dst_len as usize);
+    let src_at = (HEADER_LEN as u32 + plan.iv_len) as u64;
+    let (src, rest) = data.split_at_mut(plan.src_len as usize);
+    if !readable.read(mem, src_at, src) {
+        return false;
+    }
+    rest.fill(0);
+    m.commit(plan.dst_len as usize);
+    if plan.digest_len > 0 {
+        let Some(d) = digest_area(m, plan.dst_len, plan.digest_len) else { return false };
+        return writable.read(mem, u64::from(plan.dst_len), d);
+    }
+    true
+}
+
+/// The MAC's bytes in `m` (whose data is `dst_len` bytes long).
+fn digest_area(m: &mut Mbuf, dst_len: u32, digest_len: u32) -> Option<&mut [u8]> {
+    let from = (DIGEST_OFF - dst_len) as usize;
+    m.try_tail_mut(from + digest_len as usize).map(|t| &mut t[from..])
+}
+
+/// Completes processed ops: results written back, used entries published,
+/// mbufs freed. Consecutive ops of one ring are completed under one lock
+/// and one used-index store, and give one call fd.
+pub(super) fn finalize(ops: &[Option<CryptoOp>], callfds: &mut Vec<i32>) -> u16 {
+    let mut i = 0;
+    while i < ops.len() {
+        let Some((_, m, ctx)) = ours(ops[i]) else { break };
+        let Some(inst) = instance_by_id(ctx.instance) else {
+            // The device went away with this request in flight.
+            mbuf::free_bulk(&[Some(m)]);
+            i += 1;
+            continue;
+        };
+        let group_end = i + ops[i..]
+            .iter()
+            .take_while(|o| ours(**o).is_some_and(|(_, _, c)| c.instance == ctx.instance && c.qid == ctx.qid))
+            .count();
+        if callfds.len() == MAX_CALLFDS {
+            vlog!(Data, Err, LOG, "Too many vqs");
+            break;
+        }
+        if let Some(fd) =
+            complete_group(&inst, ctx.qid, &ops[i..group_end]).filter(|fd| !callfds.contains(fd))
+        {
+            callfds.push(fd);
+        }
+        i = group_end;
+    }
+    i as u16
+}
+
+/// An op `fetch` prepared: it, its mbuf and its request.
+fn ours(op: Option<CryptoOp>) -> Option<(CryptoOp, Mbuf, RequestCtx)> {
+    let op = op?;
+    let m = op.mbuf()?;
+    let ctx =
+        OwnedPool::<RequestCtx>::load(m).filter(|c| c.magic == MAGIC && usize::from(c.nseg) <= MAX_DESCS);
+    if ctx.is_none() {
+        vlog!(Data, Err, LOG, "Failed to retrieve vc_req");
+    }
+    Some((op, m, ctx?))
+}
+
+/// Completes `ops` (all of ring `qid` of `inst`); the ring's call fd.
+fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option<i32> {
+    let dev = crate::device::get(inst.vid);
+    let vq = dev.and_then(|d| d.vq(qid));
+    let mut guard = vq.map(|vq| vq.lock());
+    let mut used: Vec<UsedElem> = Vec::with_capacity(ops.len());
+    for &op in ops {
+        let Some((op, m, ctx)) = ours(op) else { continue };
+        untrack(inst, ctx.request);
+        if let Some(s) = guard.as_deref_mut().filter(|s| s.ring.is_some()) {
+            let len = write_back(s, op, m, &ctx);
+            used.push(UsedElem { id: ctx.head, len, count: 1 });
+        }
+        mbuf::free_bulk(&[Some(m)]);
+    }
+    let s = guard.as_deref_mut()?;
+    let ring = s.ring?;
+    if !used.is_empty() {
+        split::publish(s, &ring, &used);
+    }
+    Some(s.call.raw()).filter(|fd| *fd >= 0)
+}
+
+/// Writes one request's result and status into the guest; its used length.
+fn write_back(s: &VqState, op: CryptoOp, mut m: Mbuf, ctx: &RequestCtx) -> u32 {
+    let descs: Vec<Desc> = (0..usize::from(ctx.nseg))
+        .map(|i| Desc { addr: ctx.seg_addr[i], len: ctx.seg_len[i], flags: F_WRITE, next_or_id: 0 })
+        .collect();
+    let out = Stream { descs: &descs };
+    let log = s.active_log();
+    let w = Writer::new(log.as_deref().map(|l| (l, &*s.mem)));
+    let mem = PhysicalSpace(&s.mem);
+    let status_at = u64::from(ctx.status_off);
+    if !op.succeeded() {
+        return if out.write(w, mem, status_at, &[status::ERR]) { 1 } else { 0 };
+    }
+    let from = ctx.out_from as usize;
+    let mut ok = out.write(w, mem, from as u64, &m.data()[from..ctx.dst_len as usize]);
+    if ctx.digest_len > 0 {
+        ok &= match digest_area(&mut m, ctx.dst_len, ctx.digest_len) {
+            Some(d) => out.write(w, mem, u64::from(ctx.dst_len), d),
+            None => false,
+        };
+    }
+    let st = if ok { status::OK } else { status::ERR };
+    if !out.write(w, mem, status_at, &[st]) {
+        return 0;
+    }
+    if ok {
+        ctx.dst_len + ctx.digest_len + 1
+    } else {
+        1
+    }
+}
