@@ -210,7 +210,7 @@ fn code_only(src: &str) -> String {
         } else if b[i] == b'\'' {
             // A char literal ('x', '\n', '\u{..}'), or a lifetime ('a).
             let end = if rest.get(1) == Some(&b'\\') {
-                src[i + 2..].find('\'').map(|n| i + 2 + n)
+                src[i + 3..].find('\'').map(|n| i + 3 + n)
             } else {
                 src[i + 1..]
                     .chars()

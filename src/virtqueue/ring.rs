@@ -83,7 +83,6 @@ impl TranslatedRing {
 /// # Safety
 /// `addr` must be 2-byte aligned and lie in a ring area that stays mapped
 /// for `'m`.
-#[inline(always)]
 unsafe fn atomic_u16<'m>(addr: u64) -> &'m AtomicU16 {
     audit(addr, 2);
     // SAFETY: per the caller's contract; AtomicU16 has u16's layout.
