@@ -169,3 +169,298 @@ fn modules_depend_only_on_lower_layers_as_documented() {
         "use crate:: edges that point up or sideways (layers {layers:?}): {outward:?}"
     );
 }
+
+/// `src` with comments and the insides of string and char literals blanked
+/// (lengths kept), so that braces and words in them are not read as code.
+fn code_only(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = b.to_vec();
+    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for c in &mut out[from..to.min(b.len())] {
+            if *c != b'\n' {
+                *c = b' ';
+            }
+        }
+    };
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        if rest.starts_with(b"//") {
+            let end = rest.iter().position(|&c| c == b'\n').map_or(b.len(), |n| i + n);
+            blank(&mut out, i, end);
+            i = end;
+        } else if rest.starts_with(b"/*") {
+            let end = src[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
+            blank(&mut out, i, end);
+            i = end;
+        } else if rest.starts_with(b"r#\"") || rest.starts_with(b"r\"") {
+            let hashes = rest[1..].iter().take_while(|&&c| c == b'#').count();
+            let close = format!("\"{}", "#".repeat(hashes));
+            let open = i + 2 + hashes;
+            let end = src[open..].find(&close).map_or(b.len(), |n| open + n);
+            blank(&mut out, open, end);
+            i = end + close.len();
+        } else if b[i] == b'"' {
+            let mut j = i + 1;
+            while j < b.len() && b[j] != b'"' {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            blank(&mut out, i + 1, j);
+            i = j + 1;
+        } else if b[i] == b'\'' {
+            // A char literal ('x', '\n', '\u{..}'), or a lifetime ('a).
+            let end = if rest.get(1) == Some(&b'\\') {
+                src[i + 3..].find('\'').map(|n| i + 3 + n)
+            } else {
+                src[i + 1..]
+                    .chars()
+                    .next()
+                    .map(|c| i + 1 + c.len_utf8())
+                    .filter(|&e| b.get(e) == Some(&b'\''))
+            };
+            match end {
+                Some(e) => {
+                    blank(&mut out, i + 1, e);
+                    i = e + 1;
+                }
+                None => i += 1,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The index just past the bracket that closes the one at `open`.
+fn closing(code: &str, open: usize) -> usize {
+    let b = code.as_bytes();
+    let (o, c) = (
+        b[open],
+        match b[open] {
+            b'(' => b')',
+            b'[' => b']',
+            _ => b'}',
+        },
+    );
+    let mut depth = 0;
+    for (k, &x) in b[open..].iter().enumerate() {
+        if x == o {
+            depth += 1;
+        } else if x == c {
+            depth -= 1;
+            if depth == 0 {
+                return open + k + 1;
+            }
+        }
+    }
+    b.len()
+}
+
+/// The first identifier of an expression (`(addr + 8)` -> `addr`).
+fn root(expr: &str) -> &str {
+    let e = expr.trim_start_matches(|c: char| c == '(' || c == '&' || c == '*' || c.is_whitespace());
+    let e = e.strip_prefix("mut ").unwrap_or(e);
+    &e[..e.find(|c: char| !c.is_alphanumeric() && c != '_').unwrap_or(e.len())]
+}
+
+/// Splits `list` (the inside of a bracket) at its top-level commas.
+fn top_level_split(list: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    let b = list.as_bytes();
+    for (k, &c) in b.iter().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' | b'<' => depth += 1,
+            b'>' if k > 0 && b[k - 1] == b'-' => {}
+            b')' | b']' | b'}' | b'>' => depth -= 1,
+            b',' if depth == 0 => {
+                parts.push(&list[start..k]);
+                start = k + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&list[start..]);
+    parts.into_iter().filter(|p| !p.trim().is_empty()).collect()
+}
+
+/// A function of the crate: its name, whether it is `unsafe fn`, its
+/// parameters (position, name, whether an integer: `u64`/`usize`, which may
+/// be an address) not counting `self`, and its body.
+struct Function {
+    name: String,
+    path: String,
+    is_unsafe: bool,
+    params: Vec<(usize, String, bool)>,
+    body: String,
+}
+
+fn functions(path: &str, code: &str) -> Vec<Function> {
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("fn ") {
+        if at > 0 && (code.as_bytes()[at - 1].is_ascii_alphanumeric() || code.as_bytes()[at - 1] == b'_') {
+            continue;
+        }
+        let after = &code[at + 3..];
+        let name: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if name.is_empty() {
+            continue; // a fn pointer type
+        }
+        let item_start = code[..at].rfind([';', '{', '}', ']']).map_or(0, |k| k + 1);
+        let is_unsafe = code[item_start..at].split_whitespace().any(|w| w == "unsafe");
+        // Generic parameters may hold parentheses (`F: Fn(u16)`): skip them.
+        let mut k = at + 3 + name.len();
+        if code.as_bytes()[k] == b'<' {
+            let mut depth = 0;
+            for (j, c) in code[k..].char_indices() {
+                match c {
+                    '<' => depth += 1,
+                    '>' if code.as_bytes()[k + j - 1] != b'-' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            k += j + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let Some(open) = code[k..].find('(').map(|j| k + j) else { continue };
+        let close = closing(code, open);
+        let Some(body_open) = code[close..].find(['{', ';']).map(|j| close + j) else { continue };
+        if code.as_bytes()[body_open] == b';' {
+            continue; // a declaration
+        }
+        let body = code[body_open..closing(code, body_open)].to_owned();
+        let params = top_level_split(&code[open + 1..close - 1])
+            .into_iter()
+            .filter(|p| !p.trim().ends_with("self"))
+            .enumerate()
+            .map(|(i, p)| {
+                let (pat, ty) = p.split_once(':').unwrap_or((p, ""));
+                let pat = pat.trim();
+                let pat = pat.strip_prefix("mut ").unwrap_or(pat);
+                (i, pat.to_owned(), matches!(ty.trim(), "u64" | "usize"))
+            })
+            .collect();
+        out.push(Function { name, path: path.to_owned(), is_unsafe, params, body });
+    }
+    out
+}
+
+/// The roots of the operands cast to raw pointers in `body`
+/// (`(addr + 8) as *mut u32` -> `addr`).
+fn pointer_cast_roots(body: &str) -> Vec<&str> {
+    let b = body.as_bytes();
+    let mut roots = Vec::new();
+    for pat in [" as *const ", " as *mut "] {
+        for (at, _) in body.match_indices(pat) {
+            // Back over one postfix expression: names, paths, fields, calls.
+            let mut start = at;
+            while start > 0 {
+                let c = b[start - 1];
+                if c == b')' || c == b']' {
+                    let open = if c == b')' { b'(' } else { b'[' };
+                    let mut depth = 0;
+                    let mut j = start;
+                    while j > 0 {
+                        j -= 1;
+                        if b[j] == c {
+                            depth += 1;
+                        } else if b[j] == open {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                    }
+                    start = j;
+                } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b':' {
+                    start -= 1;
+                } else {
+                    break;
+                }
+            }
+            roots.push(root(&body[start..at]));
+        }
+    }
+    roots
+}
+
+/// The argument lists (top-level arguments) of each call of `callee` in
+/// `code`.
+fn calls<'a>(code: &'a str, callee: &str) -> Vec<Vec<&'a str>> {
+    let mut out = Vec::new();
+    let call = format!("{callee}(");
+    for (at, _) in code.match_indices(&call) {
+        if code[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let open = at + callee.len();
+        out.push(top_level_split(&code[open + 1..closing(code, open) - 1]));
+    }
+    out
+}
+
+/// The insides of the `unsafe { ... }` blocks of `body`.
+fn unsafe_blocks(body: &str) -> String {
+    body.match_indices("unsafe {").map(|(at, _)| &body[at..closing(body, at + 7)]).collect()
+}
+
+#[test]
+fn no_safe_function_dereferences_an_integer_address() {
+    // A safe function that takes an address as an integer and reads or
+    // writes memory there lets safe code touch any address: guest memory
+    // is reached through views that borrow their mapping (`RingMem`,
+    // `DescTable`, `GuestSlice`), and a function taking a bare address is
+    // an `unsafe fn` that states what its callers promise.
+    // An address parameter is a `u64`/`usize` one that the function casts
+    // to a raw pointer, or passes where another function takes an address
+    // (a safe one anywhere, an unsafe one in an `unsafe` block), found
+    // through any number of calls; a safe function may have none.
+    const HARMLESS: [(&str, &str); 2] = [
+        ("prefetch", "a prefetch hint reads nothing and never faults"),
+        ("register", "hands a range to userfaultfd, which the kernel checks; reads nothing"),
+    ];
+    let mut all = Vec::new();
+    for (path, src) in rust_files("src") {
+        all.extend(functions(&path, &code_only(&src)));
+    }
+    // Positions of address parameters, by function name.
+    let mut takes_address: std::collections::BTreeMap<String, std::collections::BTreeSet<usize>> =
+        Default::default();
+    let mut found = std::collections::BTreeSet::new();
+    loop {
+        let mut new = Vec::new();
+        for f in all.iter().filter(|f| !HARMLESS.iter().any(|(h, _)| *h == f.name)) {
+            let address = |name: &str| {
+                let cast = pointer_cast_roots(&f.body).contains(&name);
+                let passed = takes_address.iter().any(|(callee, positions)| {
+                    let unsafe_callee = all.iter().any(|g| g.is_unsafe && &g.name == callee);
+                    let code = if unsafe_callee { unsafe_blocks(&f.body) } else { f.body.clone() };
+                    calls(&code, callee)
+                        .iter()
+                        .any(|args| positions.iter().any(|&i| args.get(i).is_some_and(|a| root(a) == name)))
+                });
+                cast || passed
+            };
+            for (i, name, _) in f.params.iter().filter(|(_, name, int)| *int && address(name)) {
+                if !takes_address.get(&f.name).is_some_and(|known| known.contains(i)) {
+                    new.push((f.name.clone(), *i));
+                }
+                if !f.is_unsafe {
+                    found.insert(format!("{}({name}) in {}", f.name, f.path));
+                }
+            }
+        }
+        if new.is_empty() {
+            break;
+        }
+        for (name, i) in new {
+            takes_address.entry(name).or_default().insert(i);
+        }
+    }
+    assert!(found.is_empty(), "safe functions that dereference an integer address: {found:#?}");
+}

@@ -161,7 +161,7 @@ fn check_inflights(ctx: &mut Ctx<'_>, idx: u16) {
         if vq.resubmit.is_some() {
             return;
         }
-        let used_idx = vq.ring.filter(|r| !r.is_packed()).map(|r| r.split_used_idx());
+        let used_idx = vq.ring_mem().filter(|r| !r.is_packed()).map(|r| r.split_used_idx());
         let (resubmit, counter, skip) = q.recover(used_idx);
         vq.inflight_counter = counter;
         vq.last_avail_idx = vq.last_avail_idx.wrapping_add(skip);

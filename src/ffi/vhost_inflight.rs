@@ -108,7 +108,7 @@ pub unsafe extern "C" fn rte_vhost_set_inflight_desc_packed(
         with_inflight(vid, vring_idx, true, |vq, q| {
             let counter = vq.inflight_counter;
             vq.inflight_counter += 1;
-            let entry = q.set_packed(&vq.ring?, head, last, counter)?;
+            let entry = q.set_packed(&vq.ring_mem()?, head, last, counter)?;
             if !inflight_entry.is_null() {
                 // SAFETY: caller's out-pointer.
                 unsafe { inflight_entry.write(entry) };

@@ -191,9 +191,9 @@ pub trait AddressSpace<'a>: Copy {
     /// The buffer at `addr`: as much of `len` bytes as is contiguous here
     /// (at least one byte).
     fn slice(&self, addr: u64, len: u32) -> Result<GuestSlice<'a>, Fault>;
-    /// Our address of the `len` bytes at `addr`, which must be contiguous
-    /// and readable (descriptor tables).
-    fn table(&self, addr: u64, len: u32) -> Result<u64, Fault>;
+    /// The `len` bytes at `addr`, which must be contiguous and readable
+    /// (descriptor tables).
+    fn table(&self, addr: u64, len: u32) -> Result<GuestSlice<'a>, Fault>;
 }
 
 /// Why an address could not be translated.
@@ -219,8 +219,11 @@ impl<'a> AddressSpace<'a> for PhysicalSpace<'a> {
         self.0.slice(addr, len).ok_or(Fault::Unmapped)
     }
     #[inline(always)]
-    fn table(&self, addr: u64, len: u32) -> Result<u64, Fault> {
-        self.0.gpa_range_to_hva(addr, u64::from(len)).ok_or(Fault::Unmapped)
+    fn table(&self, addr: u64, len: u32) -> Result<GuestSlice<'a>, Fault> {
+        let hva = self.0.gpa_range_to_hva(addr, u64::from(len)).ok_or(Fault::Unmapped)?;
+        // SAFETY: the whole range lies in one region of the table `'a`
+        // borrows.
+        Ok(unsafe { GuestSlice::new(hva, len) })
     }
 }
 
@@ -259,12 +262,14 @@ impl<'a> AddressSpace<'a> for IovaSpace<'a> {
         Ok(unsafe { GuestSlice::new(hva, n as u32) })
     }
     #[inline]
-    fn table(&self, addr: u64, len: u32) -> Result<u64, Fault> {
-        self.iotlb.lookup_range(addr, u64::from(len), iotlb::PERM_RO).map_err(|f| match f {
+    fn table(&self, addr: u64, len: u32) -> Result<GuestSlice<'a>, Fault> {
+        let hva = self.iotlb.lookup_range(addr, u64::from(len), iotlb::PERM_RO).map_err(|f| match f {
             iotlb::RangeFault::Miss(iova) => Fault::Miss { iova, perm: iotlb::PERM_RO },
             // Mapped, but not contiguously: unusable here.
             iotlb::RangeFault::Scattered => Fault::Unmapped,
-        })
+        })?;
+        // SAFETY: as in `slice`, for the whole range.
+        Ok(unsafe { GuestSlice::new(hva, len) })
     }
 }
 

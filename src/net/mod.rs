@@ -50,7 +50,7 @@ fn hdr_len(vq: &VqState) -> u32 {
 pub(super) struct Burst<'a, S> {
     dev: &'a Device,
     vq: &'a mut VqState,
-    ring: RingMem,
+    ring: RingMem<'a>,
     mem: S,
     bufs: &'a mut BufVec,
     used: &'a mut UsedBatch,
@@ -132,7 +132,7 @@ macro_rules! burst {
         let BurstScratch { bufs, used, mem, iotlb } = &mut *scratch;
         used.clear();
         let writer = Writer::new(log.as_deref().map(|l| (l, &**mem)));
-        let (dev, ring, stats) = ($dev, $ring, $stats);
+        let (dev, ring, stats) = ($dev, $ring.in_table(mem), $stats);
         let r = match iotlb.as_deref() {
             None => {
                 let $b = &mut Burst {
@@ -568,7 +568,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
 pub fn avail_entries(dev: &Device, qid: u16) -> u16 {
     let Some(vq) = dev.vq(qid) else { return 0 };
     let s = vq.lock();
-    match s.ring {
+    match s.ring_mem() {
         Some(ring) if s.enabled && !ring.is_packed() => {
             ring.split_avail_idx().wrapping_sub(s.last_avail_idx).min(ring.size())
         }
@@ -582,7 +582,7 @@ pub fn set_guest_notification(dev: &Device, qid: u16, enable: bool) -> i32 {
     let Some(vq) = dev.vq(qid) else { return -1 };
     let mut s = vq.lock();
     s.notif_enable = Some(enable);
-    let Some(ring) = s.ring else { return -1 };
+    let Some(ring) = s.ring_mem() else { return -1 };
     notify::set_guest_notification(&s, &ring, enable);
     0
 }
@@ -594,7 +594,9 @@ pub fn vring_call(dev: &Device, qid: u16, block: bool) -> i32 {
     let Some(mut s) = s else { return -libc::EAGAIN };
     let Some(ring) = s.ring else { return -1 };
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    notify_guest(&mut s, &ring, stats);
+    // The table borrowed apart from the state the notification updates.
+    let mem = std::sync::Arc::clone(&s.mem);
+    notify_guest(&mut s, &ring.in_table(&mem), stats);
     0
 }
 

@@ -156,7 +156,7 @@ pub fn relay_vring_used(dev: &Device, qid: u16, m: &MediatedRing) -> i32 {
 
     let Some(vq) = dev.vq(qid) else { return -1 };
     let s = vq.lock();
-    let Some(ring) = s.ring.filter(|r| !r.is_packed()) else { return -1 };
+    let Some(ring) = s.ring_mem().filter(|r| !r.is_packed()) else { return -1 };
     let size = ring.size();
     if m.size() != size {
         vlog!(
@@ -205,7 +205,7 @@ pub fn relay_vring_used(dev: &Device, qid: u16, m: &MediatedRing) -> i32 {
 /// written (what their addresses map to; parts not mapped are skipped).
 fn log_written<'m>(
     space: &impl crate::guest::AddressSpace<'m>,
-    ring: &crate::virtqueue::ring::RingMem,
+    ring: &crate::virtqueue::ring::RingMem<'_>,
     head: u16,
     log: &crate::guest::dirty_log::DirtyLog,
 ) -> Result<(), crate::virtqueue::chain::ChainError> {

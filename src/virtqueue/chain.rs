@@ -9,7 +9,7 @@
 
 use crate::guest::slice::{prefetch, prefetch_write, GuestSlice};
 use crate::guest::{AddressSpace, Fault, GuestMemory};
-use crate::virtqueue::ring::{read_desc_at, Desc, Layout};
+use crate::virtqueue::ring::{Desc, DescTable, Layout};
 
 /// Descriptor flags (split and packed share NEXT/WRITE/INDIRECT).
 pub const F_NEXT: u16 = 1;
@@ -214,26 +214,22 @@ pub fn prefetch_segment(seg: GuestSlice<'_>, write: bool) {
     }
 }
 
-/// Locates the indirect table described by `d` (which must not chain on):
-/// our address of it and its entry count, at most `max_entries` (as DPDK
-/// bounds them: a table larger than the ring is refused whatever it holds,
-/// so a walk costs at most as many descriptor reads as the ring has).
+/// Locates the indirect table described by `d` (which must not chain on),
+/// of at most `max_entries` (as DPDK bounds them: a table larger than the
+/// ring is refused whatever it holds, so a walk costs at most as many
+/// descriptor reads as the ring has).
 fn indirect_table<'m>(
     mem: &impl AddressSpace<'m>,
     d: &Desc,
     max_entries: u32,
-) -> Result<(u64, u32), ChainError> {
+) -> Result<DescTable<'m>, ChainError> {
     if d.flags & F_NEXT != 0 || d.len == 0 || !d.len.is_multiple_of(16) {
         return Err(ChainError::BadIndirect);
     }
     if d.len / 16 > max_entries {
         return Err(ChainError::IndirectTooLarge);
     }
-    let table = mem.table(d.addr, d.len)?;
-    if !table.is_multiple_of(8) {
-        return Err(ChainError::BadIndirect);
-    }
-    Ok((table, d.len / 16))
+    DescTable::new(mem.table(d.addr, d.len)?).ok_or(ChainError::BadIndirect)
 }
 
 /// Visits a split-layout indirect table (entries linked by `next`) of at
@@ -244,11 +240,12 @@ fn visit_indirect<'m>(
     d: &Desc,
     visit: &mut impl FnMut(&Desc) -> Result<(), ChainError>,
 ) -> Result<(), ChainError> {
-    let (table, n) = indirect_table(mem, d, u32::from(ring_size))?;
+    let table = indirect_table(mem, d, u32::from(ring_size))?;
+    let n = table.len();
     let mut i: u32 = 0;
     // At most n descriptors: the table cannot loop us.
     for _ in 0..n {
-        let e = read_desc_at(table + u64::from(i) * 16, Layout::Split);
+        let e = table.read(i, Layout::Split);
         if e.flags & F_INDIRECT != 0 {
             return Err(ChainError::BadIndirect);
         }
@@ -337,9 +334,9 @@ pub fn walk_packed<'m>(
             // Packed indirect tables are used whole, in order; only the
             // WRITE flag of their entries has meaning.
             // Fewer entries than the ring (DPDK's bound for packed rings).
-            let (table, n) = indirect_table(mem, &d, u32::from(size) - 1)?;
-            for k in 0..n {
-                let e = read_desc_at(table + u64::from(k) * 16, Layout::Packed);
+            let table = indirect_table(mem, &d, u32::from(size) - 1)?;
+            for k in 0..table.len() {
+                let e = table.read(k, Layout::Packed);
                 take(mem, &e, out)?;
             }
             return Ok(PackedChain { count, id: d.next_or_id });
@@ -458,7 +455,8 @@ mod tests {
             Err(ChainError::IndirectTooLarge)
         );
         assert!(walk_packed(&gpa(&mem), 3, 0, rd, &mut BufVec::default()).is_ok());
-        assert_eq!(read_desc_at(slot(1), Layout::Split).len, 200);
+        let table = DescTable::new(mem.slice(0x1000, 32).unwrap()).unwrap();
+        assert_eq!(table.read(1, Layout::Split).len, 200);
     }
 
     #[test]

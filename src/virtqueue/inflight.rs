@@ -406,6 +406,8 @@ impl InflightQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::GuestMemory;
+    use crate::virtqueue::ring::TranslatedRing;
 
     #[test]
     fn sizes_match_dpdk_layout() {
@@ -440,13 +442,16 @@ mod tests {
     fn packed_corrupted_free_list_is_bounded() {
         let region = Arc::new(InflightRegion::allocate(1, 4, true).unwrap());
         let q = InflightQueue::attach(&region, 0, 4, true).unwrap();
-        let ring = [0u8; 4 * 16];
+        // Four 16-byte descriptors, 16-byte aligned.
+        let ring = [0u128; 4];
         // Corrupt the free list: next points far outside.
         let d0 = q.packed_desc(0).unwrap();
         // SAFETY: test write into the live region.
         unsafe { addr_of_mut!((*d0).next).write_volatile(9999) };
-        // SAFETY: a 4-entry packed descriptor ring in a live local array.
-        let ring = unsafe { RingMem::new(ring.as_ptr() as u64, 0, 0, 4, true) };
-        assert!(q.set_packed(&ring, 0, 2, 1).is_none());
+        let mem = GuestMemory::default();
+        // SAFETY: a 4-entry packed descriptor ring in a local array that
+        // outlives `mem` (only its descriptors are read).
+        let ring = unsafe { TranslatedRing::new(&mem, (ring.as_ptr() as u64, 0, 0), 4, true) };
+        assert!(q.set_packed(&ring.in_table(&mem), 0, 2, 1).is_none());
     }
 }

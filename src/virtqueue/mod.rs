@@ -37,7 +37,7 @@ use crate::guest::GuestMemory;
 use crate::protocol::features::VIRTIO_F_IOMMU_PLATFORM;
 use crate::protocol::VringAddr;
 use crate::virtqueue::inflight::{InflightQueue, Resubmit};
-use crate::virtqueue::ring::RingMem;
+use crate::virtqueue::ring::{RingMem, TranslatedRing};
 use crate::virtqueue::stats::VringStats;
 use chain::BufVec;
 use used::UsedBatch;
@@ -78,7 +78,8 @@ impl EventFd {
 pub struct VqState {
     pub index: u16,
     /// Ring size the front-end asked for (SET_VRING_NUM); 0 until set. The
-    /// datapath uses the size the ring was translated for (`RingMem::size`).
+    /// datapath uses the size the ring was translated for
+    /// (`TranslatedRing::size`).
     pub num: u16,
     /// Negotiated virtio features, copied in when SET_FEATURES changes them.
     pub features: u64,
@@ -88,8 +89,9 @@ pub struct VqState {
     /// The ring areas, translated and checked for `num` entries in the
     /// layout `features` give, against `mem`; `None` while not translated.
     /// Only `translate` sets it; anything that changes size, layout,
-    /// addresses, positions or memory translates again.
-    pub ring: Option<RingMem>,
+    /// addresses, positions or memory translates again. Accessed through
+    /// `ring_mem` (or, in a burst, `in_table` with the scratch's table).
+    pub ring: Option<TranslatedRing>,
     /// The front-end asked for the ring to be accessible (kick, or the
     /// addresses of an enabled ring) and has not stopped it: translation
     /// is redone whenever one of its inputs changes.
@@ -299,6 +301,11 @@ impl VqState {
         self.features & (1 << crate::protocol::features::VIRTIO_F_RING_PACKED) != 0
     }
 
+    /// The ring's accessors, borrowing the memory table it lies in.
+    pub fn ring_mem(&self) -> Option<RingMem<'_>> {
+        Some(self.ring?.in_table(&self.mem))
+    }
+
     /// Whether the ring areas are translated (DPDK's `access_ok`).
     pub fn rings_ok(&self) -> bool {
         self.ring.is_some()
@@ -337,7 +344,7 @@ impl VqState {
         if packed && (self.last_avail_idx >= size || self.last_used_idx >= size) {
             return Err("ring position beyond the ring size");
         }
-        let (desc_len, avail_len, used_len) = RingMem::area_sizes(size, packed);
+        let (desc_len, avail_len, used_len) = TranslatedRing::area_sizes(size, packed);
         let (desc, avail, used) = if self.has_feature(VIRTIO_F_IOMMU_PLATFORM) {
             // Behind a virtual IOMMU the addresses are IOVAs. An area not in
             // the IOTLB yet is asked for (`iotlb_misses`); the ring waits for
@@ -390,9 +397,9 @@ impl VqState {
             return Err("misaligned ring address");
         }
         // SAFETY: each area was just found inside one region of `self.mem`
-        // for this size and layout, aligned; the ring and the table change
-        // together (`set_mem`, `retranslate`), so the mapping outlives it.
-        self.ring = Some(unsafe { RingMem::new(desc, avail, used, size, packed) });
+        // (directly, or through the IOTLB view resolved against it) for
+        // this size and layout, aligned.
+        self.ring = Some(unsafe { TranslatedRing::new(&self.mem, (desc, avail, used), size, packed) });
         Ok(())
     }
 
@@ -400,8 +407,7 @@ impl VqState {
     /// was completed; if ours differs (a reconnect after a crash), take the
     /// guest's, as DPDK does. Returns the (ours, guest's) pair when it did.
     pub fn sync_used_idx(&mut self) -> Option<(u16, u16)> {
-        let ring = self.ring.filter(|r| !r.is_packed())?;
-        let guest = ring.split_used_idx();
+        let guest = self.ring_mem().filter(|r| !r.is_packed())?.split_used_idx();
         if guest == self.last_used_idx {
             return None;
         }
@@ -426,7 +432,7 @@ impl VqState {
         // crosses one page boundary or none; a larger one waits for the
         // burst to miss).
         const MAX_PAGES_AHEAD: usize = 2;
-        let (Some(ring), Some(view)) = (self.ring, self.iotlb.as_deref()) else { return Vec::new() };
+        let (Some(ring), Some(view)) = (self.ring_mem(), self.iotlb.as_deref()) else { return Vec::new() };
         let size = ring.size();
         let descs: Vec<ring::Desc> = if ring.is_packed() {
             let mut pos = self.avail_pos();

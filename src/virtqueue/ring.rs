@@ -3,15 +3,18 @@
 //!
 //! Every address used here was produced by `GuestMemory` translation and
 //! bounds-checked for the ring's size and layout (`VqState::translate`,
-//! the only maker of a `RingMem`). The guest writes this memory
-//! concurrently, so ring fields are read and written with atomic or
-//! volatile accesses of the right ordering, and each descriptor is copied
-//! out once before it is validated and used.
+//! the only maker of a `TranslatedRing`), and is reached only through a
+//! view that borrows the memory table it lies in (`RingMem`, `DescTable`).
+//! The guest writes this memory concurrently, so ring fields are read and
+//! written with atomic or volatile accesses of the right ordering, and each
+//! descriptor is copied out once before it is validated and used.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use crate::guest::mapping::audit;
-use crate::guest::slice::prefetch_lines_for_write;
+use crate::guest::slice::{prefetch_lines_for_write, GuestSlice};
+use crate::guest::GuestMemory;
 
 /// A descriptor as read from the ring (split or packed layout).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,25 +26,43 @@ pub struct Desc {
     pub next_or_id: u16,
 }
 
-/// Addresses of one ring's areas, checked for one size and one layout,
-/// valid while the ring lock is held and the memory table it was translated
-/// against is alive (the ring owns an Arc). Made only by translation
-/// (`RingMem::new` is `unsafe`): a change of size, layout or memory makes a
-/// new one or none, so the datapath never pairs addresses with a size they
-/// were not checked for.
+/// One ring's areas as translated: our addresses of them, checked for one
+/// size and one layout inside the memory table `mem_id`. Kept with the ring
+/// state between bursts, it reads nothing: the ring is read and written
+/// through a `RingMem`, which `in_table` makes with a borrow of that table.
+/// Made only by translation (`TranslatedRing::new` is `unsafe`): a change
+/// of size, layout or memory makes a new one or none, so the datapath never
+/// pairs addresses with a size they were not checked for.
 #[derive(Clone, Copy, Debug)]
-pub struct RingMem {
+pub struct TranslatedRing {
     desc: u64,
     avail: u64,
     used: u64,
     size: u16,
     packed: bool,
+    mem_id: u64,
+}
+
+/// A translated ring's accessors, usable while the memory table it lies in
+/// is borrowed (`'m`): the only way to read or write a ring area.
+#[derive(Clone, Copy, Debug)]
+pub struct RingMem<'m> {
+    ring: TranslatedRing,
+    _mem: PhantomData<&'m GuestMemory>,
+}
+
+impl std::ops::Deref for RingMem<'_> {
+    type Target = TranslatedRing;
+    #[inline(always)]
+    fn deref(&self) -> &TranslatedRing {
+        &self.ring
+    }
 }
 
 // Ring positions are reduced to slots without a division (a `div` per ring
 // access was the single largest cost of a burst). Both reductions stay below
 // `size` for any input, so a bad index can never leave the ring area.
-impl RingMem {
+impl TranslatedRing {
     /// Split rings: free-running 16-bit indices; the size is a power of two
     /// (SET_VRING_NUM refuses others), so masking is the modulo.
     #[inline(always)]
@@ -57,25 +78,42 @@ impl RingMem {
     }
 }
 
-fn atomic_u16(addr: u64) -> &'static AtomicU16 {
+/// The 16-bit ring field at `addr`.
+///
+/// # Safety
+/// `addr` must be 2-byte aligned and lie in a ring area that stays mapped
+/// for `'m`.
+unsafe fn atomic_u16<'m>(addr: u64) -> &'m AtomicU16 {
     audit(addr, 2);
-    // SAFETY: callers pass addresses inside a translated, 2-byte aligned ring
-    // area (checked by VqState::translate); the mapping outlives every use
-    // made under the ring lock. AtomicU16 has u16's layout.
+    // SAFETY: per the caller's contract; AtomicU16 has u16's layout.
     unsafe { &*(addr as *const AtomicU16) }
 }
 
-impl RingMem {
-    /// Wraps translated ring addresses.
+impl TranslatedRing {
+    /// Wraps ring addresses translated against `mem`.
     ///
     /// # Safety
     /// For a ring of `size` entries in the layout `packed` says, the three
-    /// areas (`area_sizes`) must lie inside one live mapping of guest memory
-    /// each, aligned as the layout requires (descriptors 16, split avail 2,
-    /// the rest 4), and stay mapped while the value is used; a split `size`
-    /// must be a power of two.
-    pub(crate) unsafe fn new(desc: u64, avail: u64, used: u64, size: u16, packed: bool) -> RingMem {
-        RingMem { desc, avail, used, size, packed }
+    /// areas (`area_sizes`) must each lie inside one of `mem`'s regions (or
+    /// other memory that stays mapped while `mem` lives), aligned as the
+    /// layout requires (descriptors 16, split avail 2, the rest 4); a split
+    /// `size` must be a power of two.
+    pub(crate) unsafe fn new(
+        mem: &GuestMemory,
+        (desc, avail, used): (u64, u64, u64),
+        size: u16,
+        packed: bool,
+    ) -> TranslatedRing {
+        TranslatedRing { desc, avail, used, size, packed, mem_id: mem.id() }
+    }
+
+    /// The ring's accessors, for as long as `mem` is borrowed, which must be
+    /// the table the ring was translated against (table ids are unique for
+    /// the life of the process).
+    #[inline(always)]
+    pub fn in_table<'m>(&self, mem: &'m GuestMemory) -> RingMem<'m> {
+        assert_eq!(mem.id(), self.mem_id, "ring areas of another memory table");
+        RingMem { ring: *self, _mem: PhantomData }
     }
 
     /// Byte sizes of the descriptor, driver (avail) and device (used) areas
@@ -110,16 +148,29 @@ impl RingMem {
         self.packed_desc(i) + 14
     }
 
+    /// Our address of packed descriptor `i` (reduced to a slot).
+    #[inline(always)]
+    fn packed_desc(&self, i: u16) -> u64 {
+        self.desc + self.packed_slot(i) * 16
+    }
+}
+
+// Each access below is to a field of an area `TranslatedRing::new` was
+// promised for this size and layout (slots are reduced below the size), in
+// the table `'m` borrows.
+impl<'m> RingMem<'m> {
     /// Reads split descriptor `i` of the table (reduced to a slot).
     #[inline]
     pub fn read_split_desc(&self, i: u16) -> Desc {
-        read_desc_at(self.desc + self.split_slot(i) * 16, Layout::Split)
+        // SAFETY: a slot of the descriptor table.
+        unsafe { read_desc(self.desc + self.split_slot(i) * 16, Layout::Split) }
     }
 
     /// Reads packed descriptor `i` of the ring (reduced to a slot).
     #[inline]
     pub fn read_packed_desc(&self, i: u16) -> Desc {
-        read_desc_at(self.packed_desc(i), Layout::Packed)
+        // SAFETY: a slot of the descriptor ring.
+        unsafe { read_desc(self.packed_desc(i), Layout::Packed) }
     }
 
     // --- split layout -----------------------------------------------------
@@ -127,29 +178,33 @@ impl RingMem {
     /// avail->idx, with acquire ordering (ring entries are read after it).
     #[inline]
     pub fn split_avail_idx(&self) -> u16 {
-        u16::from_le(atomic_u16(self.avail + 2).load(Ordering::Acquire))
+        // SAFETY: avail->idx, in the avail area.
+        u16::from_le(unsafe { atomic_u16(self.avail + 2) }.load(Ordering::Acquire))
     }
     #[inline]
     pub fn split_avail_flags(&self) -> u16 {
-        u16::from_le(atomic_u16(self.avail).load(Ordering::Relaxed))
+        // SAFETY: avail->flags, in the avail area.
+        u16::from_le(unsafe { atomic_u16(self.avail) }.load(Ordering::Relaxed))
     }
     /// avail->ring[i % size].
     #[inline]
     pub fn split_avail_ring(&self, i: u16) -> u16 {
-        u16::from_le(atomic_u16(self.avail + 4 + 2 * self.split_slot(i)).load(Ordering::Relaxed))
+        // SAFETY: an entry of the avail ring.
+        u16::from_le(unsafe { atomic_u16(self.avail + 4 + 2 * self.split_slot(i)) }.load(Ordering::Relaxed))
     }
     /// used_event (after the avail ring).
     #[inline]
     pub fn split_used_event(&self) -> u16 {
-        u16::from_le(atomic_u16(self.avail + 4 + 2 * u64::from(self.size)).load(Ordering::Acquire))
+        // SAFETY: used_event, the last field of the avail area.
+        u16::from_le(unsafe { atomic_u16(self.avail + 4 + 2 * u64::from(self.size)) }.load(Ordering::Acquire))
     }
     /// used->ring[i % size] = {id, len}.
     #[inline]
     pub fn split_write_used(&self, i: u16, id: u32, len: u32) {
         let at = self.used + 4 + 8 * self.split_slot(i);
         audit(at, 8);
-        // SAFETY: inside the translated used ring (8-byte element, 4-aligned);
-        // only the guest reads it, after our release store of used->idx.
+        // SAFETY: an 8-byte entry of the used ring (4-aligned); only the
+        // guest reads it, after our release store of used->idx.
         unsafe {
             (at as *mut u32).write_volatile(id.to_le());
             ((at + 4) as *mut u32).write_volatile(len.to_le());
@@ -157,19 +212,23 @@ impl RingMem {
     }
     #[inline]
     pub fn split_used_idx(&self) -> u16 {
-        u16::from_le(atomic_u16(self.used + 2).load(Ordering::Relaxed))
+        // SAFETY: used->idx, in the used area.
+        u16::from_le(unsafe { atomic_u16(self.used + 2) }.load(Ordering::Relaxed))
     }
     /// used->idx, with release ordering (publishes the entries written).
     #[inline]
     pub fn split_set_used_idx(&self, idx: u16) {
-        atomic_u16(self.used + 2).store(idx.to_le(), Ordering::Release);
+        // SAFETY: used->idx, in the used area.
+        unsafe { atomic_u16(self.used + 2) }.store(idx.to_le(), Ordering::Release);
     }
     pub fn split_set_used_flags(&self, flags: u16) {
-        atomic_u16(self.used).store(flags.to_le(), Ordering::Release);
+        // SAFETY: used->flags, in the used area.
+        unsafe { atomic_u16(self.used) }.store(flags.to_le(), Ordering::Release);
     }
     /// avail_event (after the used ring).
     pub fn split_set_avail_event(&self, idx: u16) {
-        atomic_u16(self.used + 4 + 8 * u64::from(self.size)).store(idx.to_le(), Ordering::Release);
+        // SAFETY: avail_event, the last field of the used area.
+        unsafe { atomic_u16(self.used + 4 + 8 * u64::from(self.size)) }.store(idx.to_le(), Ordering::Release);
     }
 
     // --- packed layout ----------------------------------------------------
@@ -177,16 +236,19 @@ impl RingMem {
     /// Flags of packed descriptor `i`, acquire (the rest of it is read after).
     #[inline]
     pub fn packed_flags(&self, i: u16) -> u16 {
-        load_flags_at(self.packed_desc(i))
+        // SAFETY: a slot of the descriptor ring.
+        unsafe { load_flags(self.packed_desc(i)) }
     }
     /// Flags of packed descriptors `from`, `from + 1`, ... up to `n` of them
     /// but not past the end of the ring (acquire each), without reducing
     /// each position to a slot.
     #[inline]
-    pub fn packed_flags_run(&self, from: u16, n: usize) -> impl Iterator<Item = u16> + '_ {
+    pub fn packed_flags_run(&self, from: u16, n: usize) -> impl Iterator<Item = u16> + 'm {
         let from = usize::from(from);
         let end = (from.saturating_add(n)).min(usize::from(self.size));
-        (from..end).map(|i| load_flags_at(self.desc + 16 * i as u64))
+        let desc = self.desc;
+        // SAFETY: slots `from..end`, below the size, of the descriptor ring.
+        (from..end).map(move |i| unsafe { load_flags(desc + 16 * i as u64) })
     }
     /// Prefetches the ring lines of packed descriptors `from` to `from + n`
     /// (not past the end of the ring) for writing.
@@ -200,58 +262,61 @@ impl RingMem {
     /// once it sees them.
     #[inline]
     pub fn packed_write_id_len(&self, i: u16, id: u16, len: u32) {
-        write_id_len_at(self.packed_desc(i), id, len);
+        // SAFETY: a slot of the descriptor ring.
+        unsafe { write_id_len(self.packed_desc(i), id, len) };
     }
     /// Stores the flags of packed descriptor `i` (release publishes the
     /// entries written before).
     #[inline]
     pub fn packed_set_flags(&self, i: u16, flags: u16, order: Ordering) {
-        packed_flags_at(self.packed_desc(i)).store(flags.to_le(), order);
-    }
-    /// Our address of packed descriptor `i` (reduced to a slot).
-    #[inline(always)]
-    fn packed_desc(&self, i: u16) -> u64 {
-        self.desc + self.packed_slot(i) * 16
+        // SAFETY: a slot of the descriptor ring.
+        unsafe { flags_of(self.packed_desc(i)) }.store(flags.to_le(), order);
     }
     /// Descriptors `i..i + LINE` of a packed ring as one unit, if `i` is a
     /// multiple of `LINE` and they all lie inside the ring (with a 64-byte
     /// aligned ring, `LINE` = 4 is one cache line).
     #[inline(always)]
-    pub fn packed_line<const LINE: usize>(&self, i: u16) -> Option<PackedLine<LINE>> {
+    pub fn packed_line<const LINE: usize>(&self, i: u16) -> Option<PackedLine<'m, LINE>> {
         let i = usize::from(i);
         (i % LINE == 0 && i + LINE <= usize::from(self.size))
-            .then(|| PackedLine { at: self.desc + 16 * i as u64 })
+            .then(|| PackedLine { at: self.desc + 16 * i as u64, _mem: PhantomData })
     }
 
     /// Driver event suppression structure: (off_wrap, flags).
     pub fn packed_driver_event(&self) -> (u16, u16) {
-        let off_wrap = u16::from_le(atomic_u16(self.avail).load(Ordering::Acquire));
-        let flags = u16::from_le(atomic_u16(self.avail + 2).load(Ordering::Acquire));
-        (off_wrap, flags)
+        // SAFETY: the two fields of the driver event suppression area.
+        let (off_wrap, flags) = unsafe { (atomic_u16(self.avail), atomic_u16(self.avail + 2)) };
+        (u16::from_le(off_wrap.load(Ordering::Acquire)), u16::from_le(flags.load(Ordering::Acquire)))
     }
     /// Device event suppression structure.
     pub fn packed_set_device_event(&self, off_wrap: u16, flags: u16) {
-        atomic_u16(self.used).store(off_wrap.to_le(), Ordering::Relaxed);
-        atomic_u16(self.used + 2).store(flags.to_le(), Ordering::Release);
+        // SAFETY: the two fields of the device event suppression area.
+        let (off_wrap_at, flags_at) = unsafe { (atomic_u16(self.used), atomic_u16(self.used + 2)) };
+        off_wrap_at.store(off_wrap.to_le(), Ordering::Relaxed);
+        flags_at.store(flags.to_le(), Ordering::Release);
     }
 }
 
 /// `LINE` consecutive descriptors of a packed ring (`RingMem::packed_line`),
 /// read and marked used together, without a bounds check per descriptor.
 #[derive(Clone, Copy, Debug)]
-pub struct PackedLine<const LINE: usize> {
-    /// Address of the first descriptor, inside the translated ring, with
-    /// `LINE` descriptors from it in the ring.
+pub struct PackedLine<'m, const LINE: usize> {
+    /// Address of the first descriptor, inside the translated ring of the
+    /// table `'m` borrows, with `LINE` descriptors from it in the ring.
     at: u64,
+    _mem: PhantomData<&'m GuestMemory>,
 }
 
-impl<const LINE: usize> PackedLine<LINE> {
+// Descriptor k < LINE of the line lies inside the ring (`packed_line`
+// checked the range).
+impl<const LINE: usize> PackedLine<'_, LINE> {
     /// The descriptors' flags (acquire: they are read before the rest).
     #[inline(always)]
     pub fn flags(&self) -> [u16; LINE] {
         let mut flags = [0; LINE];
         for (k, f) in flags.iter_mut().enumerate() {
-            *f = load_flags_at(self.at + 16 * k as u64);
+            // SAFETY: descriptor k of the line.
+            *f = unsafe { load_flags(self.at + 16 * k as u64) };
         }
         flags
     }
@@ -261,7 +326,8 @@ impl<const LINE: usize> PackedLine<LINE> {
     pub fn read(&self) -> [Desc; LINE] {
         let mut descs = [Desc::default(); LINE];
         for (k, d) in descs.iter_mut().enumerate() {
-            *d = read_desc_at(self.at + 16 * k as u64, Layout::Packed);
+            // SAFETY: descriptor k of the line.
+            *d = unsafe { read_desc(self.at + 16 * k as u64, Layout::Packed) };
         }
         descs
     }
@@ -270,39 +336,79 @@ impl<const LINE: usize> PackedLine<LINE> {
     /// each (the guest reads an entry once it sees its flags).
     #[inline(always)]
     pub fn write_used(&self, ids: [u16; LINE], lens: [u32; LINE], flags: u16) {
-        // Descriptor k of the line lies inside the translated ring
-        // (`packed_line` checked the range).
         for k in 0..LINE {
-            write_id_len_at(self.at + 16 * k as u64, ids[k], lens[k]);
+            // SAFETY: descriptor k of the line.
+            unsafe { write_id_len(self.at + 16 * k as u64, ids[k], lens[k]) };
         }
         std::sync::atomic::fence(Ordering::Release);
         for k in 0..LINE {
-            packed_flags_at(self.at + 16 * k as u64).store(flags.to_le(), Ordering::Relaxed);
+            // SAFETY: descriptor k of the line.
+            unsafe { flags_of(self.at + 16 * k as u64) }.store(flags.to_le(), Ordering::Relaxed);
         }
     }
 }
 
-/// The flags of the packed descriptor at `desc` (an address inside a
-/// translated descriptor ring).
+/// A descriptor table the guest pointed to (an indirect table), borrowed
+/// from the memory table `'m`: `len` 16-byte descriptors, 8-byte aligned.
+#[derive(Clone, Copy, Debug)]
+pub struct DescTable<'m> {
+    at: GuestSlice<'m>,
+}
+
+impl<'m> DescTable<'m> {
+    /// The table in `at` (translated whole), if it is aligned for its
+    /// 8-byte fields.
+    #[inline]
+    pub fn new(at: GuestSlice<'m>) -> Option<DescTable<'m>> {
+        at.hva().is_multiple_of(8).then_some(DescTable { at })
+    }
+
+    /// How many whole descriptors it holds.
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.at.len() / 16
+    }
+
+    /// Descriptor `i`, which must be one of them.
+    #[inline(always)]
+    pub fn read(&self, i: u32, layout: Layout) -> Desc {
+        assert!(i < self.len(), "descriptor {i} beyond its table");
+        // SAFETY: descriptor i lies in the slice, which is mapped for `'m`
+        // and 8-byte aligned (`new`).
+        unsafe { read_desc(self.at.hva() + u64::from(i) * 16, layout) }
+    }
+}
+
+/// The flags of the packed descriptor at `desc`.
+///
+/// # Safety
+/// As `read_desc`, for as long as the result is used.
 #[inline(always)]
-fn packed_flags_at(desc: u64) -> &'static AtomicU16 {
-    atomic_u16(desc + 14)
+unsafe fn flags_of<'m>(desc: u64) -> &'m AtomicU16 {
+    // SAFETY: per the caller's contract; the flags are its last 2 bytes.
+    unsafe { atomic_u16(desc + 14) }
 }
 
 /// Loads the flags of the packed descriptor at `desc`, acquire (the rest
 /// of the descriptor is read after them).
+///
+/// # Safety
+/// As `read_desc`.
 #[inline(always)]
-fn load_flags_at(desc: u64) -> u16 {
-    u16::from_le(packed_flags_at(desc).load(Ordering::Acquire))
+unsafe fn load_flags(desc: u64) -> u16 {
+    // SAFETY: per the caller's contract.
+    u16::from_le(unsafe { flags_of(desc) }.load(Ordering::Acquire))
 }
 
-/// Writes id and len of the used packed descriptor at `desc` (an address
-/// inside a translated descriptor ring); its flags are stored after.
+/// Writes id and len of the used packed descriptor at `desc`; its flags are
+/// stored after (the guest reads an entry only once it sees them).
+///
+/// # Safety
+/// As `read_desc`.
 #[inline(always)]
-fn write_id_len_at(desc: u64, id: u16, len: u32) {
+unsafe fn write_id_len(desc: u64, id: u16, len: u32) {
     audit(desc + 8, 6);
-    // SAFETY: callers pass a descriptor inside the translated ring; the
-    // guest only reads an entry after seeing its flags, stored after these.
+    // SAFETY: per the caller's contract.
     unsafe {
         ((desc + 8) as *mut u32).write_volatile(len.to_le());
         ((desc + 12) as *mut u16).write_volatile(id.to_le());
@@ -317,14 +423,16 @@ pub enum Layout {
     Packed,
 }
 
-/// Reads a 16-byte descriptor at `addr` (a translated ring or indirect table
-/// entry) into a local copy.
+/// Reads the 16-byte descriptor at `addr` into a local copy.
+///
+/// # Safety
+/// `addr` must be 8-byte aligned and the 16 bytes from it lie in a ring or
+/// table that stays mapped while this runs.
 #[inline(always)]
-pub fn read_desc_at(addr: u64, layout: Layout) -> Desc {
+unsafe fn read_desc(addr: u64, layout: Layout) -> Desc {
     audit(addr, 16);
     let p = addr as *const u8;
-    // SAFETY: `addr` lies in a translated descriptor table (ring or indirect
-    // table checked to lie in one region); volatile reads of guest memory.
+    // SAFETY: per the caller's contract; volatile reads of guest memory.
     let (addr_v, len, a, b) = unsafe {
         (
             p.cast::<u64>().read_volatile(),

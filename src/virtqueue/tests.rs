@@ -71,7 +71,7 @@ fn buf(k: u64) -> Buf {
 fn split_counts_reserves_and_publishes() {
     // Six chains of two buffers posted; the device takes five.
     let (mem, mut vq, mut driver) = ring(Layout::Split, 16, 0, 0);
-    let ring = vq.ring.unwrap();
+    let ring = vq.ring.unwrap().in_table(&mem);
     for k in 0..6 {
         driver.post(&[buf(k), buf(k + 1)]).unwrap();
     }
@@ -95,8 +95,8 @@ fn split_counts_reserves_and_publishes() {
 
 #[test]
 fn split_indices_wrap_at_sixteen_bits() {
-    let (_mem, mut vq, _driver) = ring(Layout::Split, 8, 0, 0xfffe);
-    let ring = vq.ring.unwrap();
+    let (mem, mut vq, _driver) = ring(Layout::Split, 8, 0, 0xfffe);
+    let ring = vq.ring.unwrap().in_table(&mem);
     // The guest's avail index wrapped to 2: four entries.
     let avail_idx_at = vq.ring.unwrap().addresses().1 + 2;
     // SAFETY: the avail index field of the ring mapped above.
@@ -114,7 +114,7 @@ fn split_indices_wrap_at_sixteen_bits() {
 #[test]
 fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
     let (mem, mut vq, mut driver) = ring(Layout::Packed, 8, 0, START);
-    let ring = vq.ring.unwrap();
+    let ring = vq.ring.unwrap().in_table(&mem);
     // Six single-buffer chains: slots 0..6 in round 1.
     for k in 0..6 {
         driver.post(&[buf(k)]).unwrap();
@@ -155,9 +155,9 @@ fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
 
 #[test]
 fn packed_in_order_marks_a_run_used_with_its_last_id() {
-    let (_mem, mut vq, mut driver) = ring(Layout::Packed, 8, 0, START);
+    let (mem, mut vq, mut driver) = ring(Layout::Packed, 8, 0, START);
     driver.in_order = true;
-    let ring = vq.ring.unwrap();
+    let ring = vq.ring.unwrap().in_table(&mem);
     let ids: Vec<u16> = (0..3).map(|k| driver.post(&[buf(k)]).unwrap()).collect();
     let entries: Vec<UsedElem> = ids.iter().map(|&id| UsedElem { id, len: 0, count: 1 }).collect();
     let mut pos = vq.avail_pos();
@@ -171,8 +171,8 @@ fn packed_in_order_marks_a_run_used_with_its_last_id() {
 
 #[test]
 fn split_event_index_decides_the_interrupt() {
-    let (_mem, mut vq, mut driver) = ring(Layout::Split, 8, bit(VIRTIO_RING_F_EVENT_IDX), 0);
-    let ring = vq.ring.unwrap();
+    let (mem, mut vq, mut driver) = ring(Layout::Split, 8, bit(VIRTIO_RING_F_EVENT_IDX), 0);
+    let ring = vq.ring.unwrap().in_table(&mem);
     // The first publication always interrupts (nothing signalled yet).
     let id = driver.post(&[buf(0)]).unwrap();
     split::publish(&mut vq, &ring, &[UsedElem { id, len: 1, count: 1 }]);
@@ -194,8 +194,8 @@ fn split_event_index_decides_the_interrupt() {
 
 #[test]
 fn packed_event_suppression_decides_the_interrupt() {
-    let (_mem, mut vq, mut driver) = ring(Layout::Packed, 4, bit(VIRTIO_RING_F_EVENT_IDX), START);
-    let ring = vq.ring.unwrap();
+    let (mem, mut vq, mut driver) = ring(Layout::Packed, 4, bit(VIRTIO_RING_F_EVENT_IDX), START);
+    let ring = vq.ring.unwrap().in_table(&mem);
     driver.disable_notification();
     let id = driver.post(&[buf(0)]).unwrap();
     packed::publish(&mut vq, &ring, &[UsedElem { id, len: 1, count: 1 }], true);
