@@ -141,12 +141,13 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
         // Split rings in guest-physical memory only, as 22.11.
         return 0;
     }
+    let mem = Arc::clone(&s.mem);
+    let ring = ring.in_table(&mem);
     let Some(avail) = split::available(&s, &ring) else {
         vlog!(Data, Err, LOG, "vring {qid}: avail index more than a ring ahead");
         return 0;
     };
     let avail = usize::from(avail).min(MAX_BURST);
-    let mem = Arc::clone(&s.mem);
     let log = s.active_log();
     let writer = Writer::new(log.as_deref().map(|l| (l, &*mem)));
     let space = PhysicalSpace(&mem);
@@ -382,7 +383,8 @@ fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option
         mbuf::free_bulk(&[Some(m)]);
     }
     let s = guard.as_deref_mut()?;
-    let ring = s.ring?;
+    let mem = Arc::clone(&s.mem);
+    let ring = s.ring?.in_table(&mem);
     if !used.is_empty() {
         split::publish(s, &ring, &used);
     }
