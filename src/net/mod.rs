@@ -57,9 +57,28 @@ pub(super) struct Burst<'a, S> {
     /// Writes guest buffers (and logs them while migration logging is on).
     writer: Writer<'a>,
     stats: bool,
+    /// `mapping::faults()` when last seen unchanged for this ring's memory.
+    faults_seen: u64,
 }
 
 impl<S> Burst<'_, S> {
+    /// Whether the ring's guest memory was lost (its file shrank, the
+    /// SIGBUS was recovered) since the burst began: asked after each
+    /// chain's copy, so that nothing read from or written to lost memory
+    /// counts as moved. One relaxed load of a global counter, unchanged
+    /// while nothing is lost.
+    #[inline(always)]
+    fn memory_lost(&mut self) -> bool {
+        let now = crate::guest::mapping::faults();
+        now != self.faults_seen && self.memory_lost_now(now)
+    }
+
+    #[cold]
+    fn memory_lost_now(&mut self, now: u64) -> bool {
+        self.faults_seen = now;
+        memory_lost_slow(self.dev, self.vq)
+    }
+
     /// A chain that cannot be used: a malformed one is counted and logged
     /// for the first few; one that missed in the IOTLB is asked for (the
     /// burst stops before it and takes it again once mapped).
@@ -125,14 +144,14 @@ impl<S> Burst<'_, S> {
 /// of the burst. The body is compiled twice: for guest-physical addresses
 /// and, behind a virtual IOMMU, for IOVAs needing rights `$perm`.
 macro_rules! burst {
-    ($dev:expr, $vq:expr, $ring:expr, $stats:expr, $perm:expr, |$b:ident| $body:expr) => {{
+    ($dev:expr, $vq:expr, $ring:expr, $stats:expr, $faults:expr, $perm:expr, |$b:ident| $body:expr) => {{
         let vq: &mut VqState = $vq;
         let mut scratch = vq.take_scratch();
         let log = vq.active_log();
         let BurstScratch { bufs, used, mem, iotlb } = &mut *scratch;
         used.clear();
         let writer = Writer::new(log.as_deref().map(|l| (l, &**mem)));
-        let (dev, ring, stats) = ($dev, $ring, $stats);
+        let (dev, ring, stats, faults_seen) = ($dev, $ring, $stats, $faults);
         let r = match iotlb.as_deref() {
             None => {
                 let $b = &mut Burst {
@@ -144,14 +163,16 @@ macro_rules! burst {
                     used,
                     writer,
                     stats,
+                    faults_seen,
                 };
                 $body
             }
             Some(view) => {
                 let mem = IovaSpace::new(mem, view, $perm);
-                out_of_line(&mut Burst { dev, vq: &mut *vq, ring, mem, bufs, used, writer, stats }, |$b| {
-                    $body
-                })
+                out_of_line(
+                    &mut Burst { dev, vq: &mut *vq, ring, mem, bufs, used, writer, stats, faults_seen },
+                    |$b| $body,
+                )
             }
         };
         vq.scratch = Some(scratch);
@@ -167,13 +188,15 @@ fn out_of_line<'a, S, R>(b: &mut Burst<'a, S>, f: impl FnOnce(&mut Burst<'a, S>)
     f(b)
 }
 
-/// Whether the ring's guest memory lost a page since it was mapped (the
-/// front-end shrank its file; the SIGBUS was recovered): such a device
-/// moves nothing until the front-end sends a new memory table. One load of
-/// a global counter a burst when nothing was ever lost.
+/// `Some(mapping::faults())` unless the ring's guest memory was lost since
+/// it was mapped (the front-end shrank its file; the SIGBUS was
+/// recovered): such a device moves nothing until the front-end sends a new
+/// memory table. One load of a global counter a burst when nothing was
+/// ever lost; bursts check again after each chain (`Burst::memory_lost`).
 #[inline(always)]
-fn memory_lost(dev: &Device, vq: &VqState) -> bool {
-    crate::guest::mapping::faults() != 0 && memory_lost_slow(dev, vq)
+fn memory_intact(dev: &Device, vq: &VqState) -> Option<u64> {
+    let faults = crate::guest::mapping::faults();
+    (faults == 0 || !memory_lost_slow(dev, vq)).then_some(faults)
 }
 
 #[cold]
@@ -507,13 +530,11 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
     let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
-    if memory_lost(dev, &s) {
-        return 0;
-    }
+    let Some(faults_seen) = memory_intact(dev, &s) else { return 0 };
     dev.adopt_newer_view(&mut s);
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
-    let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| {
+    let n = burst!(dev, &mut s, ring, stats, faults_seen, PERM_WO, |b| {
         if ring.is_packed() {
             packed::enqueue(b, pkts)
         } else {
@@ -529,9 +550,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
     let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
     let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else { return 0 };
-    if memory_lost(dev, &s) {
-        return 0;
-    }
+    let Some(faults_seen) = memory_intact(dev, &s) else { return 0 };
     dev.adopt_newer_view(&mut s);
     let sf = dev.socket_flags();
     let opts = DequeueOpts {
@@ -553,7 +572,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
         }
     }
     let slots = &mut out[first..out_len];
-    let n = burst!(dev, &mut s, ring, opts.stats, PERM_RO, |b| {
+    let n = burst!(dev, &mut s, ring, opts.stats, faults_seen, PERM_RO, |b| {
         if ring.is_packed() {
             packed::dequeue(b, pool, slots, opts)
         } else {
