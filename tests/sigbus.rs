@@ -28,18 +28,15 @@ const KEPT: u64 = 1 << 20;
 /// Finding 1: each lost page became a mapping of its own between two
 /// pieces of the file's (two VMAs a page: one burst over a shrunk file
 /// added 16,385). Now the first lost page replaces the whole mapping, and
-/// the burst stops at the chain that read lost memory: the packets before
-/// it are delivered intact, nothing after.
+/// a burst during which the ring's memory was lost delivers nothing (no
+/// packet of lost memory's zeros reaches the application).
 #[test]
-fn a_burst_over_a_shrunk_file_adds_no_vma_and_delivers_nothing_from_lost_memory() {
+fn a_burst_over_a_shrunk_file_adds_no_vma_and_delivers_nothing() {
     let mut rig = Rig::connect("shrunk-burst", 0, F_VERSION_1, 0, RAM);
     let mut tx = rig.ring(1, Layout::Split, 256, areas_at(0x10000, Layout::Split, 256));
-    let mut sent = Vec::new();
     for k in 0..16u64 {
-        let packet = pattern(12 + 60, k as u8);
-        rig.view().write(0x40000 + 0x800 * k, &packet);
+        rig.view().write(0x40000 + 0x800 * k, &pattern(12 + 60, k as u8));
         tx.post(&[Buf { gpa: 0x40000 + 0x800 * k, len: 72, write: false }]).unwrap();
-        sent.push(packet[12..].to_vec());
     }
     // 16 chains of a header and 7 one-byte buffers, each on its own page,
     // every other page of what will be lost (128 pages).
@@ -57,18 +54,12 @@ fn a_burst_over_a_shrunk_file_adds_no_vma_and_delivers_nothing_from_lost_memory(
     let mut out = [std::ptr::null_mut(); 32];
     // SAFETY: valid vid, queue, pool and a 32-entry array.
     let n = unsafe { rte_vhost_dequeue_burst(rig.vid, 1, rig.pool.as_ptr(), out.as_mut_ptr(), 32) };
-    let got: Vec<Vec<u8>> = out[..usize::from(n)]
-        .iter()
-        .map(|&p| {
-            // SAFETY: an mbuf the library handed us.
-            let m = unsafe { rvhost::testing::Mbuf::from_raw(p) }.unwrap();
-            let bytes = m.data().to_vec();
-            m.free();
-            bytes
-        })
-        .collect();
+    for &p in &out[..usize::from(n)] {
+        // SAFETY: an mbuf the library handed us.
+        unsafe { rvhost::testing::Mbuf::from_raw(p) }.unwrap().free();
+    }
     assert_eq!(vmas_in(mapping), 1, "the whole mapping was replaced at once: no VMA added");
-    assert_eq!(got, sent, "the packets before the loss, intact; none read from lost memory");
+    assert_eq!(n, 0, "a burst that read lost memory delivers nothing");
     assert!(rig.dequeue(1).is_empty(), "then the device moves nothing");
 }
 

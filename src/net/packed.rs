@@ -16,16 +16,13 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
     while let Some(&p) = pkts.get(done) {
         if let Some(batch) = pkts[done..].first_chunk() {
             if enqueue_batch(b, hlen, batch) {
-                if b.memory_lost() {
-                    break;
-                }
                 done += BATCH;
                 continue;
             }
         }
         // A NULL entry ends the burst.
         let Some(m) = p else { break };
-        if !enqueue_one(b, hlen, m) || b.memory_lost() {
+        if !enqueue_one(b, hlen, m) {
             break;
         }
         if b.stats {
@@ -146,11 +143,6 @@ pub(super) fn dequeue<'a>(
         if n - i >= BATCH && dequeue_batch(b, hlen, out, i, &mut done, opts, in_order) {
             i += BATCH;
             taken += BATCH;
-            if b.memory_lost() {
-                // The batch read lost memory: its mbufs are released.
-                done -= BATCH;
-                break;
-            }
             continue;
         }
         let pos = b.vq.avail_pos();
@@ -176,9 +168,6 @@ pub(super) fn dequeue<'a>(
                 }
             }
         };
-        if b.memory_lost() {
-            break;
-        }
         let mut next = pos;
         next.advance(count, size);
         b.vq.set_avail_pos(next);

@@ -45,9 +45,6 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
         };
         place_packet(b.writer, segs, chains, hlen, m, b.used);
         b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(chains.len() as u16);
-        if b.memory_lost() {
-            break;
-        }
         if b.stats {
             b.vq.stats.count(m.pkt_len(), m.data());
         }
@@ -109,10 +106,6 @@ pub(super) fn dequeue<'a>(
                 }
             }
         };
-        if b.memory_lost() {
-            taken = i;
-            break;
-        }
         b.used.push(head, 0, 1);
         b.account_dequeued(out, i, &mut done, res, opts.stats);
     }
