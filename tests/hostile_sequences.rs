@@ -657,3 +657,159 @@ fn fixed_orders() {
         run_sequence(&ops);
     }
 }
+
+// --- truncation storms across devices (issue 19, finding 1) ---------------
+//
+// Several devices whose front-ends shrink their memory files at random
+// while the guest posts chains over many pages and bursts run. After every
+// step: each of the library's guest mappings is still one VMA (a shrunk
+// file costs one replacement of the whole mapping, never a VMA per lost
+// page), and every guest access lay inside checked memory.
+
+const STORM_DEVICES: usize = 3;
+const STORM_RAM: u64 = 1 << 20;
+
+#[derive(Clone, Debug)]
+enum StormOp {
+    /// Device `d`'s guest posts `n` RX buffers and `n` TX chains, each
+    /// chain a header and 3 one-byte buffers on pages of their own.
+    Post(usize, u8),
+    /// Device `d`'s front-end cuts its memory file to `pages` pages.
+    Shrink(usize, u8),
+    Enqueue(usize, u8),
+    Dequeue(usize),
+    /// Device `d` gets a new memory table and rings.
+    NewTable(usize),
+}
+
+fn storm_op() -> impl Strategy<Value = StormOp> {
+    let d = 0..STORM_DEVICES;
+    prop_oneof![
+        4 => (d.clone(), 1u8..8).prop_map(|(d, n)| StormOp::Post(d, n)),
+        2 => (d.clone(), any::<u8>()).prop_map(|(d, p)| StormOp::Shrink(d, p)),
+        3 => (d.clone(), 1u8..32).prop_map(|(d, n)| StormOp::Enqueue(d, n)),
+        3 => d.clone().prop_map(StormOp::Dequeue),
+        1 => d.prop_map(StormOp::NewTable),
+    ]
+}
+
+/// One device of a storm: the rig, its rings while its memory is whole.
+struct StormDevice {
+    rig: Rig,
+    rings: Option<(DriverRing, DriverRing)>,
+    /// Pages handed out to TX chains so far (they walk over the memory).
+    next_page: u64,
+}
+
+impl StormDevice {
+    fn new(name: &str) -> StormDevice {
+        let rig = Rig::connect(name, 0, F_VERSION_1, 0, STORM_RAM);
+        let mut d = StormDevice { rig, rings: None, next_page: 0 };
+        d.set_rings();
+        d
+    }
+
+    fn set_rings(&mut self) {
+        let rx = self.rig.ring(0, Layout::Split, 256, areas_at(0x10000, Layout::Split, 256));
+        let tx = self.rig.ring(1, Layout::Split, 256, areas_at(0x20000, Layout::Split, 256));
+        self.rings = Some((rx, tx));
+    }
+
+    fn step(&mut self, op: &StormOp) {
+        match *op {
+            StormOp::Post(_, n) => {
+                let Some((rx, tx)) = &mut self.rings else { return };
+                for _ in 0..n {
+                    // Pages 0x30..0x100, every other one.
+                    let page = |k: u64| 0x30000 + 0x2000 * (k % 0x68);
+                    let _ = rx.post(&[Buf { gpa: page(self.next_page), len: 2048, write: true }]);
+                    let chain: Vec<Buf> = (0..4)
+                        .map(|b| Buf {
+                            gpa: page(self.next_page + b),
+                            len: if b == 0 { 12 } else { 1 },
+                            write: false,
+                        })
+                        .collect();
+                    let _ = tx.post(&chain);
+                    self.next_page += 4;
+                }
+            }
+            StormOp::Shrink(_, pages) => {
+                if self.rings.take().is_some() {
+                    nix::unistd::ftruncate(&self.rig.ram.fd, i64::from(pages) * 0x1000).unwrap();
+                }
+            }
+            StormOp::Enqueue(_, n) => {
+                let pkts: Vec<_> = (0..n).map(|k| mbuf_of(pool(), &pattern(60, k))).collect();
+                let mut raw: Vec<_> = pkts.iter().map(|m| m.as_ptr()).collect();
+                // SAFETY: valid mbufs; the library copies them.
+                unsafe { rte_vhost_enqueue_burst(self.rig.vid, 0, raw.as_mut_ptr(), u16::from(n)) };
+                pkts.into_iter().for_each(|m| m.free());
+                self.drain_used();
+            }
+            StormOp::Dequeue(_) => {
+                let mut out = [std::ptr::null_mut(); 32];
+                // SAFETY: a valid pool and a 32-entry array.
+                let n = unsafe {
+                    rte_vhost_dequeue_burst(self.rig.vid, 1, pool().as_ptr(), out.as_mut_ptr(), 32)
+                };
+                for &p in &out[..usize::from(n)] {
+                    // SAFETY: an mbuf the library handed us.
+                    unsafe { rvhost::testing::mbuf::Mbuf::from_raw(p) }.unwrap().free();
+                }
+                self.drain_used();
+            }
+            StormOp::NewTable(_) => {
+                self.rings = None;
+                self.rig.ram = GuestRam::new(STORM_RAM);
+                let table = self.rig.ram.mem_table();
+                assert_eq!(self.rig.ack(Request::SetMemTable, &table, &[self.rig.ram.fd.as_raw_fd()]), 0);
+                self.set_rings();
+            }
+        }
+    }
+
+    fn drain_used(&mut self) {
+        if let Some((rx, tx)) = &mut self.rings {
+            while rx.pop_used().is_some() {}
+            while tx.pop_used().is_some() {}
+        }
+    }
+}
+
+/// Every guest mapping of every device is one VMA.
+fn assert_one_vma_per_mapping(devices: &[StormDevice], at: &str) {
+    for d in devices {
+        for m in guest_mappings(d.rig.vid) {
+            assert_eq!(vmas_in(m), 1, "{at}: device {}'s mapping {m:x?} split into VMAs", d.rig.vid);
+        }
+    }
+}
+
+fn run_storm(ops: &[StormOp]) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = N.fetch_add(1, Ordering::Relaxed);
+    let mut devices: Vec<StormDevice> =
+        (0..STORM_DEVICES).map(|d| StormDevice::new(&format!("storm-{run}-{d}"))).collect();
+    for (i, op) in ops.iter().enumerate() {
+        let (StormOp::Post(d, _)
+        | StormOp::Shrink(d, _)
+        | StormOp::Enqueue(d, _)
+        | StormOp::Dequeue(d)
+        | StormOp::NewTable(d)) = *op;
+        devices[d].step(op);
+        let at = format!("step {i} ({op:?}) of {ops:?}");
+        assert_one_vma_per_mapping(&devices, &at);
+        let bad = audit_violations();
+        assert!(bad.is_empty(), "{at}: guest accesses outside checked memory: {bad:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 4, max_shrink_iters: 50, ..ProptestConfig::default() })]
+
+    #[test]
+    fn truncation_storms_across_devices_cost_one_vma_per_mapping(ops in proptest::collection::vec(storm_op(), 1..60)) {
+        run_storm(&ops);
+    }
+}

@@ -4,18 +4,23 @@
 //! - maps only what lies inside the file (a range past its end is refused,
 //!   instead of faulting at the first access);
 //! - registers the mapping, so that a SIGBUS from a file the front-end
-//!   shrinks afterwards is recovered: the page is replaced by anonymous
-//!   memory, the mapping is marked faulted, and the process lives on (the
-//!   device using it stops; see `GuestMemory::faulted`);
+//!   shrinks afterwards is recovered: at the first lost page the whole
+//!   mapping is replaced by anonymous memory (one system call, no VMA
+//!   added, and no later access can fault), it is marked faulted, and the
+//!   process lives on (the device using it stops; see `GuestMemory::faulted`);
 //! - in test builds (`testing`), lets `audit` check that every guest access
 //!   lies inside a live mapping.
 //!
 //! The registry is a fixed array of atomics, the only state the signal
-//! handler reads, so that it stays async-signal-safe.
+//! handler reads, so that it stays async-signal-safe. The handler counts
+//! itself in `HANDLERS_INSIDE` around its lookup and replacement; a mapping
+//! is unregistered first and unmapped only once no handler is inside, so a
+//! replacement can never land on memory that has been reused since
+//! (docs/security.md, "Files that shrink").
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Once;
 
 /// Why a file could not be mapped.
 #[derive(Debug)]
@@ -49,15 +54,22 @@ impl std::fmt::Display for MapError {
     }
 }
 
+/// A mapping's recovery state (`Slot::state`).
+const LIVE: u8 = 0;
+/// A handler is replacing it (a fault on another thread retries the access).
+const REPLACING: u8 = 1;
+/// Replaced by anonymous memory: it can fault no more for a lost page.
+const REPLACED: u8 = 2;
+
 /// One live mapping as the signal handler sees it.
 struct Slot {
     /// 0 while free; written last on registration, first on removal.
     len: AtomicUsize,
     start: AtomicUsize,
-    /// The file's block size: the unit a lost page is replaced in (huge
-    /// pages must be replaced whole).
-    page: AtomicUsize,
-    faulted: AtomicBool,
+    /// Whether a SIGBUS inside it is recovered (not for a file sealed
+    /// against shrinking, which cannot lose a page to truncation).
+    recoverable: AtomicBool,
+    state: AtomicU8,
     /// The part the owner uses (`offset..offset + len` of the file), which
     /// guest accesses must stay inside (the audit of test builds).
     used_start: AtomicUsize,
@@ -71,8 +83,8 @@ static REGISTRY: [Slot; SLOTS] = [const {
     Slot {
         len: AtomicUsize::new(0),
         start: AtomicUsize::new(0),
-        page: AtomicUsize::new(0),
-        faulted: AtomicBool::new(false),
+        recoverable: AtomicBool::new(false),
+        state: AtomicU8::new(LIVE),
         used_start: AtomicUsize::new(0),
         used_len: AtomicUsize::new(0),
     }
@@ -81,11 +93,14 @@ static REGISTRY: [Slot; SLOTS] = [const {
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 /// Slots being claimed (start set, len not yet).
 static CLAIMED: [AtomicBool; SLOTS] = [const { AtomicBool::new(false) }; SLOTS];
-/// Pages recovered since the process started.
+/// Mappings replaced since the process started.
 static FAULTS: AtomicU64 = AtomicU64::new(0);
+/// SIGBUS handlers between their registry lookup and the end of their
+/// replacement; a mapping is unmapped only while this is 0.
+static HANDLERS_INSIDE: AtomicUsize = AtomicUsize::new(0);
 
-/// How many guest pages had to be replaced after their file shrank. The
-/// datapath compares it with 0 once a burst before asking its memory.
+/// How many mappings had to be replaced after their file shrank. The
+/// datapath compares it with the value it saw last, once a chain.
 #[inline(always)]
 pub fn faults() -> u64 {
     FAULTS.load(Ordering::Relaxed)
@@ -114,7 +129,18 @@ impl SharedMapping {
         }
         let map_len = end.div_ceil(blksz) * blksz;
         let map_len_us = usize::try_from(map_len).map_err(|_| MapError::BeyondFile { end, file_size })?;
-        install_handler();
+        let recoverable = !sealed_against_shrinking(fd);
+        if recoverable {
+            install_handler();
+        } else {
+            crate::vlog!(
+                Config,
+                Info,
+                "guest memory",
+                "fd {} is a memfd sealed against shrinking: not registered for SIGBUS recovery",
+                fd.as_raw_fd()
+            );
+        }
         let slot = claim_slot().ok_or(MapError::TooMany)?;
         let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: a fresh shared mapping of a valid fd at a kernel-chosen
@@ -135,11 +161,11 @@ impl SharedMapping {
         }
         let s = &REGISTRY[slot];
         s.start.store(addr as usize, Ordering::Relaxed);
-        s.page.store(blksz as usize, Ordering::Relaxed);
-        s.faulted.store(false, Ordering::Relaxed);
+        s.recoverable.store(recoverable, Ordering::Relaxed);
+        s.state.store(LIVE, Ordering::Relaxed);
         s.used_start.store(addr as usize + offset as usize, Ordering::Relaxed);
         s.used_len.store(len as usize, Ordering::Relaxed);
-        s.len.store(map_len_us, Ordering::Release);
+        s.len.store(map_len_us, Ordering::SeqCst);
         Ok(SharedMapping { addr: addr as usize, len: map_len_us, slot })
     }
 
@@ -152,19 +178,29 @@ impl SharedMapping {
         self.len as u64
     }
 
-    /// Whether a page of it was lost (the file shrank) and replaced.
+    /// Whether its file shrank under it and it was replaced (or is being).
     pub fn faulted(&self) -> bool {
-        REGISTRY[self.slot].faulted.load(Ordering::Relaxed)
+        REGISTRY[self.slot].state.load(Ordering::Relaxed) != LIVE
+    }
+
+    /// Whether a SIGBUS inside it is recovered.
+    #[cfg(test)]
+    fn recoverable(&self) -> bool {
+        REGISTRY[self.slot].recoverable.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for SharedMapping {
     fn drop(&mut self) {
-        let s = &REGISTRY[self.slot];
-        s.len.store(0, Ordering::Release);
-        s.start.store(0, Ordering::Relaxed);
-        // SAFETY: exactly the mapping made in `map`; its users hold it (by
-        // Arc), so no access into it is left.
+        // Unregistered first (no handler finds it from here on), unmapped
+        // once no handler that may have found it before is still inside: a
+        // replacement never lands on a range that is no longer ours.
+        REGISTRY[self.slot].len.store(0, Ordering::SeqCst);
+        while HANDLERS_INSIDE.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        // SAFETY: exactly the mapping made in `map` (or its replacement);
+        // its users hold it (by Arc), so no access into it is left.
         unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
         CLAIMED[self.slot].store(false, Ordering::Release);
     }
@@ -176,6 +212,14 @@ fn block_size(fd: BorrowedFd<'_>) -> Result<(u64, u64), MapError> {
     Ok((st.st_blksize.max(4096) as u64, st.st_size.max(0) as u64))
 }
 
+/// Whether `fd` is a memfd with `F_SEAL_SHRINK` (no other file has seals).
+fn sealed_against_shrinking(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_GET_SEALS reads a flag word of a valid fd (EINVAL if it is
+    // not a memfd).
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    seals > 0 && seals & libc::F_SEAL_SHRINK != 0
+}
+
 fn claim_slot() -> Option<usize> {
     let i = CLAIMED
         .iter()
@@ -184,95 +228,154 @@ fn claim_slot() -> Option<usize> {
     Some(i)
 }
 
-/// The registered mapping holding `addr`, if any: (slot, start, len, page).
-fn lookup(addr: usize) -> Option<(&'static Slot, usize, usize, usize)> {
-    REGISTRY[..HIGH.load(Ordering::Acquire)].iter().find_map(|s| {
-        let len = s.len.load(Ordering::Acquire);
-        let start = s.start.load(Ordering::Relaxed);
-        (len != 0 && addr >= start && addr - start < len)
-            .then(|| (s, start, len, s.page.load(Ordering::Relaxed)))
-    })
-}
-
 // --- SIGBUS recovery ------------------------------------------------------
 
-/// The handler that was installed before ours (called for faults that are
-/// not in a registered mapping).
-static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
+/// The disposition that was installed before ours (a leaked copy, written
+/// once before ours is installed), for signals that are not ours.
+static PREVIOUS: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+/// The previous handler had SA_RESETHAND and has run: the kernel would have
+/// reset the disposition to the default.
+static PREVIOUS_SPENT: AtomicBool = AtomicBool::new(false);
 
 fn install_handler() {
-    PREVIOUS.get_or_init(|| {
-        // SAFETY: sigaction with a zeroed, then filled struct; the handler
-        // only does async-signal-safe work (atomics, mmap, sigaction).
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        // SAFETY: sigaction with zeroed, then filled structs; the handler
+        // only does async-signal-safe work (atomics, mmap, sigaction,
+        // sigprocmask, tgkill).
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old);
+            PREVIOUS.store(Box::into_raw(Box::new(old)), Ordering::Release);
             let mut new: libc::sigaction = std::mem::zeroed();
             new.sa_sigaction = on_sigbus as *const () as usize;
             new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
             libc::sigemptyset(&mut new.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGBUS, &new, &mut old);
-            old
+            libc::sigaction(libc::SIGBUS, &new, std::ptr::null_mut());
         }
     });
 }
 
-/// Replaces the lost page holding `addr`, if it lies in a registered
-/// mapping: reads then see zeros and writes go nowhere, and the mapping is
-/// marked faulted.
+/// If `addr` lies in a live recoverable mapping, replaces that whole
+/// mapping by anonymous memory (reads then see zeros, writes go nowhere)
+/// and marks it faulted; true if the faulting access may be retried.
 fn recover(addr: usize) -> bool {
-    let Some((slot, start, len, page)) = lookup(addr) else { return false };
-    let at = (start + (addr - start) / page * page).min(start + len - page);
-    // SAFETY: [at, at + page) lies inside a live mapping of ours that the
-    // faulting thread is using (its owner holds it); replacing it with
-    // private anonymous memory only changes what the guest-memory accesses
-    // see. MAP_FIXED over our own range.
-    let p = unsafe {
-        libc::mmap(
-            at as *mut libc::c_void,
-            page,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return false;
+    HANDLERS_INSIDE.fetch_add(1, Ordering::SeqCst);
+    let recovered = REGISTRY[..HIGH.load(Ordering::Acquire)].iter().any(|s| {
+        let len = s.len.load(Ordering::SeqCst);
+        let start = s.start.load(Ordering::Relaxed);
+        len != 0
+            && addr.wrapping_sub(start) < len
+            && s.recoverable.load(Ordering::Relaxed)
+            // SAFETY: [start, start + len) is the slot's registered
+            // mapping, read after its len (written last on registration,
+            // first on removal), and it is not unmapped while this handler
+            // is counted inside.
+            && unsafe { replace_whole(s, start, len) }
+    });
+    HANDLERS_INSIDE.fetch_sub(1, Ordering::SeqCst);
+    recovered
+}
+
+/// Replaces `[start, start + len)` by anonymous memory, once per mapping.
+///
+/// # Safety
+/// The range must be `slot`'s live registered mapping, which no one
+/// unmaps until this returns.
+unsafe fn replace_whole(slot: &Slot, start: usize, len: usize) -> bool {
+    #[cfg(test)]
+    tests::pause_point();
+    match slot.state.compare_exchange(LIVE, REPLACING, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            FAULTS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: [start, start + len) is a live mapping of ours (the
+            // caller's contract); replacing it with private anonymous memory only changes what
+            // guest-memory accesses see. MAP_NORESERVE: guest memory can
+            // be larger than what the system would commit.
+            let p = unsafe {
+                libc::mmap(
+                    start as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            slot.state.store(REPLACED, Ordering::Release);
+            p != libc::MAP_FAILED
+        }
+        // Another thread is replacing it: the access is retried until done.
+        Err(REPLACING) => true,
+        // Anonymous memory does not lose pages: not a truncation.
+        Err(_) => false,
     }
-    slot.faulted.store(true, Ordering::Relaxed);
-    FAULTS.fetch_add(1, Ordering::Relaxed);
-    true
 }
 
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    if recover(addr) {
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // Only a fault the kernel raised (si_code > 0) has a real si_addr:
+    // kill, tgkill and sigqueue (si_code <= 0) are never ours.
+    let fault = code > 0;
+    if fault && recover(addr) {
         return;
     }
-    let Some(prev) = PREVIOUS.get() else { return };
-    match prev.sa_sigaction {
-        libc::SIG_DFL | libc::SIG_IGN => {
-            // Not ours: let the fault take its default course (the access
-            // is retried and kills the process as it would have).
-            // SAFETY: restoring the default action for SIGBUS.
+    chain(sig, info, ctx, fault);
+}
+
+/// Hands a SIGBUS that is not ours to the disposition found before ours,
+/// as the kernel would have.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, fault: bool) {
+    // SAFETY: written once, before our handler was installed, never freed.
+    let Some(prev) = (unsafe { PREVIOUS.load(Ordering::Acquire).as_ref() }) else { return };
+    let action = if PREVIOUS_SPENT.load(Ordering::Relaxed) { libc::SIG_DFL } else { prev.sa_sigaction };
+    match action {
+        // A fault is never ignored (the kernel would kill for it).
+        libc::SIG_IGN if !fault => {}
+        libc::SIG_DFL | libc::SIG_IGN => die_by_default(sig),
+        handler => {
+            if prev.sa_flags & libc::SA_RESETHAND != 0 {
+                PREVIOUS_SPENT.store(true, Ordering::Relaxed);
+            }
+            // SAFETY: the signal mask is changed for the previous handler's
+            // run as the kernel would (its sa_mask, and the signal itself
+            // unless SA_NODEFER), then restored; `handler` is the
+            // application's own, called with the arguments its flags ask for.
             unsafe {
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+                let mut old: libc::sigset_t = std::mem::zeroed();
+                libc::pthread_sigmask(libc::SIG_BLOCK, &prev.sa_mask, &mut old);
+                if prev.sa_flags & libc::SA_NODEFER != 0 {
+                    let mut this: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut this);
+                    libc::sigaddset(&mut this, sig);
+                    libc::pthread_sigmask(libc::SIG_UNBLOCK, &this, std::ptr::null_mut());
+                }
+                if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                        std::mem::transmute(handler);
+                    f(sig, info, ctx);
+                } else {
+                    let f: extern "C" fn(libc::c_int) = std::mem::transmute(handler);
+                    f(sig);
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             }
         }
-        f if prev.sa_flags & libc::SA_SIGINFO != 0 => {
-            // SAFETY: the application's own SA_SIGINFO handler.
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                unsafe { std::mem::transmute(f) };
-            f(sig, info, ctx);
-        }
-        f => {
-            // SAFETY: the application's own plain handler.
-            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(f) };
-            f(sig);
-        }
+    }
+}
+
+/// The default action for `sig` (for SIGBUS: the process dies, with a core
+/// if enabled): the default restored, and the signal raised again on this
+/// thread, where it is blocked until the handler returns.
+fn die_by_default(sig: libc::c_int) {
+    // SAFETY: restoring the default action and raising the signal on the
+    // calling thread; both async-signal-safe.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::syscall(libc::SYS_gettid), sig);
     }
 }
 
@@ -349,23 +452,145 @@ mod tests {
         assert!(matches!(SharedMapping::map(fd.as_fd(), 0, 0, false), Err(MapError::Empty)));
     }
 
+    /// Tests that truncate files or pause the handler, one at a time.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The VMAs of this process that overlap `[addr, addr + len)`.
+    fn vmas_in(addr: u64, len: u64) -> usize {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                let range = l.split(' ').next().unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+                a < addr + len && b > addr
+            })
+            .count()
+    }
+
+    /// Finding 1 of issue 19: each lost page became a mapping of its own
+    /// (two VMAs more a page). Now the first lost page replaces the whole
+    /// mapping: one VMA, one replacement, and the other lost pages no
+    /// longer fault.
     #[test]
-    fn a_page_lost_to_truncation_is_replaced_not_fatal() {
-        let fd = memfd(0x4000);
-        let m = SharedMapping::map(fd.as_fd(), 0, 0x4000, false).unwrap();
+    fn a_shrunk_file_costs_one_replacement_of_the_whole_mapping() {
+        let _s = serial();
+        let fd = memfd(0x10000);
+        let m = SharedMapping::map(fd.as_fd(), 0, 0x10000, false).unwrap();
         let p = m.addr() as *mut u8;
         // SAFETY: inside the live mapping.
         unsafe { p.add(0x3000).write_volatile(7) };
         nix::unistd::ftruncate(&fd, 0x1000).unwrap();
         assert!(!m.faulted());
-        let before = faults();
-        // SAFETY: inside the mapping; the page beyond the file is replaced
-        // by the SIGBUS handler, so the access completes.
-        let v = unsafe { p.add(0x3000).read_volatile() };
-        assert_eq!(v, 0, "the lost page reads as zeros");
+        let (before, vmas) = (faults(), vmas_in(m.addr(), m.len()));
+        assert_eq!(vmas, 1);
+        for page in (3..16).step_by(2) {
+            // SAFETY: inside the mapping; the SIGBUS of the first lost page
+            // is recovered, and the replacement cannot fault.
+            let v = unsafe { p.add(page * 0x1000).read_volatile() };
+            assert_eq!(v, 0, "a lost page reads as zeros");
+        }
         assert!(m.faulted());
-        assert!(faults() > before);
-        // SAFETY: the page still inside the file is the file's.
+        assert_eq!(faults() - before, 1, "one replacement for the whole mapping");
+        assert_eq!(vmas_in(m.addr(), m.len()), 1, "no VMA added");
+        // SAFETY: inside the (replaced) mapping.
         unsafe { p.write_volatile(9) };
+        let mut first = [0xffu8];
+        nix::sys::uio::pread(&fd, &mut first, 0).unwrap();
+        assert_eq!(first, [0], "the page still in the file was replaced too");
+    }
+
+    #[test]
+    fn a_memfd_sealed_against_shrinking_is_not_registered_for_recovery() {
+        let fd = nix::sys::memfd::memfd_create(
+            c"sealed",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC
+                | nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )
+        .unwrap();
+        nix::unistd::ftruncate(&fd, 0x2000).unwrap();
+        let open = SharedMapping::map(fd.as_fd(), 0, 0x2000, false).unwrap();
+        assert!(open.recoverable());
+        // SAFETY: adds a seal to our own memfd.
+        assert_eq!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) }, 0);
+        let sealed = SharedMapping::map(fd.as_fd(), 0, 0x2000, false).unwrap();
+        assert!(!sealed.recoverable());
+        assert!(nix::unistd::ftruncate(&fd, 0).is_err(), "a sealed memfd cannot shrink");
+    }
+
+    static PAUSE: AtomicBool = AtomicBool::new(false);
+    static PAUSED: AtomicBool = AtomicBool::new(false);
+
+    /// Holds the handler between its lookup and its replacement while
+    /// `PAUSE` is set (async-signal-safe: atomics only).
+    pub(super) fn pause_point() {
+        if PAUSE.load(Ordering::SeqCst) {
+            PAUSED.store(true, Ordering::SeqCst);
+            while PAUSE.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Finding 7 of issue 19: a handler that had found a mapping could
+    /// replace its range after another thread unmapped it and something
+    /// else was mapped there. Unmapping now waits for handlers inside.
+    #[test]
+    fn a_mapping_is_not_unmapped_under_a_handler_that_found_it() {
+        let _s = serial();
+        let fd = memfd(0x4000);
+        let m = SharedMapping::map(fd.as_fd(), 0, 0x4000, false).unwrap();
+        let (addr, len) = (m.addr() as usize, m.len() as usize);
+        nix::unistd::ftruncate(&fd, 0).unwrap();
+        PAUSED.store(false, Ordering::SeqCst);
+        PAUSE.store(true, Ordering::SeqCst);
+        // SAFETY: inside the live mapping; the fault is recovered.
+        let reader = std::thread::spawn(move || unsafe { (addr as *const u8).read_volatile() });
+        while !PAUSED.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // Another thread drops the mapping and maps a file of its own there.
+        let other = memfd(0x4000);
+        let other_fd = other.as_raw_fd();
+        let remapper = std::thread::spawn(move || {
+            drop(m);
+            // SAFETY: a fresh mapping of our memfd where the dropped one
+            // was (NOREPLACE: fails rather than replace anything).
+            let p = unsafe {
+                libc::mmap(
+                    addr as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+                    other_fd,
+                    0,
+                )
+            };
+            assert_eq!(p as usize, addr, "the range was taken by another test thread; run again");
+            // SAFETY: our fresh mapping.
+            unsafe { (addr as *mut u8).write_volatile(0xab) };
+        });
+        // Time enough for an unmapping that does not wait to be done; the
+        // outcome below does not depend on it.
+        for _ in 0..200 {
+            if remapper.is_finished() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        PAUSE.store(false, Ordering::SeqCst);
+        assert_eq!(reader.join().unwrap(), 0, "the lost page read as zeros");
+        remapper.join().unwrap();
+        nix::sys::uio::pwrite(&other, &[0xcd], 1).unwrap();
+        // SAFETY: the remapper's mapping, still live.
+        let seen =
+            unsafe { [(addr as *const u8).read_volatile(), (addr as *const u8).add(1).read_volatile()] };
+        assert_eq!(seen, [0xab, 0xcd], "the new mapping at that address is the other file's, untouched");
+        // SAFETY: the remapper's mapping, no longer used.
+        unsafe { libc::munmap(addr as *mut libc::c_void, len) };
     }
 }

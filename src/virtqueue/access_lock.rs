@@ -5,6 +5,7 @@
 //! control plane, which waits rarely and briefly, spins with yields.
 
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,9 +28,12 @@ impl<T: std::fmt::Debug> std::fmt::Debug for AccessLock<T> {
     }
 }
 
-/// Exclusive access while alive.
+/// Exclusive access while alive: as `&mut T` is, `Send` when `T: Send` and
+/// `Sync` only when `T: Sync` (the marker; the lock reference alone would
+/// make it `Sync` for any `T: Send`).
 pub struct AccessGuard<'a, T> {
     lock: &'a AccessLock<T>,
+    _access: PhantomData<&'a mut T>,
 }
 
 impl<T> AccessLock<T> {
@@ -42,7 +46,7 @@ impl<T> AccessLock<T> {
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()
-            .map(|_| AccessGuard { lock: self })
+            .map(|_| AccessGuard { lock: self, _access: PhantomData })
     }
 
     /// The datapath's lock: `try_lock`, and if the control plane holds the
@@ -132,5 +136,27 @@ mod tests {
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(*l.lock(), 40_000);
+    }
+
+    /// Compiles only if `T` is not `Sync`: with `T: Sync` both impls apply
+    /// and `probe` is ambiguous (static_assertions' `assert_not_impl_any`).
+    trait AmbiguousIfSync<A> {
+        fn probe() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+    impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
+
+    fn sync<T: Sync>() {}
+    fn send<T: Send>() {}
+
+    /// Finding 8 of issue 19: the guard was `Sync` for any `T: Send`, so
+    /// safe code could share a `Cell` across threads through `&guard`.
+    /// Checked when this test compiles.
+    #[test]
+    fn a_guard_is_sync_only_for_sync_contents() {
+        <AccessGuard<'static, std::cell::Cell<u8>> as AmbiguousIfSync<_>>::probe();
+        sync::<AccessGuard<'static, u8>>();
+        send::<AccessGuard<'static, std::cell::Cell<u8>>>();
+        sync::<AccessLock<std::cell::Cell<u8>>>();
     }
 }

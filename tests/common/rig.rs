@@ -387,3 +387,51 @@ pub fn serve_faults(
         served
     })
 }
+
+/// `struct rte_vhost_mem_region`.
+#[repr(C)]
+struct MemRegion {
+    guest_phys_addr: u64,
+    guest_user_addr: u64,
+    host_user_addr: u64,
+    size: u64,
+    mmap_addr: u64,
+    mmap_size: u64,
+    fd: c_int,
+}
+
+extern "C" {
+    fn rte_vhost_get_mem_table(vid: c_int, mem: *mut *mut u32) -> c_int;
+}
+
+/// The library's mappings of device `vid`'s guest memory, as (our
+/// address, length), from `rte_vhost_get_mem_table`.
+pub fn guest_mappings(vid: c_int) -> Vec<(u64, u64)> {
+    let mut table: *mut u32 = std::ptr::null_mut();
+    // SAFETY: a valid out-pointer; the table is ours to free.
+    if unsafe { rte_vhost_get_mem_table(vid, &mut table) } != 0 || table.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `struct rte_vhost_memory`: nregions, then 8-aligned regions.
+    let ranges = unsafe {
+        let n = *table as usize;
+        let first = table.cast::<u8>().add(8).cast::<MemRegion>();
+        (0..n).map(|i| ((*first.add(i)).mmap_addr, (*first.add(i)).mmap_size)).collect()
+    };
+    // SAFETY: malloc'ed by the library for us.
+    unsafe { libc::free(table.cast()) };
+    ranges
+}
+
+/// The VMAs of this process (`/proc/self/maps`) overlapping `[addr, addr + len)`.
+pub fn vmas_in((addr, len): (u64, u64)) -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split(' ').next()?.split_once('-')?;
+            Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+        })
+        .filter(|&(a, b)| a < addr + len && b > addr)
+        .count()
+}
