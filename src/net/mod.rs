@@ -85,7 +85,7 @@ impl<S> Burst<'_, S> {
     fn missed(&self, e: ChainError) -> bool {
         match e {
             ChainError::IotlbMiss { iova, perm } => {
-                self.dev.iotlb_miss(iova, perm);
+                self.dev.iotlb_miss(self.vq.index, iova, perm);
                 true
             }
             _ => false,
