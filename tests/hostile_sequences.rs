@@ -2,13 +2,16 @@
 //! in any order (before and after the device starts, after GET_VRING_BASE,
 //! across SET_FEATURES, SET_MEM_TABLE, SET_LOG_BASE, inflight and
 //! postcopy, behind a virtual IOMMU with IOTLB updates and invalidations,
-//! answered misses or a back-end channel never read), interleaved with
-//! enqueue and dequeue bursts against a driver
+//! answered misses or a back-end channel never read, and IOTLB floods:
+//! many rings waiting, unrelated updates, a guest cycling unmapped IOVAs),
+//! interleaved with enqueue and dequeue bursts against a driver
 //! that plays split and packed rings (and sometimes scribbles over them, or
 //! shrinks its memory file). After every step:
 //! - every guest access the library made lay inside a live guest region, log
 //!   or inflight area (the audit of test builds, `memory::mapping::audit`);
-//! - the connection is still served (every request gets its reply).
+//! - the connection is still served (every request gets its reply);
+//! - the IOTLB misses it caused and those pending are within their bounds
+//!   (`check_iotlb_bounds`).
 //!
 //! After every sequence a well-behaved front-end still gets a device that
 //! moves packets both ways.
