@@ -596,15 +596,17 @@ impl Session {
             _ => 0,
         };
         // A message asks at most once for each area rings wait for and
-        // for `MAX_AHEAD` buffers; a burst asks at most once. (A message
-        // not sent with `call`, the postcopy table's, is the `+ 1`.)
-        let bound = (sent + 1) * (RING_AREAS * rings + MAX_AHEAD) + bursts;
+        // for `MAX_AHEAD` buffers; a burst for its chain's page, or for
+        // the areas its ring waits for. (A message not sent with `call`,
+        // the postcopy table's, is the `+ 1`.)
+        let bound = (sent + 1) * (RING_AREAS * rings + MAX_AHEAD) + bursts * RING_AREAS;
         assert!(misses.len() as u64 <= bound, "{op:?}: {} misses, at most {bound}", misses.len());
         if let Op::Flood(IotlbFlood::CycleUnmapped(_)) = op {
             // No answers during the step: the ring's asks are bounded per
             // retry period, not per burst.
             let periods = 2 + elapsed.as_secs();
-            assert!(misses.len() as u64 <= MAX_PER_RING * periods, "{op:?}: {} misses", misses.len());
+            let most = (MAX_PER_RING + RING_AREAS) * periods;
+            assert!(misses.len() as u64 <= most, "{op:?}: {} misses", misses.len());
         }
         // (Answers may make a page be asked again with other rights.)
         let answers = !matches!(op, Op::Flood(_) | Op::Enqueue(_) | Op::Dequeue);

@@ -118,6 +118,23 @@ impl Device {
         }
     }
 
+    /// A burst found its ring waiting for areas the IOTLB lacks: asks for
+    /// them (nothing goes out for a page asked less than a retry period
+    /// ago), so that the ring does not depend on the next message to ask
+    /// again. Never waits, as `iotlb_miss`.
+    #[cold]
+    pub fn iotlb_ring_waits(&self, vq: &VqState) {
+        if vq.iotlb_waits.is_empty() {
+            return;
+        }
+        if let Some(mut asker) = self.iotlb_asks.try_lock() {
+            let now = Instant::now();
+            for iova in vq.iotlb_waits.iter().filter_map(|w| w.missing) {
+                asker.ask(iova, PERM_RW, Asker::RingArea, now);
+            }
+        }
+    }
+
     /// After a message: asks for the first missing IOVA of each ring area
     /// that rings wait for, then for posted buffers ahead of need
     /// (IOVA and rights).
@@ -219,8 +236,11 @@ pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
         // translated now; translated rings adopt the view at their next
         // burst (a guest that maps page by page sends these by the
         // thousand, while many rings may wait).
+        // (A ring is never skipped: one waiting for this answer would wait
+        // for the next message that asks again.)
         for vq in ctx.dev.vqs() {
-            if let Some(mut g) = vq.lock_for_burst().filter(|g| g.waits_for(m.iova, m.size)) {
+            let mut g = vq.lock_for_burst().unwrap_or_else(|| vq.lock());
+            if g.waits_for(m.iova, m.size) {
                 translate(&mut g);
             }
         }

@@ -506,7 +506,10 @@ fn fill_mbuf_chained(
 pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
+    let (true, Some(ring)) = (s.enabled, s.ring) else {
+        dev.iotlb_ring_waits(&s);
+        return 0;
+    };
     if memory_lost(dev, &s) {
         return 0;
     }
@@ -528,7 +531,10 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
 pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else { return 0 };
+    let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else {
+        dev.iotlb_ring_waits(&s);
+        return 0;
+    };
     if memory_lost(dev, &s) {
         return 0;
     }
