@@ -36,7 +36,7 @@
  * usage: bench_datapath [MODE...] [--size BYTES] [--iters BURSTS]
  *                       [--warmup BURSTS] [--ring ENTRIES]
  *   MODE: split split-mrg packed packed-mrg (default: these four), and
- *         each with -iommu appended
+ *         each with -iommu appended; iotlb-budget (see run_iotlb_budget)
  *   bench_datapath --has-callgrind-macros: exit status 0 if built with them
  * Prints per mode (cycles/pkt, deq, enq: medians over chunks of 64 bursts,
  * see CHUNK; mean: all cycles / all packets):
@@ -51,6 +51,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
@@ -525,6 +526,23 @@ static void check_sample(const char *mode, struct rte_mbuf **pkts, unsigned int 
 	}
 }
 
+/* Closes the front-end's sockets, waits for the device to go, and frees
+ * the guest. */
+static void disconnect(int s, int backend[2], int efd[4], struct guest_ram *ram)
+{
+	int i;
+
+	close(s);
+	close(backend[0]);
+	close(backend[1]);
+	for (i = 0; i < 500 && !atomic_load(&destroyed); i++)
+		usleep(10000);
+	rte_vhost_driver_unregister(sock_path);
+	for (i = 0; i < 4; i++)
+		close(efd[i]);
+	guest_ram_free(ram);
+}
+
 static struct result run_mode(const struct mode *md, struct rte_mempool *pool, unsigned int size, uint16_t ring,
 			      uint64_t warmup, uint64_t iters)
 {
@@ -705,23 +723,262 @@ static struct result run_mode(const struct mode *md, struct rte_mempool *pool, u
 		fprintf(stderr, "bench_datapath: %s: warning: %llu eventfd signals during the run\n", mode,
 			(unsigned long long)signals);
 
-	close(s);
-	close(backend[0]);
-	close(backend[1]);
-	for (i = 0; i < 500 && !atomic_load(&destroyed); i++)
-		usleep(10000);
-	rte_vhost_driver_unregister(path);
-	for (i = 0; i < 4; i++)
-		close(efd[i]);
-	guest_ram_free(&ram);
+	disconnect(s, backend, efd, &ram);
 	free(rx);
 	free(tx);
 	return res;
 }
 
+/* ---- IOTLB budget (MODE iotlb-budget) ----
+ *
+ * The IOTLB work a front-end or a guest can cause, measured against the
+ * same work with nothing pending (split rings behind the IOMMU):
+ *   control thread: an IOTLB update (the front-end's send-to-ack time) on
+ *     a device with 256 rings, all translated, then all waiting for areas
+ *     nothing maps (steady, and the first message after the retry period,
+ *     which asks again for what the rings wait for);
+ *   lcore: a dequeue burst whose next chain the guest pointed at a fresh
+ *     unmapped IOVA (a hostile guest), with nothing pending, then with the
+ *     pending set filled by the other 254 rings' bursts (8 misses each).
+ * Miss requests are counted (the front-end reads them all and answers
+ * none). Rings 2..255 have 256 entries, at EXTRA_RING_OFF(q). */
+#define BUDGET_RINGS 256u
+#define EXTRA_RING_OFF(q) (0x600000u + (q) * 0x2000u)
+#define EXTRA_RING_SIZE 256u
+#define BUDGET_SAMPLES 256u
+/* IOVAs from here on are never mapped. */
+#define UNMAPPED_IOVA 0x10000000000ULL
+#define IOTLB_RO 1
+
+static uint64_t unmapped_pages;
+
+static uint64_t fresh_unmapped_iova(void)
+{
+	return UNMAPPED_IOVA + unmapped_pages++ * 4096;
+}
+
+/* Miss requests waiting on the back-end channel, read and counted. */
+static unsigned int drain_misses(int backend)
+{
+	struct fe_msg m;
+	unsigned int n = 0;
+
+	while (fe_recv(backend, &m, 0) == 1)
+		n++;
+	return n;
+}
+
+static double median_u64(uint64_t *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return n % 2 ? (double)v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+static int set_ring_addr(int s, uint32_t q, uint64_t desc, uint64_t avail, uint64_t used)
+{
+	struct vaddr a = { q, 0, desc, used, avail, 0 };
+
+	return fe_acked(s, REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) ? -1 : 0;
+}
+
+/* Ring q (2..255): 256 entries at EXTRA_RING_OFF(q), started and enabled. */
+static int setup_extra_ring(int s, struct guest_ram *ram, uint32_t q, int kick)
+{
+	uint64_t idx = q, ua = IOVA_BASE + EXTRA_RING_OFF(q);
+	struct vstate num = { q, EXTRA_RING_SIZE }, base = { q, 0 }, en = { q, 1 };
+
+	memset(ram->addr + EXTRA_RING_OFF(q), 0, 0x2000);
+	((struct b_savail *)(ram->addr + EXTRA_RING_OFF(q) + 0x1000))->flags = AVAIL_F_NO_INTERRUPT;
+	if (fe_acked(s, REQ_SET_VRING_NUM, &num, 8, NULL, 0) || fe_acked(s, REQ_SET_VRING_BASE, &base, 8, NULL, 0) ||
+	    set_ring_addr(s, q, ua, ua + 0x1000, ua + 0x1240) || fe_acked(s, REQ_SET_VRING_KICK, &idx, 8, &kick, 1) ||
+	    fe_acked(s, REQ_SET_VRING_ENABLE, &en, 8, NULL, 0))
+		return -1;
+	return 0;
+}
+
+/* One burst on ring q whose only posted chain the guest just pointed at a
+ * fresh unmapped IOVA; it must move nothing. */
+static void missing_burst(int vid, uint32_t q, struct guest_ram *ram, struct rte_mempool *pool, struct rte_mbuf *m)
+{
+	uint8_t *ring = ram->addr + EXTRA_RING_OFF(q);
+	struct b_sdesc *d = (struct b_sdesc *)ring;
+	struct b_savail *avail = (struct b_savail *)(ring + 0x1000);
+	struct rte_mbuf *pkts[BURST];
+
+	d->addr = fresh_unmapped_iova();
+	if (__atomic_load_n(&avail->idx, __ATOMIC_RELAXED) == 0) {
+		d->len = BUF_SIZE;
+		d->flags = q % 2 ? 0 : DESC_F_WRITE;
+		avail->ring[0] = 0;
+		__atomic_store_n(&avail->idx, 1, __ATOMIC_RELEASE);
+	}
+	if (q % 2 ? rte_vhost_dequeue_burst(vid, q, pool, pkts, BURST) : rte_vhost_enqueue_burst(vid, q, &m, 1))
+		die("iotlb-budget", "ring %u: a burst moved a packet through an unmapped IOVA", q);
+}
+
+static double cpu_us(clockid_t clock)
+{
+	struct timespec t;
+
+	clock_gettime(clock, &t);
+	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+/* What IOTLB messages cost the device's connection thread. */
+struct ctl_cost {
+	double median;	       /* send-to-ack cycles */
+	uint64_t first;	       /* the first message's */
+	double cpu_us;	       /* CPU time of the other threads per message */
+	unsigned int misses;   /* miss requests they caused */
+};
+
+/* BUDGET_SAMPLES IOTLB updates of pages nothing uses. The process's CPU
+ * time less this thread's is the connection thread's (the others idle):
+ * unlike the send-to-ack time it does not depend on when the scheduler
+ * runs that thread. */
+static struct ctl_cost unrelated_updates(int s, int backend, struct guest_ram *ram)
+{
+	static uint64_t page;
+	uint64_t cyc[BUDGET_SAMPLES], t0;
+	double proc0 = cpu_us(CLOCK_PROCESS_CPUTIME_ID), self0 = cpu_us(CLOCK_THREAD_CPUTIME_ID);
+	struct ctl_cost c = { 0, 0, 0, 0 };
+	unsigned int i;
+
+	for (i = 0; i < BUDGET_SAMPLES; i++) {
+		struct {
+			uint64_t iova, size, uaddr;
+			uint8_t perm, type, pad[6];
+		} m = { UNMAPPED_IOVA * 2 + page++ * 4096, 4096, (uint64_t)(uintptr_t)ram->addr, IOTLB_RO, IOTLB_UPDATE, { 0 } };
+
+		t0 = rte_rdtsc();
+		if (fe_acked(s, REQ_IOTLB_MSG, &m, sizeof(m), NULL, 0))
+			die("iotlb-budget", "IOTLB update refused");
+		cyc[i] = rte_rdtsc() - t0;
+		c.misses += drain_misses(backend);
+	}
+	c.cpu_us = (cpu_us(CLOCK_PROCESS_CPUTIME_ID) - proc0 - (cpu_us(CLOCK_THREAD_CPUTIME_ID) - self0)) / BUDGET_SAMPLES;
+	c.first = cyc[0];
+	c.median = median_u64(cyc, BUDGET_SAMPLES);
+	return c;
+}
+
+/* BUDGET_SAMPLES dequeue bursts on ring 1, each missing a fresh IOVA: the
+ * median cycles and the misses they caused. */
+static double missing_tx_bursts(int vid, struct gring *tx, uint16_t id, struct rte_mempool *pool, int backend,
+				unsigned int *misses)
+{
+	uint64_t cyc[BUDGET_SAMPLES], t0;
+	struct rte_mbuf *pkts[BURST];
+	unsigned int i;
+
+	for (i = 0; i < BUDGET_SAMPLES; i++) {
+		tx->sdesc[id].addr = fresh_unmapped_iova();
+		t0 = rte_rdtsc();
+		if (rte_vhost_dequeue_burst(vid, 1, pool, pkts, BURST))
+			die("iotlb-budget", "a burst moved a packet through an unmapped IOVA");
+		cyc[i] = rte_rdtsc() - t0;
+	}
+	*misses = drain_misses(backend);
+	return median_u64(cyc, BUDGET_SAMPLES);
+}
+
+static void run_iotlb_budget(struct rte_mempool *pool, uint16_t ring)
+{
+	static const struct mode md = { "iotlb-budget", 0, 0, 1 };
+	const double us = rte_get_tsc_hz() / 1e6;
+	struct guest_ram ram;
+	struct gring *rx = calloc(1, sizeof(*rx)), *tx = calloc(1, sizeof(*tx));
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+	int efd[4], backend[2], s, vid = -1, i;
+	uint32_t q, k;
+	uint16_t id;
+	struct ctl_cost idle, waiting;
+	double burst_idle, burst_full;
+	unsigned int miss_burst_idle, miss_burst_full, filled, asked;
+
+	if (!rx || !tx || !m)
+		die(md.name, "out of memory");
+	snprintf(sock_path, sizeof(sock_path), "/tmp/rvhost-bench-%d-budget.sock", getpid());
+	unlink(sock_path);
+	atomic_store(&new_vid, -1);
+	atomic_store(&destroyed, 0);
+	if (rte_vhost_driver_register(sock_path, RTE_VHOST_USER_IOMMU_SUPPORT) ||
+	    rte_vhost_driver_callback_register(sock_path, &ops) || rte_vhost_driver_start(sock_path))
+		die(md.name, "register/start %s failed", sock_path);
+	if (guest_ram_init(&ram, RAM_SIZE))
+		die(md.name, "guest RAM: %s", strerror(errno));
+	memset(ram.addr, 0, RAM_SIZE);
+	gring_init(rx, &ram, 0, 0, ring, IOVA_BASE);
+	gring_init(tx, &ram, 1, 0, ring, IOVA_BASE);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, backend))
+		die(md.name, "socketpair: %s", strerror(errno));
+	for (i = 0; i < 4; i++)
+		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s = fe_connect(sock_path);
+	if (s < 0 || negotiate(s, &ram, &md, ring, efd, backend[1]))
+		die(md.name, "vhost-user negotiation failed");
+	for (i = 0; i < 500 && (vid = atomic_load(&new_vid)) < 0; i++)
+		usleep(10000);
+	if (vid < 0)
+		die(md.name, "no new_device callback");
+	for (q = 2; q < BUDGET_RINGS; q++)
+		if (setup_extra_ring(s, &ram, q, efd[0]))
+			die(md.name, "ring %u setup failed", q);
+	for (k = 0; k < ring; k++)
+		gring_post(rx, BUF_SIZE, 1);
+	gring_publish(rx);
+	drain_misses(backend[0]);
+
+	/* Control thread, 256 rings translated. */
+	idle = unrelated_updates(s, backend[0], &ram);
+
+	/* lcore, nothing pending but ring 1's own (at most 8) misses. */
+	id = gring_post(tx, HDR_LEN + 60, 0);
+	gring_publish(tx);
+	burst_idle = missing_tx_bursts(vid, tx, id, pool, backend[0], &miss_burst_idle);
+	usleep(1100000); /* ring 1's misses expire */
+
+	/* The other rings fill the pending set: 8 misses each. */
+	for (filled = 0, k = 0; k < 8; k++) {
+		for (q = 2; q < BUDGET_RINGS; q++)
+			missing_burst(vid, q, &ram, pool, m);
+		filled += drain_misses(backend[0]);
+	}
+	burst_full = missing_tx_bursts(vid, tx, id, pool, backend[0], &miss_burst_full);
+
+	/* Control thread, 256 rings waiting for areas nothing maps. */
+	for (q = 0; q < BUDGET_RINGS; q++) {
+		uint64_t at = UNMAPPED_IOVA * 3 + (uint64_t)q * 0x100000;
+
+		if (set_ring_addr(s, q, at, at + 0x4000, at + 0x5000))
+			die(md.name, "ring %u: SET_VRING_ADDR refused", q);
+	}
+	asked = drain_misses(backend[0]);
+	usleep(1100000); /* the first message asks again for every area */
+	waiting = unrelated_updates(s, backend[0], &ram);
+
+	printf("iotlb-budget control: an IOTLB update with %u rings: all translated: %.1f us CPU of the connection "
+	       "thread a message, send to ack median %.1f us, %u misses in %u messages; all waiting (asked for at "
+	       "first: %u misses): %.1f us CPU a message, send to ack median %.1f us, first after the retry period "
+	       "%.1f us, %u misses in %u messages\n",
+	       BUDGET_RINGS, idle.cpu_us, idle.median / us, idle.misses, BUDGET_SAMPLES, asked, waiting.cpu_us,
+	       waiting.median / us, waiting.first / us, waiting.misses, BUDGET_SAMPLES);
+	printf("iotlb-budget lcore: a dequeue burst missing a fresh IOVA: nothing pending: median %.0f cycles "
+	       "(%.2f us), %u misses in %u bursts; after %u misses of 254 other rings: median %.0f cycles (%.2f us), "
+	       "%u misses in %u bursts; lib=%s\n",
+	       burst_idle, burst_idle / us, miss_burst_idle, BUDGET_SAMPLES, filled, burst_full, burst_full / us,
+	       miss_burst_full, BUDGET_SAMPLES, loaded_vhost_library());
+	fflush(stdout);
+	rte_pktmbuf_free(m);
+	disconnect(s, backend, efd, &ram);
+	free(rx);
+	free(tx);
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench_datapath [split|split-mrg|packed|packed-mrg[-iommu] ...] [--size BYTES(60..2036)]\n"
+	fprintf(stderr, "usage: bench_datapath [split|split-mrg|packed|packed-mrg[-iommu]|iotlb-budget ...]\n"
+			"                      [--size BYTES(60..2036)]\n"
 			"                      [--iters BURSTS] [--warmup BURSTS] [--ring 256|512|1024]\n");
 	exit(2);
 }
@@ -732,7 +989,7 @@ int main(int argc, char **argv)
 	char *eal[] = { argv[0], "-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", prefix,
 			"--log-level=lib.vhost.*:error", "--log-level=lib.eal:error" };
 	const struct mode *sel[8];
-	unsigned int nsel = 0, size = 64, ring = 1024, i, j;
+	unsigned int nsel = 0, size = 64, ring = 1024, i, j, budget = 0;
 	unsigned long long iters = 200000, warmup = 20000;
 	struct rte_mempool *pool;
 	const char *lib;
@@ -752,6 +1009,8 @@ int main(int argc, char **argv)
 			warmup = strtoull(argv[++i], NULL, 0);
 		else if (!strcmp(argv[i], "--ring") && i + 1 < (unsigned int)argc)
 			ring = strtoul(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "iotlb-budget"))
+			budget = 1;
 		else {
 			for (j = 0; j < sizeof(modes) / sizeof(modes[0]); j++)
 				if (!strcmp(argv[i], modes[j].name))
@@ -765,7 +1024,7 @@ int main(int argc, char **argv)
 	 * one guest buffer and one mbuf. */
 	if (size < 60 || size > BUF_SIZE - HDR_LEN || (ring != 256 && ring != 512 && ring != 1024) || iters < CHUNK)
 		usage();
-	if (!nsel)
+	if (!nsel && !budget)
 		for (j = 0; j < DEFAULT_MODES; j++)
 			sel[nsel++] = &modes[j];
 
@@ -791,6 +1050,8 @@ int main(int argc, char **argv)
 		       (double)(r.deq_cycles + r.enq_cycles) / r.pkts, ring, lib);
 		fflush(stdout);
 	}
+	if (budget)
+		run_iotlb_budget(pool, ring);
 	rte_mempool_free(pool);
 	rte_eal_cleanup();
 	return 0;

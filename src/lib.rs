@@ -37,4 +37,10 @@ pub mod testing {
     pub use crate::protocol::{Header, MemoryTable, Request, FLAG_NEED_REPLY, VERSION};
     pub use crate::socket::io::{read_message, send_message, RawMessage};
     pub use crate::virtqueue::mock;
+
+    /// IOTLB misses device `vid` asked for and did not have answered (0 for
+    /// no device).
+    pub fn iotlb_pending(vid: i32) -> usize {
+        crate::device::get(vid).map_or(0, |d| d.iotlb_pending())
+    }
 }

@@ -2,13 +2,16 @@
 //! in any order (before and after the device starts, after GET_VRING_BASE,
 //! across SET_FEATURES, SET_MEM_TABLE, SET_LOG_BASE, inflight and
 //! postcopy, behind a virtual IOMMU with IOTLB updates and invalidations,
-//! answered misses or a back-end channel never read), interleaved with
-//! enqueue and dequeue bursts against a driver
+//! answered misses or a back-end channel never read, and IOTLB floods:
+//! many rings waiting, unrelated updates, a guest cycling unmapped IOVAs),
+//! interleaved with enqueue and dequeue bursts against a driver
 //! that plays split and packed rings (and sometimes scribbles over them, or
 //! shrinks its memory file). After every step:
 //! - every guest access the library made lay inside a live guest region, log
 //!   or inflight area (the audit of test builds, `memory::mapping::audit`);
-//! - the connection is still served (every request gets its reply).
+//! - the connection is still served (every request gets its reply);
+//! - the IOTLB misses it caused and those pending are within their bounds
+//!   (`check_iotlb_bounds`).
 //!
 //! After every sequence a well-behaved front-end still gets a device that
 //! moves packets both ways.
@@ -93,6 +96,8 @@ enum Op {
     /// IOTLB update (`true`) or invalidation of range `r` (see
     /// `iotlb_range`) with rights `perm`.
     Iotlb(bool, usize, u8),
+    /// IOTLB floods (see `IotlbFlood`).
+    Flood(IotlbFlood),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -124,6 +129,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::BackendChannel),
         3 => Just(Op::Misses),
         4 => (any::<bool>(), 0usize..6, 0u8..4).prop_map(|(u, r, p)| Op::Iotlb(u, r, p)),
+        3 => flood().prop_map(Op::Flood),
     ]
 }
 
@@ -143,12 +149,16 @@ struct Session {
     ufd_server: Option<(Arc<AtomicBool>, std::thread::JoinHandle<u32>)>,
     inflight: Option<(Vec<u8>, OwnedFd)>,
     backend: Option<std::os::unix::net::UnixStream>,
+    /// Messages sent with `call`.
+    messages: std::cell::Cell<u64>,
+    flood: FloodState,
 }
 
 impl Session {
     /// Sends `req` with NEED_REPLY; the reply must come (the connection is
     /// never closed for a valid request).
     fn call(&self, req: Request, payload: &[u8], fds: &[i32]) -> RawMessage {
+        self.messages.set(self.messages.get() + 1);
         self.fe.send(req, payload, fds, true);
         match rvhost::testing::read_message(self.fe.stream.as_fd()) {
             Ok(r) => {
@@ -402,7 +412,8 @@ impl Session {
                 self.backend = Some(ours);
             }
             Op::Misses => {
-                let mut misses = Vec::new();
+                // (With those the bounds check read off the channel.)
+                let mut misses = std::mem::take(&mut self.flood.unanswered);
                 if let Some(chan) = &self.backend {
                     while let Ok(m) = rvhost::testing::read_message(chan.as_fd()) {
                         assert_eq!(
@@ -428,6 +439,7 @@ impl Session {
             Op::Iotlb(update, r, perm) => {
                 self.iotlb(update, self.iotlb_range(r), perm);
             }
+            Op::Flood(f) => self.flood(f),
             Op::Shrink => {
                 if self.usable() {
                     self.rings = [None, None];
@@ -456,6 +468,156 @@ impl Session {
             stop.store(true, Ordering::Relaxed);
             t.join().unwrap();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// IOTLB floods (issue 19): many rings waiting for their areas, updates no
+// ring waits for, a guest cycling unmapped IOVAs; after every step the
+// device's IOTLB work is within its bounds (`docs/security.md`).
+
+/// Rings a device has at most here (2 of the driver's, the rest waiting).
+const MAX_FLOOD_RINGS: u32 = 64;
+/// The library's bounds: entries in the pending set, outstanding asks of
+/// one ring's bursts, asks ahead of need per message, areas of a ring.
+const MAX_PENDING: usize = 2048;
+const MAX_PER_RING: u64 = 8;
+const MAX_AHEAD: u64 = 16;
+const RING_AREAS: u64 = 4;
+
+#[derive(Clone, Copy, Debug)]
+enum IotlbFlood {
+    /// `n` more rings of 32768 entries at IOVAs nothing maps, which wait
+    /// for their areas (behind a virtual IOMMU).
+    WaitingRings(u8),
+    /// `n` IOTLB updates of pages nothing uses.
+    UnrelatedUpdates(u8),
+    /// Before each of `n` bursts the guest points its next RX descriptor at
+    /// a new IOVA nothing maps.
+    CycleUnmapped(u8),
+}
+
+fn flood() -> impl Strategy<Value = IotlbFlood> {
+    prop_oneof![
+        (1u8..32).prop_map(IotlbFlood::WaitingRings),
+        (1u8..64).prop_map(IotlbFlood::UnrelatedUpdates),
+        (1u8..200).prop_map(IotlbFlood::CycleUnmapped),
+    ]
+}
+
+#[derive(Debug, Default)]
+struct FloodState {
+    /// Rings set up by `WaitingRings` (2.. 2 + rings).
+    waiting_rings: u32,
+    /// Pages handed out as unmapped IOVAs so far.
+    pages: u64,
+    /// Misses read off the channel by the bounds check (`Misses` answers them).
+    unanswered: Vec<(u64, u8)>,
+}
+
+impl Session {
+    fn flood(&mut self, f: IotlbFlood) {
+        const PAGE: u64 = 0x1000;
+        match f {
+            IotlbFlood::WaitingRings(n) => {
+                let size = 32768u32;
+                for _ in 0..n {
+                    let q = 2 + self.flood.waiting_rings;
+                    if q >= MAX_FLOOD_RINGS {
+                        return;
+                    }
+                    self.flood.waiting_rings += 1;
+                    let at = 0x1_0000_0000 + u64::from(q) * 0x10_0000;
+                    let st = |n: u32| [q.to_ne_bytes(), n.to_ne_bytes()].concat();
+                    self.call(Request::SetVringNum, &st(size), &[]);
+                    let mut m = q.to_ne_bytes().to_vec();
+                    m.extend_from_slice(&0u32.to_ne_bytes());
+                    for v in [at, at + 0xa_0000, at + 0x8_0000, 0] {
+                        m.extend_from_slice(&v.to_ne_bytes());
+                    }
+                    self.call(Request::SetVringAddr, &m, &[]);
+                    let kick = nix::sys::eventfd::EventFd::new().unwrap();
+                    self.call(Request::SetVringKick, &u64::from(q).to_ne_bytes(), &[kick.as_raw_fd()]);
+                    self.eventfds.push(kick);
+                }
+            }
+            IotlbFlood::UnrelatedUpdates(n) => {
+                for _ in 0..n {
+                    self.flood.pages += 1;
+                    let iova = 0x2_0000_0000 + self.flood.pages * PAGE;
+                    self.iotlb(true, (iova, PAGE, self.ram().addr), 1);
+                }
+            }
+            IotlbFlood::CycleUnmapped(n) => {
+                let unmapped = |k: u64| 0x3_0000_0000 + k * PAGE;
+                self.flood.pages += 1;
+                let marker = unmapped(self.flood.pages);
+                let Some(r) = self.rings[0].as_mut().filter(|_| !self.shrunk[self.current]) else { return };
+                if r.post(&[Buf { gpa: marker, len: 2048, write: true }]).is_none() {
+                    return;
+                }
+                let (mem, desc) = (r.mem(), r.areas().desc);
+                let Some(slot) = (0..u64::from(r.size())).map(|k| desc + 16 * k).find(|&at| {
+                    u64::from_le_bytes(mem.read(at, 8).try_into().unwrap()) == marker + r.iova_offset
+                }) else {
+                    return;
+                };
+                for _ in 0..n {
+                    self.flood.pages += 1;
+                    mem.write64(slot, unmapped(self.flood.pages));
+                    let m = mbuf_of(pool(), &pattern(60, 1));
+                    let mut raw = [m.as_ptr()];
+                    // SAFETY: a valid mbuf; the library copies it.
+                    unsafe { rte_vhost_enqueue_burst(self.vid, 0, raw.as_mut_ptr(), 1) };
+                    m.free();
+                }
+                self.drain_used();
+            }
+        }
+    }
+
+    /// After `op` (sent from `messages` on, started at `at`): the misses it
+    /// caused, read off the channel, and the pending set are within the
+    /// library's bounds.
+    fn check_iotlb_bounds(&mut self, op: &Op, (messages, at): (u64, std::time::Instant)) {
+        let pending = rvhost::testing::iotlb_pending(self.vid);
+        assert!(pending <= MAX_PENDING, "{op:?}: {pending} misses pending");
+        let rings = u64::from(2 + self.flood.waiting_rings);
+        let Some(chan) = &self.backend else { return };
+        let mut misses = Vec::new();
+        while let Ok(m) = rvhost::testing::read_message(chan.as_fd()) {
+            assert_eq!((m.header.request, m.payload.len(), m.payload[25]), (1, 32, 1), "IOTLB miss");
+            misses.push((u64::from_ne_bytes(m.payload[..8].try_into().unwrap()), m.payload[24]));
+        }
+        let (elapsed, sent) = (at.elapsed(), self.messages.get() - messages);
+        let bursts = match op {
+            Op::Enqueue(_) | Op::Dequeue => 1,
+            Op::Flood(IotlbFlood::CycleUnmapped(n)) => u64::from(*n),
+            _ => 0,
+        };
+        // A message asks at most once for each area rings wait for and
+        // for `MAX_AHEAD` buffers; a burst for its chain's page, or for
+        // the areas its ring waits for. (A message not sent with `call`,
+        // the postcopy table's, is the `+ 1`.)
+        let bound = (sent + 1) * (RING_AREAS * rings + MAX_AHEAD) + bursts * RING_AREAS;
+        assert!(misses.len() as u64 <= bound, "{op:?}: {} misses, at most {bound}", misses.len());
+        if let Op::Flood(IotlbFlood::CycleUnmapped(_)) = op {
+            // No answers during the step: the ring's asks are bounded per
+            // retry period, not per burst.
+            let periods = 2 + elapsed.as_secs();
+            let most = (MAX_PER_RING + RING_AREAS) * periods;
+            assert!(misses.len() as u64 <= most, "{op:?}: {} misses", misses.len());
+        }
+        // (Answers may make a page be asked again with other rights.)
+        let answers = !matches!(op, Op::Flood(_) | Op::Enqueue(_) | Op::Dequeue);
+        if !answers && elapsed < std::time::Duration::from_millis(900) {
+            let mut seen = std::collections::HashSet::new();
+            assert!(
+                misses.iter().all(|m| seen.insert(m)),
+                "{op:?}: a page asked twice within the retry period"
+            );
+        }
+        self.flood.unanswered.extend(misses);
     }
 }
 
@@ -500,13 +662,17 @@ fn run_sequence(ops: &[Op]) {
         ufd_server: None,
         inflight: None,
         backend: None,
+        messages: Default::default(),
+        flood: FloodState::default(),
     };
     s.fe.send(Request::SetOwner, &[], &[], false);
     let proto = PF_MQ | PF_LOG_SHMFD | PF_REPLY_ACK | PF_SLAVE_REQ | PF_PAGEFAULT | PF_INFLIGHT | PF_STATUS;
     s.fe.set_u64(Request::SetProtocolFeatures, proto);
     let _ = audit_violations();
     for (i, op) in ops.iter().enumerate() {
+        let before = (s.messages.get(), std::time::Instant::now());
         s.step(op);
+        s.check_iotlb_bounds(op, before);
         let bad = audit_violations();
         assert!(
             bad.is_empty(),
@@ -650,6 +816,34 @@ fn fixed_orders() {
             &start[3..],
             &[LogBase, Iotlb(true, 0, 3), Iotlb(true, 1, 1), PostRx(7), PostTx(7), Enqueue(39), Dequeue],
             &[Enqueue(39), Dequeue, Iotlb(true, 1, 3), Enqueue(39), Dequeue, Iotlb(false, 5, 0), Enqueue(8)],
+        ]
+        .concat(),
+        // IOTLB floods: 62 rings waiting, unrelated updates, a guest
+        // cycling unmapped IOVAs, everything invalidated, misses answered.
+        [
+            &[BackendChannel, Features(8)][..],
+            &start[1..],
+            &[
+                Misses,
+                PostRx(2),
+                Enqueue(2),
+                Op::Flood(IotlbFlood::WaitingRings(31)),
+                Op::Flood(IotlbFlood::WaitingRings(31)),
+            ],
+            &[
+                Op::Flood(IotlbFlood::UnrelatedUpdates(63)),
+                Op::Flood(IotlbFlood::CycleUnmapped(199)),
+                Misses,
+                Enqueue(2),
+            ],
+            &[
+                Iotlb(false, 5, 0),
+                Op::Flood(IotlbFlood::UnrelatedUpdates(8)),
+                Misses,
+                Misses,
+                PostRx(4),
+                Enqueue(4),
+            ],
         ]
         .concat(),
     ];

@@ -131,10 +131,11 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
         if request.rule().locks_rings && !dev.vdpa_configured() { dev.lock_rings() } else { Vec::new() };
     let mut ctx = Ctx { dev, ifname, offer, held, events: Vec::new() };
     let reply = dispatch(&mut ctx, msg);
-    // Ring readiness may have changed; a ring that missed in the IOTLB
-    // asks for its areas, and for its posted buffers (asked once the ring
-    // lock is released: the requests are syscalls).
-    let (mut misses, mut ahead) = (Vec::new(), Vec::new());
+    // Ring readiness may have changed; a ring that waits for areas the
+    // IOTLB lacks asks for them (asked again once the retry period
+    // passed), and for its posted buffers (asked once the ring lock is
+    // released: the requests are syscalls).
+    let (mut areas, mut ahead) = (Vec::new(), Vec::new());
     // IOTLB messages come by the hundred while bursts wait for them: they
     // look at a ring only if no burst holds it (one that does has its
     // areas, so its readiness did not change).
@@ -143,7 +144,7 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
         for i in 0..dev.nr_vring() as u16 {
             let mut step = |vq: &mut VqState| {
                 dev.adopt_newer_view(vq);
-                misses.append(&mut vq.iotlb_misses);
+                areas.extend(vq.iotlb_waits.iter().filter_map(|w| w.missing));
                 ahead.extend(vq.unmapped_buffers(PREFETCHED_TRANSLATIONS));
                 let now = vq.is_ready();
                 (now != vq.ready).then(|| {
@@ -164,12 +165,7 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     // (Held ring locks, if any, go with the context.)
     let events = std::mem::take(&mut ctx.events);
     drop(ctx);
-    for (iova, perm) in misses {
-        dev.iotlb_miss(iova, perm);
-    }
-    for (iova, perm) in ahead {
-        dev.iotlb_ask_ahead(iova, perm);
-    }
+    dev.ask_after_message(&areas, &ahead);
     Handled { reply, events }
 }
 

@@ -8,64 +8,58 @@
 //! ring had when it took the lock, so once the message is answered no
 //! burst can touch an invalidated range again. Bursts of other rings go on
 //! meanwhile (a guest that maps and unmaps per packet sends these by the
-//! hundred).
+//! hundred). The misses asked for are bounded whatever the guest posts
+//! and the front-end answers (`misses`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::handle::{Ctx, Reply};
-use super::{Device, DeviceState};
-use crate::guest::iotlb::{IotlbEntry, IotlbView};
+use super::misses::{Asker, PendingMisses, PAGE};
+use super::{BackendChannel, Device, DeviceState};
+use crate::guest::iotlb::{IotlbEntry, IotlbView, PERM_RW};
 use crate::guest::GuestMemory;
 use crate::protocol::features::{bit, VIRTIO_F_IOMMU_PLATFORM};
 use crate::protocol::{backend_request, Iotlb};
 use crate::virtqueue::VqState;
 use crate::vlog;
 
-/// Buffers asked for ahead of need and not answered, at most: more wait
-/// until answers come (QEMU answers in order; asking for a whole ring's
-/// buffers at once would put a miss a burst waits for behind all of them).
-/// What a burst or a ring misses is asked for at once.
-const MAX_AHEAD: usize = 16;
-/// A miss not answered after this long is asked again (the front-end
-/// ignores misses the guest had not mapped yet).
-const MISS_RETRY: Duration = Duration::from_secs(1);
-
-/// The misses asked for and not answered yet, by page and rights.
+/// How a device asks the front-end for IOTLB misses: the asks not
+/// answered yet and the back-end channel they go out on, behind a lock of
+/// their own (not the device's state lock), which bursts only try.
 #[derive(Debug, Default)]
-pub(super) struct PendingMisses(Vec<(u64, u8, Instant)>);
-
-impl PendingMisses {
-    /// Whether to ask for `page` with `perm` now (not asked recently, and
-    /// for a page asked `ahead` of need, room for one more); if so it is
-    /// recorded as asked.
-    fn ask(&mut self, page: u64, perm: u8, ahead: bool) -> bool {
-        let now = Instant::now();
-        self.0.retain(|&(_, _, at)| now.duration_since(at) < MISS_RETRY);
-        if (ahead && self.0.len() >= MAX_AHEAD) || self.0.iter().any(|&(p, r, _)| p == page && r == perm) {
-            return false;
-        }
-        self.0.push((page, perm, now));
-        true
-    }
-
-    fn forget(&mut self, page: u64, perm: u8) {
-        self.0.retain(|&(p, r, _)| (p, r) != (page, perm));
-    }
-
-    /// An update for [iova, iova + size) arrived.
-    fn answered(&mut self, iova: u64, size: u64) {
-        self.0.retain(|&(p, _, _)| p.wrapping_add(PAGE) <= iova || p >= iova.saturating_add(size));
-    }
-
-    pub(super) fn clear(&mut self) {
-        self.0.clear();
-    }
+pub(super) struct MissAsker {
+    pub(super) pending: PendingMisses,
+    pub(super) channel: Option<Arc<dyn BackendChannel>>,
+    /// The device's log prefix.
+    pub(super) ifname: String,
 }
 
-/// Misses are asked for by page.
-const PAGE: u64 = 4096;
+impl MissAsker {
+    /// Asks for `iova` with `perm` (IOTLB_MSG miss) unless its page is
+    /// pending or `by` is at its bound (`now`: read with the lock held).
+    /// Never waits: a busy or full channel is tried again by the next ask.
+    fn ask(&mut self, iova: u64, perm: u8, by: Asker, now: Instant) {
+        let page = iova & !(PAGE - 1);
+        if !self.pending.ask(page, perm, by, now) {
+            return;
+        }
+        let msg = Iotlb { iova, perm, kind: Iotlb::MISS, ..Default::default() };
+        let sent = match &self.channel {
+            Some(chan) => chan.post(backend_request::IOTLB_MSG, &msg.to_bytes()),
+            None => Err(-libc::ENOTCONN),
+        };
+        match sent {
+            Ok(()) => vlog!(Data, Debug, self.ifname, "IOTLB miss sent for IOVA {iova:#x} (perm {perm})"),
+            Err(e) if e == -libc::EAGAIN => self.pending.forget(page, perm),
+            Err(e) => {
+                vlog!(Config, Err, self.ifname, "failed to send IOTLB miss message ({e})");
+                vlog!(Data, Err, self.ifname, "IOTLB miss req failed for IOVA {iova:#x}");
+            }
+        }
+    }
+}
 
 impl DeviceState {
     /// Puts `mem` in use. The IOTLB's translations were resolved against
@@ -114,43 +108,68 @@ impl Device {
         }
     }
 
-    /// A burst or a ring translation missed `iova` with rights `perm`: ask
-    /// the front-end for it (IOTLB_MSG miss), once until it answers. Never
-    /// waits: a busy channel is tried again by the next burst that misses.
-    pub fn iotlb_miss(&self, iova: u64, perm: u8) {
-        self.ask_iotlb(iova, perm, false);
+    /// A burst on ring `ring` missed `iova` with rights `perm`: ask the
+    /// front-end for it, once until it answers, within the ring's bound
+    /// (`misses::MAX_PER_RING`). Never waits: while the control plane
+    /// holds the asks, a later burst asks.
+    pub fn iotlb_miss(&self, ring: u16, iova: u64, perm: u8) {
+        if let Some(mut asker) = self.iotlb_asks.try_lock() {
+            asker.ask(iova, perm, Asker::Burst(ring), Instant::now());
+        }
     }
 
-    /// Asks for a posted buffer before a burst needs it (at most
-    /// `MAX_AHEAD` of these outstanding).
-    pub(super) fn iotlb_ask_ahead(&self, iova: u64, perm: u8) {
-        self.ask_iotlb(iova, perm, true);
-    }
-
-    fn ask_iotlb(&self, iova: u64, perm: u8, ahead: bool) {
-        let page = iova & !(PAGE - 1);
-        if !self.iotlb_pending.lock().ask(page, perm, ahead) {
+    /// A burst found its ring waiting for areas the IOTLB lacks: asks for
+    /// them (nothing goes out for a page asked less than a retry period
+    /// ago), so that the ring does not depend on the next message to ask
+    /// again. Never waits, as `iotlb_miss`.
+    #[cold]
+    pub fn iotlb_ring_waits(&self, vq: &VqState) {
+        if vq.iotlb_waits.is_empty() {
             return;
         }
-        let msg = Iotlb { iova, perm, kind: Iotlb::MISS, ..Default::default() };
-        let sent = match self.backend() {
-            Some(chan) => chan.post(backend_request::IOTLB_MSG, &msg.to_bytes()),
-            None => Err(-libc::ENOTCONN),
-        };
-        match sent {
-            Ok(()) => vlog!(Data, Debug, self.ifname(), "IOTLB miss sent for IOVA {iova:#x} (perm {perm})"),
-            Err(e) if e == -libc::EAGAIN => self.iotlb_pending.lock().forget(page, perm),
-            Err(e) => {
-                let ifname = self.ifname();
-                vlog!(Config, Err, ifname, "failed to send IOTLB miss message ({e})");
-                vlog!(Data, Err, ifname, "IOTLB miss req failed for IOVA {iova:#x}");
+        if let Some(mut asker) = self.iotlb_asks.try_lock() {
+            let now = Instant::now();
+            for iova in vq.iotlb_waits.iter().filter_map(|w| w.missing) {
+                asker.ask(iova, PERM_RW, Asker::RingArea, now);
             }
         }
     }
+
+    /// After a message: asks for the first missing IOVA of each ring area
+    /// that rings wait for, then for posted buffers ahead of need
+    /// (IOVA and rights).
+    pub(super) fn ask_after_message(&self, areas: &[u64], ahead: &[(u64, u8)]) {
+        if areas.is_empty() && ahead.is_empty() {
+            return;
+        }
+        let mut asker = self.iotlb_asks.lock();
+        let now = Instant::now();
+        for &iova in areas {
+            asker.ask(iova, PERM_RW, Asker::RingArea, now);
+        }
+        for &(iova, perm) in ahead {
+            asker.ask(iova, perm, Asker::Ahead, now);
+        }
+    }
+
+    /// SET_SLAVE_REQ_FD: misses go out on `channel` from now on; those
+    /// asked on an earlier one are asked again.
+    pub(super) fn set_miss_channel(&self, channel: Arc<dyn BackendChannel>) {
+        let mut asker = self.iotlb_asks.lock();
+        asker.channel = Some(channel);
+        asker.pending.clear();
+    }
+
+    /// IOTLB misses asked and not answered (for the tests' bounds).
+    #[cfg(feature = "testing")]
+    pub fn iotlb_pending(&self) -> usize {
+        self.iotlb_asks.lock().pending.len()
+    }
 }
 
-/// VHOST_USER_IOTLB_MSG: a mapping added or removed; every ring is
-/// translated again through the new table.
+/// VHOST_USER_IOTLB_MSG: a mapping added or removed. After an
+/// invalidation every ring is translated again through the new table;
+/// after an update, the rings waiting for an area it overlaps.
 pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
     vlog!(
         Config,
@@ -190,7 +209,7 @@ pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
                     );
                     return Reply::Err;
                 }
-                ctx.dev.iotlb_pending.lock().answered(m.iova, m.size);
+                ctx.dev.iotlb_asks.lock().pending.answered(m.iova, m.size);
             }
             Iotlb::INVALIDATE => st.iotlb.invalidate(m.iova, m.size),
             kind => {
@@ -213,9 +232,15 @@ pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
     if m.kind == Iotlb::INVALIDATE {
         ctx.for_each_vq(translate);
     } else {
-        // A ring a burst holds is translated: it adopts the view itself.
+        // Only a ring waiting for an area this update overlaps can be
+        // translated now; translated rings adopt the view at their next
+        // burst (a guest that maps page by page sends these by the
+        // thousand, while many rings may wait).
+        // (A ring is never skipped: one waiting for this answer would wait
+        // for the next message that asks again.)
         for vq in ctx.dev.vqs() {
-            if let Some(mut g) = vq.lock_for_burst().filter(|g| !g.rings_ok()) {
+            let mut g = vq.lock_for_burst().unwrap_or_else(|| vq.lock());
+            if g.waits_for(m.iova, m.size) {
                 translate(&mut g);
             }
         }

@@ -13,6 +13,7 @@ mod handle;
 mod iommu;
 mod lifecycle;
 mod memory;
+mod misses;
 mod negotiate;
 mod vring;
 
@@ -111,8 +112,9 @@ pub struct Device {
     /// SEND_RARP asked for a RARP to be injected into the next dequeue burst.
     broadcast_rarp: AtomicBool,
     rarp_mac: Mutex<[u8; 6]>,
-    /// IOTLB misses asked for (taken by bursts; never held with another lock).
-    iotlb_pending: Mutex<iommu::PendingMisses>,
+    /// IOTLB misses asked for and the channel they go out on (bursts only
+    /// try this lock; never held while taking another).
+    iotlb_asks: Mutex<iommu::MissAsker>,
     /// The newest IOTLB view and its generation, which bursts adopt when
     /// theirs is older (IOTLB updates do not lock the rings).
     iotlb_latest: Mutex<Option<Arc<IotlbView>>>,
@@ -130,7 +132,7 @@ impl Device {
             socket_flags: AtomicU64::new(0),
             broadcast_rarp: AtomicBool::new(false),
             rarp_mac: Mutex::new([0; 6]),
-            iotlb_pending: Mutex::new(Default::default()),
+            iotlb_asks: Mutex::new(Default::default()),
             iotlb_latest: Mutex::new(None),
             iotlb_generation: AtomicU64::new(0),
         }
@@ -239,9 +241,8 @@ impl Device {
 
     /// SET_SLAVE_REQ_FD: the connection made a channel of the fd.
     pub fn set_backend(&self, channel: Arc<dyn BackendChannel>) {
-        self.state.lock().backend = Some(channel);
-        // Misses asked on an earlier channel are asked again on this one.
-        self.iotlb_pending.lock().clear();
+        self.state.lock().backend = Some(Arc::clone(&channel));
+        self.set_miss_channel(channel);
     }
 
     /// Applies the socket's configuration to a new connection's device.
@@ -314,7 +315,7 @@ impl Device {
         self.socket_flags.store(socket_flags, Ordering::Relaxed);
         self.broadcast_rarp.store(false, Ordering::Relaxed);
         *self.rarp_mac.lock() = [0; 6];
-        self.iotlb_pending.lock().clear();
+        *self.iotlb_asks.lock() = iommu::MissAsker { ifname: ifname.to_owned(), ..Default::default() };
         *self.iotlb_latest.lock() = None;
         self.iotlb_generation.store(0, Ordering::Release);
     }

@@ -35,28 +35,35 @@ impl IotlbEntry {
     }
 }
 
-/// A device's IOTLB: non-overlapping mappings, sorted by IOVA.
+/// A device's IOTLB: non-overlapping mappings, sorted by IOVA, each with
+/// the number of the update that made it.
 #[derive(Clone, Debug, Default)]
 pub struct Iotlb {
-    entries: Vec<IotlbEntry>,
+    entries: Vec<(IotlbEntry, u64)>,
+    updates: u64,
 }
 
-/// Most mappings kept (DPDK keeps 2048 per ring); past it the oldest
-/// (lowest) are dropped and will miss again.
+/// Most mappings kept (DPDK keeps 2048 per ring); past it the one updated
+/// longest ago is dropped and will miss again.
 const MAX_ENTRIES: usize = 8192;
 
 impl Iotlb {
     /// IOTLB update: `e` replaces whatever overlapped it. An entry whose
-    /// range wraps is refused.
+    /// range wraps is refused. A full table drops the mapping updated
+    /// longest ago (22.11 drops one at random): never `e`, which stays for
+    /// the next `MAX_ENTRIES - 1` updates, so a working set larger than
+    /// the table still makes progress.
     pub fn update(&mut self, e: IotlbEntry) -> bool {
         if e.size == 0 || e.iova.checked_add(e.size).is_none() || e.uaddr.checked_add(e.size).is_none() {
             return false;
         }
         self.invalidate(e.iova, e.size);
-        let at = self.entries.partition_point(|x| x.iova < e.iova);
-        self.entries.insert(at, e);
+        self.updates += 1;
+        let at = self.entries.partition_point(|(x, _)| x.iova < e.iova);
+        self.entries.insert(at, (e, self.updates));
         if self.entries.len() > MAX_ENTRIES {
-            self.entries.remove(0);
+            let oldest = (0..self.entries.len()).min_by_key(|&i| self.entries[i].1).unwrap_or(at);
+            self.entries.remove(oldest);
         }
         true
     }
@@ -67,17 +74,20 @@ impl Iotlb {
     pub fn invalidate(&mut self, iova: u64, size: u64) {
         let end = iova.saturating_add(size);
         let mut kept = Vec::with_capacity(self.entries.len() + 1);
-        for e in self.entries.drain(..) {
+        for (e, n) in self.entries.drain(..) {
             if e.end() <= iova || e.iova >= end {
-                kept.push(e);
+                kept.push((e, n));
                 continue;
             }
             if e.iova < iova {
-                kept.push(IotlbEntry { size: iova - e.iova, ..e });
+                kept.push((IotlbEntry { size: iova - e.iova, ..e }, n));
             }
             if e.end() > end {
                 let cut = end - e.iova;
-                kept.push(IotlbEntry { iova: end, size: e.end() - end, uaddr: e.uaddr + cut, perm: e.perm });
+                kept.push((
+                    IotlbEntry { iova: end, size: e.end() - end, uaddr: e.uaddr + cut, perm: e.perm },
+                    n,
+                ));
             }
         }
         self.entries = kept;
@@ -89,7 +99,7 @@ impl Iotlb {
     /// IOVA and in our address space with the same rights merged.
     pub fn view(&self, mem: &GuestMemory) -> IotlbView {
         let mut out: Vec<ViewEntry> = Vec::with_capacity(self.entries.len());
-        for e in &self.entries {
+        for (e, _) in &self.entries {
             let mut off = 0;
             while off < e.size {
                 let Some((hva, n)) = mem.uaddr_to_hva_prefix(e.uaddr + off, e.size - off) else {
@@ -289,6 +299,31 @@ mod tests {
         t.invalidate(0, u64::MAX);
         assert!(t.entries.is_empty(), "invalidate all");
         assert!(!t.update(e(u64::MAX - 10, 0x100, 0, PERM_RW)), "wrapping range");
+    }
+
+    /// Finding 4 of issue 19: a full table dropped its lowest IOVA, which
+    /// could be the mapping just made; a buffer below every other mapping
+    /// was then asked for, answered and dropped forever.
+    #[test]
+    fn a_full_table_drops_the_oldest_mapping_never_the_new_one() {
+        let mem = memory();
+        let mut t = Iotlb::default();
+        let high = |k: u64| e(0x1_0000_0000 + k * 0x1000, 0x1000, 0x100_0000, PERM_RW);
+        for k in 0..MAX_ENTRIES as u64 {
+            assert!(t.update(high(k)));
+        }
+        assert_eq!(t.entries.len(), MAX_ENTRIES);
+        // A working set larger than the table: every new mapping, below all
+        // others, is there once made; the oldest ones make room.
+        for k in 0..100 {
+            assert!(t.update(e(k * 0x1000, 0x1000, 0x100_1000, PERM_WO)));
+            assert_eq!(t.entries.len(), MAX_ENTRIES);
+            assert!(t.view(&mem).lookup(k * 0x1000, 1, PERM_WO).is_some(), "mapping {k} was dropped at once");
+        }
+        let v = t.view(&mem);
+        assert!(v.lookup(0x1_0000_0000 + 99 * 0x1000, 1, PERM_RW).is_none(), "the oldest went first");
+        assert!(v.lookup(0x1_0000_0000 + 100 * 0x1000, 1, PERM_RW).is_some());
+        assert!(v.lookup(0, 1, PERM_WO).is_some(), "newer than every high mapping");
     }
 
     #[test]

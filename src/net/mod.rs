@@ -85,7 +85,7 @@ impl<S> Burst<'_, S> {
     fn missed(&self, e: ChainError) -> bool {
         match e {
             ChainError::IotlbMiss { iova, perm } => {
-                self.dev.iotlb_miss(iova, perm);
+                self.dev.iotlb_miss(self.vq.index, iova, perm);
                 true
             }
             _ => false,
@@ -517,7 +517,10 @@ fn fill_mbuf_chained(
 pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
+    let (true, Some(ring)) = (s.enabled, s.ring) else {
+        dev.iotlb_ring_waits(&s);
+        return 0;
+    };
     let Some(faults_seen) = memory_intact(dev, &s) else { return 0 };
     dev.adopt_newer_view(&mut s);
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
@@ -541,7 +544,10 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
 pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else { return 0 };
+    let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else {
+        dev.iotlb_ring_waits(&s);
+        return 0;
+    };
     let Some(faults_seen) = memory_intact(dev, &s) else { return 0 };
     dev.adopt_newer_view(&mut s);
     let sf = dev.socket_flags();

@@ -119,9 +119,11 @@ pub struct VqState {
     /// Behind a virtual IOMMU (VIRTIO_F_IOMMU_PLATFORM): the IOTLB resolved
     /// against `mem`; ring and buffer addresses are IOVAs.
     pub iotlb: Option<Arc<IotlbView>>,
-    /// The IOVAs and rights a translation of the ring areas missed in the
-    /// IOTLB, every page of them (the device asks the front-end for them).
-    pub iotlb_misses: Vec<(u64, u8)>,
+    /// Behind a virtual IOMMU, what the last translation of the ring areas
+    /// lacked, one entry per area (at most four): the device asks for each
+    /// area's first unmapped IOVA, and an IOTLB update translates the ring
+    /// again only if it overlaps one of these areas.
+    pub iotlb_waits: Vec<AreaWait>,
     /// A translated ring lost its areas to an IOTLB invalidation and waits
     /// for the front-end to map them again: still ready for the application
     /// (a guest whose IOMMU flushes everything after each packet would
@@ -150,6 +152,17 @@ pub struct VqState {
     pub bad_chains: u64,
     /// The datapath's scratch space, allocated on the ring's first burst.
     pub scratch: Option<Box<BurstScratch>>,
+}
+
+/// A ring area (IOVA range) that the IOTLB does not translate into one
+/// contiguous piece of guest memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AreaWait {
+    pub iova: u64,
+    pub len: u64,
+    /// The area's first IOVA not mapped with the rights rings need (what
+    /// is asked for); `None`: mapped, but scattered.
+    pub missing: Option<u64>,
 }
 
 /// What a burst works in, kept with the ring between bursts: the gathered
@@ -232,6 +245,15 @@ impl VqState {
         self.live = false;
         self.ring = None;
         self.iotlb_wait = false;
+        self.iotlb_waits.clear();
+    }
+
+    /// Whether an IOTLB update of [iova, iova + size) overlaps an area the
+    /// ring's translation lacked (only then can translating it again
+    /// change anything).
+    pub fn waits_for(&self, iova: u64, size: u64) -> bool {
+        let end = iova.saturating_add(size);
+        self.iotlb_waits.iter().any(|w| w.iova < end && iova < w.iova.saturating_add(w.len))
     }
 
     /// The packed ring positions (avail: the next descriptor the device
@@ -325,12 +347,13 @@ impl VqState {
     /// virtual IOMMU). On failure the ring stays untranslated (not ready)
     /// and the reason is returned for the log; an IOTLB miss is no failure:
     /// the ring stays untranslated until the front-end maps what
-    /// `iotlb_misses` names.
+    /// `iotlb_waits` names.
     #[allow(unsafe_code)]
     fn translate(&mut self) -> Result<(), &'static str> {
         let was_usable = self.ring.is_some() || self.iotlb_wait;
         self.ring = None;
         self.iotlb_wait = false;
+        self.iotlb_waits.clear();
         let Some(addr) = self.addr else {
             return Err("ring addresses not set");
         };
@@ -347,29 +370,33 @@ impl VqState {
         let (desc_len, avail_len, used_len) = TranslatedRing::area_sizes(size, packed);
         let (desc, avail, used) = if self.has_feature(VIRTIO_F_IOMMU_PLATFORM) {
             // Behind a virtual IOMMU the addresses are IOVAs. An area not in
-            // the IOTLB yet is asked for (`iotlb_misses`); the ring waits for
-            // it, untranslated.
+            // the IOTLB yet is asked for, its first missing page only, as
+            // 22.11 does (`iotlb_waits`); the ring waits for it,
+            // untranslated.
             let view = self.iotlb.clone().unwrap_or_default();
             self.log_guest_addr = 0;
-            let mut missed = Vec::new();
-            let mut area = |iova: u64, len: u64| match view.lookup_range(iova, len, PERM_RW) {
-                Ok(hva) => Ok(Some(hva)),
-                Err(RangeFault::Miss(_)) => {
-                    let pages = view.unmapped(iova, len, PERM_RW, usize::MAX);
-                    missed.extend(pages.into_iter().map(|at| (at, PERM_RW)));
-                    Ok(None)
-                }
-                Err(RangeFault::Scattered) => Err("ring area not contiguous in guest memory"),
-            };
             let logged = addr.flags & crate::protocol::VRING_F_LOG != 0;
+            let mut area = |iova: u64, len: u64| match view.lookup_range(iova, len, PERM_RW) {
+                Ok(hva) => Some(hva),
+                Err(fault) => {
+                    let missing = match fault {
+                        RangeFault::Miss(at) => Some(at),
+                        RangeFault::Scattered => None,
+                    };
+                    self.iotlb_waits.push(AreaWait { iova, len, missing });
+                    None
+                }
+            };
             let found = (
-                area(addr.desc_user_addr, desc_len)?,
-                area(addr.avail_user_addr, avail_len)?,
-                area(addr.used_user_addr, used_len)?,
-                if logged { area(addr.log_guest_addr, used_len)? } else { Some(0) },
+                area(addr.desc_user_addr, desc_len),
+                area(addr.avail_user_addr, avail_len),
+                area(addr.used_user_addr, used_len),
+                if logged { area(addr.log_guest_addr, used_len) } else { Some(0) },
             );
+            if self.iotlb_waits.iter().any(|w| w.missing.is_none()) {
+                return Err("ring area not contiguous in guest memory");
+            }
             let (Some(desc), Some(avail), Some(used), Some(log)) = found else {
-                self.iotlb_misses = missed;
                 self.iotlb_wait = was_usable;
                 return Ok(());
             };
