@@ -9,7 +9,7 @@ use super::Device;
 use crate::guest::dirty_log::DirtyLog;
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
-use crate::protocol::features::{bit, VIRTIO_F_RING_PACKED};
+use crate::protocol::features::{bit, flags, VIRTIO_F_RING_PACKED};
 use crate::protocol::{InflightArea, LogArea, MemoryTable};
 use crate::virtqueue::inflight::{per_queue_size, InflightQueue, InflightRegion};
 use crate::virtqueue::MAX_RING_SIZE;
@@ -88,9 +88,16 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
     let listening = ctx.dev.state.lock().postcopy_listening;
     // During postcopy the mappings must not be touched (pre-faulted) before
     // the userfaultfd covers them.
-    let Some(mem) =
-        ctx.logged("failed to mmap region", GuestMemory::map(&table.regions, fds, false).map(Arc::new))
-    else {
+    // A DMA engine needs every page present (and, in PA mode, its
+    // physical address): as 22.11, an async device's memory is populated.
+    let dma = ctx.dev.socket_flags() & flags::ASYNC_COPY != 0;
+    let mapped = GuestMemory::map(&table.regions, fds, dma && !listening).map(|mut mem| {
+        if dma {
+            mem.add_host_iovas();
+        }
+        Arc::new(mem)
+    });
+    let Some(mem) = ctx.logged("failed to mmap region", mapped) else {
         return Reply::Err;
     };
     for (i, r) in mem.regions().iter().enumerate() {

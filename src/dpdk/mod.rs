@@ -2,6 +2,7 @@
 //! class, and the mbuf/mempool fast path. This module and `ffi/`, `memory/`,
 //! `socket/` are the only places allowed to hold `unsafe` code.
 
+pub mod dma;
 pub mod eal;
 pub mod log;
 pub mod mbuf;

@@ -152,6 +152,11 @@ impl SharedMapping {
         self.len as u64
     }
 
+    /// The file's block (page) size.
+    pub fn page_size(&self) -> u64 {
+        REGISTRY[self.slot].page.load(Ordering::Relaxed) as u64
+    }
+
     /// Whether a page of it was lost (the file shrank) and replaced.
     pub fn faulted(&self) -> bool {
         REGISTRY[self.slot].faulted.load(Ordering::Relaxed)

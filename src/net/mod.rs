@@ -33,6 +33,10 @@ use crate::vlog;
 use header::NetHdr;
 
 pub use crate::virtqueue::MAX_BURST;
+pub use dma::{
+    async_inflight, clear_queue, poll_enqueue_completed, register_async, submit_enqueue_burst,
+    unregister_async, LockMode, PollCall,
+};
 
 /// Size of the virtio-net header for the negotiated features.
 fn hdr_len(vq: &VqState) -> u32 {
@@ -166,6 +170,9 @@ macro_rules! burst {
 fn out_of_line<'a, S, R>(b: &mut Burst<'a, S>, f: impl FnOnce(&mut Burst<'a, S>) -> R) -> R {
     f(b)
 }
+
+// After `burst!`, which it uses.
+mod dma;
 
 /// Whether the ring's guest memory lost a page since it was mapped (the
 /// front-end shrank its file; the SIGBUS was recovered): such a device
@@ -362,11 +369,17 @@ fn place_packet(
     used: &mut UsedBatch,
 ) {
     copy_to_guest(w, segs, header::wire_header_for(&m, chains.len() as u16), hlen, m);
-    let mut left = u64::from(m.pkt_len()) + u64::from(hlen);
+    record_used(chains, u64::from(m.pkt_len()) + u64::from(hlen), used);
+}
+
+/// The used entries of a packet of `len` bytes (header included) placed in
+/// `chains`: each chain filled in turn, the last one partly.
+#[inline(always)]
+fn record_used(chains: &[ChainInfo], mut len: u64, used: &mut UsedBatch) {
     for c in chains {
-        let len = u64::from(c.cap).min(left);
-        left -= len;
-        used.push(c.id, len as u32, c.count);
+        let n = u64::from(c.cap).min(len);
+        len -= n;
+        used.push(c.id, n as u32, c.count);
     }
 }
 

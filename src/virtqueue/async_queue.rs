@@ -1,0 +1,138 @@
+//! A ring's async (DMA) state (`rte_vhost_async_channel_register`): the
+//! packets whose copies are in flight, in submission order, with the used
+//! entries they will publish and the memory tables their copies write into.
+//!
+//! Completion is in order: a packet is returned (and its used entries
+//! published) only after every packet submitted before it on the ring, as
+//! 22.11 does. A memory table stays mapped while a copy into it may be in
+//! flight, whatever the front-end sends meanwhile (a new table, a file it
+//! truncates): a DMA write never lands in an address reused for something
+//! else.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::used::UsedElem;
+use crate::dpdk::dma::{self, ChannelId};
+use crate::dpdk::mbuf::{self, HeldMbuf, Mbuf};
+use crate::guest::GuestMemory;
+
+/// A packet whose copies were submitted.
+#[derive(Debug)]
+struct InflightPacket {
+    mbuf: HeldMbuf,
+    /// Its used entries (the chains it filled).
+    used: u16,
+    channel: ChannelId,
+    /// The channel's completion count at which its last copy is done.
+    done_at: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct AsyncQueue {
+    packets: VecDeque<InflightPacket>,
+    used: VecDeque<UsedElem>,
+    /// Tables written by the copies in flight (the newest last).
+    tables: Vec<Arc<GuestMemory>>,
+    /// What the submit and poll calls work in, kept between them.
+    pub scratch: DmaScratch,
+}
+
+/// Working space of one submit or poll call.
+#[derive(Debug, Default)]
+pub struct DmaScratch {
+    /// The copies of the packets being submitted, packet after packet.
+    pub copies: Vec<dma::Copy>,
+    /// Per packet being submitted: the end of its copies in `copies` and
+    /// the used entries (chains) it took.
+    pub packets: Vec<(usize, u16)>,
+    /// Per packet submitted: its completion count.
+    pub done_at: Vec<u64>,
+    /// The used entries of the packets a poll completes.
+    pub used: Vec<UsedElem>,
+}
+
+impl AsyncQueue {
+    /// Packets in flight (`rte_vhost_async_get_inflight`).
+    pub fn inflight(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// Records packet `mbuf`, submitted on `channel` with copies into
+    /// `mem`, done at completion count `done_at`, and its used entries.
+    pub fn push(
+        &mut self,
+        mbuf: Mbuf,
+        used: &[UsedElem],
+        channel: ChannelId,
+        done_at: u64,
+        mem: &Arc<GuestMemory>,
+    ) {
+        if !self.tables.last().is_some_and(|t| Arc::ptr_eq(t, mem)) {
+            self.tables.push(Arc::clone(mem));
+        }
+        self.packets.push_back(InflightPacket {
+            mbuf: HeldMbuf(mbuf),
+            used: used.len() as u16,
+            channel,
+            done_at,
+        });
+        self.used.extend(used);
+    }
+
+    /// Takes up to `out.len()` packets from the front whose copies are
+    /// complete, writing them to `out` and their used entries to `used`;
+    /// returns how many.
+    pub fn take_completed(&mut self, out: &mut [Option<Mbuf>], used: &mut Vec<UsedElem>) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            match self.packets.front() {
+                Some(p) if dma::completed(p.channel, p.done_at) => {}
+                _ => break,
+            }
+            let Some(p) = self.packets.pop_front() else { break };
+            out[n] = Some(p.mbuf.0);
+            used.extend(self.used.drain(..usize::from(p.used)));
+            n += 1;
+        }
+        if self.packets.is_empty() {
+            self.tables.clear();
+        }
+        n
+    }
+}
+
+impl Drop for AsyncQueue {
+    /// The device goes away with copies in flight (the application did
+    /// not clear the ring): waits a while for them; then returns the mbufs
+    /// to their pools, or, if copies are still running, keeps their mbufs
+    /// and tables forever rather than let a late write land in freed
+    /// memory.
+    fn drop(&mut self) {
+        if self.packets.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let done = |q: &AsyncQueue| q.packets.iter().all(|p| dma::completed(p.channel, p.done_at));
+        while !done(self) && Instant::now() < deadline {
+            for p in &self.packets {
+                dma::reap(p.channel);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if done(self) {
+            let mbufs: Vec<Option<Mbuf>> = self.packets.iter().map(|p| Some(p.mbuf.0)).collect();
+            mbuf::free_bulk(&mbufs);
+        } else {
+            crate::vlog!(
+                Data,
+                Err,
+                "dma",
+                "device destroyed with DMA copies still running: their memory is kept"
+            );
+            std::mem::forget(std::mem::take(&mut self.tables));
+        }
+        self.packets.clear();
+    }
+}
