@@ -144,11 +144,14 @@ pub fn submit<'c>(id: ChannelId, packets: impl Iterator<Item = &'c [Copy]>, done
     let _l = c.lock.lock();
     let mut n = c.submitted.load(Ordering::Relaxed);
     let start = n;
+    // SAFETY: a configured channel (ids checked at configuration).
+    let mut room = usize::from(unsafe { rvh_dma_burst_capacity(id.dma, id.vchan) });
     'packets: for copies in packets {
-        // SAFETY: a configured channel (ids checked at configuration).
-        if usize::from(unsafe { rvh_dma_burst_capacity(id.dma, id.vchan) }) < copies.len() {
+        // A packet's copies all go, or none.
+        if room < copies.len() {
             break;
         }
+        room -= copies.len();
         for cp in copies {
             // SAFETY: as above; the addresses are IOVAs the device may
             // access (guest pages kept mapped until completion, mbufs).
@@ -185,10 +188,10 @@ pub fn reap(id: ChannelId) {
     c.completed.fetch_add(u64::from(n), Ordering::Release);
 }
 
-/// Whether channel `id` has completed `count` copies (also once it has been
+/// How many copies channel `id` has completed (also once it has been
 /// unconfigured: that needs every copy reaped).
-pub fn completed(id: ChannelId, count: u64) -> bool {
-    slot(id).is_some_and(|c| c.completed.load(Ordering::Acquire) >= count)
+pub fn completed(id: ChannelId) -> u64 {
+    slot(id).map_or(0, |c| c.completed.load(Ordering::Acquire))
 }
 
 extern "C" {

@@ -86,10 +86,18 @@ impl AsyncQueue {
     /// returns how many.
     pub fn take_completed(&mut self, out: &mut [Option<Mbuf>], used: &mut Vec<UsedElem>) -> usize {
         let mut n = 0;
+        // The completion count of the channel of the packet before (one
+        // lookup per channel change, usually one a call).
+        let mut last: Option<(ChannelId, u64)> = None;
         while n < out.len() {
-            match self.packets.front() {
-                Some(p) if dma::completed(p.channel, p.done_at) => {}
-                _ => break,
+            let Some(p) = self.packets.front() else { break };
+            let completed = match last {
+                Some((ch, count)) if ch == p.channel => count,
+                _ => dma::completed(p.channel),
+            };
+            last = Some((p.channel, completed));
+            if completed < p.done_at {
+                break;
             }
             let Some(p) = self.packets.pop_front() else { break };
             out[n] = Some(p.mbuf.0);
@@ -114,7 +122,7 @@ impl Drop for AsyncQueue {
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(1);
-        let done = |q: &AsyncQueue| q.packets.iter().all(|p| dma::completed(p.channel, p.done_at));
+        let done = |q: &AsyncQueue| q.packets.iter().all(|p| dma::completed(p.channel) >= p.done_at);
         while !done(self) && Instant::now() < deadline {
             for p in &self.packets {
                 dma::reap(p.channel);
