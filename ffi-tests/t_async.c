@@ -6,7 +6,7 @@
  * RTE_VHOST_USER_ASYNC_COPY, the channel registered in new_device as
  * DPDK's examples/vhost does) and, between library calls, the guest's
  * virtio-net driver in its own memfd RAM behind a real vhost-user socket
- * (guest_ring.h). Per mode (split, split-mrg):
+ * (guest_ring.h). Per mode (split, split-mrg, packed, packed-mrg):
  *
  *   loopback: the guest sends FRAMES frames of 64..1518 bytes, each with
  *     its sequence number and contents derived from it; the back-end
@@ -169,12 +169,13 @@ static void guest_send(struct run *r, uint32_t n)
 	uint32_t k;
 
 	for (k = 0; k < n && r->tx->free_count; k++) {
-		uint16_t id = gring_post(r->tx, 0, 0);
-		uint8_t *b = gbuf(r->tx, id);
+		/* The buffer gring_post takes next, filled before it is posted
+		 * (a packed descriptor is available as soon as it is written). */
+		uint8_t *b = gbuf(r->tx, r->tx->free_ids[r->tx->free_head]);
 		unsigned int size = make_frame(b + HDR_LEN, r->sent);
 
 		memset(b, 0, HDR_LEN);
-		r->tx->sdesc[id].len = HDR_LEN + size;
+		gring_post(r->tx, HDR_LEN + size, 0);
 		r->sent++;
 	}
 	gring_publish(r->tx);
@@ -346,8 +347,8 @@ static void run_mode(const struct mode *md, struct rte_mempool *pool, uint32_t f
 		return;
 	}
 	memset(ram.addr, 0, RAM_SIZE);
-	gring_init(r.rx, &ram, 0, 0, RING, 0);
-	gring_init(r.tx, &ram, 1, 0, RING, 0);
+	gring_init(r.rx, &ram, 0, md->packed, RING, 0);
+	gring_init(r.tx, &ram, 1, md->packed, RING, 0);
 	for (i = 0; i < 4; i++)
 		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s = fe_connect(path);
@@ -417,13 +418,14 @@ static int16_t start_dma(void)
 
 int main(int argc, char **argv)
 {
-	static const struct mode modes[] = { { "split", 0, 0, 0 }, { "split-mrg", 0, 1, 0 } };
+	static const struct mode modes[] = { { "split", 0, 0, 0 }, { "split-mrg", 0, 1, 0 }, { "packed", 1, 0, 0 },
+					     { "packed-mrg", 1, 1, 0 } };
 	char prefix[64];
 	char *eal[] = { argv[0], "-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry",
 			"--iova-mode=va", "--vdev", "dma_skeleton,lcore=1", prefix, "--log-level=lib.vhost.*:error",
 			"--log-level=lib.eal:error" };
 	uint32_t frames = 200000;
-	const struct mode *sel[2];
+	const struct mode *sel[4];
 	unsigned int nsel = 0, i, j;
 	struct rte_mempool *pool;
 
@@ -432,16 +434,16 @@ int main(int argc, char **argv)
 			frames = strtoul(argv[++i], NULL, 0);
 			continue;
 		}
-		for (j = 0; j < 2 && strcmp(argv[i], modes[j].name); j++)
+		for (j = 0; j < 4 && strcmp(argv[i], modes[j].name); j++)
 			;
-		if (j == 2 || nsel == 2) {
-			fprintf(stderr, "usage: t_async [--frames N] [split|split-mrg ...]\n");
+		if (j == 4 || nsel == 4) {
+			fprintf(stderr, "usage: t_async [--frames N] [split|split-mrg|packed|packed-mrg ...]\n");
 			return 2;
 		}
 		sel[nsel++] = &modes[j];
 	}
 	if (!nsel)
-		for (j = 0; j < 2; j++)
+		for (j = 0; j < 4; j++)
 			sel[nsel++] = &modes[j];
 	snprintf(prefix, sizeof(prefix), "--file-prefix=rvhost-async-%d", getpid());
 	if (rte_eal_init(sizeof(eal) / sizeof(eal[0]), eal) < 0) {

@@ -7,7 +7,7 @@
 //! submission order, and returns their mbufs. The ring's state between the
 //! two is its `AsyncQueue`.
 //!
-//! Split rings only; a packed ring refuses the async path (logged).
+//! Split and packed rings, mergeable or not.
 //!
 //! Dirty-page logging: as in 22.11, a socket registered with
 //! `RTE_VHOST_USER_ASYNC_COPY` does not offer `VHOST_F_LOG_ALL`, so no log
@@ -18,8 +18,8 @@ use crate::dpdk::dma::{self, ChannelId, Copy};
 use crate::guest::GuestMemory;
 use crate::protocol::features::flags::ASYNC_COPY;
 use crate::virtqueue::access_lock::AccessGuard;
-use crate::virtqueue::async_queue::{AsyncQueue, DmaScratch};
-use crate::virtqueue::{split as split_ring, Virtqueue};
+use crate::virtqueue::async_queue::{AsyncQueue, DmaScratch, Submitted};
+use crate::virtqueue::{packed as packed_ring, split as split_ring, Virtqueue};
 
 /// How a call takes the ring's lock. 22.11's `_thread_unsafe` variants,
 /// for use in the application's vhost callbacks, rely on the lock its
@@ -105,49 +105,72 @@ fn channel_ok(dev: &Device, ch: ChannelId, func: &str) -> bool {
 pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>], ch: ChannelId) -> u16 {
     const FUNC: &str = "rte_vhost_submit_enqueue_burst";
     let Some(vq) = burst_vq(dev, qid, false, FUNC) else { return 0 };
-    if !channel_ok(dev, ch, FUNC) {
+    if pkts.is_empty() || !channel_ok(dev, ch, FUNC) {
         return 0;
     }
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring), false) = (s.enabled, s.ring, pkts.is_empty()) else { return 0 };
+    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
     if memory_lost(dev, &s) {
         return 0;
     }
     let Some(mut q) = s.dma.take() else { return 0 };
-    if ring.is_packed() {
-        vlog!(Data, Err, dev.ifname(), "{FUNC}: the async datapath is not implemented for packed rings");
-        s.dma = Some(q);
-        return 0;
-    }
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
-    let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| submit_split(b, pkts, ch, &mut q));
+    let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| submit(b, pkts, ch, &mut q));
     s.dma = Some(q);
     s.stats.inflight_submitted += n as u64;
     n as u16
 }
 
-fn submit_split<'a>(
+/// Reserves the chains for a packet of `needed` bytes from the ring's next
+/// available position and moves past them; `Ok(false)` if it cannot be
+/// placed now. `avail`: split rings' entries left.
+fn reserve_chains<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
+    needed: u64,
+    mergeable: bool,
+    avail: &mut u16,
+) -> Result<bool, ChainError> {
+    let (ring, room) = (b.ring, b.used.room());
+    if ring.is_packed() {
+        let next = packed_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, room)?;
+        if let Some(pos) = next {
+            b.vq.set_avail_pos(pos);
+        }
+        return Ok(next.is_some());
+    }
+    let ok = split_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
+    if ok {
+        b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(b.bufs.nchains as u16);
+    }
+    Ok(ok)
+}
+
+fn submit<'a>(
     b: &mut Burst<'a, impl AddressSpace<'a>>,
     pkts: &[Option<Mbuf>],
     ch: ChannelId,
     q: &mut AsyncQueue,
 ) -> usize {
-    let Some(mut avail) = split_ring::available(b.vq, &b.ring) else {
-        b.bad_chain(ChainError::IndexOutOfRange);
-        return 0;
-    };
+    let mut avail = 0;
+    if !b.ring.is_packed() {
+        let Some(n) = split_ring::available(b.vq, &b.ring) else {
+            b.bad_chain(ChainError::IndexOutOfRange);
+            return 0;
+        };
+        avail = n;
+    }
     let hlen = hdr_len(b.vq);
     let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
-    let (ring, mem) = (b.ring, b.mem.mem());
+    let mem = b.mem.mem();
     let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
     copies.clear();
     packets.clear();
     for &p in pkts {
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
-        let room = b.used.room();
-        match split_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, &mut avail, room) {
+        let from = b.vq.avail_pos();
+        match reserve_chains(b, needed, mergeable, &mut avail) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
@@ -160,27 +183,30 @@ fn submit_split<'a>(
         let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
         if !dma_copies(mem, segs, pos, m, copies) {
             copies.truncate(start);
+            b.vq.set_avail_pos(from);
             vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index);
             break;
         }
         record_used(chains, needed, b.used);
-        b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(chains.len() as u16);
-        packets.push((copies.len(), chains.len() as u16));
+        packets.push(Submitted { copies_end: copies.len(), chains: chains.len() as u16, from });
     }
     if packets.is_empty() {
         return 0;
     }
     done_at.clear();
-    let runs = packets.iter().scan(0, |start, &(end, _)| Some(&copies[std::mem::replace(start, end)..end]));
+    let runs = packets
+        .iter()
+        .scan(0, |start, p| Some(&copies[std::mem::replace(start, p.copies_end)..p.copies_end]));
     dma::submit(ch, runs, done_at);
     let sent = done_at.len();
     // Packets the channel had no room for give their chains back.
-    let unsent: u16 = packets[sent..].iter().map(|&(_, chains)| chains).sum();
-    b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_sub(unsent);
+    if let Some(first_unsent) = packets.get(sent) {
+        b.vq.set_avail_pos(first_unsent.from);
+    }
     let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
     let mut used = b.used.entries();
-    for (i, (&(_, chains), &at)) in packets.iter().zip(&done_at).enumerate() {
-        let (mine, rest) = used.split_at(usize::from(chains));
+    for (i, (p, &at)) in packets.iter().zip(&done_at).enumerate() {
+        let (mine, rest) = used.split_at(usize::from(p.chains));
         used = rest;
         if let Some(m) = pkts[i] {
             q.push(m, mine, ch, at, &b.vq.mem);
@@ -263,7 +289,11 @@ pub fn poll_enqueue_completed(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], 
     if n > 0 {
         let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
         if let (true, Some(ring)) = (s.enabled, s.ring) {
-            split_ring::publish(&mut s, &ring, &used);
+            if ring.is_packed() {
+                packed_ring::publish(&mut s, &ring, &used, true);
+            } else {
+                split_ring::publish(&mut s, &ring, &used);
+            }
             notify_guest(&mut s, &ring, stats);
         }
         if stats {

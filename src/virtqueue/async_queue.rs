@@ -39,14 +39,23 @@ pub struct AsyncQueue {
     pub scratch: DmaScratch,
 }
 
+/// A packet being submitted: the end of its copies in
+/// `DmaScratch::copies`, the chains (used entries) it took, and the ring's
+/// avail position before them (to give them back if it cannot be sent).
+#[derive(Clone, Copy, Debug)]
+pub struct Submitted {
+    pub copies_end: usize,
+    pub chains: u16,
+    pub from: super::packed::PackedPos,
+}
+
 /// Working space of one submit or poll call.
 #[derive(Debug, Default)]
 pub struct DmaScratch {
     /// The copies of the packets being submitted, packet after packet.
     pub copies: Vec<dma::Copy>,
-    /// Per packet being submitted: the end of its copies in `copies` and
-    /// the used entries (chains) it took.
-    pub packets: Vec<(usize, u16)>,
+    /// The packets being submitted.
+    pub packets: Vec<Submitted>,
     /// Per packet submitted: its completion count.
     pub done_at: Vec<u64>,
     /// The used entries of the packets a poll completes.
