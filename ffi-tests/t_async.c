@@ -10,14 +10,16 @@
  *
  *   loopback: the guest sends FRAMES frames of 64..1518 bytes, each with
  *     its sequence number and contents derived from it; the back-end
- *     takes them with rte_vhost_dequeue_burst and gives them back through
- *     rte_vhost_submit_enqueue_burst / rte_vhost_poll_enqueue_completed;
+ *     takes them with rte_vhost_async_try_dequeue_burst and gives them
+ *     back through rte_vhost_submit_enqueue_burst /
+ *     rte_vhost_poll_enqueue_completed (channels on both rings);
  *     the guest checks every frame it receives, in order, byte for byte
  *     (mergeable: 1024-byte RX buffers, so frames over 1012 bytes take
  *     two). The DMA device's submitted and completed counts must both
- *     equal the copies the frames need (one per guest buffer written).
- *     Printed: the TSC cycles per frame of the submit and poll calls that
- *     moved packets, medians over the calls (the vhost core's share of the
+ *     equal the copies the frames need (one per guest buffer written, and
+ *     one per frame taken from the guest).
+ *     Printed: the TSC cycles per frame of the async dequeue, submit and
+ *     poll calls that moved packets, medians over the calls (the vhost core's share of the
  *     async enqueue; the engine's thread runs on lcore 1).
  *   ring disable: 32 packets submitted and not polled; unregistering the
  *     channel is refused; the front-end disables the RX ring, and the
@@ -93,7 +95,7 @@ static int clear_ring(int vid, int thread_unsafe)
 
 static int cb_new_device(int vid)
 {
-	atomic_store(&cb_register_rc, rte_vhost_async_channel_register(vid, 0));
+	atomic_store(&cb_register_rc, rte_vhost_async_channel_register(vid, 0) | rte_vhost_async_channel_register(vid, 1));
 	atomic_store(&cb_vid, vid);
 	atomic_store(&cb_new, 1);
 	return 0;
@@ -111,7 +113,8 @@ static int cb_vring_state(int vid, uint16_t q, int enable)
 static void cb_destroy_device(int vid)
 {
 	atomic_store(&cb_cleared, clear_ring(vid, 0));
-	atomic_store(&cb_unregister_rc, rte_vhost_async_channel_unregister(vid, 0));
+	atomic_store(&cb_unregister_rc,
+		     rte_vhost_async_channel_unregister(vid, 0) | rte_vhost_async_channel_unregister(vid, 1));
 	atomic_store(&cb_destroyed, 1);
 }
 
@@ -158,8 +161,8 @@ struct run {
 	/* Per submit / poll call that moved packets: TSC cycles per packet
 	 * (the medians are reported: a call the machine preempted is left
 	 * out). */
-	double *sub_cpp, *poll_cpp;
-	uint32_t nsub, npoll;
+	double *deq_cpp, *sub_cpp, *poll_cpp;
+	uint32_t ndeq, nsub, npoll;
 	int bad;
 };
 
@@ -222,7 +225,7 @@ static void guest_receive(struct run *r)
 			r->bad++;
 			return;
 		}
-		r->copies += nb;
+		r->copies += nb + 1;
 		r->received++;
 	}
 	gring_publish(r->rx);
@@ -260,19 +263,26 @@ static void loopback(struct run *r, int vid, struct rte_mempool *pool, uint32_t 
 	uint64_t sub0, cpl0, sub1, cpl1;
 	time_t deadline = time(NULL) + 120;
 
+	r->deq_cpp = calloc(frames, sizeof(double));
 	r->sub_cpp = calloc(frames, sizeof(double));
 	r->poll_cpp = calloc(frames, sizeof(double));
-	if (!r->sub_cpp || !r->poll_cpp)
+	if (!r->deq_cpp || !r->sub_cpp || !r->poll_cpp)
 		r->bad++;
 	dma_counts(&sub0, &cpl0);
 	while (r->received < frames && !r->bad && time(NULL) < deadline) {
 		uint16_t n, c;
 		uint64_t t0, t1, t2, t3;
+		int inflight;
 
 		if (r->sent < frames)
 			guest_send(r, RTE_MIN(frames - r->sent, (uint32_t)BURST));
-		if (!nheld)
-			nheld = rte_vhost_dequeue_burst(vid, 1, pool, held, HELD);
+		if (!nheld) {
+			t0 = rte_rdtsc();
+			nheld = rte_vhost_async_try_dequeue_burst(vid, 1, pool, held, HELD, &inflight, dma_id, 0);
+			t1 = rte_rdtsc();
+			if (nheld && r->ndeq < frames)
+				r->deq_cpp[r->ndeq++] = (double)(t1 - t0) / nheld;
+		}
 		t0 = rte_rdtsc();
 		n = rte_vhost_submit_enqueue_burst(vid, 0, held, nheld, dma_id, 0);
 		t1 = rte_rdtsc();
@@ -297,9 +307,11 @@ static void loopback(struct run *r, int vid, struct rte_mempool *pool, uint32_t 
 	CHECK(sub1 - sub0 == r->copies && cpl1 - cpl0 == r->copies,
 	      "%s: DMA submitted %llu and completed %llu copies, the frames needed %llu", r->md->name,
 	      (unsigned long long)(sub1 - sub0), (unsigned long long)(cpl1 - cpl0), (unsigned long long)r->copies);
-	printf("%s: %u frames of 64..1518 bytes back in order, %llu DMA copies; cycles/pkt: submit %.1f poll %.1f\n",
-	       r->md->name, r->received, (unsigned long long)r->copies, median(r->sub_cpp, r->nsub),
-	       median(r->poll_cpp, r->npoll));
+	printf("%s: %u frames of 64..1518 bytes back in order, %llu DMA copies; cycles/pkt: dequeue %.1f submit %.1f "
+	       "poll %.1f\n",
+	       r->md->name, r->received, (unsigned long long)r->copies, median(r->deq_cpp, r->ndeq),
+	       median(r->sub_cpp, r->nsub), median(r->poll_cpp, r->npoll));
+	free(r->deq_cpp);
 	free(r->sub_cpp);
 	free(r->poll_cpp);
 }
@@ -330,7 +342,7 @@ static void run_mode(const struct mode *md, struct rte_mempool *pool, uint32_t f
 {
 	char path[108];
 	struct guest_ram ram;
-	struct run r = { md, calloc(1, sizeof(struct gring)), calloc(1, sizeof(struct gring)), 0, 0, 0, NULL, NULL, 0, 0, 0 };
+	struct run r = { md, calloc(1, sizeof(struct gring)), calloc(1, sizeof(struct gring)), 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0 };
 	int efd[4], s, vid, i, held;
 	struct vstate off = { 0, 0 }, on = { 0, 1 };
 

@@ -153,6 +153,12 @@ impl Mbuf {
         m.buf_iova + u64::from(m.data_off)
     }
 
+    /// The device address of the free room after this segment's data.
+    #[inline]
+    pub fn tail_iova(&self) -> u64 {
+        self.data_iova() + u64::from(self.m().data_len)
+    }
+
     /// Free room after this segment's data.
     #[inline]
     pub fn tailroom(&self) -> usize {

@@ -1,13 +1,12 @@
 //! `rte_vhost_async.h`: the DMA-offloaded datapath (`net::dma`; the
-//! channels: `dpdk::dma`). The async dequeue is not implemented yet.
+//! channels: `dpdk::dma`).
 
 use std::ffi::c_int;
 
-use super::not_implemented;
 use crate::abi::*;
 use crate::device;
 use crate::dpdk::dma::{self, ChannelId, MAX_DMA_DEVICES};
-use crate::dpdk::mbuf::Mbuf;
+use crate::dpdk::mbuf::{Mbuf, Mempool};
 use crate::net::{self, LockMode, PollCall};
 use crate::vlog;
 
@@ -303,7 +302,6 @@ pub unsafe extern "C" fn rte_vhost_async_get_inflight_thread_unsafe(vid: c_int, 
 ///
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
-#[allow(unused_variables)] // not implemented yet
 pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(
     vid: c_int,
     queue_id: u16,
@@ -314,7 +312,27 @@ pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_async_try_dequeue_burst", 0) })
+    boundary!(0, {
+        let Some(dev) = device::get(vid) else { return 0 };
+        if nr_inflight.is_null() {
+            return 0;
+        }
+        // SAFETY: checked non-NULL; the caller's int.
+        unsafe { *nr_inflight = -1 };
+        if usize::try_from(dma_id).map_or(true, |d| d >= MAX_DMA_DEVICES) {
+            vlog!(Data, Err, dev.ifname(), "rte_vhost_async_try_dequeue_burst: invalid dma id {dma_id}.");
+            return 0;
+        }
+        // SAFETY: DPDK's contract: a valid pktmbuf pool.
+        let Some(pool) = (unsafe { Mempool::from_raw(mbuf_pool) }) else { return 0 };
+        // SAFETY: the caller's array of `count` entries (DPDK's contract).
+        let out = unsafe { mbuf_array(pkts, count) };
+        let ch = ChannelId { dma: dma_id, vchan: vchan_id };
+        let Some((n, inflight)) = net::try_dequeue_burst(dev, queue_id, pool, out, ch) else { return 0 };
+        // SAFETY: as above.
+        unsafe { *nr_inflight = inflight as c_int };
+        n
+    })
 }
 
 /// This function checks async completion status and clear packets for
@@ -444,7 +462,7 @@ pub unsafe extern "C" fn rte_vhost_poll_enqueue_completed(
         let out = unsafe { mbuf_array(pkts, count) };
         let ch = ChannelId { dma: dma_id, vchan: vchan_id };
         let call = PollCall { ch, mode: LockMode::Try, func: "rte_vhost_poll_enqueue_completed" };
-        net::poll_enqueue_completed(dev, queue_id, out, call)
+        net::poll_completed(dev, queue_id, out, call)
     })
 }
 

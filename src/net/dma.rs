@@ -15,10 +15,11 @@
 
 use super::*;
 use crate::dpdk::dma::{self, ChannelId, Copy};
+use crate::dpdk::mbuf::HeldMbuf;
 use crate::guest::GuestMemory;
 use crate::protocol::features::flags::ASYNC_COPY;
 use crate::virtqueue::access_lock::AccessGuard;
-use crate::virtqueue::async_queue::{AsyncQueue, DmaScratch, Submitted};
+use crate::virtqueue::async_queue::{AsyncQueue, Completion, DmaScratch, Submitted};
 use crate::virtqueue::{packed as packed_ring, split as split_ring, Virtqueue};
 
 /// How a call takes the ring's lock. 22.11's `_thread_unsafe` variants,
@@ -193,26 +194,40 @@ fn submit<'a>(
     if packets.is_empty() {
         return 0;
     }
-    done_at.clear();
-    let runs = packets
-        .iter()
-        .scan(0, |start, p| Some(&copies[std::mem::replace(start, p.copies_end)..p.copies_end]));
-    dma::submit(ch, runs, done_at);
-    let sent = done_at.len();
-    // Packets the channel had no room for give their chains back.
-    if let Some(first_unsent) = packets.get(sent) {
-        b.vq.set_avail_pos(first_unsent.from);
-    }
+    let sent = send(b.vq, ch, copies, packets, done_at);
     let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
     let mut used = b.used.entries();
     for (i, (p, &at)) in packets.iter().zip(&done_at).enumerate() {
         let (mine, rest) = used.split_at(usize::from(p.chains));
         used = rest;
         if let Some(m) = pkts[i] {
-            q.push(m, mine, ch, at, &b.vq.mem);
+            q.push(m, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, &b.vq.mem);
         }
     }
     (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
+    sent
+}
+
+/// Submits the copies of `packets` to channel `ch`, as many packets as it
+/// has room for; those it has not give their chains back (the ring's avail
+/// position goes back to the first of them). Returns how many were sent,
+/// with their completion counts in `done_at`.
+fn send(
+    vq: &mut VqState,
+    ch: ChannelId,
+    copies: &[Copy],
+    packets: &[Submitted],
+    done_at: &mut Vec<u64>,
+) -> usize {
+    done_at.clear();
+    let runs = packets
+        .iter()
+        .scan(0, |start, p| Some(&copies[std::mem::replace(start, p.copies_end)..p.copies_end]));
+    dma::submit(ch, runs, done_at);
+    let sent = done_at.len();
+    if let Some(first_unsent) = packets.get(sent) {
+        vq.set_avail_pos(first_unsent.from);
+    }
     sent
 }
 
@@ -262,12 +277,10 @@ pub struct PollCall<'a> {
 }
 
 /// `rte_vhost_poll_enqueue_completed` (`LockMode::Try`, as 22.11: a busy
-/// ring returns nothing) and `rte_vhost_clear_queue(_thread_unsafe)` on an
-/// RX ring: reaps channel `ch`, then returns in `out` the packets of ring
-/// `qid` whose copies completed, in submission order, publishing their used
-/// entries (if the ring is still enabled and translated: otherwise they are
-/// dropped, as 22.11 does) and notifying the guest.
-pub fn poll_enqueue_completed(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], call: PollCall<'_>) -> u16 {
+/// ring returns nothing) and `rte_vhost_clear_queue(_thread_unsafe)`:
+/// returns in `out` the packets of ring `qid` whose copies completed (see
+/// `complete`).
+pub fn poll_completed(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], call: PollCall<'_>) -> u16 {
     let PollCall { ch, mode, func } = call;
     let Some(vq) = dev.vq(qid) else { return 0 };
     if !channel_ok(dev, ch, func) {
@@ -282,19 +295,46 @@ pub fn poll_enqueue_completed(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], 
         vlog!(Data, Err, dev.ifname(), "{func}: async not registered for virtqueue {qid}.");
         return 0;
     };
+    let n = complete(dev, &mut s, &mut q, out, ch);
+    s.dma = Some(q);
+    n as u16
+}
+
+/// Reaps channel `ch`, then takes the packets of the ring whose copies
+/// completed, in submission order, into `out`: publishes their used
+/// entries (if the ring is still enabled and translated: otherwise they
+/// are dropped, as 22.11 does) and notifies the guest; a dequeued packet
+/// gets the guest's offload requests.
+fn complete(
+    dev: &Device,
+    s: &mut VqState,
+    q: &mut AsyncQueue,
+    out: &mut [Option<Mbuf>],
+    ch: ChannelId,
+) -> usize {
     dma::reap(ch);
-    let mut used = std::mem::take(&mut q.scratch.used);
+    let (mut used, mut hdrs) = (std::mem::take(&mut q.scratch.used), std::mem::take(&mut q.scratch.hdrs));
     used.clear();
-    let n = q.take_completed(out, &mut used);
+    hdrs.clear();
+    let n = q.take_completed(out, &mut hdrs, &mut used);
     if n > 0 {
-        let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
+        let sf = dev.socket_flags();
+        let (stats, tx) = (sf & flags::NET_STATS_ENABLE != 0, s.index & 1 == 1);
         if let (true, Some(ring)) = (s.enabled, s.ring) {
             if ring.is_packed() {
-                packed_ring::publish(&mut s, &ring, &used, true);
+                packed_ring::publish(s, &ring, &used, !tx);
             } else {
-                split_ring::publish(&mut s, &ring, &used);
+                split_ring::publish(s, &ring, &used);
             }
-            notify_guest(&mut s, &ring, stats);
+            notify_guest(s, &ring, stats);
+        }
+        if tx && s.features & HOST_OFFLOAD_FEATURES != 0 {
+            let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
+            for (m, &h) in out[..n].iter_mut().zip(&hdrs) {
+                if let Some(m) = m {
+                    header::apply_to_mbuf(&NetHdr::from_le(h), m, compliant);
+                }
+            }
         }
         if stats {
             for m in out[..n].iter().flatten() {
@@ -303,23 +343,210 @@ pub fn poll_enqueue_completed(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], 
         }
         s.stats.inflight_completed += n as u64;
     }
-    q.scratch.used = used;
-    s.dma = Some(q);
-    n as u16
+    (q.scratch.used, q.scratch.hdrs) = (used, hdrs);
+    n
 }
 
-/// `rte_vhost_clear_queue(_thread_unsafe)`: on an RX ring, what
-/// `poll_enqueue_completed` does; the async dequeue (TX rings) is not
-/// implemented.
+/// `rte_vhost_clear_queue(_thread_unsafe)`: `poll_completed` on any ring.
 pub fn clear_queue(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], call: PollCall<'_>) -> u16 {
-    let func = call.func;
     if u32::from(qid) >= dev.nr_vring() {
-        vlog!(Data, Err, dev.ifname(), "{func}: invalid virtqueue idx {qid}.");
+        vlog!(Data, Err, dev.ifname(), "{}: invalid virtqueue idx {qid}.", call.func);
         return 0;
     }
-    if qid & 1 == 1 {
-        vlog!(Data, Err, dev.ifname(), "{func}: the async dequeue is not implemented");
+    poll_completed(dev, qid, out, call)
+}
+
+/// `rte_vhost_async_try_dequeue_burst`: hands the copies of up to
+/// `out.len()` of the guest's next packets on TX ring `qid` to channel
+/// `ch` (into mbufs from `pool`), then returns in `out` the packets whose
+/// copies completed (a RARP announcement first, if one is due), and the
+/// packets still in flight; `None` if the ring could not be used.
+pub fn try_dequeue_burst(
+    dev: &Device,
+    qid: u16,
+    pool: Mempool,
+    out: &mut [Option<Mbuf>],
+    ch: ChannelId,
+) -> Option<(u16, usize)> {
+    const FUNC: &str = "rte_vhost_async_try_dequeue_burst";
+    let vq = burst_vq(dev, qid, true, FUNC)?;
+    if !channel_ok(dev, ch, FUNC) {
+        return None;
+    }
+    let mut s = vq.lock_for_burst()?;
+    if !s.enabled {
+        return None;
+    }
+    let Some(mut q) = s.dma.take() else {
+        vlog!(Data, Err, dev.ifname(), "{FUNC}: async not registered for queue id {qid}.");
+        return None;
+    };
+    let r = dequeue_locked(dev, &mut s, &mut q, pool, out, ch);
+    s.dma = Some(q);
+    r
+}
+
+fn dequeue_locked(
+    dev: &Device,
+    s: &mut VqState,
+    q: &mut AsyncQueue,
+    pool: Mempool,
+    out: &mut [Option<Mbuf>],
+    ch: ChannelId,
+) -> Option<(u16, usize)> {
+    let ring = s.ring?;
+    if memory_lost(dev, s) {
+        return None;
+    }
+    let opts = DequeueOpts::new(dev, s);
+    let len = out.len().min(MAX_BURST);
+    let out = &mut out[..len];
+    if out.is_empty() {
+        return Some((0, q.inflight()));
+    }
+    let first = inject_rarp(dev, pool, out);
+    let want = out.len() - first;
+    let sent = burst!(dev, s, ring, opts.stats, PERM_RO, |b| submit_dequeue(b, pool, want, ch, q, opts));
+    s.stats.inflight_submitted += sent as u64;
+    let n = complete(dev, s, q, &mut out[first..], ch);
+    Some(((first + n) as u16, q.inflight()))
+}
+
+/// Takes up to `want` chains from the guest's TX ring, each into a fresh
+/// mbuf (chained or external as for the sync dequeue), and submits the
+/// copies of their data; returns how many were submitted. A chain that
+/// cannot be taken now (malformed, too short, no mbuf) ends the burst,
+/// as in 22.11.
+fn submit_dequeue<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
+    pool: Mempool,
+    want: usize,
+    ch: ChannelId,
+    q: &mut AsyncQueue,
+    opts: DequeueOpts,
+) -> usize {
+    let ring = b.ring;
+    let avail = if ring.is_packed() {
+        packed_ring::count_available(b.vq, &ring, want)
+    } else {
+        let Some(n) = split_ring::available(b.vq, &ring) else {
+            b.bad_chain(ChainError::IndexOutOfRange);
+            return 0;
+        };
+        usize::from(n).min(want)
+    };
+    let hlen = hdr_len(b.vq);
+    let mem = b.mem.mem();
+    let DmaScratch { copies, packets, done_at, mbufs, net_hdrs, .. } = &mut q.scratch;
+    copies.clear();
+    packets.clear();
+    mbufs.clear();
+    net_hdrs.clear();
+    for _ in 0..avail {
+        let from = b.vq.avail_pos();
+        b.bufs.clear();
+        let (walked, id, count) = if ring.is_packed() {
+            match walk_packed(&b.mem, ring.size(), from.idx, |i| ring.read_packed_desc(i), b.bufs) {
+                Ok(c) => (Ok(()), c.id, c.count),
+                Err(e) => (Err(e), 0, 0),
+            }
+        } else {
+            let head = ring.split_avail_ring(from.idx);
+            (walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs), head, 1)
+        };
+        if let Err(e) = walked {
+            b.bad_chain(e);
+            break;
+        }
+        let (segs, total) = (b.bufs.segs(mem), b.bufs.total());
+        let Some(mut m) = mbuf::alloc(pool) else { break };
+        let (hdr, pos) = get_header(segs, hlen);
+        let start = copies.len();
+        let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
+            None => Err("descriptor chain shorter than the virtio-net header"),
+            Some(len) => prep_mbuf(&mut m, len, opts)
+                .and_then(|()| dma_copies_from_guest(mem, segs, pos, len, &mut m, pool, copies)),
+        };
+        if let Err(why) = prepared {
+            copies.truncate(start);
+            mbuf::free_bulk(&[Some(m)]);
+            b.vq.bad_chains += 1;
+            if b.vq.bad_chains <= 8 {
+                vlog!(Data, Err, b.dev.ifname(), "vring {}: dropping a packet: {why}", b.vq.index);
+            }
+            break;
+        }
+        let mut next = from;
+        next.advance(count, ring.size());
+        if ring.is_packed() {
+            b.vq.set_avail_pos(next);
+        } else {
+            b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
+        }
+        b.used.push(id, 0, count);
+        packets.push(Submitted { copies_end: copies.len(), chains: 1, from });
+        mbufs.push(HeldMbuf(m));
+        net_hdrs.push(hdr.to_le());
+    }
+    if packets.is_empty() {
         return 0;
     }
-    poll_enqueue_completed(dev, qid, out, call)
+    let sent = send(b.vq, ch, copies, packets, done_at);
+    if sent < packets.len() {
+        let unsent: Vec<Option<Mbuf>> = mbufs[sent..].iter().map(|m| Some(m.0)).collect();
+        mbuf::free_bulk(&unsent);
+    }
+    let (done_at, mbufs, net_hdrs) =
+        (std::mem::take(done_at), std::mem::take(mbufs), std::mem::take(net_hdrs));
+    for (i, &at) in done_at.iter().enumerate() {
+        let copies = Completion { channel: ch, done_at: at, net_hdr: net_hdrs[i] };
+        q.push(mbufs[i].0, &b.used.entries()[i..=i], copies, &b.vq.mem);
+    }
+    (q.scratch.done_at, q.scratch.mbufs, q.scratch.net_hdrs) = (done_at, mbufs, net_hdrs);
+    sent
+}
+
+/// The copies of a guest packet's `len` data bytes, from position `pos` in
+/// `segs` (after the header), into `head` and, past its room, further
+/// mbufs from `pool` chained to it; the mbufs' lengths are set for the data
+/// the copies will bring.
+fn dma_copies_from_guest(
+    mem: &GuestMemory,
+    segs: &[GuestSlice<'_>],
+    mut pos: (usize, u32),
+    len: u64,
+    head: &mut Mbuf,
+    pool: Mempool,
+    out: &mut Vec<Copy>,
+) -> Result<(), &'static str> {
+    let mut cur = *head;
+    let mut left = len;
+    while left > 0 {
+        if cur.tailroom() == 0 {
+            let next = mbuf::alloc(pool).ok_or("failed to allocate an mbuf segment")?;
+            Mbuf::chain(head, &mut cur, next);
+            cur = next;
+        }
+        let n = (cur.tailroom() as u64).min(left) as u32;
+        let mut dst = cur.tail_iova();
+        let mut done = 0;
+        while done < n {
+            let g = segs.get(pos.0).ok_or("descriptor chain shorter than its length")?;
+            let piece = (g.len() - pos.1).min(n - done);
+            let at = g.hva() + u64::from(pos.1);
+            let (src, k) =
+                mem.host_iova(at, u64::from(piece)).ok_or("a guest buffer has no device address")?;
+            out.push(Copy { src, dst, len: k as u32 });
+            dst += k;
+            done += k as u32;
+            pos.1 += k as u32;
+            if pos.1 == g.len() {
+                pos = (pos.0 + 1, 0);
+            }
+        }
+        cur.commit(n as usize);
+        left -= u64::from(n);
+    }
+    head.set_pkt_len(len as u32);
+    Ok(())
 }

@@ -34,7 +34,7 @@ use header::NetHdr;
 
 pub use crate::virtqueue::MAX_BURST;
 pub use dma::{
-    async_inflight, clear_queue, poll_enqueue_completed, register_async, submit_enqueue_burst,
+    async_inflight, clear_queue, poll_completed, register_async, submit_enqueue_burst, try_dequeue_burst,
     unregister_async, LockMode, PollCall,
 };
 
@@ -429,6 +429,35 @@ struct DequeueOpts {
     host_offload: bool,
 }
 
+impl DequeueOpts {
+    fn new(dev: &Device, vq: &VqState) -> DequeueOpts {
+        let sf = dev.socket_flags();
+        DequeueOpts {
+            stats: sf & flags::NET_STATS_ENABLE != 0,
+            compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
+            extbuf: sf & flags::EXTBUF_SUPPORT != 0,
+            linear: sf & flags::LINEARBUF_SUPPORT != 0,
+            host_offload: vq.features & HOST_OFFLOAD_FEATURES != 0,
+        }
+    }
+}
+
+/// A dequeue's first packet: the RARP broadcast a SEND_RARP asked for, put
+/// in `out[0]` (`out` is not empty); returns how many slots it took.
+fn inject_rarp(dev: &Device, pool: Mempool, out: &mut [Option<Mbuf>]) -> usize {
+    let Some(mac) = dev.take_rarp() else { return 0 };
+    match mbuf::make_rarp(pool, &mac) {
+        Some(m) => {
+            out[0] = Some(m);
+            1
+        }
+        None => {
+            vlog!(Data, Err, dev.ifname(), "failed to make RARP packet.");
+            0
+        }
+    }
+}
+
 /// DPDK's `virtio_dev_pktmbuf_prep`: makes the fresh mbuf `m` ready for a
 /// `len`-byte packet. Beyond its tailroom, an external buffer is attached if
 /// allowed; failing that, the packet is chained unless linear buffers were
@@ -546,25 +575,9 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
         return 0;
     }
     dev.adopt_newer_view(&mut s);
-    let sf = dev.socket_flags();
-    let opts = DequeueOpts {
-        stats: sf & flags::NET_STATS_ENABLE != 0,
-        compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
-        extbuf: sf & flags::EXTBUF_SUPPORT != 0,
-        linear: sf & flags::LINEARBUF_SUPPORT != 0,
-        host_offload: s.features & HOST_OFFLOAD_FEATURES != 0,
-    };
+    let opts = DequeueOpts::new(dev, &s);
     let out_len = out.len().min(MAX_BURST);
-    let mut first = 0;
-    if let Some(mac) = dev.take_rarp() {
-        match mbuf::make_rarp(pool, &mac) {
-            Some(m) => {
-                out[0] = Some(m);
-                first = 1;
-            }
-            None => vlog!(Data, Err, dev.ifname(), "failed to make RARP packet."),
-        }
-    }
+    let first = inject_rarp(dev, pool, out);
     let slots = &mut out[first..out_len];
     let n = burst!(dev, &mut s, ring, opts.stats, PERM_RO, |b| {
         if ring.is_packed() {

@@ -27,6 +27,9 @@ struct InflightPacket {
     channel: ChannelId,
     /// The channel's completion count at which its last copy is done.
     done_at: u64,
+    /// Dequeue: the guest's virtio-net header (wire form), applied to the
+    /// mbuf once its data has arrived.
+    net_hdr: u128,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +52,16 @@ pub struct Submitted {
     pub from: super::packed::PackedPos,
 }
 
+/// How a packet's copies were submitted: on which channel, the channel's
+/// completion count at which they are all done, and (dequeue) the guest's
+/// virtio-net header.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub channel: ChannelId,
+    pub done_at: u64,
+    pub net_hdr: u128,
+}
+
 /// Working space of one submit or poll call.
 #[derive(Debug, Default)]
 pub struct DmaScratch {
@@ -58,8 +71,13 @@ pub struct DmaScratch {
     pub packets: Vec<Submitted>,
     /// Per packet submitted: its completion count.
     pub done_at: Vec<u64>,
-    /// The used entries of the packets a poll completes.
+    /// The used entries and headers of the packets a poll completes.
     pub used: Vec<UsedElem>,
+    pub hdrs: Vec<u128>,
+    /// Dequeue: the mbufs of the packets being submitted, and their
+    /// guest headers.
+    pub mbufs: Vec<HeldMbuf>,
+    pub net_hdrs: Vec<u128>,
 }
 
 impl AsyncQueue {
@@ -68,32 +86,31 @@ impl AsyncQueue {
         self.packets.len()
     }
 
-    /// Records packet `mbuf`, submitted on `channel` with copies into
-    /// `mem`, done at completion count `done_at`, and its used entries.
-    pub fn push(
-        &mut self,
-        mbuf: Mbuf,
-        used: &[UsedElem],
-        channel: ChannelId,
-        done_at: u64,
-        mem: &Arc<GuestMemory>,
-    ) {
+    /// Records packet `mbuf`, whose copies into or out of `mem` were
+    /// submitted as `copies` says, and its used entries.
+    pub fn push(&mut self, mbuf: Mbuf, used: &[UsedElem], copies: Completion, mem: &Arc<GuestMemory>) {
         if !self.tables.last().is_some_and(|t| Arc::ptr_eq(t, mem)) {
             self.tables.push(Arc::clone(mem));
         }
         self.packets.push_back(InflightPacket {
             mbuf: HeldMbuf(mbuf),
             used: used.len() as u16,
-            channel,
-            done_at,
+            channel: copies.channel,
+            done_at: copies.done_at,
+            net_hdr: copies.net_hdr,
         });
         self.used.extend(used);
     }
 
     /// Takes up to `out.len()` packets from the front whose copies are
-    /// complete, writing them to `out` and their used entries to `used`;
-    /// returns how many.
-    pub fn take_completed(&mut self, out: &mut [Option<Mbuf>], used: &mut Vec<UsedElem>) -> usize {
+    /// complete, writing them to `out`, their headers to `hdrs` and their
+    /// used entries to `used`; returns how many.
+    pub fn take_completed(
+        &mut self,
+        out: &mut [Option<Mbuf>],
+        hdrs: &mut Vec<u128>,
+        used: &mut Vec<UsedElem>,
+    ) -> usize {
         let mut n = 0;
         // The completion count of the channel of the packet before (one
         // lookup per channel change, usually one a call).
@@ -110,6 +127,7 @@ impl AsyncQueue {
             }
             let Some(p) = self.packets.pop_front() else { break };
             out[n] = Some(p.mbuf.0);
+            hdrs.push(p.net_hdr);
             used.extend(self.used.drain(..usize::from(p.used)));
             n += 1;
         }
