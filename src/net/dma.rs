@@ -1,13 +1,15 @@
-//! The async (DMA) enqueue of `rte_vhost_async.h`, as 22.11's
-//! `virtio_dev_rx_async_*`: `rte_vhost_submit_enqueue_burst` reserves the
-//! guest's RX chains, writes each packet's virtio-net header itself and
-//! hands the packet data to a DMA channel (guest buffers by their device
-//! addresses, `GuestMemory::host_iova`); `rte_vhost_poll_enqueue_completed`
-//! publishes the used entries of the packets whose copies completed, in
-//! submission order, and returns their mbufs. The ring's state between the
-//! two is its `AsyncQueue`.
-//!
-//! Split and packed rings, mergeable or not.
+//! The async (DMA) datapath of `rte_vhost_async.h`, as 22.11's
+//! `virtio_dev_rx_async_*` / `virtio_dev_tx_async_*`, on split and packed
+//! rings. Enqueue: `rte_vhost_submit_enqueue_burst` reserves the guest's
+//! RX chains, writes each packet's virtio-net header itself and hands the
+//! packet data to a DMA channel (guest buffers by their device addresses,
+//! `GuestMemory::host_iova`); `rte_vhost_poll_enqueue_completed` publishes
+//! the used entries of the packets whose copies completed, in submission
+//! order, and returns their mbufs. Dequeue: `rte_vhost_async_try_dequeue_burst`
+//! hands the copies of the guest's TX buffers into fresh mbufs to the
+//! channel, then returns the packets whose copies completed (their guest
+//! header applied) and marks their chains used. The ring's state between
+//! the calls is its `AsyncQueue`.
 //!
 //! Dirty-page logging: as in 22.11, a socket registered with
 //! `RTE_VHOST_USER_ASYNC_COPY` does not offer `VHOST_F_LOG_ALL`, so no log
@@ -442,7 +444,14 @@ fn submit_dequeue<'a>(
     packets.clear();
     mbufs.clear();
     net_hdrs.clear();
-    for _ in 0..avail {
+    // The burst's mbufs in one bulk allocation (as 22.11); those left over
+    // go back at the end.
+    let mut fresh = [None; MAX_BURST];
+    let avail = avail.min(MAX_BURST);
+    if avail == 0 || !mbuf::alloc_bulk(pool, &mut fresh[..avail]) {
+        return 0;
+    }
+    for slot in fresh.iter_mut().take(avail) {
         let from = b.vq.avail_pos();
         b.bufs.clear();
         let (walked, id, count) = if ring.is_packed() {
@@ -459,7 +468,7 @@ fn submit_dequeue<'a>(
             break;
         }
         let (segs, total) = (b.bufs.segs(mem), b.bufs.total());
-        let Some(mut m) = mbuf::alloc(pool) else { break };
+        let Some(mut m) = slot.take() else { break };
         let (hdr, pos) = get_header(segs, hlen);
         let start = copies.len();
         let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
@@ -488,6 +497,7 @@ fn submit_dequeue<'a>(
         mbufs.push(HeldMbuf(m));
         net_hdrs.push(hdr.to_le());
     }
+    mbuf::free_bulk(&fresh[..avail]);
     if packets.is_empty() {
         return 0;
     }
