@@ -26,9 +26,12 @@
  *     application's vring_state_changed counts them with
  *     rte_vhost_async_get_inflight_thread_unsafe and takes them back with
  *     rte_vhost_clear_queue_thread_unsafe; every mbuf is back in its pool.
+ *   new memory table: 32 packets in flight again; the front-end sends a
+ *     memory table with one more region; the application hears of it as
+ *     the rings disabled (22.11's notice to stop DMA) and clears them.
  *   device destroy: the same with the ring enabled again and the socket
  *     closed: destroy_device clears with the locking calls and
- *     unregisters the channel.
+ *     unregisters the channels.
  *
  * usage: t_async [--frames N] [MODE...]   (prints "N passed, N failed")
  */
@@ -338,6 +341,22 @@ static int submit_unpolled(struct run *r, int vid, struct rte_mempool *pool)
 	return s;
 }
 
+/* SET_MEM_TABLE: the guest's RAM and a second 1 MiB region. */
+static int grow_memory(int s, struct guest_ram *ram)
+{
+	static struct guest_ram extra;
+	struct {
+		uint32_t nregions, padding;
+		uint64_t r[2][4]; /* gpa, size, uaddr, mmap_offset */
+	} mt = { 2, 0, { { 0, ram->size, (uint64_t)(uintptr_t)ram->addr, 0 }, { 0x10000000, 1u << 20, 0x7e0000000000, 0 } } };
+	int fds[2] = { ram->fd, -1 };
+
+	if (!extra.addr && guest_ram_init(&extra, 1u << 20))
+		return -1;
+	fds[1] = extra.fd;
+	return fe_acked(s, REQ_SET_MEM_TABLE, &mt, sizeof(mt), fds, 2) ? -1 : 0;
+}
+
 static void run_mode(const struct mode *md, struct rte_mempool *pool, uint32_t frames)
 {
 	char path[108];
@@ -393,6 +412,19 @@ static void run_mode(const struct mode *md, struct rte_mempool *pool, uint32_t f
 	CHECK(rte_mempool_in_use_count(pool) == 0, "%s: %u mbufs not back in the pool after the ring disable",
 	      md->name, rte_mempool_in_use_count(pool));
 	CHECK(fe_acked(s, REQ_SET_VRING_ENABLE, &on, 8, NULL, 0) == 0, "%s: RX ring enabled again", md->name);
+
+	/* A new memory table with packets in flight: the application hears of
+	 * it as the rings disabled (and enabled again), as from 22.11. */
+	held = submit_unpolled(&r, vid, pool);
+	atomic_store(&cb_cleared, -1);
+	atomic_store(&cb_disabled, 0);
+	CHECK(held == HELD && grow_memory(s, &ram) == 0 && wait_flag(&cb_disabled),
+	      "%s: a new memory table with %d in flight, vring_state_changed called", md->name, held);
+	CHECK(atomic_load(&cb_inflight_seen) == held && atomic_load(&cb_cleared) == held,
+	      "%s: new memory table: %d in flight seen, %d cleared, expected %d", md->name,
+	      atomic_load(&cb_inflight_seen), atomic_load(&cb_cleared), held);
+	CHECK(rte_mempool_in_use_count(pool) == 0, "%s: %u mbufs not back in the pool after the new memory table",
+	      md->name, rte_mempool_in_use_count(pool));
 
 	/* Device destroy with packets in flight. */
 	held = submit_unpolled(&r, vid, pool);

@@ -4,6 +4,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
+use super::events::Event;
 use super::handle::{Ctx, Reply};
 use super::Device;
 use crate::guest::dirty_log::DirtyLog;
@@ -124,6 +125,11 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
         }
         return Reply::PostcopyTable(ours.to_bytes(), PendingTable { mem });
     }
+    // As 22.11, an async application hears of a new table as every ring
+    // disabled and enabled again (it clears its DMA queues on the first).
+    // The copies in flight meanwhile keep the old table mapped
+    // (`virtqueue::async_queue`), so it may hear of it afterwards.
+    let replaced = dma && !ctx.dev.mem().is_empty();
     let (mem, view) = ctx.dev.publish(ctx.dev.state.lock().replace_memory(&mem));
     let ifname = ctx.ifname.clone();
     ctx.for_each_vq(|vq| {
@@ -131,6 +137,13 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
             vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
         }
     });
+    if replaced {
+        for enable in [false, true] {
+            for queue in 0..ctx.dev.nr_vring() as u16 {
+                ctx.events.push(Event::VringState { queue, enable });
+            }
+        }
+    }
     Reply::Ok
 }
 
