@@ -25,7 +25,12 @@ fn main() {
         .compile("rvhost_guest_copy");
     let cflags = pkg_config(&["--cflags"]);
     let mut build = cc::Build::new();
-    build.file("src/dpdk/shim.c").file("src/dpdk/crypto_shim.c").opt_level(3).warnings(true);
+    build
+        .file("src/dpdk/shim.c")
+        .file("src/dpdk/crypto_shim.c")
+        .opt_level(3)
+        .warnings(true)
+        .define("ALLOW_EXPERIMENTAL_API", None);
     let mut it = cflags.iter();
     while let Some(flag) = it.next() {
         if flag == "-include" {
@@ -37,7 +42,7 @@ fn main() {
         }
     }
     build.compile("rvhost_dpdk_shim");
-    for lib in ["rte_cryptodev", "rte_net", "rte_mbuf", "rte_mempool", "rte_eal"] {
+    for lib in ["rte_cryptodev", "rte_dmadev", "rte_net", "rte_mbuf", "rte_mempool", "rte_eal"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
 }

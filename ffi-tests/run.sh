@@ -2,7 +2,7 @@
 # Builds the C tests and runs them against a librte_vhost.so.23:
 #   ffi-tests/run.sh          Debian's (stock DPDK 22.11)
 #   ffi-tests/run.sh LIBDIR   the one in LIBDIR (e.g. build for rvhost)
-# The test prints which file it actually loaded (/proc/self/maps).
+# Each test prints which file it actually loaded (/proc/self/maps).
 set -euo pipefail
 if [ $# -gt 0 ]; then
   libdir=$(realpath -e "$1")
@@ -10,8 +10,9 @@ if [ $# -gt 0 ]; then
   export LD_LIBRARY_PATH=$libdir
 fi
 cd "$(dirname "$0")"
-make -s out/t_vhost_user
+make -s out/t_vhost_user out/t_async
 timeout 120 ./out/t_vhost_user
+timeout 300 ./out/t_async
 # vhost-crypto, with QEMU 7.2's front-end and with one speaking 22.11's
 # protocol. Not run on Debian's library: it never starts a device for QEMU
 # 7.2's front-end, and with the other it writes statuses and used entries

@@ -4,12 +4,13 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
+use super::events::Event;
 use super::handle::{Ctx, Reply};
 use super::Device;
 use crate::guest::dirty_log::DirtyLog;
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
-use crate::protocol::features::{bit, VIRTIO_F_RING_PACKED};
+use crate::protocol::features::{bit, flags, VIRTIO_F_RING_PACKED};
 use crate::protocol::{InflightArea, LogArea, MemoryTable};
 use crate::virtqueue::inflight::{per_queue_size, InflightQueue, InflightRegion};
 use crate::virtqueue::MAX_RING_SIZE;
@@ -88,9 +89,16 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
     let listening = ctx.dev.state.lock().postcopy_listening;
     // During postcopy the mappings must not be touched (pre-faulted) before
     // the userfaultfd covers them.
-    let Some(mem) =
-        ctx.logged("failed to mmap region", GuestMemory::map(&table.regions, fds, false).map(Arc::new))
-    else {
+    // A DMA engine needs every page present (and, in PA mode, its
+    // physical address): as 22.11, an async device's memory is populated.
+    let dma = ctx.dev.socket_flags() & flags::ASYNC_COPY != 0;
+    let mapped = GuestMemory::map(&table.regions, fds, dma && !listening).map(|mut mem| {
+        if dma {
+            mem.add_host_iovas();
+        }
+        Arc::new(mem)
+    });
+    let Some(mem) = ctx.logged("failed to mmap region", mapped) else {
         return Reply::Err;
     };
     for (i, r) in mem.regions().iter().enumerate() {
@@ -117,6 +125,11 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
         }
         return Reply::PostcopyTable(ours.to_bytes(), PendingTable { mem });
     }
+    // As 22.11, an async application hears of a new table as every ring
+    // disabled and enabled again (it clears its DMA queues on the first).
+    // The copies in flight meanwhile keep the old table mapped
+    // (`virtqueue::async_queue`), so it may hear of it afterwards.
+    let replaced = dma && !ctx.dev.mem().is_empty();
     let (mem, view) = ctx.dev.publish(ctx.dev.state.lock().replace_memory(&mem));
     let ifname = ctx.ifname.clone();
     ctx.for_each_vq(|vq| {
@@ -124,6 +137,13 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
             vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
         }
     });
+    if replaced {
+        for enable in [false, true] {
+            for queue in 0..ctx.dev.nr_vring() as u16 {
+                ctx.events.push(Event::VringState { queue, enable });
+            }
+        }
+    }
     Reply::Ok
 }
 

@@ -146,6 +146,19 @@ impl Mbuf {
         }
     }
 
+    /// The device address (IOVA) of this segment's data, for a DMA engine.
+    #[inline]
+    pub fn data_iova(&self) -> u64 {
+        let m = self.m();
+        m.buf_iova + u64::from(m.data_off)
+    }
+
+    /// The device address of the free room after this segment's data.
+    #[inline]
+    pub fn tail_iova(&self) -> u64 {
+        self.data_iova() + u64::from(self.m().data_len)
+    }
+
     /// Free room after this segment's data.
     #[inline]
     pub fn tailroom(&self) -> usize {
@@ -277,6 +290,15 @@ impl Mbuf {
         unsafe { rvh_pktmbuf_free(self.as_ptr()) }
     }
 }
+
+/// An application's mbuf the library holds between calls (a packet whose
+/// DMA copies are in flight), until it hands it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldMbuf(pub Mbuf);
+
+// SAFETY: an mbuf is plain memory of DPDK's, passed between lcores by
+// design; the holder is its only user until it hands it back.
+unsafe impl Send for HeldMbuf {}
 
 /// An application's mbuf pool (`struct rte_mempool *`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

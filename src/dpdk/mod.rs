@@ -4,6 +4,7 @@
 //! `socket/` are the only places allowed to hold `unsafe` code.
 
 pub mod crypto;
+pub mod dma;
 pub mod eal;
 pub mod log;
 pub mod mbuf;

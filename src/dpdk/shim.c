@@ -6,6 +6,7 @@
  * checksum helpers) of the DPDK build it runs with. Called once per burst
  * where possible.
  */
+#include <rte_dmadev.h>
 #include <rte_ip.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
@@ -63,4 +64,50 @@ uint16_t rvh_ipv4_cksum(const struct rte_ipv4_hdr *ipv4_hdr)
 int rvh_raw_cksum_mbuf(const struct rte_mbuf *m, uint32_t off, uint32_t len, uint16_t *cksum)
 {
 	return rte_raw_cksum_mbuf(m, off, len, cksum);
+}
+
+/* rte_dmadev: the datapath calls are inline in DPDK's header. */
+
+int rvh_dma_info(int16_t dev_id, uint16_t *max_vchans, uint16_t *max_desc)
+{
+	struct rte_dma_info info;
+
+	if (!rte_dma_is_valid(dev_id) || rte_dma_info_get(dev_id, &info) != 0)
+		return -1;
+	*max_vchans = info.max_vchans;
+	*max_desc = info.max_desc;
+	return 0;
+}
+
+int rvh_dma_stats(int16_t dev_id, uint16_t vchan, uint64_t *submitted, uint64_t *completed)
+{
+	struct rte_dma_stats stats;
+
+	if (rte_dma_stats_get(dev_id, vchan, &stats) != 0)
+		return -1;
+	*submitted = stats.submitted;
+	*completed = stats.completed;
+	return 0;
+}
+
+uint16_t rvh_dma_burst_capacity(int16_t dev_id, uint16_t vchan)
+{
+	return rte_dma_burst_capacity(dev_id, vchan);
+}
+
+int rvh_dma_copy(int16_t dev_id, uint16_t vchan, rte_iova_t src, rte_iova_t dst, uint32_t len)
+{
+	return rte_dma_copy(dev_id, vchan, src, dst, len, RTE_DMA_OP_FLAG_LLC);
+}
+
+int rvh_dma_submit(int16_t dev_id, uint16_t vchan)
+{
+	return rte_dma_submit(dev_id, vchan);
+}
+
+uint16_t rvh_dma_completed(int16_t dev_id, uint16_t vchan, uint16_t nb_cpls, bool *has_error)
+{
+	uint16_t last_idx;
+
+	return rte_dma_completed(dev_id, vchan, nb_cpls, &last_idx, has_error);
 }

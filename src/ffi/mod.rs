@@ -38,13 +38,6 @@ pub(crate) fn guard<T>(here: &str, on_panic: T, body: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Logs that `func` has no implementation in this build and returns `ret`
-/// (DPDK's error value for it). The README feature table lists these.
-pub(crate) fn not_implemented<T>(func: &str, ret: T) -> T {
-    crate::vlog!(Config, Err, "rvhost", "{func} is not implemented yet");
-    ret
-}
-
 /// Borrows a C string argument; `None` for NULL or non-UTF-8.
 ///
 /// # Safety

@@ -1,11 +1,59 @@
-//! `rte_vhost_async.h`: the DMA-offloaded datapath.
-// Functions here that are not implemented yet ignore their arguments.
-#![allow(unused_variables)]
+//! `rte_vhost_async.h`: the DMA-offloaded datapath (`net::dma`; the
+//! channels: `dpdk::dma`).
 
 use std::ffi::c_int;
 
-use super::not_implemented;
 use crate::abi::*;
+use crate::device;
+use crate::dpdk::dma::{self, ChannelId, MAX_DMA_DEVICES};
+use crate::dpdk::mbuf::{Mbuf, Mempool};
+use crate::net::{self, LockMode, PollCall};
+use crate::vlog;
+
+/// The caller's array of `count` mbuf pointers, as the datapath's type.
+///
+/// # Safety
+/// `pkts` must be NULL or valid for reading and writing `count` pointers.
+unsafe fn mbuf_array<'a>(pkts: *mut *mut rte_mbuf, count: u16) -> &'a mut [Option<Mbuf>] {
+    if pkts.is_null() {
+        return &mut [];
+    }
+    // SAFETY: per the contract; Option<Mbuf> has the layout of a nullable
+    // mbuf pointer, and every pointer value is a valid Option<Mbuf>.
+    unsafe { std::slice::from_raw_parts_mut(pkts.cast::<Option<Mbuf>>(), usize::from(count)) }
+}
+
+fn as_c(ok: bool) -> c_int {
+    if ok {
+        0
+    } else {
+        -1
+    }
+}
+
+fn inflight(vid: c_int, queue_id: u16, mode: LockMode) -> c_int {
+    let Some(dev) = device::get(vid) else { return -1 };
+    net::async_inflight(dev, queue_id, mode).map_or(-1, |n| n as c_int)
+}
+
+fn clear(
+    vid: c_int,
+    queue_id: u16,
+    pkts: *mut *mut rte_mbuf,
+    count: u16,
+    ch: ChannelId,
+    mode: LockMode,
+    func: &str,
+) -> u16 {
+    let Some(dev) = device::get(vid) else { return 0 };
+    if usize::try_from(ch.dma).map_or(true, |d| d >= MAX_DMA_DEVICES) {
+        vlog!(Data, Err, dev.ifname(), "{func}: invalid dma id {}.", ch.dma);
+        return 0;
+    }
+    // SAFETY: the caller's array of `count` entries (DPDK's contract).
+    let out = unsafe { mbuf_array(pkts, count) };
+    net::clear_queue(dev, queue_id, out, PollCall { ch, mode, func })
+}
 
 /// Register an async channel for a vhost queue
 ///
@@ -23,7 +71,10 @@ use crate::abi::*;
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_channel_register(vid: c_int, queue_id: u16) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_channel_register", -1) })
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -1 };
+        as_c(net::register_async(dev, queue_id))
+    })
 }
 
 /// Register an async channel for a vhost queue without performing any
@@ -46,7 +97,10 @@ pub unsafe extern "C" fn rte_vhost_async_channel_register(vid: c_int, queue_id: 
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(vid: c_int, queue_id: u16) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_channel_register_thread_unsafe", -1) })
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -1 };
+        as_c(net::register_async(dev, queue_id))
+    })
 }
 
 /// Unregister an async channel for a vhost queue
@@ -65,7 +119,10 @@ pub unsafe extern "C" fn rte_vhost_async_channel_register_thread_unsafe(vid: c_i
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_channel_unregister(vid: c_int, queue_id: u16) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_channel_unregister", -1) })
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -1 };
+        as_c(net::unregister_async(dev, queue_id, LockMode::Try))
+    })
 }
 
 /// Unregister an async channel for a vhost queue without performing any
@@ -91,7 +148,10 @@ pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(
     vid: c_int,
     queue_id: u16,
 ) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_channel_unregister_thread_unsafe", -1) })
+    boundary!(-1, {
+        let Some(dev) = device::get(vid) else { return -1 };
+        as_c(net::unregister_async(dev, queue_id, LockMode::Wait))
+    })
 }
 
 /// The DMA vChannels used in asynchronous data path must be configured
@@ -118,7 +178,15 @@ pub unsafe extern "C" fn rte_vhost_async_channel_unregister_thread_unsafe(
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_dma_configure(dma_id: i16, vchan_id: u16) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_dma_configure", -1) })
+    boundary!(-1, {
+        match dma::configure(ChannelId { dma: dma_id, vchan: vchan_id }) {
+            Ok(()) => 0,
+            Err(e) => {
+                vlog!(Config, Err, "dma", "DMA {dma_id} vChannel {vchan_id}: {e}.");
+                -1
+            }
+        }
+    })
 }
 
 /// @warning
@@ -143,7 +211,15 @@ pub unsafe extern "C" fn rte_vhost_async_dma_configure(dma_id: i16, vchan_id: u1
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_dma_unconfigure(dma_id: i16, vchan_id: u16) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_dma_unconfigure", -1) })
+    boundary!(-1, {
+        match dma::unconfigure(ChannelId { dma: dma_id, vchan: vchan_id }) {
+            Ok(()) => 0,
+            Err(e) => {
+                vlog!(Config, Err, "dma", "cannot unconfigure DMA {dma_id} vChannel {vchan_id}: {e}.");
+                -1
+            }
+        }
+    })
 }
 
 /// This function returns the amount of in-flight packets for the vhost
@@ -163,7 +239,7 @@ pub unsafe extern "C" fn rte_vhost_async_dma_unconfigure(dma_id: i16, vchan_id: 
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_get_inflight(vid: c_int, queue_id: u16) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_get_inflight", -1) })
+    boundary!(-1, { inflight(vid, queue_id, LockMode::Try) })
 }
 
 /// This function is lock-free version to return the amount of in-flight
@@ -186,7 +262,7 @@ pub unsafe extern "C" fn rte_vhost_async_get_inflight(vid: c_int, queue_id: u16)
 /// Symbol version: EXPERIMENTAL
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_async_get_inflight_thread_unsafe(vid: c_int, queue_id: u16) -> c_int {
-    boundary!(-1, { not_implemented("rte_vhost_async_get_inflight_thread_unsafe", -1) })
+    boundary!(-1, { inflight(vid, queue_id, LockMode::Wait) })
 }
 
 /// @warning
@@ -236,7 +312,27 @@ pub unsafe extern "C" fn rte_vhost_async_try_dequeue_burst(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_async_try_dequeue_burst", 0) })
+    boundary!(0, {
+        let Some(dev) = device::get(vid) else { return 0 };
+        if nr_inflight.is_null() {
+            return 0;
+        }
+        // SAFETY: checked non-NULL; the caller's int.
+        unsafe { *nr_inflight = -1 };
+        if usize::try_from(dma_id).map_or(true, |d| d >= MAX_DMA_DEVICES) {
+            vlog!(Data, Err, dev.ifname(), "rte_vhost_async_try_dequeue_burst: invalid dma id {dma_id}.");
+            return 0;
+        }
+        // SAFETY: DPDK's contract: a valid pktmbuf pool.
+        let Some(pool) = (unsafe { Mempool::from_raw(mbuf_pool) }) else { return 0 };
+        // SAFETY: the caller's array of `count` entries (DPDK's contract).
+        let out = unsafe { mbuf_array(pkts, count) };
+        let ch = ChannelId { dma: dma_id, vchan: vchan_id };
+        let Some((n, inflight)) = net::try_dequeue_burst(dev, queue_id, pool, out, ch) else { return 0 };
+        // SAFETY: as above.
+        unsafe { *nr_inflight = inflight as c_int };
+        n
+    })
 }
 
 /// This function checks async completion status and clear packets for
@@ -271,7 +367,10 @@ pub unsafe extern "C" fn rte_vhost_clear_queue(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_clear_queue", 0) })
+    boundary!(0, {
+        let ch = ChannelId { dma: dma_id, vchan: vchan_id };
+        clear(vid, queue_id, pkts, count, ch, LockMode::Try, "rte_vhost_clear_queue")
+    })
 }
 
 /// This function checks async completion status and clear packets for
@@ -310,7 +409,10 @@ pub unsafe extern "C" fn rte_vhost_clear_queue_thread_unsafe(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_clear_queue_thread_unsafe", 0) })
+    boundary!(0, {
+        let ch = ChannelId { dma: dma_id, vchan: vchan_id };
+        clear(vid, queue_id, pkts, count, ch, LockMode::Wait, "rte_vhost_clear_queue_thread_unsafe")
+    })
 }
 
 /// This function checks async completion status for a specific vhost
@@ -345,7 +447,23 @@ pub unsafe extern "C" fn rte_vhost_poll_enqueue_completed(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_poll_enqueue_completed", 0) })
+    boundary!(0, {
+        let Some(dev) = device::get(vid) else { return 0 };
+        if queue_id & 1 == 1 || u32::from(queue_id) >= dev.nr_vring() {
+            vlog!(
+                Data,
+                Err,
+                dev.ifname(),
+                "rte_vhost_poll_enqueue_completed: invalid virtqueue idx {queue_id}."
+            );
+            return 0;
+        }
+        // SAFETY: the caller's array of `count` entries (DPDK's contract).
+        let out = unsafe { mbuf_array(pkts, count) };
+        let ch = ChannelId { dma: dma_id, vchan: vchan_id };
+        let call = PollCall { ch, mode: LockMode::Try, func: "rte_vhost_poll_enqueue_completed" };
+        net::poll_completed(dev, queue_id, out, call)
+    })
 }
 
 /// This function submits enqueue packets to async copy engine. Users
@@ -383,5 +501,12 @@ pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(
     dma_id: i16,
     vchan_id: u16,
 ) -> u16 {
-    boundary!(0, { not_implemented("rte_vhost_submit_enqueue_burst", 0) })
+    boundary!(0, {
+        let Some(dev) = device::get(vid) else { return 0 };
+        let n = count.min(net::MAX_BURST as u16);
+        // SAFETY: the caller provides `count` mbuf pointers, each NULL or a
+        // valid mbuf; the library holds those it takes until a poll returns them.
+        let mbufs = unsafe { mbuf_array(pkts, n) };
+        net::submit_enqueue_burst(dev, queue_id, mbufs, ChannelId { dma: dma_id, vchan: vchan_id })
+    })
 }

@@ -112,6 +112,8 @@ pub struct SharedMapping {
     addr: usize,
     len: usize,
     slot: usize,
+    /// The file's block size (huge pages: the huge page size).
+    page: u64,
 }
 
 impl SharedMapping {
@@ -166,7 +168,7 @@ impl SharedMapping {
         s.used_start.store(addr as usize + offset as usize, Ordering::Relaxed);
         s.used_len.store(len as usize, Ordering::Relaxed);
         s.len.store(map_len_us, Ordering::SeqCst);
-        Ok(SharedMapping { addr: addr as usize, len: map_len_us, slot })
+        Ok(SharedMapping { addr: addr as usize, len: map_len_us, slot, page: blksz })
     }
 
     /// Our address of file offset 0.
@@ -176,6 +178,11 @@ impl SharedMapping {
 
     pub fn len(&self) -> u64 {
         self.len as u64
+    }
+
+    /// The file's block (page) size.
+    pub fn page_size(&self) -> u64 {
+        self.page
     }
 
     /// Whether its file shrank under it and it was replaced (or is being).

@@ -69,6 +69,18 @@ pub struct GuestMemory {
     id: u64,
     /// The loss of a page (`faulted`) has been logged.
     loss_reported: std::sync::atomic::AtomicBool,
+    /// For a DMA engine (async datapath): runs of our addresses whose
+    /// device addresses are contiguous, sorted by our address; empty
+    /// unless `add_host_iovas` made them.
+    host_iovas: Vec<IovaRun>,
+}
+
+/// `len` bytes at our address `hva` that a DMA engine reaches at `iova`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct IovaRun {
+    hva: u64,
+    iova: u64,
+    len: u64,
 }
 
 impl GuestMemory {
@@ -98,7 +110,50 @@ impl GuestMemory {
         }
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(GuestMemory { regions, id, loss_reported: Default::default() })
+        Ok(GuestMemory { regions, id, loss_reported: Default::default(), host_iovas: Vec::new() })
+    }
+
+    /// DPDK's `add_guest_pages`: finds the device address (IOVA, in the
+    /// EAL's IOVA mode) of every page of every region, so that a DMA engine
+    /// can be handed guest buffers. In VA mode a region is one run; in PA
+    /// mode pages are looked up one by one (the mapping must be populated)
+    /// and physically contiguous ones merged; a page without one is left
+    /// out (a copy to it is refused).
+    pub fn add_host_iovas(&mut self) {
+        let va = crate::dpdk::dma::iova_is_va();
+        let mut runs: Vec<IovaRun> = Vec::new();
+        for r in &self.regions {
+            if va {
+                runs.push(IovaRun { hva: r.host_user_addr, iova: r.host_user_addr, len: r.size });
+                continue;
+            }
+            let page = r.mapping.page_size();
+            let mut off = 0;
+            while off < r.size {
+                let hva = r.host_user_addr + off;
+                let len = (page - hva % page).min(r.size - off);
+                if let Some(iova) = crate::dpdk::dma::virt2iova(hva) {
+                    match runs.last_mut() {
+                        Some(l) if l.hva + l.len == hva && l.iova + l.len == iova => l.len += len,
+                        _ => runs.push(IovaRun { hva, iova, len }),
+                    }
+                }
+                off += len;
+            }
+        }
+        runs.sort_by_key(|r| r.hva);
+        self.host_iovas = runs;
+    }
+
+    /// The device address of our address `hva` and how many of the `len`
+    /// bytes from there are contiguous for the device (at least 1, at most
+    /// `len`); `None` if it has none.
+    #[inline]
+    pub fn host_iova(&self, hva: u64, len: u64) -> Option<(u64, u64)> {
+        let i = self.host_iovas.partition_point(|r| r.hva + r.len <= hva);
+        let r = self.host_iovas.get(i).filter(|r| r.hva <= hva)?;
+        let off = hva - r.hva;
+        Some((r.iova + off, len.min(r.len - off)))
     }
 
     pub fn regions(&self) -> &[Region] {

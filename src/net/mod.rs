@@ -33,6 +33,10 @@ use crate::vlog;
 use header::NetHdr;
 
 pub use crate::virtqueue::MAX_BURST;
+pub use dma::{
+    async_inflight, clear_queue, poll_completed, register_async, submit_enqueue_burst, try_dequeue_burst,
+    unregister_async, LockMode, PollCall,
+};
 
 /// Size of the virtio-net header for the negotiated features.
 fn hdr_len(vq: &VqState) -> u32 {
@@ -166,6 +170,9 @@ macro_rules! burst {
 fn out_of_line<'a, S, R>(b: &mut Burst<'a, S>, f: impl FnOnce(&mut Burst<'a, S>) -> R) -> R {
     f(b)
 }
+
+// After `burst!`, which it uses.
+mod dma;
 
 /// `Some(mapping::faults())` unless the ring's guest memory was lost since
 /// it was mapped (the front-end shrank its file; the SIGBUS was
@@ -373,11 +380,17 @@ fn place_packet(
     used: &mut UsedBatch,
 ) {
     copy_to_guest(w, segs, header::wire_header_for(&m, chains.len() as u16), hlen, m);
-    let mut left = u64::from(m.pkt_len()) + u64::from(hlen);
+    record_used(chains, u64::from(m.pkt_len()) + u64::from(hlen), used);
+}
+
+/// The used entries of a packet of `len` bytes (header included) placed in
+/// `chains`: each chain filled in turn, the last one partly.
+#[inline(always)]
+fn record_used(chains: &[ChainInfo], mut len: u64, used: &mut UsedBatch) {
     for c in chains {
-        let len = u64::from(c.cap).min(left);
-        left -= len;
-        used.push(c.id, len as u32, c.count);
+        let n = u64::from(c.cap).min(len);
+        len -= n;
+        used.push(c.id, n as u32, c.count);
     }
 }
 
@@ -425,6 +438,35 @@ struct DequeueOpts {
     linear: bool,
     /// A host offload feature is negotiated: the guest's header is applied.
     host_offload: bool,
+}
+
+impl DequeueOpts {
+    fn new(dev: &Device, vq: &VqState) -> DequeueOpts {
+        let sf = dev.socket_flags();
+        DequeueOpts {
+            stats: sf & flags::NET_STATS_ENABLE != 0,
+            compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
+            extbuf: sf & flags::EXTBUF_SUPPORT != 0,
+            linear: sf & flags::LINEARBUF_SUPPORT != 0,
+            host_offload: vq.features & HOST_OFFLOAD_FEATURES != 0,
+        }
+    }
+}
+
+/// A dequeue's first packet: the RARP broadcast a SEND_RARP asked for, put
+/// in `out[0]` (`out` is not empty); returns how many slots it took.
+fn inject_rarp(dev: &Device, pool: Mempool, out: &mut [Option<Mbuf>]) -> usize {
+    let Some(mac) = dev.take_rarp() else { return 0 };
+    match mbuf::make_rarp(pool, &mac) {
+        Some(m) => {
+            out[0] = Some(m);
+            1
+        }
+        None => {
+            vlog!(Data, Err, dev.ifname(), "failed to make RARP packet.");
+            0
+        }
+    }
 }
 
 /// DPDK's `virtio_dev_pktmbuf_prep`: makes the fresh mbuf `m` ready for a
@@ -550,25 +592,9 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
     };
     let Some(faults_seen) = memory_intact(dev, &s) else { return 0 };
     dev.adopt_newer_view(&mut s);
-    let sf = dev.socket_flags();
-    let opts = DequeueOpts {
-        stats: sf & flags::NET_STATS_ENABLE != 0,
-        compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
-        extbuf: sf & flags::EXTBUF_SUPPORT != 0,
-        linear: sf & flags::LINEARBUF_SUPPORT != 0,
-        host_offload: s.features & HOST_OFFLOAD_FEATURES != 0,
-    };
+    let opts = DequeueOpts::new(dev, &s);
     let out_len = out.len().min(MAX_BURST);
-    let mut first = 0;
-    if let Some(mac) = dev.take_rarp() {
-        match mbuf::make_rarp(pool, &mac) {
-            Some(m) => {
-                out[0] = Some(m);
-                first = 1;
-            }
-            None => vlog!(Data, Err, dev.ifname(), "failed to make RARP packet."),
-        }
-    }
+    let first = inject_rarp(dev, pool, out);
     let slots = &mut out[first..out_len];
     let n = burst!(dev, &mut s, ring, opts.stats, PERM_RO, |b| {
         if ring.is_packed() {

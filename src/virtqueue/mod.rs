@@ -12,6 +12,7 @@
 
 #[allow(unsafe_code)]
 pub mod access_lock;
+pub mod async_queue;
 pub mod chain;
 #[allow(unsafe_code)]
 pub mod inflight;
@@ -152,6 +153,8 @@ pub struct VqState {
     pub bad_chains: u64,
     /// The datapath's scratch space, allocated on the ring's first burst.
     pub scratch: Option<Box<BurstScratch>>,
+    /// The async (DMA) datapath's state, while a channel is registered.
+    pub dma: Option<Box<async_queue::AsyncQueue>>,
 }
 
 /// A ring area (IOVA range) that the IOTLB does not translate into one

@@ -212,3 +212,47 @@ fn packed_event_suppression_decides_the_interrupt() {
     // SAFETY: the device event flags of the ring mapped above.
     assert_eq!(unsafe { (flags_at as *const u16).read_volatile() }, 1, "DISABLE");
 }
+
+/// The async queue keeps the memory table its copies write into mapped
+/// until they complete, whatever the ring moved on to; a queue dropped with
+/// copies still running keeps it for good (`docs/security.md`).
+#[test]
+fn a_memory_table_stays_mapped_until_the_dma_copies_into_it_complete() {
+    use super::async_queue::{AsyncQueue, Completion};
+    use super::used::UsedElem;
+    use crate::dpdk::dma::ChannelId;
+    use crate::dpdk::mbuf::{Mbuf, RteMbuf};
+
+    // A channel never configured has completed no copy: a packet done at
+    // count 0 is complete, one done at count 1 still has a copy running.
+    let ch = ChannelId { dma: 63, vchan: 0 };
+    let done = |done_at| Completion { channel: ch, done_at, net_hdr: 0 };
+    let mut raw = std::mem::MaybeUninit::<RteMbuf>::uninit();
+    // SAFETY: the queue only holds and hands back the handle; nothing here
+    // reads the (uninitialised) mbuf behind it.
+    let m = unsafe { Mbuf::from_raw(raw.as_mut_ptr()) }.unwrap();
+    let used = |id| [UsedElem { id, len: 64, count: 1 }];
+    let (mut out, mut hdrs, mut entries) = ([None; 4], Vec::new(), Vec::new());
+
+    let (mem, _view) = memory();
+    let table = Arc::downgrade(&mem);
+    let mut q = AsyncQueue::default();
+    q.push(m, &used(3), done(0), &mem);
+    drop(mem); // the ring took a new memory table
+    assert!(table.upgrade().is_some(), "kept while a copy into it is in flight");
+    assert_eq!(q.take_completed(&mut out, &mut hdrs, &mut entries), 1);
+    assert_eq!((entries[0].id, q.inflight()), (3, 0));
+    assert!(table.upgrade().is_none(), "unmapped once its copies completed");
+
+    let (mem, _view) = memory();
+    let table = Arc::downgrade(&mem);
+    q.push(m, &used(4), done(0), &mem);
+    q.push(m, &used(5), done(1), &mem);
+    drop(mem);
+    entries.clear();
+    assert_eq!(q.take_completed(&mut out, &mut hdrs, &mut entries), 1, "in order, up to the running one");
+    assert_eq!((entries.len(), entries[0].id, q.inflight()), (1, 4, 1));
+    assert!(table.upgrade().is_some());
+    drop(q); // the device goes away with the copy still running
+    assert!(table.upgrade().is_some(), "never unmapped under a running copy");
+}

@@ -1,0 +1,562 @@
+//! The async (DMA) datapath of `rte_vhost_async.h`, as 22.11's
+//! `virtio_dev_rx_async_*` / `virtio_dev_tx_async_*`, on split and packed
+//! rings. Enqueue: `rte_vhost_submit_enqueue_burst` reserves the guest's
+//! RX chains, writes each packet's virtio-net header itself and hands the
+//! packet data to a DMA channel (guest buffers by their device addresses,
+//! `GuestMemory::host_iova`); `rte_vhost_poll_enqueue_completed` publishes
+//! the used entries of the packets whose copies completed, in submission
+//! order, and returns their mbufs. Dequeue: `rte_vhost_async_try_dequeue_burst`
+//! hands the copies of the guest's TX buffers into fresh mbufs to the
+//! channel, then returns the packets whose copies completed (their guest
+//! header applied) and marks their chains used. The ring's state between
+//! the calls is its `AsyncQueue`.
+//!
+//! Dirty-page logging: as in 22.11, a socket registered with
+//! `RTE_VHOST_USER_ASYNC_COPY` does not offer `VHOST_F_LOG_ALL`, so no log
+//! is ever active on these rings.
+
+use super::*;
+use crate::dpdk::dma::{self, ChannelId, Copy};
+use crate::dpdk::mbuf::HeldMbuf;
+use crate::guest::GuestMemory;
+use crate::protocol::features::flags::ASYNC_COPY;
+use crate::virtqueue::access_lock::AccessGuard;
+use crate::virtqueue::async_queue::{AsyncQueue, Completion, DmaScratch, Submitted};
+use crate::virtqueue::{packed as packed_ring, split as split_ring, Virtqueue};
+
+/// How a call takes the ring's lock. 22.11's `_thread_unsafe` variants,
+/// for use in the application's vhost callbacks, rely on the lock its
+/// message handler holds around them; rvhost never holds a ring's lock
+/// while calling out, so those variants wait for the lock instead (only a
+/// burst can hold it). The others give up when the ring is busy, as 22.11.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    Try,
+    Wait,
+}
+
+fn lock(vq: &Virtqueue, mode: LockMode) -> Option<AccessGuard<'_, VqState>> {
+    match mode {
+        LockMode::Try => vq.try_lock(),
+        LockMode::Wait => Some(vq.lock()),
+    }
+}
+
+/// The ring `qid` of a device whose socket asked for the async datapath.
+fn async_vq(dev: &Device, qid: u16) -> Option<&Virtqueue> {
+    if dev.socket_flags() & ASYNC_COPY == 0 || u32::from(qid) >= dev.nr_vring() {
+        return None;
+    }
+    dev.vq(qid)
+}
+
+/// `rte_vhost_async_channel_register(_thread_unsafe)`: gives ring `qid`
+/// its async state. Refused unless the socket has `RTE_VHOST_USER_ASYNC_COPY`,
+/// the ring is translated and it has none yet.
+pub fn register_async(dev: &Device, qid: u16) -> bool {
+    let Some(vq) = async_vq(dev, qid) else { return false };
+    let mut s = vq.lock();
+    if !s.rings_ok() {
+        return false;
+    }
+    if s.dma.is_some() {
+        vlog!(Config, Err, dev.ifname(), "async register failed: already registered (qid: {qid})");
+        return false;
+    }
+    s.dma = Some(Box::default());
+    true
+}
+
+/// `rte_vhost_async_channel_unregister(_thread_unsafe)`: refused while
+/// packets are in flight (they must be completed or cleared first), or,
+/// with `LockMode::Try`, while the ring is busy.
+pub fn unregister_async(dev: &Device, qid: u16, mode: LockMode) -> bool {
+    let Some(vq) = dev.vq(qid).filter(|_| u32::from(qid) < dev.nr_vring()) else { return false };
+    let Some(mut s) = lock(vq, mode) else {
+        vlog!(Config, Err, dev.ifname(), "failed to unregister async channel, virtqueue busy.");
+        return false;
+    };
+    if s.dma.as_ref().is_some_and(|q| q.inflight() > 0) {
+        vlog!(Config, Err, dev.ifname(), "failed to unregister async channel.");
+        vlog!(Config, Err, dev.ifname(), "inflight packets must be completed before unregistration.");
+        return false;
+    }
+    s.dma = None;
+    true
+}
+
+/// `rte_vhost_async_get_inflight(_thread_unsafe)`: packets in flight on
+/// ring `qid`, `None` if it has no async state (or, `LockMode::Try`, is
+/// busy).
+pub fn async_inflight(dev: &Device, qid: u16, mode: LockMode) -> Option<usize> {
+    let vq = dev.vq(qid).filter(|_| u32::from(qid) < dev.nr_vring())?;
+    let s = lock(vq, mode)?;
+    s.dma.as_ref().map(|q| q.inflight())
+}
+
+fn channel_ok(dev: &Device, ch: ChannelId, func: &str) -> bool {
+    let ok = dma::is_configured(ch);
+    if !ok {
+        vlog!(Data, Err, dev.ifname(), "{func}: invalid channel {}:{}.", ch.dma, ch.vchan);
+    }
+    ok
+}
+
+/// `rte_vhost_submit_enqueue_burst`: submits up to 32 packets to ring
+/// `qid` through channel `ch`; returns how many. Those are the library's
+/// until a poll returns them.
+pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>], ch: ChannelId) -> u16 {
+    const FUNC: &str = "rte_vhost_submit_enqueue_burst";
+    let Some(vq) = burst_vq(dev, qid, false, FUNC) else { return 0 };
+    if pkts.is_empty() || !channel_ok(dev, ch, FUNC) {
+        return 0;
+    }
+    let Some(mut s) = vq.lock_for_burst() else { return 0 };
+    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
+    if memory_intact(dev, &s).is_none() {
+        return 0;
+    }
+    let Some(mut q) = s.dma.take() else { return 0 };
+    let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
+    let pkts = &pkts[..pkts.len().min(MAX_BURST)];
+    let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| submit(b, pkts, ch, &mut q));
+    s.dma = Some(q);
+    s.stats.inflight_submitted += n as u64;
+    n as u16
+}
+
+/// Reserves the chains for a packet of `needed` bytes from the ring's next
+/// available position and moves past them; `Ok(false)` if it cannot be
+/// placed now. `avail`: split rings' entries left.
+fn reserve_chains<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
+    needed: u64,
+    mergeable: bool,
+    avail: &mut u16,
+) -> Result<bool, ChainError> {
+    let (ring, room) = (b.ring, b.used.room());
+    if ring.is_packed() {
+        let next = packed_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, room)?;
+        if let Some(pos) = next {
+            b.vq.set_avail_pos(pos);
+        }
+        return Ok(next.is_some());
+    }
+    let ok = split_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
+    if ok {
+        b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(b.bufs.nchains as u16);
+    }
+    Ok(ok)
+}
+
+fn submit<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
+    pkts: &[Option<Mbuf>],
+    ch: ChannelId,
+    q: &mut AsyncQueue,
+) -> usize {
+    let mut avail = 0;
+    if !b.ring.is_packed() {
+        let Some(n) = split_ring::available(b.vq, &b.ring) else {
+            b.bad_chain(ChainError::IndexOutOfRange);
+            return 0;
+        };
+        avail = n;
+    }
+    let hlen = hdr_len(b.vq);
+    let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    let mem = b.mem.mem();
+    let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
+    copies.clear();
+    packets.clear();
+    for &p in pkts {
+        let Some(m) = p else { break };
+        let needed = u64::from(m.pkt_len()) + u64::from(hlen);
+        let from = b.vq.avail_pos();
+        match reserve_chains(b, needed, mergeable, &mut avail) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                b.bad_chain(e);
+                break;
+            }
+        }
+        let (segs, chains) = (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains]);
+        let start = copies.len();
+        let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
+        if !dma_copies(mem, segs, pos, m, copies) {
+            copies.truncate(start);
+            b.vq.set_avail_pos(from);
+            vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index);
+            break;
+        }
+        record_used(chains, needed, b.used);
+        packets.push(Submitted { copies_end: copies.len(), chains: chains.len() as u16, from });
+    }
+    if packets.is_empty() {
+        return 0;
+    }
+    let sent = send(b.vq, ch, copies, packets, done_at);
+    let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
+    let mut used = b.used.entries();
+    for (i, (p, &at)) in packets.iter().zip(&done_at).enumerate() {
+        let (mine, rest) = used.split_at(usize::from(p.chains));
+        used = rest;
+        if let Some(m) = pkts[i] {
+            q.push(m, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, &b.vq.mem);
+        }
+    }
+    (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
+    sent
+}
+
+/// Submits the copies of `packets` to channel `ch`, as many packets as it
+/// has room for; those it has not give their chains back (the ring's avail
+/// position goes back to the first of them). Returns how many were sent,
+/// with their completion counts in `done_at`.
+fn send(
+    vq: &mut VqState,
+    ch: ChannelId,
+    copies: &[Copy],
+    packets: &[Submitted],
+    done_at: &mut Vec<u64>,
+) -> usize {
+    done_at.clear();
+    let runs = packets
+        .iter()
+        .scan(0, |start, p| Some(&copies[std::mem::replace(start, p.copies_end)..p.copies_end]));
+    dma::submit(ch, runs, done_at);
+    let sent = done_at.len();
+    if let Some(first_unsent) = packets.get(sent) {
+        vq.set_avail_pos(first_unsent.from);
+    }
+    sent
+}
+
+/// The copies of packet `m`'s data into `segs` from position `pos` (after
+/// the header), each within one device-contiguous run of guest memory;
+/// false if a guest buffer has no device address.
+fn dma_copies(
+    mem: &GuestMemory,
+    segs: &[GuestSlice<'_>],
+    mut pos: (usize, u32),
+    m: Mbuf,
+    out: &mut Vec<Copy>,
+) -> bool {
+    let mut seg = Some(m);
+    while let Some(s) = seg {
+        let mut src = s.data_iova();
+        let mut left = s.data().len() as u32;
+        while left > 0 {
+            let Some(g) = segs.get(pos.0) else { return false };
+            let n = (g.len() - pos.1).min(left);
+            let mut done = 0;
+            while done < n {
+                let at = g.hva() + u64::from(pos.1 + done);
+                let Some((dst, k)) = mem.host_iova(at, u64::from(n - done)) else { return false };
+                out.push(Copy { src, dst, len: k as u32 });
+                src += k;
+                done += k as u32;
+            }
+            left -= n;
+            pos.1 += n;
+            if pos.1 == g.len() {
+                pos = (pos.0 + 1, 0);
+            }
+        }
+        seg = s.next();
+    }
+    true
+}
+
+/// A poll for completed packets: the channel to reap, how to take the
+/// ring's lock, and the API function (for the log).
+#[derive(Clone, Copy, Debug)]
+pub struct PollCall<'a> {
+    pub ch: ChannelId,
+    pub mode: LockMode,
+    pub func: &'a str,
+}
+
+/// `rte_vhost_poll_enqueue_completed` (`LockMode::Try`, as 22.11: a busy
+/// ring returns nothing) and `rte_vhost_clear_queue(_thread_unsafe)`:
+/// returns in `out` the packets of ring `qid` whose copies completed (see
+/// `complete`).
+pub fn poll_completed(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], call: PollCall<'_>) -> u16 {
+    let PollCall { ch, mode, func } = call;
+    let Some(vq) = dev.vq(qid) else { return 0 };
+    if !channel_ok(dev, ch, func) {
+        return 0;
+    }
+    let s = match mode {
+        LockMode::Try => vq.lock_for_burst(),
+        LockMode::Wait => Some(vq.lock()),
+    };
+    let Some(mut s) = s else { return 0 };
+    let Some(mut q) = s.dma.take() else {
+        vlog!(Data, Err, dev.ifname(), "{func}: async not registered for virtqueue {qid}.");
+        return 0;
+    };
+    let n = complete(dev, &mut s, &mut q, out, ch);
+    s.dma = Some(q);
+    n as u16
+}
+
+/// Reaps channel `ch`, then takes the packets of the ring whose copies
+/// completed, in submission order, into `out`: publishes their used
+/// entries (if the ring is still enabled and translated: otherwise they
+/// are dropped, as 22.11 does) and notifies the guest; a dequeued packet
+/// gets the guest's offload requests.
+fn complete(
+    dev: &Device,
+    s: &mut VqState,
+    q: &mut AsyncQueue,
+    out: &mut [Option<Mbuf>],
+    ch: ChannelId,
+) -> usize {
+    dma::reap(ch);
+    let (mut used, mut hdrs) = (std::mem::take(&mut q.scratch.used), std::mem::take(&mut q.scratch.hdrs));
+    used.clear();
+    hdrs.clear();
+    let n = q.take_completed(out, &mut hdrs, &mut used);
+    if n > 0 {
+        let sf = dev.socket_flags();
+        let (stats, tx) = (sf & flags::NET_STATS_ENABLE != 0, s.index & 1 == 1);
+        if let (true, Some(ring)) = (s.enabled, s.ring) {
+            let mem = std::sync::Arc::clone(&s.mem);
+            let ring = ring.in_table(&mem);
+            if ring.is_packed() {
+                packed_ring::publish(s, &ring, &used, !tx);
+            } else {
+                split_ring::publish(s, &ring, &used);
+            }
+            notify_guest(s, &ring, stats);
+        }
+        if tx && s.features & HOST_OFFLOAD_FEATURES != 0 {
+            let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
+            for (m, &h) in out[..n].iter_mut().zip(&hdrs) {
+                if let Some(m) = m {
+                    header::apply_to_mbuf(&NetHdr::from_le(h), m, compliant);
+                }
+            }
+        }
+        if stats {
+            for m in out[..n].iter().flatten() {
+                s.stats.count(m.pkt_len(), m.data());
+            }
+        }
+        s.stats.inflight_completed += n as u64;
+    }
+    (q.scratch.used, q.scratch.hdrs) = (used, hdrs);
+    n
+}
+
+/// `rte_vhost_clear_queue(_thread_unsafe)`: `poll_completed` on any ring.
+pub fn clear_queue(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], call: PollCall<'_>) -> u16 {
+    if u32::from(qid) >= dev.nr_vring() {
+        vlog!(Data, Err, dev.ifname(), "{}: invalid virtqueue idx {qid}.", call.func);
+        return 0;
+    }
+    poll_completed(dev, qid, out, call)
+}
+
+/// `rte_vhost_async_try_dequeue_burst`: hands the copies of up to
+/// `out.len()` of the guest's next packets on TX ring `qid` to channel
+/// `ch` (into mbufs from `pool`), then returns in `out` the packets whose
+/// copies completed (a RARP announcement first, if one is due), and the
+/// packets still in flight; `None` if the ring could not be used.
+pub fn try_dequeue_burst(
+    dev: &Device,
+    qid: u16,
+    pool: Mempool,
+    out: &mut [Option<Mbuf>],
+    ch: ChannelId,
+) -> Option<(u16, usize)> {
+    const FUNC: &str = "rte_vhost_async_try_dequeue_burst";
+    let vq = burst_vq(dev, qid, true, FUNC)?;
+    if !channel_ok(dev, ch, FUNC) {
+        return None;
+    }
+    let mut s = vq.lock_for_burst()?;
+    if !s.enabled {
+        return None;
+    }
+    let Some(mut q) = s.dma.take() else {
+        vlog!(Data, Err, dev.ifname(), "{FUNC}: async not registered for queue id {qid}.");
+        return None;
+    };
+    let r = dequeue_locked(dev, &mut s, &mut q, pool, out, ch);
+    s.dma = Some(q);
+    r
+}
+
+fn dequeue_locked(
+    dev: &Device,
+    s: &mut VqState,
+    q: &mut AsyncQueue,
+    pool: Mempool,
+    out: &mut [Option<Mbuf>],
+    ch: ChannelId,
+) -> Option<(u16, usize)> {
+    let ring = s.ring?;
+    memory_intact(dev, s)?;
+    let opts = DequeueOpts::new(dev, s);
+    let len = out.len().min(MAX_BURST);
+    let out = &mut out[..len];
+    if out.is_empty() {
+        return Some((0, q.inflight()));
+    }
+    let first = inject_rarp(dev, pool, out);
+    let want = out.len() - first;
+    let sent = burst!(dev, s, ring, opts.stats, PERM_RO, |b| submit_dequeue(b, pool, want, ch, q, opts));
+    s.stats.inflight_submitted += sent as u64;
+    let n = complete(dev, s, q, &mut out[first..], ch);
+    Some(((first + n) as u16, q.inflight()))
+}
+
+/// Takes up to `want` chains from the guest's TX ring, each into a fresh
+/// mbuf (chained or external as for the sync dequeue), and submits the
+/// copies of their data; returns how many were submitted. A chain that
+/// cannot be taken now (malformed, too short, no mbuf) ends the burst,
+/// as in 22.11.
+fn submit_dequeue<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
+    pool: Mempool,
+    want: usize,
+    ch: ChannelId,
+    q: &mut AsyncQueue,
+    opts: DequeueOpts,
+) -> usize {
+    let ring = b.ring;
+    let avail = if ring.is_packed() {
+        packed_ring::count_available(b.vq, &ring, want)
+    } else {
+        let Some(n) = split_ring::available(b.vq, &ring) else {
+            b.bad_chain(ChainError::IndexOutOfRange);
+            return 0;
+        };
+        usize::from(n).min(want)
+    };
+    let hlen = hdr_len(b.vq);
+    let mem = b.mem.mem();
+    let DmaScratch { copies, packets, done_at, mbufs, net_hdrs, .. } = &mut q.scratch;
+    copies.clear();
+    packets.clear();
+    mbufs.clear();
+    net_hdrs.clear();
+    // The burst's mbufs in one bulk allocation (as 22.11); those left over
+    // go back at the end.
+    let mut fresh = [None; MAX_BURST];
+    let avail = avail.min(MAX_BURST);
+    if avail == 0 || !mbuf::alloc_bulk(pool, &mut fresh[..avail]) {
+        return 0;
+    }
+    for slot in fresh.iter_mut().take(avail) {
+        let from = b.vq.avail_pos();
+        b.bufs.clear();
+        let (walked, id, count) = if ring.is_packed() {
+            match walk_packed(&b.mem, ring.size(), from.idx, |i| ring.read_packed_desc(i), b.bufs) {
+                Ok(c) => (Ok(()), c.id, c.count),
+                Err(e) => (Err(e), 0, 0),
+            }
+        } else {
+            let head = ring.split_avail_ring(from.idx);
+            (walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs), head, 1)
+        };
+        if let Err(e) = walked {
+            b.bad_chain(e);
+            break;
+        }
+        let (segs, total) = (b.bufs.segs(mem), b.bufs.total());
+        let Some(mut m) = slot.take() else { break };
+        let (hdr, pos) = get_header(segs, hlen);
+        let start = copies.len();
+        let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
+            None => Err("descriptor chain shorter than the virtio-net header"),
+            Some(len) => prep_mbuf(&mut m, len, opts)
+                .and_then(|()| dma_copies_from_guest(mem, segs, pos, len, &mut m, pool, copies)),
+        };
+        if let Err(why) = prepared {
+            copies.truncate(start);
+            mbuf::free_bulk(&[Some(m)]);
+            b.vq.bad_chains += 1;
+            if b.vq.bad_chains <= 8 {
+                vlog!(Data, Err, b.dev.ifname(), "vring {}: dropping a packet: {why}", b.vq.index);
+            }
+            break;
+        }
+        let mut next = from;
+        next.advance(count, ring.size());
+        if ring.is_packed() {
+            b.vq.set_avail_pos(next);
+        } else {
+            b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
+        }
+        b.used.push(id, 0, count);
+        packets.push(Submitted { copies_end: copies.len(), chains: 1, from });
+        mbufs.push(HeldMbuf(m));
+        net_hdrs.push(hdr.to_le());
+    }
+    mbuf::free_bulk(&fresh[..avail]);
+    if packets.is_empty() {
+        return 0;
+    }
+    let sent = send(b.vq, ch, copies, packets, done_at);
+    if sent < packets.len() {
+        let unsent: Vec<Option<Mbuf>> = mbufs[sent..].iter().map(|m| Some(m.0)).collect();
+        mbuf::free_bulk(&unsent);
+    }
+    let (done_at, mbufs, net_hdrs) =
+        (std::mem::take(done_at), std::mem::take(mbufs), std::mem::take(net_hdrs));
+    for (i, &at) in done_at.iter().enumerate() {
+        let copies = Completion { channel: ch, done_at: at, net_hdr: net_hdrs[i] };
+        q.push(mbufs[i].0, &b.used.entries()[i..=i], copies, &b.vq.mem);
+    }
+    (q.scratch.done_at, q.scratch.mbufs, q.scratch.net_hdrs) = (done_at, mbufs, net_hdrs);
+    sent
+}
+
+/// The copies of a guest packet's `len` data bytes, from position `pos` in
+/// `segs` (after the header), into `head` and, past its room, further
+/// mbufs from `pool` chained to it; the mbufs' lengths are set for the data
+/// the copies will bring.
+fn dma_copies_from_guest(
+    mem: &GuestMemory,
+    segs: &[GuestSlice<'_>],
+    mut pos: (usize, u32),
+    len: u64,
+    head: &mut Mbuf,
+    pool: Mempool,
+    out: &mut Vec<Copy>,
+) -> Result<(), &'static str> {
+    let mut cur = *head;
+    let mut left = len;
+    while left > 0 {
+        if cur.tailroom() == 0 {
+            let next = mbuf::alloc(pool).ok_or("failed to allocate an mbuf segment")?;
+            Mbuf::chain(head, &mut cur, next);
+            cur = next;
+        }
+        let n = (cur.tailroom() as u64).min(left) as u32;
+        let mut dst = cur.tail_iova();
+        let mut done = 0;
+        while done < n {
+            let g = segs.get(pos.0).ok_or("descriptor chain shorter than its length")?;
+            let piece = (g.len() - pos.1).min(n - done);
+            let at = g.hva() + u64::from(pos.1);
+            let (src, k) =
+                mem.host_iova(at, u64::from(piece)).ok_or("a guest buffer has no device address")?;
+            out.push(Copy { src, dst, len: k as u32 });
+            dst += k;
+            done += k as u32;
+            pos.1 += k as u32;
+            if pos.1 == g.len() {
+                pos = (pos.0 + 1, 0);
+            }
+        }
+        cur.commit(n as usize);
+        left -= u64::from(n);
+    }
+    head.set_pkt_len(len as u32);
+    Ok(())
+}
