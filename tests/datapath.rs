@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::rig::{rte_vhost_driver_callback_register, DeviceOps};
+use common::rig::{rte_vhost_driver_callback_register, DeviceOps, NO_OPS};
 use common::{eal_init, socket_path, Frontend, GuestRam};
 use rvhost::testing::Request;
 use rvhost::testing::{mbuf, ol, rte_mempool, Mbuf, Mempool, RteMbuf};
@@ -78,16 +78,7 @@ unsafe extern "C" fn new_device(vid: c_int) -> c_int {
     NEW_VIDS.lock().unwrap().push(vid);
     0
 }
-static OPS: DeviceOps = DeviceOps {
-    new_device: Some(new_device),
-    destroy_device: None,
-    vring_state_changed: None,
-    features_changed: None,
-    new_connection: None,
-    destroy_connection: None,
-    guest_notified: None,
-    reserved: [std::ptr::null_mut(); 1],
-};
+static OPS: DeviceOps = DeviceOps { new_device: Some(new_device), ..NO_OPS };
 
 #[repr(C)]
 #[derive(Default)]

@@ -14,6 +14,7 @@
 //! `packed.rs` hold the ring-specific bursts; this file what they share.
 
 pub mod header;
+pub mod interrupt;
 mod packed;
 mod split;
 
@@ -24,13 +25,14 @@ use crate::guest::slice::{GuestSlice, Writer};
 use crate::guest::{AddressSpace, IovaSpace, PhysicalSpace};
 use crate::protocol::features::*;
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
-use crate::virtqueue::notify::{self, notify_guest};
+use crate::virtqueue::notify;
 use crate::virtqueue::ring::RingMem;
 use crate::virtqueue::stats;
 use crate::virtqueue::used::{UsedBatch, UsedElem};
 use crate::virtqueue::{BurstScratch, VqState};
 use crate::vlog;
 use header::NetHdr;
+use interrupt::notify_guest;
 
 pub use crate::virtqueue::MAX_BURST;
 
@@ -594,7 +596,7 @@ pub fn vring_call(dev: &Device, qid: u16, block: bool) -> i32 {
     let Some(mut s) = s else { return -libc::EAGAIN };
     let Some(ring) = s.ring else { return -1 };
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    notify_guest(&mut s, &ring, stats);
+    notify_guest(dev, &mut s, &ring, stats);
     0
 }
 
@@ -639,7 +641,7 @@ fn stats_enabled(dev: &Device, qid: u16) -> bool {
 }
 
 /// Per-vring stat values (`None` unless stats are enabled and the ring exists).
-pub fn vring_stats(dev: &Device, qid: u16) -> Option<[u64; 17]> {
+pub fn vring_stats(dev: &Device, qid: u16) -> Option<[u64; stats::COUNT]> {
     if !stats_enabled(dev, qid) {
         return None;
     }

@@ -78,6 +78,8 @@ pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
     let config = socket.config.lock().clone();
     dev.setup(config.use_builtin_virtio_net, config.vdpa.as_ref().map(|v| v.id()));
     let vid = dev.vid();
+    #[cfg(feature = "abi-24-11")]
+    crate::net::interrupt::set_application(vid, config.events.clone());
     vlog!(Config, Info, socket.path, "new device, handle is {vid}");
     if let Some(rc) = config.events.as_ref().and_then(|e| e.new_connection(vid)) {
         if rc < 0 {
@@ -185,6 +187,8 @@ impl Connection {
                 e.destroy_connection(self.vid);
             }
         }
+        #[cfg(feature = "abi-24-11")]
+        crate::net::interrupt::set_application(self.vid, None);
         device::free(dev);
         let reconnect = {
             let mut st = socket.state.lock();
