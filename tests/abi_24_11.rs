@@ -2,8 +2,9 @@
 //! 22.11, through the C API (`cargo test --features abi-24-11`, or
 //! `abi-25-11`): `rte_vhost_driver_set_max_queue_num` accepts a vhost-user
 //! socket and changes nothing; the `guest_notify` interrupt offload with
-//! `rte_vhost_notify_guest` and its counters; the 21 per-ring stats names;
-//! `RTE_VHOST_USER_ASYNC_CONNECT`; 24.11's thread names.
+//! `rte_vhost_notify_guest` and its counters; the 21 per-ring stats names
+//! and `mbuf_alloc_failed`; `RTE_VHOST_USER_ASYNC_CONNECT`; 24.11's thread
+//! names.
 //!
 //! Deliberate difference from DPDK 24.11, named here: a `/dev/vduse/` path
 //! is refused by `rte_vhost_driver_register` (rvhost has no VDUSE back-end).
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::rig::*;
 use common::{eal_init, socket_path};
 use rvhost::testing::mock::{Buf, Layout};
-use rvhost::testing::Request;
+use rvhost::testing::{mbuf, Mbuf, Mempool, Request, RteMbuf};
 
 const CLIENT: u64 = 1 << 0;
 const NET_STATS_ENABLE: u64 = 1 << 9;
@@ -77,7 +78,8 @@ fn stats(vid: c_int, q: u16) -> Vec<(String, u64)> {
 }
 
 fn stat(vid: c_int, q: u16, name: &str) -> u64 {
-    let full = format!("tx_q{}_{name}", q / 2);
+    let dir = if q % 2 == 1 { "rx" } else { "tx" };
+    let full = format!("{dir}_q{}_{name}", q / 2);
     stats(vid, q).into_iter().find(|(n, _)| *n == full).unwrap_or_else(|| panic!("no stat {full}")).1
 }
 
@@ -158,6 +160,44 @@ fn rings_report_24_11s_21_stats() {
         "mbuf_alloc_failed",
     ];
     assert_eq!(names, expected.map(|n| format!("tx_q0_{n}")));
+}
+
+/// 24.11 counts the mbufs a dequeue could not have: the burst's, and a
+/// segment of a packet being copied (that packet is dropped).
+#[test]
+fn a_dequeue_that_runs_out_of_mbufs_counts_them() {
+    let _s = serial();
+    let mut rig = Rig::connect("nombuf", NET_STATS_ENABLE, 1 << 32, 0, 1 << 20);
+    let mut tx = rig.ring(1, Layout::Split, 256, areas_at(0x10000, Layout::Split, 256));
+    // Three mbufs of 128 bytes (after the 128-byte headroom), no cache.
+    let name = CString::new(format!("nombuf-{}", std::process::id())).unwrap();
+    // SAFETY: EAL is initialised (the rig); a fresh pool, never freed.
+    let small =
+        unsafe { Mempool::from_raw(rte_pktmbuf_pool_create(name.as_ptr(), 3, 0, 0, 256, -1)) }.unwrap();
+    let vid = rig.vid;
+    let dequeue = || {
+        let mut out = [std::ptr::null_mut::<RteMbuf>(); 8];
+        // SAFETY: valid vid, queue, pool and an 8-entry array.
+        let n = unsafe { rte_vhost_dequeue_burst(vid, 1, small.as_ptr(), out.as_mut_ptr(), 8) };
+        for &p in &out[..usize::from(n)] {
+            // SAFETY: an mbuf the library handed us.
+            unsafe { Mbuf::from_raw(p) }.unwrap().free();
+        }
+        n
+    };
+    // A 1000-byte packet needs 8 such mbufs: the fourth fails.
+    tx.post(&[Buf { gpa: 0x40000, len: 12 + 1000, write: false }]).unwrap();
+    assert_eq!(dequeue(), 0, "the packet is dropped");
+    assert!(tx.pop_used().is_some(), "and its buffer returned");
+    assert_eq!(stat(vid, 1, "mbuf_alloc_failed"), 1);
+    // The pool has its three back; with all held, a burst of two fails.
+    let held: Vec<Mbuf> = (0..3).map(|_| mbuf::alloc(small).unwrap()).collect();
+    tx.post(&[Buf { gpa: 0x41000, len: 72, write: false }]).unwrap();
+    tx.post(&[Buf { gpa: 0x42000, len: 72, write: false }]).unwrap();
+    assert_eq!(dequeue(), 0);
+    assert_eq!(stat(vid, 1, "mbuf_alloc_failed"), 3, "both mbufs of the burst");
+    held.into_iter().for_each(Mbuf::free);
+    assert_eq!(dequeue(), 2, "served once the mbufs are back");
 }
 
 static OFFERS: AtomicU32 = AtomicU32::new(0);

@@ -113,6 +113,10 @@ impl<S> Burst<'_, S> {
                 *done += 1;
             }
             Err(e) => {
+                #[cfg(feature = "abi-24-11")]
+                if matches!(e, DropReason::NoMbuf) {
+                    self.vq.stats.mbuf_alloc_failed += 1;
+                }
                 self.vq.bad_chains += 1;
                 if self.vq.bad_chains <= 8 {
                     vlog!(Data, Err, self.dev.ifname(), "vring {}: dropping a packet: {e}", self.vq.index);
@@ -312,12 +316,12 @@ fn copy_from_guest(
     mut left: u64,
     head: &mut Mbuf,
     pool: Mempool,
-) -> Result<(), &'static str> {
+) -> Result<(), DropReason> {
     let total = left;
     let mut cur = *head;
     while left > 0 {
         if cur.tailroom() == 0 {
-            let next = mbuf::alloc(pool).ok_or("failed to allocate an mbuf segment")?;
+            let next = mbuf::alloc(pool).ok_or(DropReason::NoMbuf)?;
             Mbuf::chain(head, &mut cur, next);
             cur = next;
         }
@@ -377,6 +381,8 @@ fn place_packet(
 enum DropReason {
     Chain(ChainError),
     Packet(&'static str),
+    /// The pool ran out while the packet was being copied.
+    NoMbuf,
 }
 
 impl std::fmt::Display for DropReason {
@@ -384,6 +390,7 @@ impl std::fmt::Display for DropReason {
         match self {
             DropReason::Chain(e) => e.fmt(f),
             DropReason::Packet(why) => f.write_str(why),
+            DropReason::NoMbuf => f.write_str("failed to allocate an mbuf segment"),
         }
     }
 }
@@ -486,21 +493,18 @@ fn fill_mbuf_chained(
     pool: Mempool,
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
-    let fill = || {
-        if total <= u64::from(hlen) {
-            return Err("descriptor chain shorter than the virtio-net header");
-        }
-        let (hdr, pos) = get_header(segs, hlen);
-        let mut m = m.ok_or("no mbuf")?;
-        let len = total - u64::from(hlen);
-        prep_mbuf(&mut m, len, opts)?;
-        copy_from_guest(segs, pos, len, &mut m, pool)?;
-        if opts.host_offload {
-            header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
-        }
-        Ok(())
-    };
-    fill().map_err(DropReason::Packet)
+    if total <= u64::from(hlen) {
+        return Err(DropReason::Packet("descriptor chain shorter than the virtio-net header"));
+    }
+    let (hdr, pos) = get_header(segs, hlen);
+    let mut m = m.ok_or(DropReason::Packet("no mbuf"))?;
+    let len = total - u64::from(hlen);
+    prep_mbuf(&mut m, len, opts).map_err(DropReason::Packet)?;
+    copy_from_guest(segs, pos, len, &mut m, pool)?;
+    if opts.host_offload {
+        header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
+    }
+    Ok(())
 }
 
 /// `rte_vhost_enqueue_burst`: copies up to 32 packets into the guest's RX
