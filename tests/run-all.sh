@@ -19,6 +19,9 @@ run "meson build" meson compile -C build
 run "cargo fmt" cargo fmt --check
 run "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
 run "cargo test" cargo test --quiet
+# The .so.25/.so.26 behaviour (abi-25-11 implies abi-24-11) on this DPDK.
+run "cargo clippy, 24.11/25.11 ABI" cargo clippy --all-targets --quiet --features abi-25-11 -- -D warnings
+run "cargo test, 24.11/25.11 ABI" cargo test --quiet --features abi-25-11
 run "ABI: symbols and versions" tests/abi/symbols.sh build/librte_vhost.so.23
 run "ABI: consumers load ours" tests/abi/consumers.sh build
 for t in tests/abi/layout.sh tests/abi/examples.sh tests/abi/install.sh; do

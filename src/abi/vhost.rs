@@ -168,7 +168,14 @@ pub struct rte_vhost_device_ops {
     /// "slow" syscalls.
     pub guest_notified: Option<unsafe extern "C" fn(vid: c_int)>,
     /// Reserved for future extension
+    #[cfg(not(feature = "abi-24-11"))]
     pub reserved: [*mut c_void; 1],
+    /// If this callback is registered, notification to the guest can
+    /// be handled by the front-end calling rte_vhost_notify_guest().
+    /// If it's not handled, 'false' should be returned. This can be used
+    /// to remove the "slow" eventfd_write() syscall from the datapath.
+    #[cfg(feature = "abi-24-11")]
+    pub guest_notify: Option<unsafe extern "C" fn(vid: c_int, queue_id: u16) -> bool>,
 }
 
 #[repr(C)]

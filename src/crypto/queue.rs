@@ -25,7 +25,7 @@ use crate::dpdk::mbuf::{self, Mbuf, HEADROOM};
 use crate::guest::slice::Writer;
 use crate::guest::{AddressSpace, PhysicalSpace};
 use crate::virtqueue::chain::{visit_split, ChainError, F_WRITE};
-use crate::virtqueue::notify::notify_guest;
+use crate::virtqueue::notify;
 use crate::virtqueue::ring::{Desc, RingMem};
 use crate::virtqueue::used::UsedElem;
 use crate::virtqueue::{split, VqState};
@@ -172,7 +172,9 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
     }
     if !completed.is_empty() {
         split::publish(&mut s, &ring, &completed);
-        notify_guest(&mut s, &ring, false);
+        if notify::wants_notification(&mut s, &ring) {
+            notify::signal(&s);
+        }
     }
     fetched
 }

@@ -17,6 +17,13 @@ pub trait DeviceEvents: Send + Sync + std::fmt::Debug {
     /// A front-end connected; a negative return value refuses it.
     fn new_connection(&self, vid: i32) -> Option<i32>;
     fn destroy_connection(&self, vid: i32);
+    /// DPDK 24.11's `guest_notify`: offers the interrupt of `queue` to the
+    /// application; `None` without the callback, else whether it took it.
+    #[cfg(feature = "abi-24-11")]
+    fn guest_notify(&self, vid: i32, queue: u16) -> Option<bool>;
+    /// `guest_notified`: the library interrupted the guest.
+    #[cfg(feature = "abi-24-11")]
+    fn guest_notified(&self, vid: i32);
 }
 
 /// The identity of a registered vDPA device (its C object's address).

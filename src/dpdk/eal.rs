@@ -4,6 +4,7 @@
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 
+#[cfg(not(dpdk_eal_23_11))]
 extern "C" {
     fn rte_ctrl_thread_create(
         thread: *mut libc::pthread_t,
@@ -14,33 +15,90 @@ extern "C" {
     ) -> c_int;
 }
 
-extern "C" fn run_boxed_closure(arg: *mut c_void) -> *mut c_void {
-    // SAFETY: `arg` is the Box<Box<dyn FnOnce()>> leaked by `spawn_ctrl_thread`,
-    // handed to exactly one thread.
+/// `rte_thread_t` (rte_thread.h, DPDK 23.11 on).
+#[cfg(dpdk_eal_23_11)]
+#[repr(C)]
+struct RteThread {
+    opaque_id: usize,
+}
+
+#[cfg(dpdk_eal_23_11)]
+extern "C" {
+    fn rte_thread_create_control(
+        thread: *mut RteThread,
+        name: *const c_char,
+        thread_func: extern "C" fn(*mut c_void) -> u32,
+        arg: *mut c_void,
+    ) -> c_int;
+    fn rte_thread_detach(thread: RteThread) -> c_int;
+}
+
+/// Runs the closure behind `arg`.
+///
+/// # Safety
+/// `arg` is the `Box<Box<dyn FnOnce()>>` leaked by `spawn_ctrl_thread`,
+/// handed to exactly one thread.
+unsafe fn run_boxed_closure(arg: *mut c_void) {
+    // SAFETY: per this function's contract.
     let body = unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) };
     // A panic must not unwind into the C thread start routine.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+}
+
+#[cfg(not(dpdk_eal_23_11))]
+extern "C" fn thread_start(arg: *mut c_void) -> *mut c_void {
+    // SAFETY: the EAL passes the argument `create_detached` was given.
+    unsafe { run_boxed_closure(arg) };
     std::ptr::null_mut()
 }
 
+#[cfg(dpdk_eal_23_11)]
+extern "C" fn thread_start(arg: *mut c_void) -> u32 {
+    // SAFETY: the EAL passes the argument `create_detached` was given.
+    unsafe { run_boxed_closure(arg) };
+    0
+}
+
+/// Creates a detached EAL control thread running `thread_start(arg)`;
+/// the error number when it could not.
+#[cfg(not(dpdk_eal_23_11))]
+fn create_detached(name: &CString, arg: *mut c_void) -> c_int {
+    let mut tid: libc::pthread_t = 0;
+    // SAFETY: valid out-pointer, NUL-terminated name, NULL attributes (EAL
+    // defaults), and an argument that `thread_start` takes ownership of.
+    let rc = unsafe { rte_ctrl_thread_create(&mut tid, name.as_ptr(), std::ptr::null(), thread_start, arg) };
+    if rc == 0 {
+        // SAFETY: `tid` was just created and is joinable; we never join it.
+        unsafe { libc::pthread_detach(tid) };
+    }
+    rc
+}
+
+/// As above, through the EAL thread API that replaced `rte_ctrl_thread_create`.
+#[cfg(dpdk_eal_23_11)]
+fn create_detached(name: &CString, arg: *mut c_void) -> c_int {
+    let mut tid = RteThread { opaque_id: 0 };
+    // SAFETY: valid out-pointer, NUL-terminated name (the EAL copies it), and
+    // an argument that `thread_start` takes ownership of.
+    let rc = unsafe { rte_thread_create_control(&mut tid, name.as_ptr(), thread_start, arg) };
+    if rc == 0 {
+        // SAFETY: `tid` was just created and is joinable; we never join it.
+        unsafe { rte_thread_detach(tid) };
+    }
+    rc
+}
+
 /// Starts `body` on an EAL control thread named `name` (as DPDK does for
-/// "vhost-events" and "vhost_reconn"). The thread is detached.
+/// its event and reconnect threads). The thread is detached.
 pub fn spawn_ctrl_thread(name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let arg = Box::into_raw(Box::new(body));
-    let mut tid: libc::pthread_t = 0;
-    // SAFETY: valid out-pointer, NUL-terminated name, NULL attributes (EAL
-    // defaults), and an argument that `run_boxed_closure` takes ownership of.
-    let rc = unsafe {
-        rte_ctrl_thread_create(&mut tid, cname.as_ptr(), std::ptr::null(), run_boxed_closure, arg.cast())
-    };
+    let rc = create_detached(&cname, arg.cast());
     if rc != 0 {
         // SAFETY: the thread was not created, so ownership of `arg` is still ours.
         drop(unsafe { Box::from_raw(arg) });
         return Err(io::Error::from_raw_os_error(rc.abs()));
     }
-    // SAFETY: `tid` was just created and is joinable; we never join it.
-    unsafe { libc::pthread_detach(tid) };
     Ok(())
 }
 

@@ -67,6 +67,18 @@ impl DeviceEvents for DeviceOps {
             unsafe { f(vid) }
         }
     }
+    #[cfg(feature = "abi-24-11")]
+    fn guest_notify(&self, vid: i32, queue: u16) -> Option<bool> {
+        // SAFETY: as above, with a valid queue index of that device.
+        self.table().guest_notify.map(|f| unsafe { f(vid, queue) })
+    }
+    #[cfg(feature = "abi-24-11")]
+    fn guest_notified(&self, vid: i32) {
+        if let Some(f) = self.table().guest_notified {
+            // SAFETY: as above.
+            unsafe { f(vid) }
+        }
+    }
 }
 
 /// The extern pre/post message hooks (`rte_vhost_extern_callback_register`).

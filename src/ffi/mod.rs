@@ -1,9 +1,12 @@
 //! The `extern "C"` surface: exactly the 81 functions of DPDK 22.11's
-//! `librte_vhost.so.23` (version nodes in `version.map`). Each function checks
-//! its pointers and ids, converts C types once, calls the domain code, and maps
-//! the result to DPDK's return convention. No logic lives here. Every body runs
-//! inside `boundary!`, so a Rust panic never unwinds into C (where it would
-//! abort the process: OVS, testpmd, every guest on them);
+//! `librte_vhost.so.23` (version nodes in `version.map`), or with the
+//! `abi-24-11` feature the 83 of 24.11's `librte_vhost.so.25`
+//! (`version-24.11.map`; 25.11's `.so.26` has the same under `DPDK_26`).
+//! Each function checks its pointers and ids, converts C types once, calls
+//! the domain code, and maps the result to DPDK's return convention. No
+//! logic lives here. Every body runs inside `boundary!`, so a Rust panic
+//! never unwinds into C (where it would abort the process: OVS, testpmd,
+//! every guest on them);
 //! `tests/structure.rs` checks that none is left out.
 
 /// The panic boundary every export's body runs in: a panic is logged (with

@@ -240,6 +240,29 @@ pub unsafe extern "C" fn rte_vhost_vring_call(vid: c_int, vring_idx: u16) -> c_i
     boundary!(-1, { device::get(vid).map_or(-1, |d| net::vring_call(d, vring_idx, true)) })
 }
 
+/// Inject the offloaded interrupt into the vhost device's queue.
+/// @see guest_notify vhost device operation
+///
+/// @param vid
+///  vhost device ID
+/// @param queue_id
+///  virtio queue index
+///
+/// # Safety
+/// Takes no pointers: any `vid` and `queue_id` may be passed (invalid ones
+/// are ignored).
+///
+/// Symbol version: EXPERIMENTAL
+#[cfg(feature = "abi-24-11")]
+#[no_mangle]
+pub unsafe extern "C" fn rte_vhost_notify_guest(vid: c_int, queue_id: u16) {
+    boundary!((), {
+        if let Some(d) = device::get(vid) {
+            net::interrupt::notify_guest_now(d, queue_id);
+        }
+    })
+}
+
 /// Notify the guest that used descriptors have been added to the vring.  This
 /// function acts as a memory barrier.  This function will return -EAGAIN when
 /// vq's access lock is held by other thread, user should try again later.

@@ -508,6 +508,18 @@ pub unsafe extern "C" fn rte_vhost_get_vdpa_device(vid: c_int) -> *mut rte_vdpa_
     })
 }
 
+/// `rte_vhost_slave_config_change` (22.11) and its 24.11 name
+/// `rte_vhost_backend_config_change`: the same call.
+fn config_change(vid: c_int, need_reply: bool) -> c_int {
+    let Some(d) = dev(vid) else {
+        return -libc::ENODEV;
+    };
+    match d.backend_config_change(need_reply) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
 /// Notify the guest that should get virtio configuration space from backend.
 ///
 /// @param vid
@@ -522,15 +534,28 @@ pub unsafe extern "C" fn rte_vhost_get_vdpa_device(vid: c_int) -> *mut rte_vdpa_
 /// a negative value).
 ///
 /// Symbol version: EXPERIMENTAL
+#[cfg(not(feature = "abi-24-11"))]
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_slave_config_change(vid: c_int, need_reply: bool) -> c_int {
-    boundary!(-1, {
-        let Some(d) = dev(vid) else {
-            return -libc::ENODEV;
-        };
-        match d.backend_config_change(need_reply) {
-            Ok(()) => 0,
-            Err(e) => e,
-        }
-    })
+    boundary!(-1, { config_change(vid, need_reply) })
+}
+
+/// Notify the guest that should get virtio configuration space from backend.
+///
+/// @param vid
+///  vhost device ID
+/// @param need_reply
+///  wait for the frontend response the status of this operation
+/// @return
+///  0 on success, < 0 on failure
+///
+/// # Safety
+/// Takes no pointers: any argument values may be passed (invalid ones return
+/// a negative value).
+///
+/// Symbol version: DPDK_25
+#[cfg(feature = "abi-24-11")]
+#[no_mangle]
+pub unsafe extern "C" fn rte_vhost_backend_config_change(vid: c_int, need_reply: bool) -> c_int {
+    boundary!(-1, { config_change(vid, need_reply) })
 }

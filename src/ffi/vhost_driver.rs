@@ -360,6 +360,39 @@ pub unsafe extern "C" fn rte_vhost_driver_get_queue_num(path: *const c_char, que
     })
 }
 
+/// Set the maximum number of queue pairs supported by the device.
+/// The value set is ignored for Vhost-user backends. It is only taken into
+/// account with VDUSE backends.
+///
+/// @param path
+///  The vhost-user socket file path
+/// @param max_queue_pairs
+///  The maximum number of queue pairs
+/// @return
+///  0 on success, -1 on failure
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+///
+/// Symbol version: DPDK_25
+#[cfg(feature = "abi-24-11")]
+#[no_mangle]
+pub unsafe extern "C" fn rte_vhost_driver_set_max_queue_num(
+    path: *const c_char,
+    max_queue_pairs: u32,
+) -> c_int {
+    boundary!(-1, {
+        // SAFETY: the caller passes a NUL-terminated path or NULL.
+        let Some(path) = (unsafe { cstr_arg(path) }) else {
+            return -1;
+        };
+        match socket::set_max_queue_pairs(path, max_queue_pairs) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    })
+}
+
 /// Set the vdpa device id, enforce single connection per socket
 ///
 /// @param path

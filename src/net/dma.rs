@@ -330,7 +330,7 @@ fn complete(
             } else {
                 split_ring::publish(s, &ring, &used);
             }
-            notify_guest(s, &ring, stats);
+            notify_guest(dev, s, &ring, stats);
         }
         if tx && s.features & HOST_OFFLOAD_FEATURES != 0 {
             let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;

@@ -14,6 +14,7 @@
 //! `packed.rs` hold the ring-specific bursts; this file what they share.
 
 pub mod header;
+pub mod interrupt;
 mod packed;
 mod split;
 
@@ -24,13 +25,14 @@ use crate::guest::slice::{GuestSlice, Writer};
 use crate::guest::{AddressSpace, IovaSpace, PhysicalSpace};
 use crate::protocol::features::*;
 use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
-use crate::virtqueue::notify::{self, notify_guest};
+use crate::virtqueue::notify;
 use crate::virtqueue::ring::RingMem;
 use crate::virtqueue::stats;
 use crate::virtqueue::used::{UsedBatch, UsedElem};
 use crate::virtqueue::{BurstScratch, VqState};
 use crate::vlog;
 use header::NetHdr;
+use interrupt::notify_guest;
 
 pub use crate::virtqueue::MAX_BURST;
 pub use dma::{
@@ -115,6 +117,10 @@ impl<S> Burst<'_, S> {
                 *done += 1;
             }
             Err(e) => {
+                #[cfg(feature = "abi-24-11")]
+                if matches!(e, DropReason::NoMbuf) {
+                    self.vq.stats.mbuf_alloc_failed += 1;
+                }
                 self.vq.bad_chains += 1;
                 if self.vq.bad_chains <= 8 {
                     vlog!(Data, Err, self.dev.ifname(), "vring {}: dropping a packet: {e}", self.vq.index);
@@ -328,12 +334,12 @@ fn copy_from_guest(
     mut left: u64,
     head: &mut Mbuf,
     pool: Mempool,
-) -> Result<(), &'static str> {
+) -> Result<(), DropReason> {
     let total = left;
     let mut cur = *head;
     while left > 0 {
         if cur.tailroom() == 0 {
-            let next = mbuf::alloc(pool).ok_or("failed to allocate an mbuf segment")?;
+            let next = mbuf::alloc(pool).ok_or(DropReason::NoMbuf)?;
             Mbuf::chain(head, &mut cur, next);
             cur = next;
         }
@@ -399,6 +405,8 @@ fn record_used(chains: &[ChainInfo], mut len: u64, used: &mut UsedBatch) {
 enum DropReason {
     Chain(ChainError),
     Packet(&'static str),
+    /// The pool ran out while the packet was being copied.
+    NoMbuf,
 }
 
 impl std::fmt::Display for DropReason {
@@ -406,6 +414,7 @@ impl std::fmt::Display for DropReason {
         match self {
             DropReason::Chain(e) => e.fmt(f),
             DropReason::Packet(why) => f.write_str(why),
+            DropReason::NoMbuf => f.write_str("failed to allocate an mbuf segment"),
         }
     }
 }
@@ -537,21 +546,18 @@ fn fill_mbuf_chained(
     pool: Mempool,
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
-    let fill = || {
-        if total <= u64::from(hlen) {
-            return Err("descriptor chain shorter than the virtio-net header");
-        }
-        let (hdr, pos) = get_header(segs, hlen);
-        let mut m = m.ok_or("no mbuf")?;
-        let len = total - u64::from(hlen);
-        prep_mbuf(&mut m, len, opts)?;
-        copy_from_guest(segs, pos, len, &mut m, pool)?;
-        if opts.host_offload {
-            header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
-        }
-        Ok(())
-    };
-    fill().map_err(DropReason::Packet)
+    if total <= u64::from(hlen) {
+        return Err(DropReason::Packet("descriptor chain shorter than the virtio-net header"));
+    }
+    let (hdr, pos) = get_header(segs, hlen);
+    let mut m = m.ok_or(DropReason::Packet("no mbuf"))?;
+    let len = total - u64::from(hlen);
+    prep_mbuf(&mut m, len, opts).map_err(DropReason::Packet)?;
+    copy_from_guest(segs, pos, len, &mut m, pool)?;
+    if opts.host_offload {
+        header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
+    }
+    Ok(())
 }
 
 /// `rte_vhost_enqueue_burst`: copies up to 32 packets into the guest's RX
@@ -645,7 +651,7 @@ pub fn vring_call(dev: &Device, qid: u16, block: bool) -> i32 {
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     // The table borrowed apart from the state the notification updates.
     let mem = std::sync::Arc::clone(&s.mem);
-    notify_guest(&mut s, &ring.in_table(&mem), stats);
+    notify_guest(dev, &mut s, &ring.in_table(&mem), stats);
     0
 }
 
@@ -690,7 +696,7 @@ fn stats_enabled(dev: &Device, qid: u16) -> bool {
 }
 
 /// Per-vring stat values (`None` unless stats are enabled and the ring exists).
-pub fn vring_stats(dev: &Device, qid: u16) -> Option<[u64; 17]> {
+pub fn vring_stats(dev: &Device, qid: u16) -> Option<[u64; stats::COUNT]> {
     if !stats_enabled(dev, qid) {
         return None;
     }

@@ -32,7 +32,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
     }
     if done > 0 {
         packed::publish(b.vq, &b.ring, b.used.entries(), true);
-        notify_guest(b.vq, &b.ring, b.stats);
+        notify_guest(b.dev, b.vq, &b.ring, b.stats);
     }
     done
 }
@@ -130,6 +130,10 @@ pub(super) fn dequeue<'a>(
     // The buffers' misses overlap the mbuf allocation.
     packed::prefetch_burst(b.vq, &ring, &b.mem, n);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
+        #[cfg(feature = "abi-24-11")]
+        {
+            b.vq.stats.mbuf_alloc_failed += n as u64;
+        }
         return 0;
     }
     let hlen = PACKED_HDR_LEN;
@@ -183,7 +187,7 @@ pub(super) fn dequeue<'a>(
         } else {
             packed::publish(b.vq, &ring, b.used.entries(), false);
         }
-        notify_guest(b.vq, &ring, opts.stats);
+        notify_guest(b.dev, b.vq, &ring, opts.stats);
     }
     done
 }

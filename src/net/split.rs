@@ -52,7 +52,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
     }
     if done > 0 {
         split::publish(b.vq, &ring, b.used.entries());
-        notify_guest(b.vq, &ring, b.stats);
+        notify_guest(b.dev, b.vq, &ring, b.stats);
     }
     done
 }
@@ -76,6 +76,10 @@ pub(super) fn dequeue<'a>(
     // The buffers' misses overlap the mbuf allocation.
     split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx, n, false);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
+        #[cfg(feature = "abi-24-11")]
+        {
+            b.vq.stats.mbuf_alloc_failed += n as u64;
+        }
         return 0;
     }
     let hlen = hdr_len(b.vq);
@@ -113,7 +117,7 @@ pub(super) fn dequeue<'a>(
     release_unused(out, done, n);
     if taken > 0 {
         split::publish(b.vq, &ring, b.used.entries());
-        notify_guest(b.vq, &ring, opts.stats);
+        notify_guest(b.dev, b.vq, &ring, opts.stats);
     }
     done
 }

@@ -103,4 +103,8 @@ pub mod flags {
     pub const ASYNC_COPY: u64 = 1 << 7;
     pub const NET_COMPLIANT_OL_FLAGS: u64 = 1 << 8;
     pub const NET_STATS_ENABLE: u64 = 1 << 9;
+    /// DPDK 24.11: a client socket makes its first connection from the
+    /// reconnect thread instead of in `rte_vhost_driver_start`.
+    #[cfg(feature = "abi-24-11")]
+    pub const ASYNC_CONNECT: u64 = 1 << 10;
 }

@@ -81,6 +81,8 @@ pub(super) fn start(socket: &Arc<VhostSocket>, stream: UnixStream) {
     dev.setup(config.use_builtin_virtio_net, config.vdpa.as_ref().map(|v| v.id()));
     dev.set_crypto(config.crypto);
     let vid = dev.vid();
+    #[cfg(feature = "abi-24-11")]
+    crate::net::interrupt::set_application(vid, config.events.clone());
     vlog!(Config, Info, socket.path, "new device, handle is {vid}");
     let Ok(reader) = stream.try_clone() else {
         vlog!(Config, Err, socket.path, "failed to configure connection socket");
@@ -191,6 +193,8 @@ impl Connection {
                 e.destroy_connection(self.vid);
             }
         }
+        #[cfg(feature = "abi-24-11")]
+        crate::net::interrupt::set_application(self.vid, None);
         device::free(dev);
         let reconnect = {
             let mut st = socket.state.lock();

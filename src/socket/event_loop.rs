@@ -42,12 +42,23 @@ fn event_loop() -> io::Result<&'static EventLoop> {
     lp.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))
 }
 
+/// The names DPDK gives its accept and reconnect threads (24.11 names them
+/// through `rte_thread_create_internal_control`, which adds "dpdk-").
+#[cfg(not(feature = "abi-24-11"))]
+const EVENT_THREAD: &str = "vhost-events";
+#[cfg(not(feature = "abi-24-11"))]
+const RECONNECT_THREAD: &str = "vhost_reconn";
+#[cfg(feature = "abi-24-11")]
+const EVENT_THREAD: &str = "dpdk-vhost-evt";
+#[cfg(feature = "abi-24-11")]
+const RECONNECT_THREAD: &str = "dpdk-vhost-reco";
+
 /// Starts the dispatch thread once (first `rte_vhost_driver_start`).
 pub fn ensure_started() -> io::Result<()> {
     let lp = event_loop()?;
     let mut started = DISPATCH_STARTED.lock();
     if !*started {
-        spawn_ctrl_thread("vhost-events", Box::new(move || dispatch(lp)))?;
+        spawn_ctrl_thread(EVENT_THREAD, Box::new(move || dispatch(lp)))?;
         *started = true;
     }
     Ok(())
@@ -115,7 +126,7 @@ pub fn queue_reconnect(socket: Arc<VhostSocket>) -> io::Result<()> {
     RECONNECT_LIST.lock().push(socket);
     let mut started = RECONNECT_STARTED.lock();
     if !*started {
-        spawn_ctrl_thread("vhost_reconn", Box::new(reconnect_loop))?;
+        spawn_ctrl_thread(RECONNECT_THREAD, Box::new(reconnect_loop))?;
         *started = true;
     }
     Ok(())

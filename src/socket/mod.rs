@@ -129,6 +129,14 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
     if path.is_empty() || path.len() >= 108 {
         return Err(SocketError::Invalid("socket path empty or longer than sun_path"));
     }
+    // DPDK 24.11 creates a kernel VDUSE device for such a path; rvhost
+    // implements vhost-user only.
+    #[cfg(feature = "abi-24-11")]
+    if path.starts_with("/dev/vduse/") {
+        return Err(SocketError::Invalid(
+            "VDUSE devices (/dev/vduse/ paths) are not supported by rvhost; register a vhost-user socket path",
+        ));
+    }
     if flags & ASYNC_COPY != 0 && flags & (IOMMU_SUPPORT | POSTCOPY_SUPPORT) != 0 {
         return Err(SocketError::Invalid("async copy with IOMMU or post-copy not supported"));
     }
@@ -212,8 +220,13 @@ fn start_server(socket: &Arc<VhostSocket>) -> Result<(), SocketError> {
     Ok(())
 }
 
-/// Tries to connect once; queues a retry if allowed.
+/// Tries to connect once; queues a retry if allowed (at once with
+/// `RTE_VHOST_USER_ASYNC_CONNECT`, 24.11).
 fn start_client(socket: &Arc<VhostSocket>) -> Result<(), SocketError> {
+    #[cfg(feature = "abi-24-11")]
+    if socket.flags & features::flags::ASYNC_CONNECT != 0 && socket.reconnect {
+        return event_loop::queue_reconnect(Arc::clone(socket)).map_err(SocketError::Io);
+    }
     match UnixStream::connect(&socket.path) {
         Ok(stream) => {
             vlog!(Config, Info, socket.path, "connected");
@@ -230,6 +243,24 @@ fn start_client(socket: &Arc<VhostSocket>) -> Result<(), SocketError> {
             event_loop::queue_reconnect(Arc::clone(socket)).map_err(SocketError::Io)
         }
     }
+}
+
+/// `rte_vhost_driver_set_max_queue_num` (DPDK 24.11): a vhost-user
+/// front-end chooses its queue count, so beyond checking the arguments this
+/// changes nothing (24.11 applies it to VDUSE devices only).
+#[cfg(feature = "abi-24-11")]
+pub fn set_max_queue_pairs(path: &str, max_queue_pairs: u32) -> Result<(), SocketError> {
+    vlog!(Config, Info, path, "Setting max queue pairs to {max_queue_pairs}");
+    if max_queue_pairs > MAX_QUEUE_PAIRS {
+        vlog!(Config, Err, path, "Library only supports up to {MAX_QUEUE_PAIRS} queue pairs");
+        return Err(SocketError::Invalid("too many queue pairs"));
+    }
+    if find(path).is_none() {
+        vlog!(Config, Err, path, "socket file is not registered yet.");
+        return Err(SocketError::NotFound);
+    }
+    vlog!(Config, Debug, path, "Keeping {MAX_QUEUE_PAIRS} max queue pairs for Vhost-user backend");
+    Ok(())
 }
 
 /// Called by the reconnect thread: one attempt, true when connected (or when

@@ -146,6 +146,10 @@ pub struct VqState {
     /// the ring becomes ready.
     pub notif_enable: Option<bool>,
     pub stats: VringStats,
+    /// The application took this ring's last interrupt (`guest_notify`,
+    /// DPDK 24.11) and has not raised it yet: later ones are suppressed.
+    #[cfg(feature = "abi-24-11")]
+    pub irq_pending: bool,
     /// The dirty-page log shared with the front-end (SET_LOG_BASE); used
     /// while VHOST_F_LOG_ALL is negotiated.
     pub log: Option<Arc<DirtyLog>>,

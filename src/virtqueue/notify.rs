@@ -68,21 +68,14 @@ pub fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
     need_event(off, new, old)
 }
 
-/// Interrupts the guest through the call eventfd if it wants it.
-pub fn notify_guest(vq: &mut VqState, ring: &RingMem, stats: bool) {
-    if wants_notification(vq, ring) {
-        signal(vq, stats);
-    }
-}
-
-/// Interrupts the guest (an eventfd write of 1).
-pub fn signal(vq: &mut VqState, stats: bool) {
-    if let EventFd::Fd(fd) = &vq.call {
-        // EAGAIN (counter saturated) needs no retry.
-        let _ = nix::unistd::write(fd, &1u64.to_ne_bytes());
-        if stats {
-            vq.stats.guest_notifications += 1;
-        }
+/// Interrupts the guest (an eventfd write of 1): `None` without a call
+/// eventfd, else whether the write succeeded (EAGAIN, a saturated counter,
+/// needs no retry).
+#[inline]
+pub fn signal(vq: &VqState) -> Option<bool> {
+    match &vq.call {
+        EventFd::Fd(fd) => Some(nix::unistd::write(fd, &1u64.to_ne_bytes()).is_ok()),
+        _ => None,
     }
 }
 

@@ -1,7 +1,13 @@
 //! Per-vring statistics (RTE_VHOST_USER_NET_STATS_ENABLE), with DPDK's names.
 
+/// How many counters a ring reports (DPDK 24.11 added four).
+#[cfg(not(feature = "abi-24-11"))]
+pub const COUNT: usize = 17;
+#[cfg(feature = "abi-24-11")]
+pub const COUNT: usize = 21;
+
 /// Names in the order `rte_vhost_vring_stats_get` reports them.
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; COUNT] = [
     "good_packets",
     "good_bytes",
     "multicast_packets",
@@ -15,10 +21,18 @@ pub const NAMES: [&str; 17] = [
     "size_1024_1518_packets",
     "size_1519_max_packets",
     "guest_notifications",
+    #[cfg(feature = "abi-24-11")]
+    "guest_notifications_offloaded",
+    #[cfg(feature = "abi-24-11")]
+    "guest_notifications_error",
+    #[cfg(feature = "abi-24-11")]
+    "guest_notifications_suppressed",
     "iotlb_hits",
     "iotlb_misses",
     "inflight_submitted",
     "inflight_completed",
+    #[cfg(feature = "abi-24-11")]
+    "mbuf_alloc_failed",
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,10 +43,22 @@ pub struct VringStats {
     pub broadcast: u64,
     pub size_bins: [u64; 8],
     pub guest_notifications: u64,
+    /// `guest_notify` took the interrupt (24.11's interrupt offload).
+    #[cfg(feature = "abi-24-11")]
+    pub guest_notifications_offloaded: u64,
+    /// The call eventfd could not be written (none given, or the write failed).
+    #[cfg(feature = "abi-24-11")]
+    pub guest_notifications_error: u64,
+    /// An interrupt not raised because an offloaded one is still pending.
+    #[cfg(feature = "abi-24-11")]
+    pub guest_notifications_suppressed: u64,
     pub iotlb_hits: u64,
     pub iotlb_misses: u64,
     pub inflight_submitted: u64,
     pub inflight_completed: u64,
+    /// Mbufs a dequeue burst could not allocate.
+    #[cfg(feature = "abi-24-11")]
+    pub mbuf_alloc_failed: u64,
 }
 
 impl VringStats {
@@ -63,7 +89,7 @@ impl VringStats {
         }
     }
 
-    pub fn values(&self) -> [u64; 17] {
+    pub fn values(&self) -> [u64; COUNT] {
         let b = &self.size_bins;
         [
             self.packets,
@@ -79,10 +105,18 @@ impl VringStats {
             b[6],
             b[7],
             self.guest_notifications,
+            #[cfg(feature = "abi-24-11")]
+            self.guest_notifications_offloaded,
+            #[cfg(feature = "abi-24-11")]
+            self.guest_notifications_error,
+            #[cfg(feature = "abi-24-11")]
+            self.guest_notifications_suppressed,
             self.iotlb_hits,
             self.iotlb_misses,
             self.inflight_submitted,
             self.inflight_completed,
+            #[cfg(feature = "abi-24-11")]
+            self.mbuf_alloc_failed,
         ]
     }
 }

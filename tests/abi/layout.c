@@ -1,6 +1,11 @@
 /* Prints the size, alignment and member offsets of every public vhost type,
  * and the value of every public constant. Compiled once against DPDK's
- * installed headers and once against ours; tests/abi/layout.sh diffs them. */
+ * installed headers and once against ours; tests/abi/layout.sh diffs them.
+ * RVHOST_ABI (2211, 2411, 2511) is the release both sets of headers are of
+ * (tests/abi/layout.sh sets it from the installed DPDK). */
+#ifndef RVHOST_ABI
+#define RVHOST_ABI 2211
+#endif
 #include <stddef.h>
 #include <stdio.h>
 #include <rte_vhost.h>
@@ -101,7 +106,11 @@ int main(void)
 	FIELD(struct rte_vhost_device_ops, new_connection);
 	FIELD(struct rte_vhost_device_ops, destroy_connection);
 	FIELD(struct rte_vhost_device_ops, guest_notified);
+#if RVHOST_ABI >= 2411
+	FIELD(struct rte_vhost_device_ops, guest_notify);
+#else
 	FIELD(struct rte_vhost_device_ops, reserved);
+#endif
 	TYPE(struct rte_vhost_power_monitor_cond);
 	FIELD(struct rte_vhost_power_monitor_cond, addr);
 	FIELD(struct rte_vhost_power_monitor_cond, val);
@@ -159,6 +168,9 @@ int main(void)
 	CONST(RTE_VHOST_USER_ASYNC_COPY);
 	CONST(RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS);
 	CONST(RTE_VHOST_USER_NET_STATS_ENABLE);
+#if RVHOST_ABI >= 2411
+	CONST(RTE_VHOST_USER_ASYNC_CONNECT);
+#endif
 	CONST(VIRTIO_NET_F_GUEST_ANNOUNCE);
 	CONST(VIRTIO_NET_F_MQ);
 	CONST(VIRTIO_NET_F_MTU);
@@ -168,16 +180,30 @@ int main(void)
 	CONST(VHOST_USER_PROTOCOL_F_RARP);
 	CONST(VHOST_USER_PROTOCOL_F_REPLY_ACK);
 	CONST(VHOST_USER_PROTOCOL_F_NET_MTU);
+#if RVHOST_ABI >= 2411
+	CONST(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
+#else
 	CONST(VHOST_USER_PROTOCOL_F_SLAVE_REQ);
+#endif
 	CONST(VHOST_USER_PROTOCOL_F_CRYPTO_SESSION);
 	CONST(VHOST_USER_PROTOCOL_F_PAGEFAULT);
 	CONST(VHOST_USER_PROTOCOL_F_CONFIG);
+#if RVHOST_ABI >= 2411
+	CONST(VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD);
+#else
 	CONST(VHOST_USER_PROTOCOL_F_SLAVE_SEND_FD);
+#endif
 	CONST(VHOST_USER_PROTOCOL_F_HOST_NOTIFIER);
 	CONST(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 	CONST(VHOST_USER_PROTOCOL_F_STATUS);
 	CONST(VHOST_USER_F_PROTOCOL_FEATURES);
 	CONST(RTE_MAX_VHOST_DEVICE);
+#ifdef _VHOST_CRYPTO_H_
+	printf("include guard _VHOST_CRYPTO_H_\n");
+#endif
+#ifdef _RTE_VHOST_CRYPTO_H_
+	printf("include guard _RTE_VHOST_CRYPTO_H_\n");
+#endif
 	CONST(RTE_VHOST_VDPA_DEVICE_TYPE_NET);
 	CONST(RTE_VHOST_VDPA_DEVICE_TYPE_BLK);
 	CONST(RTE_VHOST_STATS_NAME_SIZE);

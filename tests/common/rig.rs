@@ -3,7 +3,7 @@
 //! driver-side model (`rvhost::testing::mock`). Packets go in and out
 //! through the C API, as an application moves them.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -44,8 +44,26 @@ pub struct DeviceOps {
     pub new_connection: Option<unsafe extern "C" fn(c_int) -> c_int>,
     pub destroy_connection: Option<unsafe extern "C" fn(c_int)>,
     pub guest_notified: Option<unsafe extern "C" fn(c_int)>,
-    pub reserved: [*mut c_void; 1],
+    #[cfg(not(feature = "abi-24-11"))]
+    pub reserved: [*mut std::ffi::c_void; 1],
+    #[cfg(feature = "abi-24-11")]
+    pub guest_notify: Option<unsafe extern "C" fn(c_int, u16) -> bool>,
 }
+
+/// No callbacks (`..NO_OPS` fills a table's others).
+pub const NO_OPS: DeviceOps = DeviceOps {
+    new_device: None,
+    destroy_device: None,
+    vring_state_changed: None,
+    features_changed: None,
+    new_connection: None,
+    destroy_connection: None,
+    guest_notified: None,
+    #[cfg(not(feature = "abi-24-11"))]
+    reserved: [std::ptr::null_mut(); 1],
+    #[cfg(feature = "abi-24-11")]
+    guest_notify: None,
+};
 
 // SAFETY: a static table of function pointers, only read.
 unsafe impl Sync for DeviceOps {}
@@ -79,25 +97,17 @@ static CONNECTED: Mutex<Vec<c_int>> = Mutex::new(Vec::new());
 /// Devices started (`new_device`).
 pub static STARTED: Mutex<Vec<c_int>> = Mutex::new(Vec::new());
 
-unsafe extern "C" fn on_new_connection(vid: c_int) -> c_int {
+pub unsafe extern "C" fn on_new_connection(vid: c_int) -> c_int {
     CONNECTED.lock().unwrap().push(vid);
     0
 }
-unsafe extern "C" fn on_new_device(vid: c_int) -> c_int {
+pub unsafe extern "C" fn on_new_device(vid: c_int) -> c_int {
     STARTED.lock().unwrap().push(vid);
     0
 }
 
-pub static OPS: DeviceOps = DeviceOps {
-    new_device: Some(on_new_device),
-    destroy_device: None,
-    vring_state_changed: None,
-    features_changed: None,
-    new_connection: Some(on_new_connection),
-    destroy_connection: None,
-    guest_notified: None,
-    reserved: [std::ptr::null_mut(); 1],
-};
+pub static OPS: DeviceOps =
+    DeviceOps { new_device: Some(on_new_device), new_connection: Some(on_new_connection), ..NO_OPS };
 
 pub fn ifname(vid: c_int) -> String {
     let mut buf = [0 as c_char; 256];
@@ -192,7 +202,23 @@ impl Rig {
     /// SET_OWNER, protocol features `proto` (REPLY_ACK is always added),
     /// features `features` and a memory table of `ram_size` bytes at gpa 0.
     pub fn connect(name: &str, flags: u64, features: u64, proto: u64, ram_size: u64) -> Rig {
-        let server = Server::start(name, flags);
+        Rig::connect_with_ops(name, flags, features, proto, ram_size, &OPS)
+    }
+
+    /// As `connect`, with the application callbacks `ops` (which must
+    /// include `on_new_connection`).
+    pub fn connect_with_ops(
+        name: &str,
+        flags: u64,
+        features: u64,
+        proto: u64,
+        ram_size: u64,
+        ops: &'static DeviceOps,
+    ) -> Rig {
+        let server = Server::start_with(name, flags, |path| {
+            // SAFETY: a registered path and a static ops table.
+            assert_eq!(unsafe { rte_vhost_driver_callback_register(path.as_ptr(), ops) }, 0);
+        });
         let fe = Frontend::connect(&server.path);
         let vid = server.wait_vid();
         fe.send(Request::SetOwner, &[], &[], false);
