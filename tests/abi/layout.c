@@ -1,8 +1,12 @@
 /* Prints the size, alignment and member offsets of every public vhost type,
  * and the value of every public constant. Compiled once against DPDK's
- * installed headers and once against ours; tests/abi/layout.sh diffs them. */
+ * installed headers and once against ours; tests/abi/layout.sh diffs them.
+ * The installed DPDK's rte_version.h picks the release's names: 23.07
+ * turned rte_vhost_device_ops' reserved slot into guest_notify and renamed
+ * the SLAVE_* protocol features BACKEND_*; 24.07 added ASYNC_CONNECT. */
 #include <stddef.h>
 #include <stdio.h>
+#include <rte_version.h>
 #include <rte_vhost.h>
 #include <rte_vhost_async.h>
 #include <rte_vdpa.h>
@@ -101,7 +105,11 @@ int main(void)
 	FIELD(struct rte_vhost_device_ops, new_connection);
 	FIELD(struct rte_vhost_device_ops, destroy_connection);
 	FIELD(struct rte_vhost_device_ops, guest_notified);
+#if RTE_VERSION >= RTE_VERSION_NUM(23, 7, 0, 0)
+	FIELD(struct rte_vhost_device_ops, guest_notify);
+#else
 	FIELD(struct rte_vhost_device_ops, reserved);
+#endif
 	TYPE(struct rte_vhost_power_monitor_cond);
 	FIELD(struct rte_vhost_power_monitor_cond, addr);
 	FIELD(struct rte_vhost_power_monitor_cond, val);
@@ -159,6 +167,9 @@ int main(void)
 	CONST(RTE_VHOST_USER_ASYNC_COPY);
 	CONST(RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS);
 	CONST(RTE_VHOST_USER_NET_STATS_ENABLE);
+#if RTE_VERSION >= RTE_VERSION_NUM(24, 7, 0, 0)
+	CONST(RTE_VHOST_USER_ASYNC_CONNECT);
+#endif
 	CONST(VIRTIO_NET_F_GUEST_ANNOUNCE);
 	CONST(VIRTIO_NET_F_MQ);
 	CONST(VIRTIO_NET_F_MTU);
@@ -168,11 +179,19 @@ int main(void)
 	CONST(VHOST_USER_PROTOCOL_F_RARP);
 	CONST(VHOST_USER_PROTOCOL_F_REPLY_ACK);
 	CONST(VHOST_USER_PROTOCOL_F_NET_MTU);
+#if RTE_VERSION >= RTE_VERSION_NUM(23, 7, 0, 0)
+	CONST(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
+#else
 	CONST(VHOST_USER_PROTOCOL_F_SLAVE_REQ);
+#endif
 	CONST(VHOST_USER_PROTOCOL_F_CRYPTO_SESSION);
 	CONST(VHOST_USER_PROTOCOL_F_PAGEFAULT);
 	CONST(VHOST_USER_PROTOCOL_F_CONFIG);
+#if RTE_VERSION >= RTE_VERSION_NUM(23, 7, 0, 0)
+	CONST(VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD);
+#else
 	CONST(VHOST_USER_PROTOCOL_F_SLAVE_SEND_FD);
+#endif
 	CONST(VHOST_USER_PROTOCOL_F_HOST_NOTIFIER);
 	CONST(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 	CONST(VHOST_USER_PROTOCOL_F_STATUS);
