@@ -8,7 +8,8 @@
 # SONAME.
 set -euo pipefail
 stock=${2:-$(ls /usr/lib/x86_64-linux-gnu/librte_vhost.so.[0-9]* | grep -E '\.so\.[0-9]+$')}
-abi=${stock##*.so.}
+soname() { readelf -d "$1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'; }
+abi=$(soname "$stock") && abi=${abi##*.so.}
 ours=${1:-build}
 [ -d "$ours" ] && ours=$ours/librte_vhost.so.$abi   # a build directory works too
 [ -f "$ours" ] || { echo "FAIL: no library at $ours"; exit 1; }
@@ -29,7 +30,6 @@ n=$(objdump -T "$ours" | awk '$4 == ".text" && $2 ~ /g/' | wc -l)
 leaks=$(objdump -T "$ours" | awk '$4 != "*UND*" && $2 ~ /g/ {print $NF}' | grep -Ev "^(rte_|DPDK_$abi\$|EXPERIMENTAL\$|INTERNAL\$)" || true)
 [ -z "$leaks" ] && check "no non-DPDK symbol exported" ok || { echo "$leaks" | head; check "no non-DPDK symbol exported" fail; }
 
-soname() { readelf -d "$1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'; }
 [ "$(soname "$ours")" = "$(soname "$stock")" ] && check "SONAME $(soname "$ours")" ok || check "SONAME $(soname "$ours") vs $(soname "$stock")" fail
 
 # Version definitions: BASE + DPDK_N, EXPERIMENTAL, INTERNAL, none with a parent.
