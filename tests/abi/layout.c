@@ -1,12 +1,13 @@
 /* Prints the size, alignment and member offsets of every public vhost type,
  * and the value of every public constant. Compiled once against DPDK's
  * installed headers and once against ours; tests/abi/layout.sh diffs them.
- * The installed DPDK's rte_version.h picks the release's names: 23.07
- * turned rte_vhost_device_ops' reserved slot into guest_notify and renamed
- * the SLAVE_* protocol features BACKEND_*; 24.07 added ASYNC_CONNECT. */
+ * RVHOST_ABI (2211, 2411, 2511) is the release both sets of headers are of
+ * (tests/abi/layout.sh sets it from the installed DPDK). */
+#ifndef RVHOST_ABI
+#define RVHOST_ABI 2211
+#endif
 #include <stddef.h>
 #include <stdio.h>
-#include <rte_version.h>
 #include <rte_vhost.h>
 #include <rte_vhost_async.h>
 #include <rte_vdpa.h>
@@ -105,7 +106,7 @@ int main(void)
 	FIELD(struct rte_vhost_device_ops, new_connection);
 	FIELD(struct rte_vhost_device_ops, destroy_connection);
 	FIELD(struct rte_vhost_device_ops, guest_notified);
-#if RTE_VERSION >= RTE_VERSION_NUM(23, 7, 0, 0)
+#if RVHOST_ABI >= 2411
 	FIELD(struct rte_vhost_device_ops, guest_notify);
 #else
 	FIELD(struct rte_vhost_device_ops, reserved);
@@ -167,7 +168,7 @@ int main(void)
 	CONST(RTE_VHOST_USER_ASYNC_COPY);
 	CONST(RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS);
 	CONST(RTE_VHOST_USER_NET_STATS_ENABLE);
-#if RTE_VERSION >= RTE_VERSION_NUM(24, 7, 0, 0)
+#if RVHOST_ABI >= 2411
 	CONST(RTE_VHOST_USER_ASYNC_CONNECT);
 #endif
 	CONST(VIRTIO_NET_F_GUEST_ANNOUNCE);
@@ -179,7 +180,7 @@ int main(void)
 	CONST(VHOST_USER_PROTOCOL_F_RARP);
 	CONST(VHOST_USER_PROTOCOL_F_REPLY_ACK);
 	CONST(VHOST_USER_PROTOCOL_F_NET_MTU);
-#if RTE_VERSION >= RTE_VERSION_NUM(23, 7, 0, 0)
+#if RVHOST_ABI >= 2411
 	CONST(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 #else
 	CONST(VHOST_USER_PROTOCOL_F_SLAVE_REQ);
@@ -187,7 +188,7 @@ int main(void)
 	CONST(VHOST_USER_PROTOCOL_F_CRYPTO_SESSION);
 	CONST(VHOST_USER_PROTOCOL_F_PAGEFAULT);
 	CONST(VHOST_USER_PROTOCOL_F_CONFIG);
-#if RTE_VERSION >= RTE_VERSION_NUM(23, 7, 0, 0)
+#if RVHOST_ABI >= 2411
 	CONST(VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD);
 #else
 	CONST(VHOST_USER_PROTOCOL_F_SLAVE_SEND_FD);
@@ -197,6 +198,12 @@ int main(void)
 	CONST(VHOST_USER_PROTOCOL_F_STATUS);
 	CONST(VHOST_USER_F_PROTOCOL_FEATURES);
 	CONST(RTE_MAX_VHOST_DEVICE);
+#ifdef _VHOST_CRYPTO_H_
+	printf("include guard _VHOST_CRYPTO_H_\n");
+#endif
+#ifdef _RTE_VHOST_CRYPTO_H_
+	printf("include guard _RTE_VHOST_CRYPTO_H_\n");
+#endif
 	CONST(RTE_VHOST_VDPA_DEVICE_TYPE_NET);
 	CONST(RTE_VHOST_VDPA_DEVICE_TYPE_BLK);
 	CONST(RTE_VHOST_STATS_NAME_SIZE);

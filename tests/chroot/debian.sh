@@ -73,6 +73,9 @@ leave() {
   if flock -x -n 9; then umount_all; fi
   flock -u 9
 }
+# The EXIT trap (leave) also runs when a signal ends the script.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 bootstrap() {
   [ -e "$root/.rvhost-debootstrap" ] && return

@@ -127,7 +127,7 @@ class Ovs:
 def virtio_server(tag, sock, main_lcore):
     """A testpmd whose net_virtio_user is the vhost-user server on `sock`
     (its probe returns once OVS has connected)."""
-    eal = ["-l", "0,1", "--main-lcore", str(main_lcore), "--no-huge", "-m", "512", "--no-pci", "--single-file-segments",
+    eal = ["-l", "0,1", "--main-lcore", str(main_lcore), "--no-huge", "-m", "512", "--no-pci",
            f"--file-prefix=rvh-ovs-{tag}-{os.getpid()}",
            "--vdev", f"net_virtio_user0,path={sock},server=1,queues=1"]
     return Testpmd(f"ovs-{tag}", eal, ["--nb-cores=1", "--no-lsc-interrupt", "--total-num-mbufs=4096"])

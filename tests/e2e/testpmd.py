@@ -149,8 +149,11 @@ class Pair:
     def start_virtio(self, wait=True):
         server = ",server=1" if self.vhost_client else ""
         vdev = f"net_virtio_user0,path={self.sock},queues={self.queues}{server}{self.virtio_args}"
-        eal = ["-l", "0,1", "--main-lcore", "1"] + self.mem + ["--no-pci",
-               "--single-file-segments", f"--file-prefix={self.prefix('vu')}", "--vdev", vdev]
+        # --no-huge memory is one shared segment already; 25.11's EAL refuses
+        # --single-file-segments next to it.
+        segments = ["--single-file-segments"] if self.huge else []
+        eal = ["-l", "0,1", "--main-lcore", "1"] + self.mem + ["--no-pci"] + segments + [
+               f"--file-prefix={self.prefix('vu')}", "--vdev", vdev]
         self.virtio = Testpmd(f"{self.tag}-virtio", eal, self.app_args())
         if wait:
             self.virtio.wait_for(r"testpmd>", 60)
