@@ -1,5 +1,5 @@
 #!/bin/bash
-# rvhost-e2e: helper (makes the Debian chroots of tests/e2e/debian.sh; not a test of its own)
+# rvhost-e2e: helper (makes the Debian chroots of tests/e2e/debian13.sh; not a test of its own)
 # A cached Debian chroot with that release's DPDK, OVS, QEMU and a Rust
 # toolchain new enough for rvhost, to build and test the .so.25/.so.26 ABIs.
 #   debian.sh SUITE                 make or complete it (idempotent), print its path
@@ -159,8 +159,10 @@ if ! complete; then
   vendor "$tree"
   v=$(in_root rustc --version)
   case $v in rustc\ 1.[0-9].*|rustc\ 1.[0-7][0-9].*|rustc\ 1.8[0-6].*) log "$v is too old"; exit 1 ;; esac
-  touch "$root/.rvhost-ready"
-  log "ready to build in $((SECONDS - t0)) s ($v, $(in_root dpkg-query -W -f='dpdk ${Version}' dpdk))"
+  if [ ! -e "$root/.rvhost-ready" ]; then
+    touch "$root/.rvhost-ready"
+    log "ready to build in $((SECONDS - t0)) s ($v, $(in_root dpkg-query -W -f='dpdk ${Version}' dpdk))"
+  fi
   apt_install "${run_pkgs[@]}"
   # OVS's DPDK-enabled daemon is an alternative of the plain one.
   in_root update-alternatives --set ovs-vswitchd /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk >/dev/null
