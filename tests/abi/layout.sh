@@ -14,6 +14,8 @@ case $release in
   24.11|25.11) ours_include=include/$release ;;
   *) echo "FAIL: no rvhost headers for DPDK $release"; exit 1 ;;
 esac
+# RVHOST_INCLUDE=DIR compares DIR's headers instead (e.g. DPDK's own, to check this test).
+ours_include=${RVHOST_INCLUDE:-$ours_include}
 abi_define=-DRVHOST_ABI=${release/./}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

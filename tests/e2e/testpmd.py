@@ -1,7 +1,8 @@
 """Drives pairs of dpdk-testpmd processes (vhost-user <-> virtio-user) for the
 end-to-end tests and the benchmark. The vhost side runs with a chosen
-librte_vhost.so.23 (LD_LIBRARY_PATH), and the library it actually mapped is
-read from /proc/PID/maps."""
+librte_vhost (LD_LIBRARY_PATH), and the library it actually mapped is read
+from /proc/PID/maps. The SONAME is the installed DPDK's: librte_vhost.so.23
+on bookworm (22.11), .so.25 in a Debian 13 chroot (24.11)."""
 
 import glob
 import os
@@ -10,7 +11,19 @@ import subprocess
 import tempfile
 import time
 
-STOCK = "/usr/lib/x86_64-linux-gnu/librte_vhost.so.23"
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+
+
+def installed_soname():
+    """The SONAME file name of the installed DPDK's librte_vhost."""
+    names = [n for n in os.listdir(LIBDIR) if re.fullmatch(r"librte_vhost\.so\.\d+", n)]
+    if len(names) != 1:
+        raise SystemExit(f"expected one librte_vhost.so.N in {LIBDIR}, found {names}")
+    return names[0]
+
+
+SONAME = installed_soname()
+STOCK = os.path.join(LIBDIR, SONAME)
 
 
 class Testpmd:
@@ -136,8 +149,11 @@ class Pair:
     def start_virtio(self, wait=True):
         server = ",server=1" if self.vhost_client else ""
         vdev = f"net_virtio_user0,path={self.sock},queues={self.queues}{server}{self.virtio_args}"
-        eal = ["-l", "0,1", "--main-lcore", "1"] + self.mem + ["--no-pci",
-               "--single-file-segments", f"--file-prefix={self.prefix('vu')}", "--vdev", vdev]
+        # --no-huge memory is one shared segment already; 25.11's EAL refuses
+        # --single-file-segments next to it.
+        segments = ["--single-file-segments"] if self.huge else []
+        eal = ["-l", "0,1", "--main-lcore", "1"] + self.mem + ["--no-pci"] + segments + [
+               f"--file-prefix={self.prefix('vu')}", "--vdev", vdev]
         self.virtio = Testpmd(f"{self.tag}-virtio", eal, self.app_args())
         if wait:
             self.virtio.wait_for(r"testpmd>", 60)
@@ -234,17 +250,17 @@ def cycles_per_packet(pmd):
 
 
 def resolve_libdir(arg):
-    """None (stock) or an absolute directory holding librte_vhost.so.23."""
+    """None (stock) or an absolute directory holding our SONAME."""
     if not arg or arg == "stock":
         return None
     d = os.path.abspath(arg)
-    if not os.path.exists(os.path.join(d, "librte_vhost.so.23")):
-        raise SystemExit(f"no librte_vhost.so.23 in {d}")
+    if not os.path.exists(os.path.join(d, SONAME)):
+        raise SystemExit(f"no {SONAME} in {d}")
     return d
 
 
 def expected_library(libdir):
-    return os.path.realpath(os.path.join(libdir, "librte_vhost.so.23")) if libdir else os.path.realpath(STOCK)
+    return os.path.realpath(os.path.join(libdir, SONAME)) if libdir else os.path.realpath(STOCK)
 
 
 def run_differential(cases, ours):
