@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 # libclang-dev: the userfaultfd crate generates its kernel bindings with bindgen.
-need=(dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config gcc make python3 python3-pexpect libclang-dev)
+# debootstrap: the Debian package test's chroot.
+need=(dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config gcc make python3 python3-pexpect libclang-dev
+  debootstrap)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -29,3 +31,7 @@ command -v cargo >/dev/null || { echo "cargo (Rust toolchain) is required" >&2; 
 [ -d build ] || meson setup build >/dev/null
 meson compile -C build >/dev/null
 echo "built $(readlink -f build/librte_vhost.so.23)"
+# The bookworm chroot tests/e2e/debian-packages.sh runs in, made once (about
+# 8 min and 2.2 GB under /var/cache/rvhost) and kept, so that the test itself
+# fits in the suite's time limit.
+tests/e2e/debian-packages.sh --prepare
