@@ -31,7 +31,9 @@ command -v cargo >/dev/null || { echo "cargo (Rust toolchain) is required" >&2; 
 [ -d build ] || meson setup build >/dev/null
 meson compile -C build >/dev/null
 echo "built $(readlink -f build/librte_vhost.so.23)"
-# The bookworm chroot tests/e2e/debian-packages.sh runs in, made once (about
-# 8 min and 2.2 GB under /var/cache/rvhost) and kept, so that the test itself
-# fits in the suite's time limit.
+# The bookworm and trixie chroots tests/e2e/debian-packages.sh and
+# debian-packages-trixie.sh run in, made once (3-8 min and 2.2-2.4 GB each
+# under /var/cache/rvhost) and kept, so that the tests fit in the suite's
+# time limit.
 tests/e2e/debian-packages.sh --prepare
+tests/e2e/debian-packages-trixie.sh --prepare

@@ -1,10 +1,16 @@
 #!/bin/bash
 # rvhost-e2e: helper
 # The part of tests/e2e/debian-packages.sh that runs inside the throw-away
-# bookworm chroot (as /build/check.sh, sources in /build/rvhost with their
+# Debian chroot (as /build/check.sh, sources in /build/rvhost with their
 # vendored crates). Each step logs what it checks; any failed check exits 1.
+# usage: check.sh SOVERSION   (23: bookworm, DPDK 22.11; 25: trixie, DPDK 24.11)
 set -euo pipefail
-soversion=23
+soversion=${1:?usage: check.sh 23|25}
+case $soversion in
+  23) dpdk=22.11 profile= ;;
+  25) dpdk=24.11 profile=pkg.rvhost.abi25 ;;
+  *) echo "no Debian suite for librte_vhost.so.$soversion" >&2; exit 2 ;;
+esac
 lib=librte_vhost.so.$soversion.0
 libdir=/usr/lib/x86_64-linux-gnu
 pkg=rvhost-vhost$soversion
@@ -35,9 +41,9 @@ installed() { dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' | awk '$1 == "
 
 # --- build -----------------------------------------------------------------
 t0=$SECONDS
-log "building with dpkg-buildpackage -us -uc -b, offline (the chroot's network namespace has no network)"
+log "building with dpkg-buildpackage -us -uc -b ${profile:+-P$profile }offline (the chroot's network namespace has no network)"
 cd /build/rvhost
-if ! nice -n 10 dpkg-buildpackage -us -uc -b >/build/build.log 2>&1; then
+if ! nice -n 10 dpkg-buildpackage -us -uc -b ${profile:+-P$profile} >/build/build.log 2>&1; then
   tail -n 40 /build/build.log
   die "dpkg-buildpackage failed (log above)"
 fi
@@ -58,7 +64,7 @@ expect_eq "$pkg's control files" "$(dpkg-deb --ctrl-tarfile "$deb" | tar -t | so
 # What is built against the library keeps depending on Debian's package; no
 # symbols file (Debian's package keeps its own).
 expect_eq "$pkg's shlibs" "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./shlibs)" \
-  "librte_vhost $soversion $debian_pkg (>= 22.11)"
+  "librte_vhost $soversion $debian_pkg (>= $dpdk)"
 expect_eq "$pkg's trigger" "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./triggers | grep -v '^#')" \
   "activate-noawait ldconfig"
 build_id=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ".$libdir/$lib" >/tmp/ours.so && readelf -n /tmp/ours.so \
@@ -78,12 +84,19 @@ ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovssch
 ovsdb-server /etc/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
   --pidfile=/run/openvswitch/ovsdb-server.pid --detach --log-file=/var/log/openvswitch/ovsdb-server.log
 ovs-vsctl --no-wait init
-# No hugepages: OVS adds --in-memory, which 22.11's EAL refuses with --no-huge
-# unless --legacy-mem (what --no-huge implies anyway) is given; per-port
-# mempools fit in 1 GB where OVS's shared one does not.
 ovs-vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
-  other_config:pmd-cpu-mask=0x1 other_config:per-port-memory=true \
-  "other_config:dpdk-extra=--no-huge -m 1024 --no-pci --legacy-mem"
+  other_config:pmd-cpu-mask=0x1
+# OVS always gives DPDK --in-memory. 22.11's EAL takes --no-huge with it when
+# --legacy-mem (what --no-huge implies anyway) is given, and per-port mempools
+# fit in 1 GB where OVS's shared one does not. 24.11's EAL refuses --no-huge
+# with --in-memory: its memory comes from 2 MiB hugepages the host reserved
+# (debian-packages.sh), taken anonymously (no hugetlbfs mount needed).
+if [ "$dpdk" = 22.11 ]; then
+  ovs-vsctl --no-wait set Open_vSwitch . other_config:per-port-memory=true \
+    "other_config:dpdk-extra=--no-huge -m 1024 --no-pci --legacy-mem"
+else
+  ovs-vsctl --no-wait set Open_vSwitch . other_config:dpdk-socket-mem=512 other_config:dpdk-extra=--no-pci
+fi
 ovs_pid=
 start_ovs() {
   ovs-vswitchd --pidfile=/run/openvswitch/ovs-vswitchd.pid --detach -vconsole:off \
@@ -189,7 +202,7 @@ verify_packages() {
 }
 verify_packages "with $pkg installed"
 
-# --- a Debian update of librte-vhost23 -------------------------------------
+# --- a Debian update of librte-vhostNN -------------------------------------
 log "apt-get install --reinstall $debian_pkg (what a Debian point or security update does)"
 apt-get install -y --reinstall "$debian_pkg" >/build/apt-reinstall.log
 expect_eq "after the reinstall $libdir/$lib is still ours" "$(md5_of "$libdir/$lib")" "$ours_md5"

@@ -1,14 +1,17 @@
 #!/bin/bash
-# Debian packages (issue 21), end to end in a throw-away bookworm chroot:
-# builds rvhost-vhost23 with dpkg-buildpackage (offline, vendored crates),
+# Debian packages (issue 21), end to end in a throw-away Debian chroot:
+# builds rvhost-vhostNN with dpkg-buildpackage (offline, vendored crates),
 # checks it with lintian, installs it with apt beside Debian's OVS-DPDK and
 # testpmd, and checks that both load it, that OVS dpdkvhostuserclient ports
-# forward through it, that a Debian update of librte-vhost23 leaves it in
+# forward through it, that a Debian update of librte-vhostNN leaves it in
 # place, and that `apt remove` gives Debian's library back (docs/packaging.md).
 #
 # usage: debian-packages.sh [BUILD_DIR]   (BUILD_DIR is unused: the package
 #        is built from this checkout's sources inside the chroot)
 #        debian-packages.sh --prepare      only make the cached chroot
+# RVHOST_DEBIAN=SUITE picks the release (default bookworm):
+#   bookworm  DPDK 22.11, OVS 3.1, rvhost-vhost23 (default build)
+#   trixie    DPDK 24.11, OVS 3.5, rvhost-vhost25 (build profile pkg.rvhost.abi25)
 # RVHOST_KEEP_WORK=1 keeps the run's overlay (the .debs, build.log) for a look.
 #
 # The chroot with Debian's packages installed is cached under
@@ -21,14 +24,21 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${RVHOST_CACHE:-/var/cache/rvhost}
 mirror=${RVHOST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-suite=bookworm
+suite=${RVHOST_DEBIAN:-bookworm}
+# The suite's librte_vhost SONAME version and the build profile for it
+# (debian/rules).
+case $suite in
+  bookworm) soversion=23 profile= hugepages=0 ;;
+  trixie) soversion=25 profile=pkg.rvhost.abi25 hugepages=300 ;;
+  *) echo "RVHOST_DEBIAN=$suite: bookworm or trixie" >&2; exit 2 ;;
+esac
 # What the test needs from Debian besides the Build-Depends.
 # dpdk-dev has dpdk-testpmd; it loads every PMD installed: net/vhost links
 # librte_vhost, virtio-user is the front-end of the forwarding check.
-packages="dpdk dpdk-dev librte-net-vhost23 librte-net-virtio23 openvswitch-switch-dpdk debsums lintian \
-  dpkg-dev debhelper procps"
+packages="dpdk dpdk-dev librte-net-vhost$soversion librte-net-virtio$soversion openvswitch-switch-dpdk \
+  debsums lintian dpkg-dev debhelper procps"
 
-log() { printf '[debian-packages %(%T)T] %s\n' -1 "$*"; }
+log() { printf '[debian-packages/%s %(%T)T] %s\n' "$suite" -1 "$*"; }
 die() { log "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mounts)"
@@ -79,15 +89,15 @@ base=$cache/chroot-$suite-$key
 
 # Makes the cached chroot: debootstrap, Debian's DPDK, OVS-DPDK, the build
 # dependencies and the check tools, with the downloaded .debs kept (the test
-# reinstalls librte-vhost23 from them).
+# reinstalls librte-vhostNN from them).
 prepare_chroot() {
   [ -e "$base/.complete" ] && return 0
   local tmp=$base.tmp t0=$SECONDS
   rm -rf "$tmp"; mkdir -p "$cache"
   log "making $base (first run: a few minutes, downloads ~400 MB)"
   # In its own mount namespace: debootstrap's mounts in the target end with it.
-  nice -n 10 unshare --mount --propagation private debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$cache/chroot-$suite.debootstrap.log" 2>&1 \
-    || die "debootstrap failed: $cache/chroot-$suite.debootstrap.log"
+  nice -n 10 unshare --mount --propagation private debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$cache/debian-packages-$suite.debootstrap.log" 2>&1 \
+    || die "debootstrap failed: $cache/debian-packages-$suite.debootstrap.log"
   security=${mirror%/debian}/debian-security
   cat >"$tmp/etc/apt/sources.list" <<SL
 deb $mirror $suite main
@@ -100,11 +110,11 @@ SL
   cp /etc/resolv.conf "$tmp/etc/resolv.conf"
   mkdir -p "$tmp/tmp/control/debian"
   cp "$src/debian/control" "$tmp/tmp/control/debian/control"
-  in_chroot "$tmp" <<SH >"$cache/chroot-$suite.apt.log" 2>&1 || die "apt in the chroot failed: $cache/chroot-$suite.apt.log"
+  in_chroot "$tmp" <<SH >"$cache/debian-packages-$suite.apt.log" 2>&1 || die "apt in the chroot failed: $cache/debian-packages-$suite.apt.log"
 set -eux
 apt-get update
 nice -n 10 apt-get install -y $packages
-nice -n 10 apt-get build-dep -y /tmp/control
+nice -n 10 apt-get build-dep -y ${profile:+-P $profile} /tmp/control
 update-alternatives --set ovs-vswitchd /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 rm -rf /tmp/control
 SH
@@ -115,10 +125,25 @@ SH
 }
 
 mkdir -p "$cache"
-exec 9>"$cache/chroot-$suite.lock"
+# Not chroot-SUITE.lock: tests/chroot/debian.sh's trixie chroot has that one.
+exec 9>"$cache/debian-packages-$suite.lock"
 flock 9
 prepare_chroot
 [ "${1:-}" = --prepare ] && exit 0
+
+# 24.11's ovs-vswitchd needs hugepages (tests/e2e/debian-packages-chroot.sh
+# says why): makes $hugepages 2 MiB pages free, raising the host's reservation
+# as tests/e2e/testpmd.py does.
+reserve_hugepages() {
+  local free total
+  free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+  [ "$free" -ge "$hugepages" ] && return 0
+  total=$(cat /proc/sys/vm/nr_hugepages)
+  echo $((total + hugepages - free)) >/proc/sys/vm/nr_hugepages
+  free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+  [ "$free" -ge "$hugepages" ] || die "cannot reserve $hugepages hugepages ($free free)"
+}
+reserve_hugepages
 
 # One run: an overlay of the cached chroot, this checkout's sources and their
 # vendored crates in /build, and tests/e2e/debian-packages-chroot.sh run in it.
@@ -139,7 +164,7 @@ cargo vendor --quiet --locked --manifest-path "$work/root.upper/build/rvhost/Car
   "$work/root.upper/build/rvhost/vendor" >/dev/null || die "cargo vendor failed"
 cp "$src/tests/e2e/debian-packages-chroot.sh" "$work/root.upper/build/check.sh"
 log "sources and vendored crates copied in $((SECONDS - t0)) s"
-IN_CHROOT_EXEC=exec in_chroot "$work/root" "$base" <<<'exec bash /build/check.sh' &
+IN_CHROOT_EXEC=exec in_chroot "$work/root" "$base" <<<"exec bash /build/check.sh $soversion" &
 ns_pid=$!
 status=0
 wait "$ns_pid" || status=$?
