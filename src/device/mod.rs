@@ -293,10 +293,16 @@ impl Device {
         self.broadcast_rarp.store(true, Ordering::Release);
     }
 
+    /// Whether a RARP waits to be injected (`take_rarp` takes it).
+    #[inline(always)]
+    pub fn rarp_requested(&self) -> bool {
+        self.broadcast_rarp.load(Ordering::Acquire)
+    }
+
     /// The MAC of a RARP to inject, once (the next dequeue burst).
     #[inline]
     pub fn take_rarp(&self) -> Option<[u8; 6]> {
-        if self.broadcast_rarp.load(Ordering::Acquire)
+        if self.rarp_requested()
             && self.broadcast_rarp.compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         {
             return Some(*self.rarp_mac.lock());

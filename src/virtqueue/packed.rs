@@ -114,7 +114,10 @@ pub fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
 /// Prefetches the buffers of the `n` descriptors from the next available
 /// slot on (known to be available), at the start of a dequeue burst: their
 /// misses, on lines the guest's core last wrote, then overlap each other
-/// and the mbuf allocation instead of stalling batch by batch.
+/// and the mbuf allocation instead of stalling batch by batch. Out of line
+/// (a call a burst): inlined, it left the dequeue loops that follow with
+/// more spilled registers (docs/performance.md, 2026-12-07).
+#[inline(never)]
 pub fn prefetch_burst<'m>(vq: &VqState, ring: &RingMem, mem: &impl AddressSpace<'m>, n: usize) {
     let mut pos = vq.avail_pos();
     for _ in 0..n {
