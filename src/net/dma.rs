@@ -222,10 +222,7 @@ fn send(
     done_at: &mut Vec<u64>,
 ) -> usize {
     done_at.clear();
-    let runs = packets
-        .iter()
-        .scan(0, |start, p| Some(&copies[std::mem::replace(start, p.copies_end)..p.copies_end]));
-    dma::submit(ch, runs, done_at);
+    dma::submit(ch, copies, packets.iter().map(|p| p.copies_end), done_at);
     let sent = done_at.len();
     if let Some(first_unsent) = packets.get(sent) {
         vq.set_avail_pos(first_unsent.from);

@@ -88,6 +88,7 @@ impl AsyncQueue {
 
     /// Records packet `mbuf`, whose copies into or out of `mem` were
     /// submitted as `copies` says, and its used entries.
+    #[inline]
     pub fn push(&mut self, mbuf: Mbuf, used: &[UsedElem], copies: Completion, mem: &Arc<GuestMemory>) {
         if !self.tables.last().is_some_and(|t| Arc::ptr_eq(t, mem)) {
             self.tables.push(Arc::clone(mem));
@@ -99,7 +100,10 @@ impl AsyncQueue {
             done_at: copies.done_at,
             net_hdr: copies.net_hdr,
         });
-        self.used.extend(used);
+        // Usually one entry: a loop, not a copy call.
+        for &u in used {
+            self.used.push_back(u);
+        }
     }
 
     /// Takes up to `out.len()` packets from the front whose copies are
@@ -111,7 +115,7 @@ impl AsyncQueue {
         hdrs: &mut Vec<u128>,
         used: &mut Vec<UsedElem>,
     ) -> usize {
-        let mut n = 0;
+        let (mut n, mut nused) = (0, 0);
         // The completion count of the channel of the packet before (one
         // lookup per channel change, usually one a call).
         let mut last: Option<(ChannelId, u64)> = None;
@@ -128,9 +132,10 @@ impl AsyncQueue {
             let Some(p) = self.packets.pop_front() else { break };
             out[n] = Some(p.mbuf.0);
             hdrs.push(p.net_hdr);
-            used.extend(self.used.drain(..usize::from(p.used)));
+            nused += usize::from(p.used);
             n += 1;
         }
+        used.extend(self.used.drain(..nused));
         if self.packets.is_empty() {
             self.tables.clear();
         }
