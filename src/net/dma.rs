@@ -134,19 +134,55 @@ fn reserve_chains<'a>(
     mergeable: bool,
     avail: &mut u16,
 ) -> Result<bool, ChainError> {
-    let (ring, room) = (b.ring, b.used.room());
+    let (ring, room) = (&b.ring, b.used.room());
     if ring.is_packed() {
-        let next = packed_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, room)?;
+        let next = packed_ring::reserve(b.vq, ring, &b.mem, b.bufs, needed, mergeable, room)?;
         if let Some(pos) = next {
             b.vq.set_avail_pos(pos);
         }
         return Ok(next.is_some());
     }
-    let ok = split_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
+    let ok = split_ring::reserve(b.vq, ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
     if ok {
         b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(b.bufs.nchains as u16);
     }
     Ok(ok)
+}
+
+/// The common case without a walk, as the sync enqueue takes it: the next
+/// chain is one descriptor holding the whole packet of `needed` bytes;
+/// takes it and moves past it. `None` sends the caller to
+/// `reserve_chains`. `avail`: split rings' entries left.
+#[inline(always)]
+fn reserve_lone<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
+    needed: u64,
+    avail: &mut u16,
+) -> Option<LoneChain<'a>> {
+    let ring = &b.ring;
+    if b.used.room() == 0 {
+        return None;
+    }
+    if ring.is_packed() {
+        let pos = b.vq.avail_pos();
+        if !packed_ring::is_available(ring, pos) {
+            return None;
+        }
+        let d = ring.read_packed_desc(pos.idx);
+        let seg = lone_buffer(&b.mem, &d, needed)?;
+        let mut next = pos;
+        next.advance(1, ring.size());
+        b.vq.set_avail_pos(next);
+        return Some(LoneChain::new(seg, d.next_or_id));
+    }
+    let head = ring.split_avail_ring(b.vq.last_avail_idx);
+    if *avail == 0 || head >= ring.size() {
+        return None;
+    }
+    let seg = lone_buffer(&b.mem, &ring.read_split_desc(head), needed)?;
+    *avail -= 1;
+    b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
+    Some(LoneChain::new(seg, head))
 }
 
 fn submit<'a>(
@@ -173,15 +209,24 @@ fn submit<'a>(
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         let from = b.vq.avail_pos();
-        match reserve_chains(b, needed, mergeable, &mut avail) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                b.bad_chain(e);
-                break;
+        let one;
+        let (segs, chains) = match reserve_lone(b, needed, &mut avail) {
+            Some(lone) => {
+                one = lone;
+                one.parts()
             }
-        }
-        let (segs, chains) = (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains]);
+            None => {
+                match reserve_chains(b, needed, mergeable, &mut avail) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        b.bad_chain(e);
+                        break;
+                    }
+                }
+                (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains])
+            }
+        };
         let start = copies.len();
         let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
         if !dma_copies(mem, segs, pos, m, copies) {
@@ -233,6 +278,7 @@ fn send(
 /// The copies of packet `m`'s data into `segs` from position `pos` (after
 /// the header), each within one device-contiguous run of guest memory;
 /// false if a guest buffer has no device address.
+#[inline(always)]
 fn dma_copies(
     mem: &GuestMemory,
     segs: &[GuestSlice<'_>],
@@ -450,21 +496,38 @@ fn submit_dequeue<'a>(
     }
     for slot in fresh.iter_mut().take(avail) {
         let from = b.vq.avail_pos();
-        b.bufs.clear();
-        let (walked, id, count) = if ring.is_packed() {
-            match walk_packed(&b.mem, ring.size(), from.idx, |i| ring.read_packed_desc(i), b.bufs) {
-                Ok(c) => (Ok(()), c.id, c.count),
-                Err(e) => (Err(e), 0, 0),
-            }
+        // The common case needs no walk (as the sync dequeue): one
+        // descriptor, header and packet.
+        let (desc, head) = if ring.is_packed() {
+            let d = ring.read_packed_desc(from.idx);
+            (Some(d), d.next_or_id)
         } else {
             let head = ring.split_avail_ring(from.idx);
-            (walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs), head, 1)
+            ((head < ring.size()).then(|| ring.read_split_desc(head)), head)
         };
-        if let Err(e) = walked {
-            b.bad_chain(e);
-            break;
-        }
-        let (segs, total) = (b.bufs.segs(mem), b.bufs.total());
+        let one;
+        let (segs, total, id, count) = match desc.and_then(|d| lone_buffer(&b.mem, &d, u64::from(hlen) + 1)) {
+            Some(seg) => {
+                one = [seg];
+                (&one[..], u64::from(seg.len()), head, 1)
+            }
+            None => {
+                b.bufs.clear();
+                let (walked, id, count) = if ring.is_packed() {
+                    match walk_packed(&b.mem, ring.size(), from.idx, |i| ring.read_packed_desc(i), b.bufs) {
+                        Ok(c) => (Ok(()), c.id, c.count),
+                        Err(e) => (Err(e), 0, 0),
+                    }
+                } else {
+                    (walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs), head, 1)
+                };
+                if let Err(e) = walked {
+                    b.bad_chain(e);
+                    break;
+                }
+                (b.bufs.segs(mem), b.bufs.total(), id, count)
+            }
+        };
         let Some(mut m) = slot.take() else { break };
         let (hdr, pos) = get_header(segs, hlen);
         let start = copies.len();
@@ -517,6 +580,7 @@ fn submit_dequeue<'a>(
 /// `segs` (after the header), into `head` and, past its room, further
 /// mbufs from `pool` chained to it; the mbufs' lengths are set for the data
 /// the copies will bring.
+#[inline(always)]
 fn dma_copies_from_guest(
     mem: &GuestMemory,
     segs: &[GuestSlice<'_>],

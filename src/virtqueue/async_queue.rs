@@ -88,7 +88,7 @@ impl AsyncQueue {
 
     /// Records packet `mbuf`, whose copies into or out of `mem` were
     /// submitted as `copies` says, and its used entries.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, mbuf: Mbuf, used: &[UsedElem], copies: Completion, mem: &Arc<GuestMemory>) {
         if !self.tables.last().is_some_and(|t| Arc::ptr_eq(t, mem)) {
             self.tables.push(Arc::clone(mem));
@@ -115,25 +115,27 @@ impl AsyncQueue {
         hdrs: &mut Vec<u128>,
         used: &mut Vec<UsedElem>,
     ) -> usize {
-        let (mut n, mut nused) = (0, 0);
         // The completion count of the channel of the packet before (one
         // lookup per channel change, usually one a call).
         let mut last: Option<(ChannelId, u64)> = None;
-        while n < out.len() {
-            let Some(p) = self.packets.front() else { break };
-            let completed = match last {
-                Some((ch, count)) if ch == p.channel => count,
-                _ => dma::completed(p.channel),
-            };
-            last = Some((p.channel, completed));
-            if completed < p.done_at {
-                break;
-            }
-            let Some(p) = self.packets.pop_front() else { break };
-            out[n] = Some(p.mbuf.0);
-            hdrs.push(p.net_hdr);
+        let n = self
+            .packets
+            .iter()
+            .take(out.len())
+            .take_while(|p| {
+                let completed = match last {
+                    Some((ch, count)) if ch == p.channel => count,
+                    _ => dma::completed(p.channel),
+                };
+                last = Some((p.channel, completed));
+                completed >= p.done_at
+            })
+            .count();
+        hdrs.extend(self.packets.range(..n).map(|p| p.net_hdr));
+        let mut nused = 0;
+        for (slot, p) in out.iter_mut().zip(self.packets.drain(..n)) {
+            *slot = Some(p.mbuf.0);
             nused += usize::from(p.used);
-            n += 1;
         }
         used.extend(self.used.drain(..nused));
         if self.packets.is_empty() {
