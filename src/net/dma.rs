@@ -529,7 +529,7 @@ fn submit_dequeue<'a>(
             }
         };
         let Some(mut m) = slot.take() else { break };
-        let (hdr, pos) = get_header(segs, hlen);
+        let (hdr, pos) = get_wire_header(segs, hlen);
         let start = copies.len();
         let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
             None => Err("descriptor chain shorter than the virtio-net header"),
@@ -555,7 +555,7 @@ fn submit_dequeue<'a>(
         b.used.push(id, 0, count);
         packets.push(Submitted { copies_end: copies.len(), chains: 1, from });
         mbufs.push(HeldMbuf(m));
-        net_hdrs.push(hdr.to_le());
+        net_hdrs.push(hdr);
     }
     mbuf::free_bulk(&fresh[..avail]);
     if packets.is_empty() {
