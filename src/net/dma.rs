@@ -361,10 +361,13 @@ fn complete(
     let (mut used, mut hdrs) = (std::mem::take(&mut q.scratch.used), std::mem::take(&mut q.scratch.hdrs));
     used.clear();
     hdrs.clear();
-    let n = q.take_completed(out, &mut hdrs, &mut used);
+    let tx = s.index & 1 == 1;
+    // Only a dequeue that applies offload requests needs the headers.
+    let offload = tx && s.features & HOST_OFFLOAD_FEATURES != 0;
+    let n = q.take_completed(out, offload.then_some(&mut hdrs), &mut used);
     if n > 0 {
         let sf = dev.socket_flags();
-        let (stats, tx) = (sf & flags::NET_STATS_ENABLE != 0, s.index & 1 == 1);
+        let stats = sf & flags::NET_STATS_ENABLE != 0;
         if let (true, Some(ring)) = (s.enabled, s.ring) {
             let mem = std::sync::Arc::clone(&s.mem);
             let ring = ring.in_table(&mem);
@@ -375,7 +378,7 @@ fn complete(
             }
             notify_guest(dev, s, &ring, stats);
         }
-        if tx && s.features & HOST_OFFLOAD_FEATURES != 0 {
+        if offload {
             let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
             for (m, &h) in out[..n].iter_mut().zip(&hdrs) {
                 if let Some(m) = m {
@@ -568,9 +571,10 @@ fn submit_dequeue<'a>(
     }
     let (done_at, mbufs, net_hdrs) =
         (std::mem::take(done_at), std::mem::take(mbufs), std::mem::take(net_hdrs));
-    for (i, &at) in done_at.iter().enumerate() {
-        let copies = Completion { channel: ch, done_at: at, net_hdr: net_hdrs[i] };
-        q.push(mbufs[i].0, &b.used.entries()[i..=i], copies, &b.vq.mem);
+    let entries = b.used.entries();
+    for (((&at, m), &net_hdr), used) in done_at.iter().zip(&mbufs).zip(&net_hdrs).zip(entries) {
+        let copies = Completion { channel: ch, done_at: at, net_hdr };
+        q.push(m.0, std::slice::from_ref(used), copies, &b.vq.mem);
     }
     (q.scratch.done_at, q.scratch.mbufs, q.scratch.net_hdrs) = (done_at, mbufs, net_hdrs);
     sent

@@ -107,12 +107,12 @@ impl AsyncQueue {
     }
 
     /// Takes up to `out.len()` packets from the front whose copies are
-    /// complete, writing them to `out`, their headers to `hdrs` and their
-    /// used entries to `used`; returns how many.
+    /// complete, writing them to `out`, their headers to `hdrs` (if
+    /// wanted) and their used entries to `used`; returns how many.
     pub fn take_completed(
         &mut self,
         out: &mut [Option<Mbuf>],
-        hdrs: &mut Vec<u128>,
+        hdrs: Option<&mut Vec<u128>>,
         used: &mut Vec<UsedElem>,
     ) -> usize {
         // The completion count of the channel of the packet before (one
@@ -131,7 +131,9 @@ impl AsyncQueue {
                 completed >= p.done_at
             })
             .count();
-        hdrs.extend(self.packets.range(..n).map(|p| p.net_hdr));
+        if let Some(hdrs) = hdrs {
+            hdrs.extend(self.packets.range(..n).map(|p| p.net_hdr));
+        }
         let mut nused = 0;
         for (slot, p) in out.iter_mut().zip(self.packets.drain(..n)) {
             *slot = Some(p.mbuf.0);
