@@ -236,7 +236,8 @@ fn submit<'a>(
             break;
         }
         record_used(chains, needed, b.used);
-        packets.push(Submitted { copies_end: copies.len(), chains: chains.len() as u16, from });
+        let (mbuf, copies_end, chains) = (HeldMbuf(m), copies.len(), chains.len() as u16);
+        packets.push(Submitted { mbuf, copies_end, chains, from, net_hdr: 0 });
     }
     if packets.is_empty() {
         return 0;
@@ -244,12 +245,10 @@ fn submit<'a>(
     let sent = send(b.vq, ch, copies, packets, done_at);
     let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
     let mut used = b.used.entries();
-    for (i, (p, &at)) in packets.iter().zip(&done_at).enumerate() {
+    for (p, &at) in packets.iter().zip(&done_at) {
         let (mine, rest) = used.split_at(usize::from(p.chains));
         used = rest;
-        if let Some(m) = pkts[i] {
-            q.push(m, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, &b.vq.mem);
-        }
+        q.push(p.mbuf.0, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, &b.vq.mem);
     }
     (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
     sent
@@ -485,11 +484,9 @@ fn submit_dequeue<'a>(
     };
     let hlen = hdr_len(b.vq);
     let mem = b.mem.mem();
-    let DmaScratch { copies, packets, done_at, mbufs, net_hdrs, .. } = &mut q.scratch;
+    let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
     copies.clear();
     packets.clear();
-    mbufs.clear();
-    net_hdrs.clear();
     // The burst's mbufs in one bulk allocation (as 22.11); those left over
     // go back at the end.
     let mut fresh = [None; MAX_BURST];
@@ -556,9 +553,13 @@ fn submit_dequeue<'a>(
             b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
         }
         b.used.push(id, 0, count);
-        packets.push(Submitted { copies_end: copies.len(), chains: 1, from });
-        mbufs.push(HeldMbuf(m));
-        net_hdrs.push(hdr);
+        packets.push(Submitted {
+            mbuf: HeldMbuf(m),
+            copies_end: copies.len(),
+            chains: 1,
+            from,
+            net_hdr: hdr,
+        });
     }
     mbuf::free_bulk(&fresh[..avail]);
     if packets.is_empty() {
@@ -566,17 +567,16 @@ fn submit_dequeue<'a>(
     }
     let sent = send(b.vq, ch, copies, packets, done_at);
     if sent < packets.len() {
-        let unsent: Vec<Option<Mbuf>> = mbufs[sent..].iter().map(|m| Some(m.0)).collect();
+        let unsent: Vec<Option<Mbuf>> = packets[sent..].iter().map(|p| Some(p.mbuf.0)).collect();
         mbuf::free_bulk(&unsent);
     }
-    let (done_at, mbufs, net_hdrs) =
-        (std::mem::take(done_at), std::mem::take(mbufs), std::mem::take(net_hdrs));
+    let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
     let entries = b.used.entries();
-    for (((&at, m), &net_hdr), used) in done_at.iter().zip(&mbufs).zip(&net_hdrs).zip(entries) {
-        let copies = Completion { channel: ch, done_at: at, net_hdr };
-        q.push(m.0, std::slice::from_ref(used), copies, &b.vq.mem);
+    for ((p, &at), used) in packets.iter().zip(&done_at).zip(entries) {
+        let copies = Completion { channel: ch, done_at: at, net_hdr: p.net_hdr };
+        q.push(p.mbuf.0, std::slice::from_ref(used), copies, &b.vq.mem);
     }
-    (q.scratch.done_at, q.scratch.mbufs, q.scratch.net_hdrs) = (done_at, mbufs, net_hdrs);
+    (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
     sent
 }
 

@@ -42,14 +42,17 @@ pub struct AsyncQueue {
     pub scratch: DmaScratch,
 }
 
-/// A packet being submitted: the end of its copies in
-/// `DmaScratch::copies`, the chains (used entries) it took, and the ring's
-/// avail position before them (to give them back if it cannot be sent).
+/// A packet being submitted: its mbuf, the end of its copies in
+/// `DmaScratch::copies`, the chains (used entries) it took, the ring's
+/// avail position before them (to give them back if it cannot be sent),
+/// and (dequeue) the guest's virtio-net header in wire form.
 #[derive(Clone, Copy, Debug)]
 pub struct Submitted {
+    pub mbuf: HeldMbuf,
     pub copies_end: usize,
     pub chains: u16,
     pub from: super::packed::PackedPos,
+    pub net_hdr: u128,
 }
 
 /// How a packet's copies were submitted: on which channel, the channel's
@@ -74,10 +77,6 @@ pub struct DmaScratch {
     /// The used entries and headers of the packets a poll completes.
     pub used: Vec<UsedElem>,
     pub hdrs: Vec<u128>,
-    /// Dequeue: the mbufs of the packets being submitted, and their
-    /// guest headers.
-    pub mbufs: Vec<HeldMbuf>,
-    pub net_hdrs: Vec<u128>,
 }
 
 impl AsyncQueue {
