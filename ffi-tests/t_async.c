@@ -33,7 +33,13 @@
  *     closed: destroy_device clears with the locking calls and
  *     unregisters the channels.
  *
- * usage: t_async [--frames N] [MODE...]   (prints "N passed, N failed")
+ * usage: t_async [--frames N] [--settle] [MODE...]   (prints "N passed, N failed")
+ *
+ * --settle: before each dequeue and poll call of the loopback, wait until
+ * the DMA engine has finished every copy submitted, so each call moves a
+ * whole burst whatever the machine's load: the instructions spent inside
+ * the library calls per frame (valgrind --tool=callgrind
+ * --toggle-collect=rte_vhost_*) are then the same run to run.
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -64,6 +70,7 @@ static int passed, failed;
 		printf(__VA_ARGS__); printf("\n"); fflush(stdout); } } while (0)
 
 static int16_t dma_id = -1;
+static int settle;
 
 /* What the callbacks saw, from the library's thread. */
 static _Atomic int cb_vid = -1, cb_new, cb_destroyed, cb_disabled;
@@ -243,6 +250,17 @@ static void dma_counts(uint64_t *submitted, uint64_t *completed)
 	*completed = st.completed;
 }
 
+/* --settle: waits until the DMA engine has done every copy submitted. */
+static void dma_settle(void)
+{
+	uint64_t submitted, completed;
+
+	if (!settle)
+		return;
+	for (dma_counts(&submitted, &completed); completed != submitted; dma_counts(&submitted, &completed))
+		sched_yield();
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -280,6 +298,7 @@ static void loopback(struct run *r, int vid, struct rte_mempool *pool, uint32_t 
 		if (r->sent < frames)
 			guest_send(r, RTE_MIN(frames - r->sent, (uint32_t)BURST));
 		if (!nheld) {
+			dma_settle();
 			t0 = rte_rdtsc();
 			nheld = rte_vhost_async_try_dequeue_burst(vid, 1, pool, held, HELD, &inflight, dma_id, 0);
 			t1 = rte_rdtsc();
@@ -291,6 +310,7 @@ static void loopback(struct run *r, int vid, struct rte_mempool *pool, uint32_t 
 		t1 = rte_rdtsc();
 		memmove(held, held + n, (nheld - n) * sizeof(held[0]));
 		nheld -= n;
+		dma_settle();
 		t2 = rte_rdtsc();
 		c = rte_vhost_poll_enqueue_completed(vid, 0, done, HELD, dma_id, 0);
 		t3 = rte_rdtsc();
@@ -478,10 +498,14 @@ int main(int argc, char **argv)
 			frames = strtoul(argv[++i], NULL, 0);
 			continue;
 		}
+		if (!strcmp(argv[i], "--settle")) {
+			settle = 1;
+			continue;
+		}
 		for (j = 0; j < 4 && strcmp(argv[i], modes[j].name); j++)
 			;
 		if (j == 4 || nsel == 4) {
-			fprintf(stderr, "usage: t_async [--frames N] [split|split-mrg|packed|packed-mrg ...]\n");
+			fprintf(stderr, "usage: t_async [--frames N] [--settle] [split|split-mrg|packed|packed-mrg ...]\n");
 			return 2;
 		}
 		sel[nsel++] = &modes[j];

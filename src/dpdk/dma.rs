@@ -24,8 +24,7 @@ extern "C" {
     fn rvh_dma_info(dev_id: i16, max_vchans: *mut u16, max_desc: *mut u16) -> i32;
     fn rvh_dma_stats(dev_id: i16, vchan: u16, submitted: *mut u64, completed: *mut u64) -> i32;
     fn rvh_dma_burst_capacity(dev_id: i16, vchan: u16) -> u16;
-    fn rvh_dma_copy(dev_id: i16, vchan: u16, src: u64, dst: u64, len: u32) -> i32;
-    fn rvh_dma_submit(dev_id: i16, vchan: u16) -> i32;
+    fn rvh_dma_copy_burst(dev_id: i16, vchan: u16, copies: *const Copy, n: u32) -> u32;
     fn rvh_dma_completed(dev_id: i16, vchan: u16, nb_cpls: u16, has_error: *mut bool) -> u16;
 }
 
@@ -127,49 +126,51 @@ pub fn is_configured(id: ChannelId) -> bool {
     channel(id).is_some()
 }
 
-/// One copy: device-visible addresses (IOVAs) and length.
+/// One copy: device-visible addresses (IOVAs) and length (the shim's
+/// `struct rvh_dma_copy_op`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Copy {
     pub src: u64,
     pub dst: u64,
     pub len: u32,
 }
 
-/// Submits `packets` (each a run of copies) in order on channel `id`,
-/// stopping at the first packet the channel has no room for; rings the
-/// doorbell once. Returns, for each packet submitted, the completion count
-/// at which it is done.
-pub fn submit<'c>(id: ChannelId, packets: impl Iterator<Item = &'c [Copy]>, done_at: &mut Vec<u64>) {
+/// Submits the packets whose copies are `copies`, each ending at the
+/// next of `packet_ends` (increasing), in order on channel `id`, stopping
+/// at the first packet the channel has no room for; rings the doorbell
+/// once. Returns, for each packet submitted, the completion count at which
+/// it is done.
+pub fn submit(
+    id: ChannelId,
+    copies: &[Copy],
+    packet_ends: impl Iterator<Item = usize> + Clone,
+    done_at: &mut Vec<u64>,
+) {
     let Some(c) = channel(id) else { return };
     let _l = c.lock.lock();
-    let mut n = c.submitted.load(Ordering::Relaxed);
-    let start = n;
+    let start = c.submitted.load(Ordering::Relaxed);
     // SAFETY: a configured channel (ids checked at configuration).
-    let mut room = usize::from(unsafe { rvh_dma_burst_capacity(id.dma, id.vchan) });
-    'packets: for copies in packets {
-        // A packet's copies all go, or none.
-        if room < copies.len() {
-            break;
-        }
-        room -= copies.len();
-        for cp in copies {
-            // SAFETY: as above; the addresses are IOVAs the device may
-            // access (guest pages kept mapped until completion, mbufs).
-            if unsafe { rvh_dma_copy(id.dma, id.vchan, cp.src, cp.dst, cp.len) } < 0 {
-                crate::vlog!(Data, Err, "dma", "DMA copy failed for channel {}:{}", id.dma, id.vchan);
-                // The copies of this packet already queued still run (and
-                // are counted); the packet is not handed to the guest.
-                break 'packets;
-            }
-            n += 1;
-        }
-        done_at.push(n);
+    let room = usize::from(unsafe { rvh_dma_burst_capacity(id.dma, id.vchan) });
+    // A packet's copies all go, or none.
+    let fit = packet_ends.clone().take_while(|&end| end <= room).last().unwrap_or(0);
+    let fit = &copies[..fit.min(copies.len())];
+    let sent = if fit.is_empty() {
+        0
+    } else {
+        // SAFETY: as above; `fit` is `fit.len()` copies laid out as the
+        // shim's `struct rvh_dma_copy_op` (repr(C), size asserted there);
+        // the addresses are IOVAs the device may access (guest pages kept
+        // mapped until completion, mbufs).
+        unsafe { rvh_dma_copy_burst(id.dma, id.vchan, fit.as_ptr(), fit.len() as u32) as usize }
+    };
+    if sent < fit.len() {
+        // The copies of the failed packet already queued still run (and
+        // are counted); the packet is not handed to the guest.
+        crate::vlog!(Data, Err, "dma", "DMA copy failed for channel {}:{}", id.dma, id.vchan);
     }
-    if n != start {
-        // SAFETY: as above.
-        unsafe { rvh_dma_submit(id.dma, id.vchan) };
-    }
-    c.submitted.store(n, Ordering::Relaxed);
+    done_at.extend(packet_ends.take_while(|&end| end <= sent).map(|end| start + end as u64));
+    c.submitted.store(start + sent as u64, Ordering::Relaxed);
 }
 
 /// Reaps what channel `id` completed (any ring's copies).

@@ -95,14 +95,27 @@ uint16_t rvh_dma_burst_capacity(int16_t dev_id, uint16_t vchan)
 	return rte_dma_burst_capacity(dev_id, vchan);
 }
 
-int rvh_dma_copy(int16_t dev_id, uint16_t vchan, rte_iova_t src, rte_iova_t dst, uint32_t len)
-{
-	return rte_dma_copy(dev_id, vchan, src, dst, len, RTE_DMA_OP_FLAG_LLC);
-}
+/* One copy; src/dpdk/dma.rs's `Copy` mirrors it. */
+struct rvh_dma_copy_op {
+	rte_iova_t src;
+	rte_iova_t dst;
+	uint32_t len;
+};
+_Static_assert(sizeof(struct rvh_dma_copy_op) == 24, "dma::Copy");
 
-int rvh_dma_submit(int16_t dev_id, uint16_t vchan)
+/* Enqueues `n` copies in order, stopping at the first the device refuses,
+ * and rings the doorbell once if any went: a burst's copies in one call
+ * (rte_dma_copy is inline). Returns how many were enqueued. */
+uint32_t rvh_dma_copy_burst(int16_t dev_id, uint16_t vchan, const struct rvh_dma_copy_op *ops, uint32_t n)
 {
-	return rte_dma_submit(dev_id, vchan);
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		if (rte_dma_copy(dev_id, vchan, ops[i].src, ops[i].dst, ops[i].len, RTE_DMA_OP_FLAG_LLC) < 0)
+			break;
+	if (i)
+		rte_dma_submit(dev_id, vchan);
+	return i;
 }
 
 uint16_t rvh_dma_completed(int16_t dev_id, uint16_t vchan, uint16_t nb_cpls, bool *has_error)

@@ -134,19 +134,55 @@ fn reserve_chains<'a>(
     mergeable: bool,
     avail: &mut u16,
 ) -> Result<bool, ChainError> {
-    let (ring, room) = (b.ring, b.used.room());
+    let (ring, room) = (&b.ring, b.used.room());
     if ring.is_packed() {
-        let next = packed_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, room)?;
+        let next = packed_ring::reserve(b.vq, ring, &b.mem, b.bufs, needed, mergeable, room)?;
         if let Some(pos) = next {
             b.vq.set_avail_pos(pos);
         }
         return Ok(next.is_some());
     }
-    let ok = split_ring::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
+    let ok = split_ring::reserve(b.vq, ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
     if ok {
         b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(b.bufs.nchains as u16);
     }
     Ok(ok)
+}
+
+/// The common case without a walk, as the sync enqueue takes it: the next
+/// chain is one descriptor holding the whole packet of `needed` bytes;
+/// takes it and moves past it. `None` sends the caller to
+/// `reserve_chains`. `avail`: split rings' entries left.
+#[inline(always)]
+fn reserve_lone<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
+    needed: u64,
+    avail: &mut u16,
+) -> Option<LoneChain<'a>> {
+    let ring = &b.ring;
+    if b.used.room() == 0 {
+        return None;
+    }
+    if ring.is_packed() {
+        let pos = b.vq.avail_pos();
+        if !packed_ring::is_available(ring, pos) {
+            return None;
+        }
+        let d = ring.read_packed_desc(pos.idx);
+        let seg = lone_buffer(&b.mem, &d, needed)?;
+        let mut next = pos;
+        next.advance(1, ring.size());
+        b.vq.set_avail_pos(next);
+        return Some(LoneChain::new(seg, d.next_or_id));
+    }
+    let head = ring.split_avail_ring(b.vq.last_avail_idx);
+    if *avail == 0 || head >= ring.size() {
+        return None;
+    }
+    let seg = lone_buffer(&b.mem, &ring.read_split_desc(head), needed)?;
+    *avail -= 1;
+    b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
+    Some(LoneChain::new(seg, head))
 }
 
 fn submit<'a>(
@@ -173,15 +209,24 @@ fn submit<'a>(
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         let from = b.vq.avail_pos();
-        match reserve_chains(b, needed, mergeable, &mut avail) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                b.bad_chain(e);
-                break;
+        let one;
+        let (segs, chains) = match reserve_lone(b, needed, &mut avail) {
+            Some(lone) => {
+                one = lone;
+                one.parts()
             }
-        }
-        let (segs, chains) = (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains]);
+            None => {
+                match reserve_chains(b, needed, mergeable, &mut avail) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        b.bad_chain(e);
+                        break;
+                    }
+                }
+                (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains])
+            }
+        };
         let start = copies.len();
         let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
         if !dma_copies(mem, segs, pos, m, copies) {
@@ -191,7 +236,8 @@ fn submit<'a>(
             break;
         }
         record_used(chains, needed, b.used);
-        packets.push(Submitted { copies_end: copies.len(), chains: chains.len() as u16, from });
+        let (mbuf, copies_end, chains) = (HeldMbuf(m), copies.len(), chains.len() as u16);
+        packets.push(Submitted { mbuf, copies_end, chains, from, net_hdr: 0 });
     }
     if packets.is_empty() {
         return 0;
@@ -199,12 +245,10 @@ fn submit<'a>(
     let sent = send(b.vq, ch, copies, packets, done_at);
     let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
     let mut used = b.used.entries();
-    for (i, (p, &at)) in packets.iter().zip(&done_at).enumerate() {
+    for (p, &at) in packets.iter().zip(&done_at) {
         let (mine, rest) = used.split_at(usize::from(p.chains));
         used = rest;
-        if let Some(m) = pkts[i] {
-            q.push(m, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, &b.vq.mem);
-        }
+        q.push(p.mbuf.0, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, &b.vq.mem);
     }
     (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
     sent
@@ -222,10 +266,7 @@ fn send(
     done_at: &mut Vec<u64>,
 ) -> usize {
     done_at.clear();
-    let runs = packets
-        .iter()
-        .scan(0, |start, p| Some(&copies[std::mem::replace(start, p.copies_end)..p.copies_end]));
-    dma::submit(ch, runs, done_at);
+    dma::submit(ch, copies, packets.iter().map(|p| p.copies_end), done_at);
     let sent = done_at.len();
     if let Some(first_unsent) = packets.get(sent) {
         vq.set_avail_pos(first_unsent.from);
@@ -236,6 +277,7 @@ fn send(
 /// The copies of packet `m`'s data into `segs` from position `pos` (after
 /// the header), each within one device-contiguous run of guest memory;
 /// false if a guest buffer has no device address.
+#[inline(always)]
 fn dma_copies(
     mem: &GuestMemory,
     segs: &[GuestSlice<'_>],
@@ -318,10 +360,13 @@ fn complete(
     let (mut used, mut hdrs) = (std::mem::take(&mut q.scratch.used), std::mem::take(&mut q.scratch.hdrs));
     used.clear();
     hdrs.clear();
-    let n = q.take_completed(out, &mut hdrs, &mut used);
+    let tx = s.index & 1 == 1;
+    // Only a dequeue that applies offload requests needs the headers.
+    let offload = tx && s.features & HOST_OFFLOAD_FEATURES != 0;
+    let n = q.take_completed(out, offload.then_some(&mut hdrs), &mut used);
     if n > 0 {
         let sf = dev.socket_flags();
-        let (stats, tx) = (sf & flags::NET_STATS_ENABLE != 0, s.index & 1 == 1);
+        let stats = sf & flags::NET_STATS_ENABLE != 0;
         if let (true, Some(ring)) = (s.enabled, s.ring) {
             let mem = std::sync::Arc::clone(&s.mem);
             let ring = ring.in_table(&mem);
@@ -332,7 +377,7 @@ fn complete(
             }
             notify_guest(dev, s, &ring, stats);
         }
-        if tx && s.features & HOST_OFFLOAD_FEATURES != 0 {
+        if offload {
             let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
             for (m, &h) in out[..n].iter_mut().zip(&hdrs) {
                 if let Some(m) = m {
@@ -439,11 +484,9 @@ fn submit_dequeue<'a>(
     };
     let hlen = hdr_len(b.vq);
     let mem = b.mem.mem();
-    let DmaScratch { copies, packets, done_at, mbufs, net_hdrs, .. } = &mut q.scratch;
+    let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
     copies.clear();
     packets.clear();
-    mbufs.clear();
-    net_hdrs.clear();
     // The burst's mbufs in one bulk allocation (as 22.11); those left over
     // go back at the end.
     let mut fresh = [None; MAX_BURST];
@@ -453,23 +496,40 @@ fn submit_dequeue<'a>(
     }
     for slot in fresh.iter_mut().take(avail) {
         let from = b.vq.avail_pos();
-        b.bufs.clear();
-        let (walked, id, count) = if ring.is_packed() {
-            match walk_packed(&b.mem, ring.size(), from.idx, |i| ring.read_packed_desc(i), b.bufs) {
-                Ok(c) => (Ok(()), c.id, c.count),
-                Err(e) => (Err(e), 0, 0),
-            }
+        // The common case needs no walk (as the sync dequeue): one
+        // descriptor, header and packet.
+        let (desc, head) = if ring.is_packed() {
+            let d = ring.read_packed_desc(from.idx);
+            (Some(d), d.next_or_id)
         } else {
             let head = ring.split_avail_ring(from.idx);
-            (walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs), head, 1)
+            ((head < ring.size()).then(|| ring.read_split_desc(head)), head)
         };
-        if let Err(e) = walked {
-            b.bad_chain(e);
-            break;
-        }
-        let (segs, total) = (b.bufs.segs(mem), b.bufs.total());
+        let one;
+        let (segs, total, id, count) = match desc.and_then(|d| lone_buffer(&b.mem, &d, u64::from(hlen) + 1)) {
+            Some(seg) => {
+                one = [seg];
+                (&one[..], u64::from(seg.len()), head, 1)
+            }
+            None => {
+                b.bufs.clear();
+                let (walked, id, count) = if ring.is_packed() {
+                    match walk_packed(&b.mem, ring.size(), from.idx, |i| ring.read_packed_desc(i), b.bufs) {
+                        Ok(c) => (Ok(()), c.id, c.count),
+                        Err(e) => (Err(e), 0, 0),
+                    }
+                } else {
+                    (walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs), head, 1)
+                };
+                if let Err(e) = walked {
+                    b.bad_chain(e);
+                    break;
+                }
+                (b.bufs.segs(mem), b.bufs.total(), id, count)
+            }
+        };
         let Some(mut m) = slot.take() else { break };
-        let (hdr, pos) = get_header(segs, hlen);
+        let (hdr, pos) = get_wire_header(segs, hlen);
         let start = copies.len();
         let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
             None => Err("descriptor chain shorter than the virtio-net header"),
@@ -493,9 +553,13 @@ fn submit_dequeue<'a>(
             b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
         }
         b.used.push(id, 0, count);
-        packets.push(Submitted { copies_end: copies.len(), chains: 1, from });
-        mbufs.push(HeldMbuf(m));
-        net_hdrs.push(hdr.to_le());
+        packets.push(Submitted {
+            mbuf: HeldMbuf(m),
+            copies_end: copies.len(),
+            chains: 1,
+            from,
+            net_hdr: hdr,
+        });
     }
     mbuf::free_bulk(&fresh[..avail]);
     if packets.is_empty() {
@@ -503,16 +567,16 @@ fn submit_dequeue<'a>(
     }
     let sent = send(b.vq, ch, copies, packets, done_at);
     if sent < packets.len() {
-        let unsent: Vec<Option<Mbuf>> = mbufs[sent..].iter().map(|m| Some(m.0)).collect();
+        let unsent: Vec<Option<Mbuf>> = packets[sent..].iter().map(|p| Some(p.mbuf.0)).collect();
         mbuf::free_bulk(&unsent);
     }
-    let (done_at, mbufs, net_hdrs) =
-        (std::mem::take(done_at), std::mem::take(mbufs), std::mem::take(net_hdrs));
-    for (i, &at) in done_at.iter().enumerate() {
-        let copies = Completion { channel: ch, done_at: at, net_hdr: net_hdrs[i] };
-        q.push(mbufs[i].0, &b.used.entries()[i..=i], copies, &b.vq.mem);
+    let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
+    let entries = b.used.entries();
+    for ((p, &at), used) in packets.iter().zip(&done_at).zip(entries) {
+        let copies = Completion { channel: ch, done_at: at, net_hdr: p.net_hdr };
+        q.push(p.mbuf.0, std::slice::from_ref(used), copies, &b.vq.mem);
     }
-    (q.scratch.done_at, q.scratch.mbufs, q.scratch.net_hdrs) = (done_at, mbufs, net_hdrs);
+    (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
     sent
 }
 
@@ -520,6 +584,7 @@ fn submit_dequeue<'a>(
 /// `segs` (after the header), into `head` and, past its room, further
 /// mbufs from `pool` chained to it; the mbufs' lengths are set for the data
 /// the copies will bring.
+#[inline(always)]
 fn dma_copies_from_guest(
     mem: &GuestMemory,
     segs: &[GuestSlice<'_>],

@@ -286,15 +286,21 @@ fn put_header(w: Writer<'_>, segs: &[GuestSlice<'_>], hdr: u128, hlen: u32) -> (
 /// the position after it.
 #[inline]
 fn get_header(segs: &[GuestSlice<'_>], hlen: u32) -> (NetHdr, (usize, u32)) {
+    let (hdr, pos) = get_wire_header(segs, hlen);
+    (NetHdr::from_le(hdr), pos)
+}
+
+/// `get_header` with the header as it is on the wire (little-endian).
+#[inline(always)]
+fn get_wire_header(segs: &[GuestSlice<'_>], hlen: u32) -> (u128, (usize, u32)) {
     match segs.first() {
         Some(&first) if first.len() >= hlen => {
-            let hdr = NetHdr::from_le(first.read_le(0, hlen as usize));
-            (hdr, if first.len() == hlen { (1, 0) } else { (0, hlen) })
+            (first.read_le(0, hlen as usize), if first.len() == hlen { (1, 0) } else { (0, hlen) })
         }
         _ => {
             let mut b = [0u8; 16];
             let (pos, _) = get(segs, (0, 0), &mut b[..hlen as usize]);
-            (NetHdr::from_le(u128::from_le_bytes(b)), pos)
+            (u128::from_le_bytes(b), pos)
         }
     }
 }

@@ -42,14 +42,17 @@ pub struct AsyncQueue {
     pub scratch: DmaScratch,
 }
 
-/// A packet being submitted: the end of its copies in
-/// `DmaScratch::copies`, the chains (used entries) it took, and the ring's
-/// avail position before them (to give them back if it cannot be sent).
+/// A packet being submitted: its mbuf, the end of its copies in
+/// `DmaScratch::copies`, the chains (used entries) it took, the ring's
+/// avail position before them (to give them back if it cannot be sent),
+/// and (dequeue) the guest's virtio-net header in wire form.
 #[derive(Clone, Copy, Debug)]
 pub struct Submitted {
+    pub mbuf: HeldMbuf,
     pub copies_end: usize,
     pub chains: u16,
     pub from: super::packed::PackedPos,
+    pub net_hdr: u128,
 }
 
 /// How a packet's copies were submitted: on which channel, the channel's
@@ -74,10 +77,6 @@ pub struct DmaScratch {
     /// The used entries and headers of the packets a poll completes.
     pub used: Vec<UsedElem>,
     pub hdrs: Vec<u128>,
-    /// Dequeue: the mbufs of the packets being submitted, and their
-    /// guest headers.
-    pub mbufs: Vec<HeldMbuf>,
-    pub net_hdrs: Vec<u128>,
 }
 
 impl AsyncQueue {
@@ -88,6 +87,7 @@ impl AsyncQueue {
 
     /// Records packet `mbuf`, whose copies into or out of `mem` were
     /// submitted as `copies` says, and its used entries.
+    #[inline(always)]
     pub fn push(&mut self, mbuf: Mbuf, used: &[UsedElem], copies: Completion, mem: &Arc<GuestMemory>) {
         if !self.tables.last().is_some_and(|t| Arc::ptr_eq(t, mem)) {
             self.tables.push(Arc::clone(mem));
@@ -99,38 +99,46 @@ impl AsyncQueue {
             done_at: copies.done_at,
             net_hdr: copies.net_hdr,
         });
-        self.used.extend(used);
+        // Usually one entry: a loop, not a copy call.
+        for &u in used {
+            self.used.push_back(u);
+        }
     }
 
     /// Takes up to `out.len()` packets from the front whose copies are
-    /// complete, writing them to `out`, their headers to `hdrs` and their
-    /// used entries to `used`; returns how many.
+    /// complete, writing them to `out`, their headers to `hdrs` (if
+    /// wanted) and their used entries to `used`; returns how many.
     pub fn take_completed(
         &mut self,
         out: &mut [Option<Mbuf>],
-        hdrs: &mut Vec<u128>,
+        hdrs: Option<&mut Vec<u128>>,
         used: &mut Vec<UsedElem>,
     ) -> usize {
-        let mut n = 0;
         // The completion count of the channel of the packet before (one
         // lookup per channel change, usually one a call).
         let mut last: Option<(ChannelId, u64)> = None;
-        while n < out.len() {
-            let Some(p) = self.packets.front() else { break };
-            let completed = match last {
-                Some((ch, count)) if ch == p.channel => count,
-                _ => dma::completed(p.channel),
-            };
-            last = Some((p.channel, completed));
-            if completed < p.done_at {
-                break;
-            }
-            let Some(p) = self.packets.pop_front() else { break };
-            out[n] = Some(p.mbuf.0);
-            hdrs.push(p.net_hdr);
-            used.extend(self.used.drain(..usize::from(p.used)));
-            n += 1;
+        let n = self
+            .packets
+            .iter()
+            .take(out.len())
+            .take_while(|p| {
+                let completed = match last {
+                    Some((ch, count)) if ch == p.channel => count,
+                    _ => dma::completed(p.channel),
+                };
+                last = Some((p.channel, completed));
+                completed >= p.done_at
+            })
+            .count();
+        if let Some(hdrs) = hdrs {
+            hdrs.extend(self.packets.range(..n).map(|p| p.net_hdr));
         }
+        let mut nused = 0;
+        for (slot, p) in out.iter_mut().zip(self.packets.drain(..n)) {
+            *slot = Some(p.mbuf.0);
+            nused += usize::from(p.used);
+        }
+        used.extend(self.used.drain(..nused));
         if self.packets.is_empty() {
             self.tables.clear();
         }
