@@ -496,6 +496,12 @@ fn submit_dequeue<'a>(
     }
     for slot in fresh.iter_mut().take(avail) {
         let from = b.vq.avail_pos();
+        // `avail` counts packed descriptors, not chains: once chains of
+        // several descriptors were taken, the next head may not be the
+        // guest's yet.
+        if ring.is_packed() && !packed_ring::is_available(&ring, from) {
+            break;
+        }
         // The common case needs no walk (as the sync dequeue): one
         // descriptor, header and packet.
         let (desc, head) = if ring.is_packed() {
