@@ -158,10 +158,10 @@ pub fn submit(
     let sent = if fit.is_empty() {
         0
     } else {
-        // SAFETY: as above; `fit` is `fit.len()` copies laid out as the
-        // shim's `struct rvh_dma_copy_op` (repr(C), size asserted there);
-        // the addresses are IOVAs the device may access (guest pages kept
+        // The addresses are IOVAs the device may access (guest pages kept
         // mapped until completion, mbufs).
+        // SAFETY: as above; `fit` is `fit.len()` copies laid out as the
+        // shim's `struct rvh_dma_copy_op` (repr(C), size asserted there).
         unsafe { rvh_dma_copy_burst(id.dma, id.vchan, fit.as_ptr(), fit.len() as u32) as usize }
     };
     if sent < fit.len() {

@@ -274,10 +274,10 @@ fn recover(addr: usize) -> bool {
         len != 0
             && addr.wrapping_sub(start) < len
             && s.recoverable.load(Ordering::Relaxed)
-            // SAFETY: [start, start + len) is the slot's registered
-            // mapping, read after its len (written last on registration,
-            // first on removal), and it is not unmapped while this handler
-            // is counted inside.
+            // The range was read after its len (written last on
+            // registration, first on removal).
+            // SAFETY: [start, start + len) is the slot's registered mapping,
+            // not unmapped while this handler is counted inside.
             && unsafe { replace_whole(s, start, len) }
     });
     HANDLERS_INSIDE.fetch_sub(1, Ordering::SeqCst);
@@ -295,10 +295,11 @@ unsafe fn replace_whole(slot: &Slot, start: usize, len: usize) -> bool {
     match slot.state.compare_exchange(LIVE, REPLACING, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             FAULTS.fetch_add(1, Ordering::Relaxed);
+            // MAP_NORESERVE: guest memory can be larger than what the
+            // system would commit.
             // SAFETY: [start, start + len) is a live mapping of ours (the
-            // caller's contract); replacing it with private anonymous memory only changes what
-            // guest-memory accesses see. MAP_NORESERVE: guest memory can
-            // be larger than what the system would commit.
+            // caller's contract); anonymous memory over it only changes
+            // what guest-memory accesses see.
             let p = unsafe {
                 libc::mmap(
                     start as *mut libc::c_void,

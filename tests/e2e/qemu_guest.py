@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from vm import run_to_exit
 from testpmd import Testpmd, expected_library, port_stats, resolve_libdir, run_differential
 
 GUEST = os.environ.get("GUEST_DIR", "/var/tmp/rvhost-guest")
@@ -47,7 +48,6 @@ def run(libdir, accel):
     eal = ["-l", "0,1", "--main-lcore", "0", "--no-huge", "-m", "512", "--no-pci",
            f"--file-prefix=rvh-qemu-{os.getpid()}", "--vdev", f"net_vhost0,iface={sock},queues=1"]
     pmd = Testpmd("qemu-vhost", eal, ["--nb-cores=1", "--total-num-mbufs=8192"], libdir=libdir)
-    qemu = None
     log = tempfile.mktemp(prefix="rvhost-qemu-", suffix=".log")
     try:
         pmd.wait_for(r"testpmd>", 60)
@@ -60,13 +60,7 @@ def run(libdir, accel):
                "-device", "virtio-net-pci,netdev=net0,vectors=0,mac=52:54:00:12:34:56",
                "-kernel", f"{GUEST}/vmlinuz", "-initrd", f"{GUEST}/initrd.gz",
                "-append", "console=ttyS0 panic=-1 quiet", "-nographic", "-no-reboot"]
-        with open(log, "w") as out:
-            qemu = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            try:
-                qemu.wait(timeout=240)
-            except subprocess.TimeoutExpired:
-                qemu.kill()
-                qemu.wait()
+        run_to_exit(cmd, log, 240)
         text = open(log, errors="replace").read()
         lib = pmd.mapped_vhost_library()
         stats = port_stats(pmd)
@@ -82,8 +76,6 @@ def run(libdir, accel):
         detail = f"{accel[1]}; {m.group(0) if m else '-'}; {m2.group(0) if m2 else '-'}; testpmd rx {stats['rx_packets']} tx {stats['tx_packets']}"
         return not problems, detail + ("; " + "; ".join(problems) if problems else "")
     finally:
-        if qemu and qemu.poll() is None:
-            qemu.kill()
         pmd.stop()
         for p in (sock, log):
             try:

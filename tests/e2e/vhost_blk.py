@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from qemu_guest import probe_kvm
+from vm import run_to_exit
 from testpmd import STOCK, resolve_libdir, run_differential
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -68,13 +69,7 @@ def boot(accel, sock, mode, tag):
            "-kernel", f"{GUEST}/vmlinuz", "-initrd", f"{GUEST}/initrd-blk.gz",
            "-append", f"console=ttyS0 panic=-1 quiet no_timer_check rvblk={mode}", "-nographic", "-no-reboot", "-nic", "none"]
     try:
-        with open(log, "w") as out:
-            q = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            try:
-                q.wait(timeout=240)
-            except subprocess.TimeoutExpired:
-                q.kill()
-                q.wait()
+        run_to_exit(cmd, log, 240)
         return open(log, errors="replace").read()
     finally:
         os.unlink(log)

@@ -92,7 +92,7 @@ def run(libdir, rounds):
     sock = f"{work}/crypto.sock"
     app_log = f"{work}/app.log"
     serial = f"{work}/guest.serial"
-    app = qemu = None
+    app = None
     try:
         binary = f"{work}/dpdk-vhost_crypto"
         build_example(libdir, binary)
@@ -121,13 +121,7 @@ def run(libdir, rounds):
                          "-kernel", f"{vm.GUEST}/vmlinuz", "-initrd", initrd,
                          "-append", f"console=ttyS0 panic=-1 quiet no_timer_check rvrounds={rounds}",
                          "-display", "none", "-nodefaults", "-no-reboot", "-serial", f"file:{serial}"]
-        with open(f"{work}/qemu.err", "w") as err:
-            qemu = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            try:
-                qemu.wait(timeout=600)
-            except subprocess.TimeoutExpired:
-                qemu.kill()
-                qemu.wait()
+        vm.run_to_exit(cmd, f"{work}/qemu.err", 600)
         console = open(serial, errors="replace").read() if os.path.exists(serial) else ""
         lines = [ln for ln in console.splitlines() if ln.startswith(("GUEST", "RVCRYPTO"))]
         print("\n".join(lines) or console[-2000:])
@@ -145,10 +139,9 @@ def run(libdir, rounds):
             print("--- qemu ---\n" + open(f"{work}/qemu.err", errors="replace").read()[-1000:])
         return ok
     finally:
-        for p in (qemu, app):
-            if p and p.poll() is None:
-                p.kill()
-                p.wait()
+        if app and app.poll() is None:
+            app.kill()
+            app.wait()
         if os.environ.get("RVHOST_KEEP"):
             print(f"kept {work}")
         else:

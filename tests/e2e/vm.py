@@ -25,6 +25,18 @@ def build_stream_image():
     subprocess.run([os.path.join(HERE, "guest-image.sh"), "stream"], check=True)
 
 
+def run_to_exit(cmd, out_path, timeout):
+    """Runs a QEMU whose guest powers itself off, its stdout and stderr in
+    out_path; killed if it is still running after `timeout` seconds."""
+    with open(out_path, "w") as out:
+        q = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            q.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            q.kill()
+            q.wait()
+
+
 class QMP:
     """QMP over a unix socket: one command at a time, events kept aside."""
 
