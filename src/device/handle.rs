@@ -137,8 +137,9 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     // released: the requests are syscalls).
     let (mut areas, mut ahead) = (Vec::new(), Vec::new());
     // IOTLB messages come by the hundred while bursts wait for them: they
-    // look at a ring only if no burst holds it (one that does has its
-    // areas, so its readiness did not change).
+    // look at a ring only if a burst does not keep it for more than a few
+    // microseconds (one that does has its areas, so its readiness did not
+    // change; its posted buffers are asked for after the next message).
     let iotlb = matches!(request, crate::protocol::Request::IotlbMsg) && ctx.held.is_empty();
     if !matches!(reply, Reply::Err) {
         for i in 0..dev.nr_vring() as u16 {
@@ -153,7 +154,7 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
                 })
             };
             let changed = if iotlb {
-                dev.vq(i).and_then(|vq| vq.try_lock()).and_then(|mut g| step(&mut g))
+                dev.vq(i).and_then(|vq| vq.lock_for_burst()).and_then(|mut g| step(&mut g))
             } else {
                 ctx.vq(i, step).flatten()
             };

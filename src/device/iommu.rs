@@ -209,7 +209,6 @@ pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
                     );
                     return Reply::Err;
                 }
-                ctx.dev.iotlb_asks.lock().pending.answered(m.iova, m.size);
             }
             Iotlb::INVALIDATE => st.iotlb.invalidate(m.iova, m.size),
             kind => {
@@ -217,7 +216,13 @@ pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
                 return Reply::Err;
             }
         }
-        ctx.dev.publish(st.translation())
+        let published = ctx.dev.publish(st.translation());
+        // Answered only once published: a burst that misses before it
+        // adopts the new view must not ask again.
+        if m.kind == Iotlb::UPDATE {
+            ctx.dev.iotlb_asks.lock().pending.answered(m.iova, m.size);
+        }
+        published
     };
     let ifname = ctx.ifname.clone();
     // Not `locks_rings`: each ring is locked only while it takes the view.
