@@ -1,16 +1,19 @@
 #!/bin/bash
-# Builds the C tests and runs them against a librte_vhost.so.23:
-#   ffi-tests/run.sh          Debian's (stock DPDK 22.11)
+# Builds the C tests against the installed DPDK's headers and runs them
+# against the librte_vhost.so.N they link (.so.23 for 22.11, .so.25 for
+# 24.11, .so.26 for 25.11):
+#   ffi-tests/run.sh          Debian's
 #   ffi-tests/run.sh LIBDIR   the one in LIBDIR (e.g. build for rvhost)
 # Each test prints which file it actually loaded (/proc/self/maps).
 set -euo pipefail
-if [ $# -gt 0 ]; then
-  libdir=$(realpath -e "$1")
-  [ -e "$libdir/librte_vhost.so.23" ] || { echo "no librte_vhost.so.23 in $libdir" >&2; exit 2; }
-  export LD_LIBRARY_PATH=$libdir
-fi
+[ $# -gt 0 ] && libdir=$(realpath -e "$1")
 cd "$(dirname "$0")"
 make -s out/t_vhost_user out/t_async
+soname=$(objdump -p out/t_vhost_user | awk '$1 == "NEEDED" && $2 ~ /^librte_vhost\.so/ {print $2}')
+if [ $# -gt 0 ]; then
+  [ -e "$libdir/$soname" ] || { echo "no $soname in $libdir" >&2; exit 2; }
+  export LD_LIBRARY_PATH=$libdir
+fi
 timeout 120 ./out/t_vhost_user
 timeout 300 ./out/t_async
 # vhost-crypto, with QEMU 7.2's front-end and with one speaking 22.11's

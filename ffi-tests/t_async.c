@@ -212,8 +212,8 @@ static void guest_receive(struct run *r)
 	}
 	pending = gring_used_pending(r->rx);
 	while (pending && !r->bad) {
-		uint16_t id, nb = 1, i;
-		uint32_t len, total = 0;
+		uint16_t id = 0, nb = 1, i;
+		uint32_t len = 0, total = 0;
 		unsigned int size = make_frame(want, r->received);
 
 		for (i = 0; i < nb; i++) {

@@ -21,6 +21,13 @@
 #include <rte_eal.h>
 #include <rte_vdpa.h>
 #include <rte_vhost.h>
+#include <rte_version.h>
+
+#if RTE_VERSION >= RTE_VERSION_NUM(23, 7, 0, 0)
+/* Since 23.07 a driver-SDK function (vdpa_driver.h, which Debian does not
+ * install), still exported with version INTERNAL. */
+int rte_vdpa_relay_vring_used(int vid, uint16_t qid, void *vring_m);
+#endif
 
 #include "frontend.h"
 
@@ -267,8 +274,13 @@ static void test_bad_messages(void)
 		{ "ring size zero", REQ_SET_VRING_NUM, {0}, 8, 0, 1, 1, NULL },
 		{ "payload shorter than the request", REQ_SET_STATUS, {0}, 4, 0, 0, 1,
 		  "rvhost checks every payload's exact size" },
+#if RTE_VERSION >= RTE_VERSION_NUM(24, 11, 0, 0)
+		/* 24.11 refuses it as well (measured on Debian 13's library). */
+		{ "region beyond its file", REQ_SET_MEM_TABLE, {1}, 40, 1, 1, 1, NULL },
+#else
 		{ "region beyond its file", REQ_SET_MEM_TABLE, {1}, 40, 1, 0, 1,
 		  "rvhost refuses a region its file cannot back (a later SIGBUS in DPDK)" },
+#endif
 	};
 	unsigned int i;
 	int s;
@@ -695,7 +707,7 @@ int main(int argc, char **argv)
 	}
 	lib = loaded_vhost_library();
 	is_stock = strncmp(lib, "/usr/lib/", 9) == 0;
-	printf("librte_vhost loaded from %s (%s)\n", lib, is_stock ? "Debian's DPDK 22.11" : "rvhost");
+	printf("librte_vhost loaded from %s (%s)\n", lib, is_stock ? rte_version() : "rvhost");
 	test_negotiate();
 	test_bad_messages();
 	test_fd_leaks();

@@ -5,6 +5,8 @@
 # and runs there, against Debian's librte_vhost.so.25 (stock) and ours:
 #   ABI: symbols and versions, layouts and constants (against 24.11's
 #        headers), consumers (dpdk-testpmd with every PMD, the vDPA PMDs);
+#   C tests: ffi-tests/run.sh built against 24.11's headers (vhost-user
+#        API, async/DMA on EAL's DMA skeleton, vhost-crypto on OpenSSL);
 #   e2e: the DTS loopback paths (loopback_paths.py), a QEMU 10 Linux guest
 #        pinging testpmd (qemu_guest.py), OVS 3.5 dpdkvhostuserclient ports
 #        (ovs_vhostuserclient.py), migration precopy/postcopy (migration.py).
@@ -101,6 +103,10 @@ if [ -n "$ours" ]; then
   check "ABI layout: our include/$abi vs Debian's $abi headers" tests/abi/layout.sh "$ours"
   check "ABI consumers: ours" tests/abi/consumers.sh "$ours"
 fi
+# The C tests of the public API (vhost-user, async/DMA, vhost-crypto),
+# built against this release's headers.
+check "C tests: stock" ffi-tests/run.sh
+[ -n "$ours" ] && check "C tests: ours (with vhost-crypto)" ffi-tests/run.sh "$ours"
 # Each e2e script runs stock and, if built, ours (ours must pass).
 e2e() {
   local name=$1
