@@ -37,6 +37,7 @@
 #define IOVA_BASE 0x7000000000ULL
 #define PROTO_F_STATUS (1ULL << 16)
 
+#define DESC_F_NEXT 1u
 #define DESC_F_WRITE 2u
 #define AVAIL_F_NO_INTERRUPT 1u
 #define PDESC_F_AVAIL (1u << 7)
@@ -61,6 +62,7 @@ struct b_event { uint16_t off_wrap, flags; };
 struct mode {
 	const char *name;
 	int packed, mrg, iommu;
+	int chained; /* TX frames as two-descriptor chains: header, payload */
 };
 
 /* The guest driver's state of one virtqueue. Buffer id i is always the
@@ -82,6 +84,8 @@ struct gring {
 	uint32_t free_head, free_count;
 	uint16_t in_flight[MAX_RING]; /* ids in posting order */
 	uint8_t outstanding[MAX_RING]; /* posted, not yet returned */
+	uint8_t chain_len[MAX_RING];   /* by head id: descriptors in its chain */
+	uint16_t chain_tail[MAX_RING]; /* by head id: the second buffer's id */
 	uint32_t posted, reclaimed;	  /* free-running counts */
 };
 
@@ -109,8 +113,10 @@ static inline void gring_init(struct gring *r, struct guest_ram *ram, int q, int
 		r->used = (struct b_sused *)(ram->addr + USED_OFF(q));
 		r->avail->flags = AVAIL_F_NO_INTERRUPT;
 	}
-	for (i = 0; i < size; i++)
+	for (i = 0; i < size; i++) {
 		r->free_ids[i] = i;
+		r->chain_len[i] = 1;
+	}
 	r->free_count = size;
 }
 
@@ -159,6 +165,59 @@ static inline uint16_t gring_post(struct gring *r, uint32_t len, int write)
 	return id;
 }
 
+/* Makes a two-descriptor chain available: `len0` bytes in buffer `head`
+ * (which the used entry names) then `len1` in the next free buffer, both
+ * device-readable; the caller filled both buffers (gbuf of the next two
+ * free ids, free_ids[free_head] and the one after it). Split rings need
+ * gring_publish afterwards. */
+static inline uint16_t gring_post_chain(struct gring *r, uint32_t len0, uint32_t len1)
+{
+	uint16_t head = r->free_ids[r->free_head], tail = r->free_ids[(r->free_head + 1) % r->size];
+
+	if (r->free_count < 2) {
+		fprintf(stderr, "guest ring has no two free buffers\n");
+		_exit(1);
+	}
+	r->free_head = (r->free_head + 2) % r->size;
+	r->free_count -= 2;
+	r->outstanding[head] = 1;
+	r->chain_len[head] = 2;
+	r->chain_tail[head] = tail;
+	r->in_flight[r->posted % r->size] = head;
+	r->posted++;
+	if (r->packed) {
+		uint16_t first = r->avail_idx, second = (uint16_t)((first + 1) % r->size);
+		int wrap0 = r->avail_wrap, wrap1 = second ? wrap0 : !wrap0;
+		struct b_pdesc *d0 = &r->pdesc[first], *d1 = &r->pdesc[second];
+
+		d1->addr = r->iova + r->bufs + (uint64_t)tail * BUF_SIZE;
+		d1->len = len1;
+		d1->id = head;
+		d1->flags = wrap1 ? PDESC_F_AVAIL : PDESC_F_USED;
+		d0->addr = r->iova + r->bufs + (uint64_t)head * BUF_SIZE;
+		d0->len = len0;
+		d0->id = head;
+		/* The head's flags last: the whole chain is available at once. */
+		__atomic_store_n(&d0->flags, DESC_F_NEXT | (wrap0 ? PDESC_F_AVAIL : PDESC_F_USED), __ATOMIC_RELEASE);
+		r->avail_idx = (uint16_t)((first + 2) % r->size);
+		r->avail_wrap = r->avail_idx < 2 ? !wrap0 : wrap0;
+	} else {
+		struct b_sdesc *d0 = &r->sdesc[head], *d1 = &r->sdesc[tail];
+
+		d0->addr = r->iova + r->bufs + (uint64_t)head * BUF_SIZE;
+		d0->len = len0;
+		d0->flags = DESC_F_NEXT;
+		d0->next = tail;
+		d1->addr = r->iova + r->bufs + (uint64_t)tail * BUF_SIZE;
+		d1->len = len1;
+		d1->flags = 0;
+		d1->next = 0;
+		r->avail->ring[r->avail_idx % r->size] = head;
+		r->avail_idx++;
+	}
+	return head;
+}
+
 static inline void gring_publish(struct gring *r)
 {
 	if (!r->packed)
@@ -183,9 +242,12 @@ static inline uint32_t gring_used_pending(const struct gring *r)
 			if (!!(f & PDESC_F_AVAIL) != wrap || !!(f & PDESC_F_USED) != wrap || n == r->size)
 				return n;
 			n++;
-			if (++slot == r->size) {
-				slot = 0;
-				wrap ^= 1;
+			{
+				uint16_t id = r->pdesc[slot].id, step = id < r->size ? r->chain_len[id] : 1;
+
+				if (slot + step >= r->size)
+					wrap ^= 1;
+				slot = (uint16_t)((slot + step) % r->size);
 			}
 		}
 	}
@@ -198,12 +260,15 @@ static inline int gring_take_used(struct gring *r, uint16_t *id, uint32_t *len)
 	if (r->packed) {
 		struct b_pdesc *d = &r->pdesc[r->used_idx];
 
+		uint16_t step;
+
 		*id = d->id;
 		*len = d->len;
-		if (++r->used_idx == r->size) {
-			r->used_idx = 0;
+		/* A chain's used entry stands for all its slots. */
+		step = *id < r->size ? r->chain_len[*id] : 1;
+		if (r->used_idx + step >= r->size)
 			r->used_wrap ^= 1;
-		}
+		r->used_idx = (uint16_t)((r->used_idx + step) % r->size);
 	} else {
 		struct b_selem *e = &r->used->ring[r->used_idx % r->size];
 
@@ -218,10 +283,16 @@ static inline int gring_take_used(struct gring *r, uint16_t *id, uint32_t *len)
 	return 0;
 }
 
+/* Returns buffer `id` (and, for a chain's head, its second buffer) to
+ * the free ids. */
 static inline void gring_free(struct gring *r, uint16_t id)
 {
 	r->free_ids[(r->free_head + r->free_count) % r->size] = id;
 	r->free_count++;
+	if (r->chain_len[id] == 2) {
+		r->chain_len[id] = 1;
+		gring_free(r, r->chain_tail[id]);
+	}
 }
 
 /* ---- packets ---- */

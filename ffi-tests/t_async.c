@@ -6,7 +6,9 @@
  * RTE_VHOST_USER_ASYNC_COPY, the channel registered in new_device as
  * DPDK's examples/vhost does) and, between library calls, the guest's
  * virtio-net driver in its own memfd RAM behind a real vhost-user socket
- * (guest_ring.h). Per mode (split, split-mrg, packed, packed-mrg):
+ * (guest_ring.h). Per mode (split, split-mrg, packed, packed-mrg, and
+ * split-chained and packed-chained (mergeable), whose TX frames are
+ * two-descriptor chains, the header alone in the first buffer):
  *
  *   loopback: the guest sends FRAMES frames of 64..1518 bytes, each with
  *     its sequence number and contents derived from it; the back-end
@@ -181,14 +183,21 @@ static void guest_send(struct run *r, uint32_t n)
 {
 	uint32_t k;
 
-	for (k = 0; k < n && r->tx->free_count; k++) {
-		/* The buffer gring_post takes next, filled before it is posted
+	for (k = 0; k < n && r->tx->free_count >= (r->md->chained ? 2u : 1u); k++) {
+		/* The buffers gring_post takes next, filled before they are posted
 		 * (a packed descriptor is available as soon as it is written). */
-		uint8_t *b = gbuf(r->tx, r->tx->free_ids[r->tx->free_head]);
-		unsigned int size = make_frame(b + HDR_LEN, r->sent);
+		struct gring *tx = r->tx;
+		uint8_t *b = gbuf(tx, tx->free_ids[tx->free_head]);
 
 		memset(b, 0, HDR_LEN);
-		gring_post(r->tx, HDR_LEN + size, 0);
+		if (r->md->chained) {
+			/* The header alone in the head buffer, the frame in the next. */
+			uint8_t *payload = gbuf(tx, tx->free_ids[(tx->free_head + 1) % tx->size]);
+
+			gring_post_chain(tx, HDR_LEN, make_frame(payload, r->sent));
+		} else {
+			gring_post(tx, HDR_LEN + make_frame(b + HDR_LEN, r->sent), 0);
+		}
 		r->sent++;
 	}
 	gring_publish(r->tx);
@@ -295,8 +304,10 @@ static void loopback(struct run *r, int vid, struct rte_mempool *pool, uint32_t 
 		uint64_t t0, t1, t2, t3;
 		int inflight;
 
+		/* Chains go in small uneven batches: a dequeue then finds fewer
+		 * chains than descriptors, and unposted slots after them. */
 		if (r->sent < frames)
-			guest_send(r, RTE_MIN(frames - r->sent, (uint32_t)BURST));
+			guest_send(r, RTE_MIN(frames - r->sent, r->md->chained ? 1 + r->sent % 7 : (uint32_t)BURST));
 		if (!nheld) {
 			dma_settle();
 			t0 = rte_rdtsc();
@@ -482,14 +493,16 @@ static int16_t start_dma(void)
 
 int main(int argc, char **argv)
 {
-	static const struct mode modes[] = { { "split", 0, 0, 0 }, { "split-mrg", 0, 1, 0 }, { "packed", 1, 0, 0 },
-					     { "packed-mrg", 1, 1, 0 } };
+	static const struct mode modes[] = { { "split", 0, 0, 0, 0 },	     { "split-mrg", 0, 1, 0, 0 },
+					     { "packed", 1, 0, 0, 0 },	     { "packed-mrg", 1, 1, 0, 0 },
+					     { "split-chained", 0, 0, 0, 1 }, { "packed-chained", 1, 1, 0, 1 } };
+	const unsigned int nmodes = sizeof(modes) / sizeof(modes[0]);
 	char prefix[64];
 	char *eal[] = { argv[0], "-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry",
 			"--iova-mode=va", "--vdev", "dma_skeleton,lcore=1", prefix, "--log-level=lib.vhost.*:error",
 			"--log-level=lib.eal:error" };
 	uint32_t frames = 200000;
-	const struct mode *sel[4];
+	const struct mode *sel[8];
 	unsigned int nsel = 0, i, j;
 	struct rte_mempool *pool;
 
@@ -502,16 +515,17 @@ int main(int argc, char **argv)
 			settle = 1;
 			continue;
 		}
-		for (j = 0; j < 4 && strcmp(argv[i], modes[j].name); j++)
+		for (j = 0; j < nmodes && strcmp(argv[i], modes[j].name); j++)
 			;
-		if (j == 4 || nsel == 4) {
-			fprintf(stderr, "usage: t_async [--frames N] [--settle] [split|split-mrg|packed|packed-mrg ...]\n");
+		if (j == nmodes || nsel == 8) {
+			fprintf(stderr, "usage: t_async [--frames N] [--settle] "
+					"[split|split-mrg|packed|packed-mrg|split-chained|packed-chained ...]\n");
 			return 2;
 		}
 		sel[nsel++] = &modes[j];
 	}
 	if (!nsel)
-		for (j = 0; j < 4; j++)
+		for (j = 0; j < nmodes; j++)
 			sel[nsel++] = &modes[j];
 	snprintf(prefix, sizeof(prefix), "--file-prefix=rvhost-async-%d", getpid());
 	if (rte_eal_init(sizeof(eal) / sizeof(eal[0]), eal) < 0) {
