@@ -449,7 +449,8 @@ static void test_bad_requests(int64_t enc)
  * encrypted, the MAC (over the encrypted hash range) follows it. */
 static void test_chained(void)
 {
-	static const uint8_t auth_key[20] = "rvhost-hmac-key-0123";
+	static const uint8_t auth_key[20] = { 'r', 'v', 'h', 'o', 's', 't', '-', 'h', 'm', 'a',
+					      'c', '-', 'k', 'e', 'y', '-', '0', '1', '2', '3' };
 	uint8_t src[96], want[96], mac[EVP_MAX_MD_SIZE];
 	unsigned int mac_len = 0, i;
 	int64_t id = create_chain_session(nist_key, auth_key);

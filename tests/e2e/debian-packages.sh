@@ -12,6 +12,8 @@
 # RVHOST_DEBIAN=SUITE picks the release (default bookworm):
 #   bookworm  DPDK 22.11, OVS 3.1, rvhost-vhost23 (default build)
 #   trixie    DPDK 24.11, OVS 3.5, rvhost-vhost25 (build profile pkg.rvhost.abi25)
+#   forky     DPDK 25.11, OVS 4.0, rvhost-vhost26 (build profile pkg.rvhost.abi26);
+#             not in run-all (CI time): run it by hand
 # RVHOST_KEEP_WORK=1 keeps the run's overlay (the .debs, build.log) for a look.
 #
 # The chroot with Debian's packages installed is cached under
@@ -30,7 +32,8 @@ suite=${RVHOST_DEBIAN:-bookworm}
 case $suite in
   bookworm) soversion=23 profile= hugepages=0 ;;
   trixie) soversion=25 profile=pkg.rvhost.abi25 hugepages=300 ;;
-  *) echo "RVHOST_DEBIAN=$suite: bookworm or trixie" >&2; exit 2 ;;
+  forky) soversion=26 profile=pkg.rvhost.abi26 hugepages=300 ;;
+  *) echo "RVHOST_DEBIAN=$suite: bookworm, trixie or forky" >&2; exit 2 ;;
 esac
 # What the test needs from Debian besides the Build-Depends.
 # dpdk-dev has dpdk-testpmd; it loads every PMD installed: net/vhost links
@@ -105,6 +108,8 @@ deb $mirror $suite-updates main
 deb $security $suite-security main
 SL
   echo 'APT::Install-Recommends "false";' >"$tmp/etc/apt/apt.conf.d/90rvhost"
+  # Testing's Release files may be served after their Valid-Until date.
+  [ "$suite" = forky ] && echo 'Acquire::Check-Valid-Until "false";' >>"$tmp/etc/apt/apt.conf.d/90rvhost"
   echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' >>"$tmp/etc/apt/apt.conf.d/90rvhost"
   printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"; chmod 755 "$tmp/usr/sbin/policy-rc.d"
   cp /etc/resolv.conf "$tmp/etc/resolv.conf"

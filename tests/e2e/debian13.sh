@@ -54,7 +54,7 @@ in_chroot() { "$chroot_sh" "$suite" exec "$@"; }
 key=$(echo "$tree" | sha256sum | cut -c1-8)
 src=/var/tmp/rvhost-src-$key bld=/var/tmp/rvhost-build-$abi-$key
 rm -rf "${root:?}$src" && mkdir -p "$root$src"
-tar -C "$tree" --exclude=./.git --exclude=./build --exclude='./build-*' --exclude=./target -cf - . | tar -C "$root$src" -xf -
+tar -C "$tree" --exclude=./.git --exclude=./build --exclude='./build-*' --exclude=./target --exclude=./ffi-tests/out -cf - . | tar -C "$root$src" -xf -
 "$chroot_sh" "$suite" vendor "$tree"
 
 # The guest for the QEMU tests: the host's image if it has one (kernel and
