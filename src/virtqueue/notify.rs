@@ -37,10 +37,10 @@ pub fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
     if !ring.is_packed() {
         if event_idx {
             let new = ring.split_used_idx();
-            let old = vq.signalled_used;
-            let valid = vq.signalled_used_valid;
-            vq.signalled_used = new;
-            vq.signalled_used_valid = true;
+            let old = vq.dp.signalled_used;
+            let valid = vq.dp.signalled_used_valid;
+            vq.dp.signalled_used = new;
+            vq.dp.signalled_used_valid = true;
             return !valid || need_event(ring.split_used_event(), new, old);
         }
         return ring.split_avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0;
@@ -50,10 +50,10 @@ pub fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
         return flags != EVENT_F_DISABLE;
     }
     let new = vq.last_used_idx;
-    let mut old = vq.signalled_used;
-    let valid = vq.signalled_used_valid;
-    vq.signalled_used = new;
-    vq.signalled_used_valid = true;
+    let mut old = vq.dp.signalled_used;
+    let valid = vq.dp.signalled_used_valid;
+    vq.dp.signalled_used = new;
+    vq.dp.signalled_used_valid = true;
     if !valid {
         return true;
     }
