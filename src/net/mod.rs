@@ -644,13 +644,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
 /// made available that the back-end has not used yet.
 pub fn avail_entries(dev: &Device, qid: u16) -> u16 {
     let Some(vq) = dev.vq(qid) else { return 0 };
-    let s = vq.lock();
-    match s.ring_mem() {
-        Some(ring) if s.enabled() && !ring.is_packed() => {
-            ring.split_avail_idx().wrapping_sub(s.last_avail_idx()).min(ring.size())
-        }
-        _ => 0,
-    }
+    vq.lock().avail_entries()
 }
 
 /// `rte_vhost_enable_guest_notification`: ask the guest to kick us (or not)
@@ -677,40 +671,9 @@ pub fn vring_call(dev: &Device, qid: u16, block: bool) -> i32 {
     0
 }
 
-/// What `rte_vhost_get_monitor_addr` reports: wait until `*addr & mask`
-/// (`size` bytes) equals (`is_match` = 1) or differs from (0) `val`.
-#[derive(Clone, Copy, Debug)]
-pub struct MonitorCond {
-    pub addr: u64,
-    pub val: u64,
-    pub mask: u64,
-    pub size: u8,
-    pub is_match: u8,
-}
-
 /// The address a power-management loop may monitor for new buffers.
-pub fn monitor_cond(dev: &Device, qid: u16) -> Option<MonitorCond> {
-    let s = dev.vq(qid)?.lock();
-    let ring = s.ring()?;
-    let (_, avail, _) = ring.addresses();
-    Some(if ring.is_packed() {
-        let (val, mask) = crate::virtqueue::packed::monitor_value(s.avail_pos());
-        MonitorCond {
-            addr: ring.packed_flags_addr(s.last_avail_idx()),
-            val: u64::from(val),
-            mask: u64::from(mask),
-            size: 2,
-            is_match: 1,
-        }
-    } else {
-        MonitorCond {
-            addr: avail + 2,
-            val: u64::from(s.last_avail_idx() & (ring.size() - 1)),
-            mask: u64::from(ring.size() - 1),
-            size: 2,
-            is_match: 0,
-        }
-    })
+pub fn monitor_cond(dev: &Device, qid: u16) -> Option<notify::MonitorCond> {
+    notify::monitor_cond(&dev.vq(qid)?.lock())
 }
 
 fn stats_enabled(dev: &Device, qid: u16) -> bool {

@@ -635,6 +635,17 @@ impl VqState {
         self.last_avail_idx
     }
 
+    /// `rte_vhost_avail_entries`: entries the guest made available on an
+    /// enabled split ring that the back-end has not taken yet.
+    pub fn avail_entries(&self) -> u16 {
+        match self.ring_mem() {
+            Some(ring) if self.enabled && !ring.is_packed() => {
+                ring.split_avail_idx().wrapping_sub(self.last_avail_idx).min(ring.size())
+            }
+            _ => 0,
+        }
+    }
+
     /// A split ring's avail position moves past `n` taken heads.
     #[inline(always)]
     pub fn advance_avail(&mut self, n: u16) {
