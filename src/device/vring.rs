@@ -6,7 +6,7 @@
 use super::handle::{Ctx, Reply};
 use crate::protocol::features::{self, bit, protocol as pf};
 use crate::protocol::{VringAddr, VringFd, VringState};
-use crate::virtqueue::{EventFd, KickEnables, RingError};
+use crate::virtqueue::{EventFd, KickEnables, Kicked, RingError};
 use crate::vlog;
 
 /// The reply to a ring request that did `done` to ring `idx` (`None`: no
@@ -75,31 +75,39 @@ fn event_fd(ring: VringFd) -> EventFd {
     }
 }
 
-/// The ring becomes accessible; without protocol features it is enabled
-/// too, and so is a vhost-crypto ring the front-end never enabled or
-/// disabled.
+/// The ring becomes accessible (and enabled, as `kick_enables` says); an
+/// inflight area is stamped or read for what to resubmit.
 pub(super) fn set_vring_kick(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
     let (idx, fd) = (ring.index as u16, event_fd(ring));
     vlog!(Config, Info, ctx.ifname, "vring kick idx:{idx} file:{}", fd.raw());
-    let enables = match (
-        ctx.dev.features() & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0,
-        ctx.dev.is_crypto(),
-    ) {
-        (false, _) => KickEnables::Always,
-        (true, true) => KickEnables::UnlessRequested,
-        (true, false) => KickEnables::No,
-    };
-    let recover = ctx.dev.has_protocol_feature(pf::INFLIGHT_SHMFD);
+    let (enables, recover) = (kick_enables(ctx), ctx.dev.has_protocol_feature(pf::INFLIGHT_SHMFD));
     ctx.unready(idx);
-    let Some(kicked) = ctx.vq(idx, |vq| {
+    let kicked = ctx.vq(idx, |vq| {
         let kicked = vq.set_kick(fd, enables);
         if recover {
             vq.recover_inflight();
         }
         kicked
-    }) else {
-        return Reply::Ok;
-    };
+    });
+    if let Some(kicked) = kicked {
+        log_kicked(ctx, idx, kicked);
+    }
+    Reply::Ok
+}
+
+/// Without protocol features a kicked ring is enabled; so is a
+/// vhost-crypto ring the front-end never enabled or disabled.
+fn kick_enables(ctx: &Ctx<'_>) -> KickEnables {
+    if ctx.dev.features() & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) == 0 {
+        KickEnables::Always
+    } else if ctx.dev.is_crypto() {
+        KickEnables::UnlessRequested
+    } else {
+        KickEnables::No
+    }
+}
+
+fn log_kicked(ctx: &Ctx<'_>, idx: u16, kicked: Kicked) {
     if let Err(why) = kicked.translated {
         vlog!(Config, Debug, ctx.ifname, "vring {idx} not translated yet: {why}");
     }
@@ -108,7 +116,6 @@ pub(super) fn set_vring_kick(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
         vlog!(Config, Warning, ctx.ifname, "last_used_idx ({ours}) and vq->used->idx ({guest}) mismatches;");
         vlog!(Config, Warning, ctx.ifname, "some packets maybe resent for Tx and dropped for Rx");
     }
-    Reply::Ok
 }
 
 pub(super) fn set_vring_call(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
