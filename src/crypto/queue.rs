@@ -136,12 +136,12 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
         return 0;
     };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
-    if ring.is_packed() || s.iotlb.is_some() || s.mem.faulted() {
+    let (true, Some(ring)) = (s.enabled(), s.ring()) else { return 0 };
+    if ring.is_packed() || s.iotlb().is_some() || s.mem().faulted() {
         // Split rings in guest-physical memory only, as 22.11.
         return 0;
     }
-    let mem = Arc::clone(&s.mem);
+    let mem = Arc::clone(s.mem());
     let ring = ring.in_table(&mem);
     let Some(avail) = split::available(&s, &ring) else {
         vlog!(Data, Err, LOG, "vring {qid}: avail index more than a ring ahead");
@@ -160,7 +160,7 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
             vlog!(Data, Err, LOG, "Insufficient memory");
             break;
         };
-        let head = ring.split_avail_ring(s.last_avail_idx);
+        let head = ring.split_avail_ring(s.last_avail_idx());
         match prepare(inst, space, writer, &ring, qid, head, op, m) {
             Ok(()) => fetched += 1,
             Err(Completed(len)) => {
@@ -168,7 +168,7 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
                 completed.push(UsedElem { id: head, len, count: 1 });
             }
         }
-        s.last_avail_idx = s.last_avail_idx.wrapping_add(1);
+        s.advance_avail(1);
     }
     if !completed.is_empty() {
         split::publish(&mut s, &ring, &completed);
@@ -378,19 +378,19 @@ fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option
     for &op in ops {
         let Some((op, m, ctx)) = ours(op) else { continue };
         untrack(inst, ctx.request);
-        if let Some(s) = guard.as_deref_mut().filter(|s| s.ring.is_some()) {
+        if let Some(s) = guard.as_deref_mut().filter(|s| s.ring().is_some()) {
             let len = write_back(s, op, m, &ctx);
             used.push(UsedElem { id: ctx.head, len, count: 1 });
         }
         mbuf::free_bulk(&[Some(m)]);
     }
     let s = guard.as_deref_mut()?;
-    let mem = Arc::clone(&s.mem);
-    let ring = s.ring?.in_table(&mem);
+    let mem = Arc::clone(s.mem());
+    let ring = s.ring()?.in_table(&mem);
     if !used.is_empty() {
         split::publish(s, &ring, &used);
     }
-    Some(s.call.raw()).filter(|fd| *fd >= 0)
+    Some(s.call().raw()).filter(|fd| *fd >= 0)
 }
 
 /// Writes one request's result and status into the guest; its used length.
@@ -400,8 +400,8 @@ fn write_back(s: &VqState, op: CryptoOp, mut m: Mbuf, ctx: &RequestCtx) -> u32 {
         .collect();
     let out = Stream { descs: &descs };
     let log = s.active_log();
-    let w = Writer::new(log.as_deref().map(|l| (l, &*s.mem)));
-    let mem = PhysicalSpace(&s.mem);
+    let w = Writer::new(log.as_deref().map(|l| (l, &**s.mem())));
+    let mem = PhysicalSpace(s.mem());
     let status_at = u64::from(ctx.status_off);
     if !op.succeeded() {
         return if out.write(w, mem, status_at, &[status::ERR]) { 1 } else { 0 };

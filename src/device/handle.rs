@@ -76,7 +76,7 @@ impl Ctx<'_> {
 
     /// DPDK: a ready ring loses readiness before its kick/call fd changes.
     pub fn unready(&mut self, idx: u16) {
-        if self.vq(idx, |vq| std::mem::replace(&mut vq.ready, false)) == Some(true) {
+        if self.vq(idx, |vq| vq.unready()) == Some(true) {
             self.events.push(Event::VringState { queue: idx, enable: false });
         }
     }
@@ -145,13 +145,9 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
         for i in 0..dev.nr_vring() as u16 {
             let mut step = |vq: &mut VqState| {
                 dev.adopt_newer_view(vq);
-                areas.extend(vq.iotlb_waits.iter().filter_map(|w| w.missing));
+                areas.extend(vq.missing_areas());
                 ahead.extend(vq.unmapped_buffers(PREFETCHED_TRANSLATIONS));
-                let now = vq.is_ready();
-                (now != vq.ready).then(|| {
-                    vq.ready = now;
-                    now
-                })
+                vq.readiness_change()
             };
             let changed = if iotlb {
                 dev.vq(i).and_then(|vq| vq.lock_for_burst()).and_then(|mut g| step(&mut g))

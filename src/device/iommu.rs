@@ -100,7 +100,7 @@ impl Device {
     /// at their next burst); one atomic load when nothing changed.
     #[inline(always)]
     pub fn adopt_newer_view(&self, vq: &mut VqState) {
-        let Some(have) = vq.iotlb.as_ref().map(|v| v.generation()) else { return };
+        let Some(have) = vq.iotlb().map(|v| v.generation()) else { return };
         if self.iotlb_generation.load(Ordering::Acquire) != have {
             if let Some(view) = self.iotlb_latest.lock().clone() {
                 vq.adopt_view(view);
@@ -124,12 +124,12 @@ impl Device {
     /// again. Never waits, as `iotlb_miss`.
     #[cold]
     pub fn iotlb_ring_waits(&self, vq: &VqState) {
-        if vq.iotlb_waits.is_empty() {
+        if !vq.waits_for_areas() {
             return;
         }
         if let Some(mut asker) = self.iotlb_asks.try_lock() {
             let now = Instant::now();
-            for iova in vq.iotlb_waits.iter().filter_map(|w| w.missing) {
+            for iova in vq.missing_areas() {
                 asker.ask(iova, PERM_RW, Asker::RingArea, now);
             }
         }
@@ -231,7 +231,7 @@ pub(super) fn iotlb_msg(ctx: &mut Ctx<'_>, m: Iotlb) -> Reply {
     // new view before the front-end is answered.
     let translate = |vq: &mut VqState| {
         if let Err(why) = vq.set_translation(&mem, view.clone()) {
-            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
+            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index());
         }
     };
     if m.kind == Iotlb::INVALIDATE {

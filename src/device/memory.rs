@@ -75,7 +75,7 @@ impl Device {
         let (mem, view) = self.publish(self.state.lock().replace_memory(mem));
         for mut vq in rings {
             if let Err(why) = vq.set_translation(&mem, view.clone()) {
-                vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
+                vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index());
             }
         }
     }
@@ -134,7 +134,7 @@ pub(super) fn set_mem_table(ctx: &mut Ctx<'_>, table: MemoryTable, fds: Vec<Owne
     let ifname = ctx.ifname.clone();
     ctx.for_each_vq(|vq| {
         if let Err(why) = vq.set_translation(&mem, view.clone()) {
-            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
+            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index());
         }
     });
     if replaced {
@@ -152,7 +152,7 @@ pub(super) fn set_log_base(ctx: &mut Ctx<'_>, area: LogArea, fd: OwnedFd) -> Rep
     match DirtyLog::map(&fd, area.mmap_size, area.mmap_offset) {
         Ok(log) => {
             let log = Arc::new(log);
-            ctx.for_each_vq(|vq| vq.log = Some(Arc::clone(&log)));
+            ctx.for_each_vq(|vq| vq.set_log(Some(Arc::clone(&log))));
             ctx.dev.state.lock().log = Some(log);
             // QEMU expects an empty reply body.
             Reply::Payload(Vec::new(), Vec::new())
@@ -248,10 +248,7 @@ pub(super) fn set_inflight_fd(ctx: &mut Ctx<'_>, area: InflightArea, fd: OwnedFd
     };
     ctx.dev.ensure_vring(u32::from(area.num_queues) - 1);
     for q in 0..area.num_queues {
-        ctx.vq(q, |vq| {
-            vq.inflight = InflightQueue::attach(&region, q, area.queue_size, packed);
-            vq.resubmit = None;
-        });
+        ctx.vq(q, |vq| vq.set_inflight(InflightQueue::attach(&region, q, area.queue_size, packed)));
     }
     ctx.dev.state.lock().inflight = Some(region);
     Reply::Ok

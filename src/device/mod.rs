@@ -159,10 +159,9 @@ impl Device {
         };
         for vq in &self.vqs[old as usize..=qid as usize] {
             let mut s = vq.lock();
-            s.features = features;
-            s.log = log.clone();
+            s.set_log(log.clone());
             // A ring allocated here has no addresses yet: nothing to translate.
-            let _ = s.set_translation(&mem, view.clone());
+            let _ = s.set_features(features, &mem, view.clone());
         }
         self.nr_vring.fetch_max(qid + 1, Ordering::AcqRel);
     }
@@ -274,7 +273,7 @@ impl Device {
     /// `rte_vhost_log_used_vring`: logs a write to ring `qid`'s used area.
     pub fn log_used_vring(&self, qid: u16, offset: u64, len: u64) {
         let Some(vq) = self.vq(qid) else { return };
-        let base = vq.lock().log_guest_addr;
+        let base = vq.lock().log_guest_addr();
         if base != 0 {
             self.log_write(base.wrapping_add(offset), len);
         }
@@ -313,8 +312,7 @@ impl Device {
     /// Resets a recycled slot to a fresh device.
     fn reset(&self, ifname: &str, socket_flags: u64) {
         for vq in self.vqs.iter() {
-            let mut s = vq.lock();
-            *s = VqState { index: s.index, ..Default::default() };
+            vq.lock().reset();
         }
         self.nr_vring.store(0, Ordering::Release);
         *self.state.lock() = DeviceState { ifname: ifname.to_owned(), ..Default::default() };

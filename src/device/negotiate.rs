@@ -52,11 +52,10 @@ pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
     let ifname = ctx.ifname.clone();
     let (mem, view) = ctx.dev.publish(ctx.dev.state.lock().translation());
     ctx.for_each_vq(|vq| {
-        vq.features = features;
         // A translated ring is checked again for the layout now negotiated
         // (and, with VIRTIO_F_IOMMU_PLATFORM, through the IOTLB).
-        if let Err(why) = vq.set_translation(&mem, view.clone()) {
-            vlog!(Config, Err, ifname, "vring {} not usable with the new features: {why}", vq.index);
+        if let Err(why) = vq.set_features(features, &mem, view.clone()) {
+            vlog!(Config, Err, ifname, "vring {} not usable with the new features: {why}", vq.index());
         }
     });
     if vdpa {
@@ -136,8 +135,7 @@ impl Device {
     /// stop using the device before (`before`).
     pub(super) fn reset_owner(&self) {
         for vq in self.vqs() {
-            let mut s = vq.lock();
-            *s = VqState { index: s.index, ..Default::default() };
+            vq.lock().reset();
         }
         let mut st = self.state.lock();
         st.features = 0;
@@ -160,7 +158,7 @@ impl Device {
             return;
         }
         for g in held.iter_mut().skip(keep as usize) {
-            **g = VqState { index: g.index, ..Default::default() };
+            g.reset();
         }
         held.truncate(keep as usize);
         self.nr_vring.store(keep, std::sync::atomic::Ordering::Release);

@@ -104,7 +104,7 @@ fn a_ring_that_no_longer_fits_its_memory_becomes_unready() {
     // 32768 entries at 0x4000 run past the 64 KiB of memory.
     let events = ok(&d, Message::SetVringNum(state(1, 32768)));
     assert_eq!(events, vec![Event::VringState { queue: 1, enable: false }]);
-    assert!(d.vq(1).unwrap().lock().ring.is_none());
+    assert!(d.vq(1).unwrap().lock().ring().is_none());
     let events = ok(&d, Message::SetVringNum(state(1, 256)));
     assert_eq!(
         events,
@@ -117,10 +117,10 @@ fn a_ring_that_no_longer_fits_its_memory_becomes_unready() {
 fn the_layout_a_ring_was_checked_for_is_the_one_it_has() {
     let d = device();
     set_up(&d);
-    let split = d.vq(0).unwrap().lock().ring.unwrap();
+    let split = d.vq(0).unwrap().lock().ring().unwrap();
     assert!(!split.is_packed());
     ok(&d, Message::SetFeatures(bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_RING_PACKED)));
-    let packed = d.vq(0).unwrap().lock().ring.expect("packed areas fit where split ones did");
+    let packed = d.vq(0).unwrap().lock().ring().expect("packed areas fit where split ones did");
     assert!(packed.is_packed());
 }
 

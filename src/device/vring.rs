@@ -1,93 +1,69 @@
-//! Ring requests: size, addresses, base, kick/call/err fds, enable.
+//! Ring requests: size, addresses, base, kick/call/err fds, enable. Each is
+//! one method of the ring's state (`VqState`), which keeps the ring
+//! translated for what it now is; what is left here is the device's part:
+//! what to log, what to reply, which events to raise.
 
 use super::handle::{Ctx, Reply};
 use crate::protocol::features::{self, bit, protocol as pf};
 use crate::protocol::{VringAddr, VringFd, VringState};
-use crate::virtqueue::{EventFd, VqState, MAX_RING_SIZE};
+use crate::virtqueue::{EventFd, KickEnables, Kicked, RingError};
 use crate::vlog;
 
-pub(super) fn set_vring_num(ctx: &mut Ctx<'_>, state: VringState) -> Reply {
-    let packed = ctx.dev.features() & bit(features::VIRTIO_F_RING_PACKED) != 0;
-    // Stricter than DPDK, which accepts 0: an empty ring cannot work.
-    if state.num == 0 || state.num > MAX_RING_SIZE || (!packed && !state.num.is_power_of_two()) {
-        vlog!(Config, Err, ctx.ifname, "invalid virtqueue size {}", state.num);
-        return Reply::Err;
-    }
-    let ifname = ctx.ifname.clone();
-    ctx.vq(state.index as u16, |vq| {
-        vq.num = state.num as u16;
-        // Stricter than DPDK: a translated ring is checked again for its
-        // new size (a ring grown in place may no longer fit its memory).
-        if let Err(why) = vq.retranslate() {
-            vlog!(Config, Err, ifname, "vring {} no longer usable at size {}: {why}", vq.index, state.num);
+/// The reply to a ring request that did `done` to ring `idx` (`None`: no
+/// such ring): refused, or taken (a ring left untranslated by it is only
+/// logged: it stays not ready until the front-end fixes it).
+fn reply(ctx: &Ctx<'_>, idx: u32, what: &str, done: Option<Result<(), RingError>>) -> Reply {
+    match done {
+        Some(Err(e)) if e.refused() => {
+            vlog!(Config, Err, ctx.ifname, "vring {idx}: {what} refused: {e}");
+            Reply::Err
         }
-    });
-    Reply::Ok
+        Some(Err(e)) => {
+            vlog!(Config, Err, ctx.ifname, "vring {idx}: {e} after {what}");
+            Reply::Ok
+        }
+        Some(Ok(())) => Reply::Ok,
+        None => Reply::Err,
+    }
+}
+
+pub(super) fn set_vring_num(ctx: &mut Ctx<'_>, state: VringState) -> Reply {
+    let done = ctx.vq(state.index as u16, |vq| vq.set_num(state.num));
+    // An unknown ring was never an error for this request.
+    reply(ctx, state.index, "SET_VRING_NUM", Some(done.unwrap_or(Ok(()))))
 }
 
 pub(super) fn set_vring_addr(ctx: &mut Ctx<'_>, addr: VringAddr) -> Reply {
-    let (mem_empty, proto) =
-        (ctx.dev.mem().is_empty(), ctx.dev.features() & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0);
-    if mem_empty {
+    if ctx.dev.mem().is_empty() {
         vlog!(Config, Err, ctx.ifname, "no memory table set before the vring addresses");
         return Reply::Err;
     }
-    let ifname = ctx.ifname.clone();
-    ctx.vq(addr.index as u16, |vq| {
-        vq.addr = Some(addr);
-        vq.log_guest_addr = addr.log_guest_addr;
-        let result = if vq.enabled && proto { vq.start() } else { vq.retranslate() };
-        if let Err(why) = result {
-            vlog!(Config, Err, ifname, "failed to translate vring {} addresses: {why}", vq.index);
-        }
-    });
-    Reply::Ok
+    let done = ctx.vq(addr.index as u16, |vq| vq.set_addr(addr).map_err(RingError::from));
+    reply(ctx, addr.index, "SET_VRING_ADDR", Some(done.unwrap_or(Ok(()))))
 }
 
+/// Bits 0-15: the avail position (packed: index and wrap counter); the
+/// used side restarts there (nothing is in flight).
 pub(super) fn set_vring_base(ctx: &mut Ctx<'_>, state: VringState) -> Reply {
-    let ifname = ctx.ifname.clone();
-    let set = ctx.vq(state.index as u16, |vq| {
-        // Bits 0-15: the avail position (packed: index and wrap counter);
-        // the used side restarts there (nothing is in flight).
-        vq.set_base(state.num as u16)?;
-        if let Err(why) = vq.retranslate() {
-            vlog!(Config, Err, ifname, "vring {} not usable at its new base: {why}", vq.index);
-        }
-        Ok::<_, &str>((vq.last_used_idx, vq.last_avail_idx))
-    });
-    let (last_used, last_avail) = match set {
-        Some(Ok(p)) => p,
-        Some(Err(why)) => {
-            vlog!(Config, Err, ifname, "vring {} base {:#x} refused: {why}", state.index, state.num);
-            return Reply::Err;
-        }
-        None => return Reply::Err,
-    };
-    vlog!(
-        Config,
-        Info,
-        ctx.ifname,
-        "vring base idx:{} last_used_idx:{last_used} last_avail_idx:{last_avail}.",
-        state.index
-    );
-    Reply::Ok
+    let done = ctx.vq(state.index as u16, |vq| (vq.set_base(state.num as u16), vq.positions()));
+    if let Some((Ok(()), (avail, used))) = done {
+        vlog!(
+            Config,
+            Info,
+            ctx.ifname,
+            "vring base idx:{} last_used_idx:{used} last_avail_idx:{avail}.",
+            state.index
+        );
+    }
+    reply(ctx, state.index, "SET_VRING_BASE", done.map(|(r, _)| r))
 }
 
 /// The ring stops (the application was told to stop using the device
 /// first: `before`); its position goes back to the front-end.
 pub(super) fn get_vring_base(ctx: &mut Ctx<'_>, mut state: VringState) -> Reply {
     ctx.dev.state.lock().vdpa_configured = false;
-    let Some(num) = ctx.vq(state.index as u16, |vq| {
-        let num = u32::from(vq.base());
-        vq.kick = EventFd::Uninitialized;
-        vq.call = EventFd::Uninitialized;
-        vq.stop();
-        vq.addr = None;
-        num
-    }) else {
-        return Reply::Err;
-    };
-    state.num = num;
+    let Some(base) = ctx.vq(state.index as u16, |vq| vq.stop()) else { return Reply::Err };
+    state.num = u32::from(base);
     vlog!(Config, Info, ctx.ifname, "vring base idx:{} file:{}", state.index, state.num);
     Reply::Payload(state.to_bytes().to_vec(), Vec::new())
 }
@@ -99,82 +75,67 @@ fn event_fd(ring: VringFd) -> EventFd {
     }
 }
 
+/// The ring becomes accessible (and enabled, as `kick_enables` says); an
+/// inflight area is stamped or read for what to resubmit.
 pub(super) fn set_vring_kick(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
-    let idx = ring.index as u16;
-    let fd = event_fd(ring);
+    let (idx, fd) = (ring.index as u16, event_fd(ring));
     vlog!(Config, Info, ctx.ifname, "vring kick idx:{idx} file:{}", fd.raw());
-    let proto = ctx.dev.features() & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) != 0;
-    let crypto = ctx.dev.is_crypto();
-    let ifname = ctx.ifname.clone();
-    ctx.vq(idx, |vq| {
-        if let Err(why) = vq.start() {
-            vlog!(Config, Debug, ifname, "vring {idx} not translated yet: {why}");
-        }
-        warn_used_idx_resync(&ifname, vq);
-        // Without protocol features, a kicked ring is enabled; so is a
-        // vhost-crypto ring the front-end never enabled or disabled.
-        if !proto || (crypto && !vq.enable_requested) {
-            vq.enabled = true;
-        }
-    });
+    let (enables, recover) = (kick_enables(ctx), ctx.dev.has_protocol_feature(pf::INFLIGHT_SHMFD));
     ctx.unready(idx);
-    ctx.vq(idx, |vq| vq.kick = fd);
-    check_inflights(ctx, idx);
+    let kicked = ctx.vq(idx, |vq| {
+        let kicked = vq.set_kick(fd, enables);
+        if recover {
+            vq.recover_inflight();
+        }
+        kicked
+    });
+    if let Some(kicked) = kicked {
+        log_kicked(ctx, idx, kicked);
+    }
     Reply::Ok
 }
 
+/// Without protocol features a kicked ring is enabled; so is a
+/// vhost-crypto ring the front-end never enabled or disabled.
+fn kick_enables(ctx: &Ctx<'_>) -> KickEnables {
+    if ctx.dev.features() & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) == 0 {
+        KickEnables::Always
+    } else if ctx.dev.is_crypto() {
+        KickEnables::UnlessRequested
+    } else {
+        KickEnables::No
+    }
+}
+
+fn log_kicked(ctx: &Ctx<'_>, idx: u16, kicked: Kicked) {
+    if let Err(why) = kicked.translated {
+        vlog!(Config, Debug, ctx.ifname, "vring {idx} not translated yet: {why}");
+    }
+    // DPDK's check when a split ring's addresses are translated.
+    if let Some((ours, guest)) = kicked.used_idx_resync {
+        vlog!(Config, Warning, ctx.ifname, "last_used_idx ({ours}) and vq->used->idx ({guest}) mismatches;");
+        vlog!(Config, Warning, ctx.ifname, "some packets maybe resent for Tx and dropped for Rx");
+    }
+}
+
 pub(super) fn set_vring_call(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
-    let idx = ring.index as u16;
-    let fd = event_fd(ring);
+    let (idx, fd) = (ring.index as u16, event_fd(ring));
     vlog!(Config, Info, ctx.ifname, "vring call idx:{idx} file:{}", fd.raw());
     ctx.unready(idx);
-    ctx.vq(idx, |vq| vq.call = fd);
+    ctx.vq(idx, |vq| vq.set_call(fd));
     Reply::Ok
 }
 
 pub(super) fn set_vring_err(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
-    let idx = ring.index as u16;
-    let fd = event_fd(ring);
+    let (idx, fd) = (ring.index as u16, event_fd(ring));
     vlog!(Config, Info, ctx.ifname, "vring err idx:{idx} file:{}", fd.raw());
-    ctx.vq(idx, |vq| vq.err = fd);
+    ctx.vq(idx, |vq| vq.set_err(fd));
     Reply::Ok
 }
 
 pub(super) fn set_vring_enable(ctx: &mut Ctx<'_>, state: VringState) -> Reply {
     let enable = state.num != 0;
     vlog!(Config, Info, ctx.ifname, "set queue enable: {} to qp idx: {}", u8::from(enable), state.index);
-    ctx.vq(state.index as u16, |vq| {
-        vq.enabled = enable;
-        vq.enable_requested = true;
-    });
+    ctx.vq(state.index as u16, |vq| vq.set_enable(enable));
     Reply::Ok
-}
-
-/// At SET_VRING_KICK: stamp a fresh inflight area, or build the resubmit
-/// list from an old one (DPDK's `vhost_check_queue_inflights_*`).
-fn check_inflights(ctx: &mut Ctx<'_>, idx: u16) {
-    if !ctx.dev.has_protocol_feature(pf::INFLIGHT_SHMFD) {
-        return;
-    }
-    ctx.vq(idx, |vq| {
-        let Some(q) = vq.inflight.clone() else { return };
-        if vq.resubmit.is_some() {
-            return;
-        }
-        let used_idx = vq.ring_mem().filter(|r| !r.is_packed()).map(|r| r.split_used_idx());
-        let (resubmit, counter, skip) = q.recover(used_idx);
-        vq.inflight_counter = counter;
-        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(skip);
-        vq.resubmit = resubmit;
-        // The position moved: a packed ring checks it again.
-        let _ = vq.retranslate();
-    });
-}
-
-/// DPDK's check when a split ring's addresses are translated.
-fn warn_used_idx_resync(ifname: &str, vq: &mut VqState) {
-    if let Some((ours, guest)) = vq.sync_used_idx() {
-        vlog!(Config, Warning, ifname, "last_used_idx ({ours}) and vq->used->idx ({guest}) mismatches;");
-        vlog!(Config, Warning, ifname, "some packets maybe resent for Tx and dropped for Rx");
-    }
 }

@@ -7,6 +7,7 @@ use crate::abi::*;
 use crate::device::{self, Device};
 use crate::ffi::callbacks::ExternOps;
 use crate::protocol::features;
+use crate::virtqueue::RingError;
 
 fn dev(vid: c_int) -> Option<&'static Device> {
     device::get(vid)
@@ -256,15 +257,15 @@ pub unsafe extern "C" fn rte_vhost_get_vhost_vring(
             return -1;
         }
         let s = vq.lock();
-        let (desc, avail, used) = s.ring.map_or((0, 0, 0), |r| r.addresses());
+        let (desc, avail, used) = s.ring().map_or((0, 0, 0), |r| r.addresses());
         let out = rte_vhost_vring {
             desc: desc as *mut _,
             avail: avail as *mut _,
             used: used as *mut _,
-            log_guest_addr: s.log_guest_addr,
-            callfd: s.call.raw(),
-            kickfd: s.kick.raw(),
-            size: s.num,
+            log_guest_addr: s.log_guest_addr(),
+            callfd: s.call().raw(),
+            kickfd: s.kick().raw(),
+            size: s.num(),
         };
         // SAFETY: checked non-NULL; caller's contract.
         unsafe { vring.write(out) };
@@ -341,13 +342,9 @@ pub unsafe extern "C" fn rte_vhost_set_vring_base(
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
         let Some(vq) = d.vq(queue_id) else { return -1 };
-        let mut s = vq.lock();
-        match s.set_positions(last_avail_idx, last_used_idx) {
-            Ok(()) => {
-                // A ring that no longer translates is left not ready.
-                let _ = s.retranslate();
-                0
-            }
+        match vq.lock().set_positions(last_avail_idx, last_used_idx) {
+            // A ring that no longer translates is left not ready.
+            Ok(()) | Err(RingError::Untranslated(_)) => 0,
             Err(_) => -1,
         }
     })

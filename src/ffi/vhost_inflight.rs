@@ -6,7 +6,7 @@ use std::ffi::c_int;
 use crate::abi::*;
 use crate::device;
 use crate::protocol::features::protocol as pf;
-use crate::virtqueue::inflight::InflightQueue;
+use crate::virtqueue::inflight::InflightError;
 use crate::virtqueue::VqState;
 
 /// Why an inflight call cannot proceed.
@@ -16,25 +16,15 @@ enum Skip {
     Invalid,
 }
 
-/// Runs `f` on ring `qid`'s inflight area when the device negotiated
-/// INFLIGHT_SHMFD, the ring layout is `packed` (or split) and the area exists.
-fn with_inflight(
-    vid: c_int,
-    qid: u16,
-    packed: bool,
-    f: impl FnOnce(&mut VqState, &InflightQueue) -> Option<()>,
-) -> c_int {
+/// Runs `f` on ring `qid` when the device negotiated INFLIGHT_SHMFD.
+fn with_inflight(vid: c_int, qid: u16, f: impl FnOnce(&mut VqState) -> Result<(), InflightError>) -> c_int {
     let run = || -> Result<(), Skip> {
         let dev = device::get(vid).ok_or(Skip::Invalid)?;
         if !dev.has_protocol_feature(pf::INFLIGHT_SHMFD) {
             return Err(Skip::NotNegotiated);
         }
         let mut vq = dev.vq(qid).ok_or(Skip::Invalid)?.lock();
-        if vq.is_packed() != packed {
-            return Err(Skip::Invalid);
-        }
-        let q = vq.inflight.clone().ok_or(Skip::Invalid)?;
-        f(&mut vq, &q).ok_or(Skip::Invalid)
+        f(&mut vq).map_err(|_| Skip::Invalid)
     };
     match run() {
         Ok(()) | Err(Skip::NotNegotiated) => 0,
@@ -63,16 +53,7 @@ fn with_inflight(
 /// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_inflight_desc_split(vid: c_int, vring_idx: u16, idx: u16) -> c_int {
-    boundary!(-1, {
-        with_inflight(vid, vring_idx, false, |vq, q| {
-            if idx >= vq.num {
-                return None;
-            }
-            let counter = vq.inflight_counter;
-            vq.inflight_counter += 1;
-            q.set_split(idx, counter)
-        })
-    })
+    boundary!(-1, { with_inflight(vid, vring_idx, |vq| vq.inflight_submit_split(idx)) })
 }
 
 /// Set packed inflight descriptor and get corresponding inflight entry
@@ -105,15 +86,13 @@ pub unsafe extern "C" fn rte_vhost_set_inflight_desc_packed(
     inflight_entry: *mut u16,
 ) -> c_int {
     boundary!(-1, {
-        with_inflight(vid, vring_idx, true, |vq, q| {
-            let counter = vq.inflight_counter;
-            vq.inflight_counter += 1;
-            let entry = q.set_packed(&vq.ring_mem()?, head, last, counter)?;
+        with_inflight(vid, vring_idx, |vq| {
+            let entry = vq.inflight_submit_packed(head, last)?;
             if !inflight_entry.is_null() {
                 // SAFETY: caller's out-pointer.
                 unsafe { inflight_entry.write(entry) };
             }
-            Some(())
+            Ok(())
         })
     })
 }
@@ -143,15 +122,7 @@ pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_split(
     last_used_idx: u16,
     idx: u16,
 ) -> c_int {
-    boundary!(-1, {
-        with_inflight(vid, vring_idx, false, |vq, q| {
-            if idx < vq.num {
-                q.clear_split(last_used_idx, idx)
-            } else {
-                None
-            }
-        })
-    })
+    boundary!(-1, { with_inflight(vid, vring_idx, |vq| vq.inflight_complete_split(last_used_idx, idx)) })
 }
 
 /// Clear the packed inflight status.
@@ -172,9 +143,7 @@ pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_split(
 /// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(vid: c_int, vring_idx: u16, head: u16) -> c_int {
-    boundary!(-1, {
-        with_inflight(vid, vring_idx, true, |vq, q| if head < vq.num { q.clear_packed(head) } else { None })
-    })
+    boundary!(-1, { with_inflight(vid, vring_idx, |vq| vq.inflight_complete_packed(head)) })
 }
 
 /// Save the head of list that the last batch of used descriptors.
@@ -195,9 +164,7 @@ pub unsafe extern "C" fn rte_vhost_clr_inflight_desc_packed(vid: c_int, vring_id
 /// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_split(vid: c_int, vring_idx: u16, idx: u16) -> c_int {
-    boundary!(-1, {
-        with_inflight(vid, vring_idx, false, |vq, q| if idx < vq.num { q.set_last_split(idx) } else { None })
-    })
+    boundary!(-1, { with_inflight(vid, vring_idx, |vq| vq.inflight_set_last_split(idx)) })
 }
 
 /// Update the inflight free_head, used_idx and used_wrap_counter.
@@ -225,14 +192,7 @@ pub unsafe extern "C" fn rte_vhost_set_last_inflight_io_packed(
     vring_idx: u16,
     head: u16,
 ) -> c_int {
-    boundary!(-1, {
-        with_inflight(
-            vid,
-            vring_idx,
-            true,
-            |vq, q| if head < vq.num { q.set_last_packed(head) } else { None },
-        )
-    })
+    boundary!(-1, { with_inflight(vid, vring_idx, |vq| vq.inflight_set_last_packed(head)) })
 }
 
 /// Get guest inflight vring info, including inflight ring and resubmit list.
@@ -265,9 +225,9 @@ pub unsafe extern "C" fn rte_vhost_get_vhost_ring_inflight(
             return -1;
         }
         let mut s = vq.lock();
-        let Some(q) = s.inflight.clone() else { return -1 };
+        let Some(q) = s.inflight() else { return -1 };
         let info = if q.is_packed() { q.packed_info().cast() } else { q.split_info().cast() };
-        let resubmit = s.resubmit.as_mut().map_or(std::ptr::null_mut(), |r| r.as_ptr());
+        let resubmit = s.resubmit_mut().map_or(std::ptr::null_mut(), |r| r.as_ptr());
         // SAFETY: checked non-NULL; caller's contract.
         unsafe { vring.write(rte_vhost_ring_inflight { inflight: info, resubmit_inflight: resubmit }) };
         0
@@ -310,7 +270,7 @@ pub unsafe extern "C" fn rte_vhost_get_vring_base_from_inflight(
             return -1;
         }
         let s = vq.lock();
-        let Some(q) = s.inflight.as_ref().filter(|q| q.is_packed()) else { return -1 };
+        let Some(q) = s.inflight().filter(|q| q.is_packed()) else { return -1 };
         let base = q.base_from_packed();
         // SAFETY: both checked non-NULL; caller's contract.
         unsafe {

@@ -59,11 +59,11 @@ pub fn register_async(dev: &Device, qid: u16) -> bool {
     if !s.rings_ok() {
         return false;
     }
-    if s.dma.is_some() {
+    if s.datapath().dma.is_some() {
         vlog!(Config, Err, dev.ifname(), "async register failed: already registered (qid: {qid})");
         return false;
     }
-    s.dma = Some(Box::default());
+    s.datapath_mut().dma = Some(Box::default());
     true
 }
 
@@ -76,12 +76,12 @@ pub fn unregister_async(dev: &Device, qid: u16, mode: LockMode) -> bool {
         vlog!(Config, Err, dev.ifname(), "failed to unregister async channel, virtqueue busy.");
         return false;
     };
-    if s.dma.as_ref().is_some_and(|q| q.inflight() > 0) {
+    if s.datapath().dma.as_ref().is_some_and(|q| q.inflight() > 0) {
         vlog!(Config, Err, dev.ifname(), "failed to unregister async channel.");
         vlog!(Config, Err, dev.ifname(), "inflight packets must be completed before unregistration.");
         return false;
     }
-    s.dma = None;
+    s.datapath_mut().dma = None;
     true
 }
 
@@ -91,7 +91,7 @@ pub fn unregister_async(dev: &Device, qid: u16, mode: LockMode) -> bool {
 pub fn async_inflight(dev: &Device, qid: u16, mode: LockMode) -> Option<usize> {
     let vq = dev.vq(qid).filter(|_| u32::from(qid) < dev.nr_vring())?;
     let s = lock(vq, mode)?;
-    s.dma.as_ref().map(|q| q.inflight())
+    s.datapath().dma.as_ref().map(|q| q.inflight())
 }
 
 fn channel_ok(dev: &Device, ch: ChannelId, func: &str) -> bool {
@@ -112,16 +112,16 @@ pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>], ch: C
         return 0;
     }
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring)) = (s.enabled, s.ring) else { return 0 };
+    let (true, Some(ring)) = (s.enabled(), s.ring()) else { return 0 };
     if memory_intact(dev, &s).is_none() {
         return 0;
     }
-    let Some(mut q) = s.dma.take() else { return 0 };
+    let Some(mut q) = s.datapath_mut().dma.take() else { return 0 };
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     let pkts = &pkts[..pkts.len().min(MAX_BURST)];
     let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| submit(b, pkts, ch, &mut q));
-    s.dma = Some(q);
-    s.stats.inflight_submitted += n as u64;
+    s.datapath_mut().dma = Some(q);
+    s.datapath_mut().stats.inflight_submitted += n as u64;
     n as u16
 }
 
@@ -144,7 +144,7 @@ fn reserve_chains<'a>(
     }
     let ok = split_ring::reserve(b.vq, ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
     if ok {
-        b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(b.bufs.nchains as u16);
+        b.vq.advance_avail(b.bufs.nchains as u16);
     }
     Ok(ok)
 }
@@ -175,13 +175,13 @@ fn reserve_lone<'a>(
         b.vq.set_avail_pos(next);
         return Some(LoneChain::new(seg, d.next_or_id));
     }
-    let head = ring.split_avail_ring(b.vq.last_avail_idx);
+    let head = ring.split_avail_ring(b.vq.last_avail_idx());
     if *avail == 0 || head >= ring.size() {
         return None;
     }
     let seg = lone_buffer(&b.mem, &ring.read_split_desc(head), needed)?;
     *avail -= 1;
-    b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
+    b.vq.advance_avail(1);
     Some(LoneChain::new(seg, head))
 }
 
@@ -232,7 +232,7 @@ fn submit<'a>(
         if !dma_copies(mem, segs, pos, m, copies) {
             copies.truncate(start);
             b.vq.set_avail_pos(from);
-            vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index);
+            vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index());
             break;
         }
         record_used(chains, needed, b.used);
@@ -248,7 +248,7 @@ fn submit<'a>(
     for (p, &at) in packets.iter().zip(&done_at) {
         let (mine, rest) = used.split_at(usize::from(p.chains));
         used = rest;
-        q.push(p.mbuf.0, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, &b.vq.mem);
+        q.push(p.mbuf.0, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, b.vq.mem());
     }
     (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
     sent
@@ -335,12 +335,12 @@ pub fn poll_completed(dev: &Device, qid: u16, out: &mut [Option<Mbuf>], call: Po
         LockMode::Wait => Some(vq.lock()),
     };
     let Some(mut s) = s else { return 0 };
-    let Some(mut q) = s.dma.take() else {
+    let Some(mut q) = s.datapath_mut().dma.take() else {
         vlog!(Data, Err, dev.ifname(), "{func}: async not registered for virtqueue {qid}.");
         return 0;
     };
     let n = complete(dev, &mut s, &mut q, out, ch);
-    s.dma = Some(q);
+    s.datapath_mut().dma = Some(q);
     n as u16
 }
 
@@ -360,15 +360,15 @@ fn complete(
     let (mut used, mut hdrs) = (std::mem::take(&mut q.scratch.used), std::mem::take(&mut q.scratch.hdrs));
     used.clear();
     hdrs.clear();
-    let tx = s.index & 1 == 1;
+    let tx = s.index() & 1 == 1;
     // Only a dequeue that applies offload requests needs the headers.
-    let offload = tx && s.features & HOST_OFFLOAD_FEATURES != 0;
+    let offload = tx && s.features() & HOST_OFFLOAD_FEATURES != 0;
     let n = q.take_completed(out, offload.then_some(&mut hdrs), &mut used);
     if n > 0 {
         let sf = dev.socket_flags();
         let stats = sf & flags::NET_STATS_ENABLE != 0;
-        if let (true, Some(ring)) = (s.enabled, s.ring) {
-            let mem = std::sync::Arc::clone(&s.mem);
+        if let (true, Some(ring)) = (s.enabled(), s.ring()) {
+            let mem = std::sync::Arc::clone(s.mem());
             let ring = ring.in_table(&mem);
             if ring.is_packed() {
                 packed_ring::publish(s, &ring, &used, !tx);
@@ -387,10 +387,10 @@ fn complete(
         }
         if stats {
             for m in out[..n].iter().flatten() {
-                s.stats.count(m.pkt_len(), m.data());
+                s.datapath_mut().stats.count(m.pkt_len(), m.data());
             }
         }
-        s.stats.inflight_completed += n as u64;
+        s.datapath_mut().stats.inflight_completed += n as u64;
     }
     (q.scratch.used, q.scratch.hdrs) = (used, hdrs);
     n
@@ -423,15 +423,15 @@ pub fn try_dequeue_burst(
         return None;
     }
     let mut s = vq.lock_for_burst()?;
-    if !s.enabled {
+    if !s.enabled() {
         return None;
     }
-    let Some(mut q) = s.dma.take() else {
+    let Some(mut q) = s.datapath_mut().dma.take() else {
         vlog!(Data, Err, dev.ifname(), "{FUNC}: async not registered for queue id {qid}.");
         return None;
     };
     let r = dequeue_locked(dev, &mut s, &mut q, pool, out, ch);
-    s.dma = Some(q);
+    s.datapath_mut().dma = Some(q);
     r
 }
 
@@ -443,7 +443,7 @@ fn dequeue_locked(
     out: &mut [Option<Mbuf>],
     ch: ChannelId,
 ) -> Option<(u16, usize)> {
-    let ring = s.ring?;
+    let ring = s.ring()?;
     memory_intact(dev, s)?;
     let opts = DequeueOpts::new(dev, s);
     let len = out.len().min(MAX_BURST);
@@ -454,7 +454,7 @@ fn dequeue_locked(
     let first = inject_rarp(dev, pool, out);
     let want = out.len() - first;
     let sent = burst!(dev, s, ring, opts.stats, PERM_RO, |b| submit_dequeue(b, pool, want, ch, q, opts));
-    s.stats.inflight_submitted += sent as u64;
+    s.datapath_mut().stats.inflight_submitted += sent as u64;
     let n = complete(dev, s, q, &mut out[first..], ch);
     Some(((first + n) as u16, q.inflight()))
 }
@@ -545,9 +545,9 @@ fn submit_dequeue<'a>(
         if let Err(why) = prepared {
             copies.truncate(start);
             mbuf::free_bulk(&[Some(m)]);
-            b.vq.bad_chains += 1;
-            if b.vq.bad_chains <= 8 {
-                vlog!(Data, Err, b.dev.ifname(), "vring {}: dropping a packet: {why}", b.vq.index);
+            b.vq.datapath_mut().bad_chains += 1;
+            if b.vq.datapath_mut().bad_chains <= 8 {
+                vlog!(Data, Err, b.dev.ifname(), "vring {}: dropping a packet: {why}", b.vq.index());
             }
             break;
         }
@@ -556,7 +556,7 @@ fn submit_dequeue<'a>(
         if ring.is_packed() {
             b.vq.set_avail_pos(next);
         } else {
-            b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(1);
+            b.vq.advance_avail(1);
         }
         b.used.push(id, 0, count);
         packets.push(Submitted {
@@ -580,7 +580,7 @@ fn submit_dequeue<'a>(
     let entries = b.used.entries();
     for ((p, &at), used) in packets.iter().zip(&done_at).zip(entries) {
         let copies = Completion { channel: ch, done_at: at, net_hdr: p.net_hdr };
-        q.push(p.mbuf.0, std::slice::from_ref(used), copies, &b.vq.mem);
+        q.push(p.mbuf.0, std::slice::from_ref(used), copies, b.vq.mem());
     }
     (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
     sent

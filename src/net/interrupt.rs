@@ -29,7 +29,7 @@ pub fn notify_guest(dev: &Device, vq: &mut VqState, ring: &RingMem, stats: bool)
 #[inline]
 fn inject(_dev: &Device, vq: &mut VqState, stats: bool) {
     if notify::signal(vq).is_some() && stats {
-        vq.stats.guest_notifications += 1;
+        vq.datapath_mut().stats.guest_notifications += 1;
     }
 }
 
@@ -78,24 +78,24 @@ mod offload {
         let vid = dev.vid();
         let app = application(vid);
         if let Some(app) = app.as_deref() {
-            if vq.irq_pending {
-                vq.stats.guest_notifications_suppressed += 1;
+            if vq.datapath_mut().irq_pending {
+                vq.datapath_mut().stats.guest_notifications_suppressed += 1;
                 return;
             }
-            vq.irq_pending = true;
-            OFFERING.set(Some((vid, vq.index, false)));
-            let taken = app.guest_notify(vid, vq.index);
+            vq.datapath_mut().irq_pending = true;
+            OFFERING.set(Some((vid, vq.index(), false)));
+            let taken = app.guest_notify(vid, vq.index());
             let raised_meanwhile = OFFERING.replace(None).is_some_and(|(_, _, raised)| raised);
             if raised_meanwhile {
                 raise(Some(app), vid, vq, stats);
             }
             if taken == Some(true) {
                 if stats {
-                    vq.stats.guest_notifications_offloaded += 1;
+                    vq.datapath_mut().stats.guest_notifications_offloaded += 1;
                 }
                 return;
             }
-            vq.irq_pending = false;
+            vq.datapath_mut().irq_pending = false;
         }
         signal(app.as_deref(), vid, vq, stats);
     }
@@ -104,12 +104,12 @@ mod offload {
     fn signal(app: Option<&dyn DeviceEvents>, vid: i32, vq: &mut VqState, stats: bool) {
         if notify::signal(vq) != Some(true) {
             if stats {
-                vq.stats.guest_notifications_error += 1;
+                vq.datapath_mut().stats.guest_notifications_error += 1;
             }
             return;
         }
         if stats {
-            vq.stats.guest_notifications += 1;
+            vq.datapath_mut().stats.guest_notifications += 1;
         }
         if let Some(app) = app {
             app.guest_notified(vid);
@@ -118,7 +118,7 @@ mod offload {
 
     /// An interrupt the application raises: no longer pending, then signalled.
     fn raise(app: Option<&dyn DeviceEvents>, vid: i32, vq: &mut VqState, stats: bool) {
-        vq.irq_pending = false;
+        vq.datapath_mut().irq_pending = false;
         signal(app, vid, vq, stats);
     }
 

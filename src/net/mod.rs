@@ -73,14 +73,14 @@ impl<S> Burst<'_, S> {
         if self.missed(e) {
             return;
         }
-        self.vq.bad_chains += 1;
-        if self.vq.bad_chains <= 8 {
+        self.vq.datapath_mut().bad_chains += 1;
+        if self.vq.datapath_mut().bad_chains <= 8 {
             vlog!(
                 Data,
                 Err,
                 self.dev.ifname(),
                 "vring {}: dropping a malformed descriptor chain: {e}",
-                self.vq.index
+                self.vq.index()
             );
         }
     }
@@ -91,7 +91,7 @@ impl<S> Burst<'_, S> {
     fn missed(&self, e: ChainError) -> bool {
         match e {
             ChainError::IotlbMiss { iova, perm } => {
-                self.dev.iotlb_miss(self.vq.index, iova, perm);
+                self.dev.iotlb_miss(self.vq.index(), iova, perm);
                 true
             }
             _ => false,
@@ -111,7 +111,7 @@ impl<S> Burst<'_, S> {
         match res {
             Ok(()) => {
                 if let (true, Some(m)) = (stats, out[i]) {
-                    self.vq.stats.count(m.pkt_len(), m.data());
+                    self.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
                 }
                 out.swap(*done, i);
                 *done += 1;
@@ -119,11 +119,11 @@ impl<S> Burst<'_, S> {
             Err(e) => {
                 #[cfg(feature = "abi-24-11")]
                 if matches!(e, DropReason::NoMbuf) {
-                    self.vq.stats.mbuf_alloc_failed += 1;
+                    self.vq.datapath_mut().stats.mbuf_alloc_failed += 1;
                 }
-                self.vq.bad_chains += 1;
-                if self.vq.bad_chains <= 8 {
-                    vlog!(Data, Err, self.dev.ifname(), "vring {}: dropping a packet: {e}", self.vq.index);
+                self.vq.datapath_mut().bad_chains += 1;
+                if self.vq.datapath_mut().bad_chains <= 8 {
+                    vlog!(Data, Err, self.dev.ifname(), "vring {}: dropping a packet: {e}", self.vq.index());
                 }
             }
         }
@@ -164,7 +164,7 @@ macro_rules! burst {
                 })
             }
         };
-        vq.scratch = Some(scratch);
+        vq.return_scratch(scratch);
         r
     }};
 }
@@ -202,10 +202,10 @@ fn lost_during_burst(dev: &Device, vq: &VqState, faults_seen: u64) -> bool {
 
 #[cold]
 fn memory_lost_slow(dev: &Device, vq: &VqState) -> bool {
-    if !vq.mem.faulted() {
+    if !vq.mem().faulted() {
         return false;
     }
-    if vq.mem.first_loss_report() {
+    if vq.mem().first_loss_report() {
         vlog!(
             Data,
             Err,
@@ -466,7 +466,7 @@ impl DequeueOpts {
             compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
             extbuf: sf & flags::EXTBUF_SUPPORT != 0,
             linear: sf & flags::LINEARBUF_SUPPORT != 0,
-            host_offload: vq.features & HOST_OFFLOAD_FEATURES != 0,
+            host_offload: vq.features() & HOST_OFFLOAD_FEATURES != 0,
         }
     }
 }
@@ -587,7 +587,7 @@ fn fill_mbuf_chained(
 pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring)) = (s.enabled, s.ring) else {
+    let (true, Some(ring)) = (s.enabled(), s.ring()) else {
         dev.iotlb_ring_waits(&s);
         return 0;
     };
@@ -614,7 +614,7 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
 pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, true, "rte_vhost_dequeue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring), false) = (s.enabled, s.ring, out.is_empty()) else {
+    let (true, Some(ring), false) = (s.enabled(), s.ring(), out.is_empty()) else {
         dev.iotlb_ring_waits(&s);
         return 0;
     };
@@ -644,13 +644,7 @@ pub fn dequeue_burst(dev: &Device, qid: u16, pool: Mempool, out: &mut [Option<Mb
 /// made available that the back-end has not used yet.
 pub fn avail_entries(dev: &Device, qid: u16) -> u16 {
     let Some(vq) = dev.vq(qid) else { return 0 };
-    let s = vq.lock();
-    match s.ring_mem() {
-        Some(ring) if s.enabled && !ring.is_packed() => {
-            ring.split_avail_idx().wrapping_sub(s.last_avail_idx).min(ring.size())
-        }
-        _ => 0,
-    }
+    vq.lock().avail_entries()
 }
 
 /// `rte_vhost_enable_guest_notification`: ask the guest to kick us (or not)
@@ -658,7 +652,7 @@ pub fn avail_entries(dev: &Device, qid: u16) -> u16 {
 pub fn set_guest_notification(dev: &Device, qid: u16, enable: bool) -> i32 {
     let Some(vq) = dev.vq(qid) else { return -1 };
     let mut s = vq.lock();
-    s.notif_enable = Some(enable);
+    s.datapath_mut().notif_enable = Some(enable);
     let Some(ring) = s.ring_mem() else { return -1 };
     notify::set_guest_notification(&s, &ring, enable);
     0
@@ -669,48 +663,17 @@ pub fn vring_call(dev: &Device, qid: u16, block: bool) -> i32 {
     let Some(vq) = dev.vq(qid) else { return -1 };
     let s = if block { Some(vq.lock()) } else { vq.try_lock() };
     let Some(mut s) = s else { return -libc::EAGAIN };
-    let Some(ring) = s.ring else { return -1 };
+    let Some(ring) = s.ring() else { return -1 };
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
     // The table borrowed apart from the state the notification updates.
-    let mem = std::sync::Arc::clone(&s.mem);
+    let mem = std::sync::Arc::clone(s.mem());
     notify_guest(dev, &mut s, &ring.in_table(&mem), stats);
     0
 }
 
-/// What `rte_vhost_get_monitor_addr` reports: wait until `*addr & mask`
-/// (`size` bytes) equals (`is_match` = 1) or differs from (0) `val`.
-#[derive(Clone, Copy, Debug)]
-pub struct MonitorCond {
-    pub addr: u64,
-    pub val: u64,
-    pub mask: u64,
-    pub size: u8,
-    pub is_match: u8,
-}
-
 /// The address a power-management loop may monitor for new buffers.
-pub fn monitor_cond(dev: &Device, qid: u16) -> Option<MonitorCond> {
-    let s = dev.vq(qid)?.lock();
-    let ring = s.ring?;
-    let (_, avail, _) = ring.addresses();
-    Some(if ring.is_packed() {
-        let (val, mask) = crate::virtqueue::packed::monitor_value(s.avail_pos());
-        MonitorCond {
-            addr: ring.packed_flags_addr(s.last_avail_idx),
-            val: u64::from(val),
-            mask: u64::from(mask),
-            size: 2,
-            is_match: 1,
-        }
-    } else {
-        MonitorCond {
-            addr: avail + 2,
-            val: u64::from(s.last_avail_idx & (ring.size() - 1)),
-            mask: u64::from(ring.size() - 1),
-            size: 2,
-            is_match: 0,
-        }
-    })
+pub fn monitor_cond(dev: &Device, qid: u16) -> Option<notify::MonitorCond> {
+    notify::monitor_cond(&dev.vq(qid)?.lock())
 }
 
 fn stats_enabled(dev: &Device, qid: u16) -> bool {
@@ -723,7 +686,7 @@ pub fn vring_stats(dev: &Device, qid: u16) -> Option<[u64; stats::COUNT]> {
         return None;
     }
     let s = dev.vq(qid)?.lock();
-    s.rings_ok().then(|| s.stats.values())
+    s.rings_ok().then(|| s.datapath().stats.values())
 }
 
 /// Per-vring stat names: `rx_q0_good_packets` (odd rings: the host's RX).
@@ -744,6 +707,6 @@ pub fn vring_stats_reset(dev: &Device, qid: u16) -> i32 {
     if !s.rings_ok() {
         return -1;
     }
-    s.stats = stats::VringStats::default();
+    s.datapath_mut().stats = stats::VringStats::default();
     0
 }

@@ -11,7 +11,7 @@ const PACKED_HDR_LEN: u32 = 12;
 pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Option<Mbuf>]) -> usize {
     let hlen = PACKED_HDR_LEN;
     // The RX ring lines this burst reads and then marks used, owned at once.
-    b.ring.prefetch_packed_run(b.vq.last_avail_idx, pkts.len());
+    b.ring.prefetch_packed_run(b.vq.last_avail_idx(), pkts.len());
     let mut done = 0;
     while let Some(&p) = pkts.get(done) {
         if let Some(batch) = pkts[done..].first_chunk() {
@@ -26,7 +26,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
             break;
         }
         if b.stats {
-            b.vq.stats.count(m.pkt_len(), m.data());
+            b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
         done += 1;
     }
@@ -65,7 +65,7 @@ fn enqueue_batch<'a>(
     packed::publish_batch(b.vq, &b.ring, b.used, descs.map(|(_, id)| id), needed.map(|n| n as u32), true);
     if b.stats {
         for m in mbufs {
-            b.vq.stats.count(m.pkt_len(), m.data());
+            b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
     }
     packed::consume_batch(b.vq, &b.ring);
@@ -132,7 +132,7 @@ pub(super) fn dequeue<'a>(
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         #[cfg(feature = "abi-24-11")]
         {
-            b.vq.stats.mbuf_alloc_failed += n as u64;
+            b.vq.datapath_mut().stats.mbuf_alloc_failed += n as u64;
         }
         return 0;
     }
@@ -245,7 +245,7 @@ fn dequeue_batch<'a>(
     }
     if opts.stats {
         for m in mbufs {
-            b.vq.stats.count(m.pkt_len(), m.data());
+            b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
     }
     // Packets move up over the slots of packets dropped earlier in the burst.

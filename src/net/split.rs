@@ -11,7 +11,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
     let hlen = hdr_len(b.vq);
     let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
     let ring = b.ring;
-    split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx, pkts.len().min(usize::from(avail)), true);
+    split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx(), pkts.len().min(usize::from(avail)), true);
     let mut done = 0;
     for &p in pkts {
         // A NULL entry ends the burst.
@@ -19,7 +19,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         // The common case needs no walk: the next chain is one buffer that
         // holds header and packet.
-        let head = ring.split_avail_ring(b.vq.last_avail_idx);
+        let head = ring.split_avail_ring(b.vq.last_avail_idx());
         let lone = (avail > 0 && b.used.room() > 0 && head < ring.size())
             .then(|| lone_buffer(&b.mem, &ring.read_split_desc(head), needed))
             .flatten();
@@ -44,9 +44,9 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
             }
         };
         place_packet(b.writer, segs, chains, hlen, m, b.used);
-        b.vq.last_avail_idx = b.vq.last_avail_idx.wrapping_add(chains.len() as u16);
+        b.vq.advance_avail(chains.len() as u16);
         if b.stats {
-            b.vq.stats.count(m.pkt_len(), m.data());
+            b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
         done += 1;
     }
@@ -74,11 +74,11 @@ pub(super) fn dequeue<'a>(
     }
     let ring = b.ring;
     // The buffers' misses overlap the mbuf allocation.
-    split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx, n, false);
+    split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx(), n, false);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         #[cfg(feature = "abi-24-11")]
         {
-            b.vq.stats.mbuf_alloc_failed += n as u64;
+            b.vq.datapath_mut().stats.mbuf_alloc_failed += n as u64;
         }
         return 0;
     }
@@ -86,7 +86,7 @@ pub(super) fn dequeue<'a>(
     let mut done = 0;
     // The next avail position in a local: kept in a register, not reloaded
     // from `vq` behind the burst's stores.
-    let first = b.vq.last_avail_idx;
+    let first = b.vq.last_avail_idx();
     let mut taken = n;
     for i in 0..n {
         let head = ring.split_avail_ring(first.wrapping_add(i as u16));
@@ -113,7 +113,7 @@ pub(super) fn dequeue<'a>(
         b.used.push(head, 0, 1);
         b.account_dequeued(out, i, &mut done, res, opts.stats);
     }
-    b.vq.last_avail_idx = first.wrapping_add(taken as u16);
+    b.vq.advance_avail(taken as u16);
     release_unused(out, done, n);
     if taken > 0 {
         split::publish(b.vq, &ring, b.used.entries());

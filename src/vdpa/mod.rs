@@ -186,9 +186,9 @@ pub fn relay_vring_used(dev: &Device, qid: u16, m: &MediatedRing) -> i32 {
         ring.split_write_used(slot, id, len);
         let Some(head) = u16::try_from(id).ok().filter(|h| *h < size) else { return -1 };
         let Some(log) = &log else { continue };
-        let logged = match s.iotlb.as_deref() {
-            None => log_written(&PhysicalSpace(&s.mem), &ring, head, log),
-            Some(view) => log_written(&IovaSpace::new(&s.mem, view, PERM_WO), &ring, head, log),
+        let logged = match s.iotlb() {
+            None => log_written(&PhysicalSpace(s.mem()), &ring, head, log),
+            Some(view) => log_written(&IovaSpace::new(s.mem(), view, PERM_WO), &ring, head, log),
         };
         if logged.is_err() {
             return -1;

@@ -35,6 +35,29 @@ pub fn per_queue_size(queue_size: u16, packed: bool) -> u64 {
 }
 
 /// A mapped inflight region.
+/// Why an inflight-tracking call did nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InflightError {
+    /// The ring has no inflight area (SET_INFLIGHT_FD not received).
+    NoArea,
+    /// The ring's layout is not the one the call is for.
+    WrongLayout,
+    /// An index beyond the ring or the area, or a ring not translated.
+    OutOfRange,
+}
+
+impl std::fmt::Display for InflightError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InflightError::NoArea => "no inflight area for the ring",
+            InflightError::WrongLayout => "the ring's layout is not the one asked for",
+            InflightError::OutOfRange => "index beyond the ring or its inflight area",
+        })
+    }
+}
+
+impl std::error::Error for InflightError {}
+
 #[derive(Debug)]
 pub struct InflightRegion {
     /// Held for its lifetime: unmapped when the region is dropped.
@@ -187,48 +210,54 @@ impl InflightQueue {
     }
 
     /// `rte_vhost_set_inflight_desc_split`.
-    pub fn set_split(&self, idx: u16, counter: u64) -> Option<()> {
-        let d = self.split_desc(idx)?;
+    pub fn set_split(&self, idx: u16, counter: u64) -> Result<(), InflightError> {
+        let d = self.split_desc(idx).ok_or(InflightError::OutOfRange)?;
         // SAFETY: bounds-checked descriptor inside the live region.
         unsafe {
             addr_of_mut!((*d).counter).write_volatile(counter);
             addr_of_mut!((*d).inflight).write_volatile(1);
         }
-        Some(())
+        Ok(())
     }
 
     /// `rte_vhost_clr_inflight_desc_split`.
-    pub fn clear_split(&self, last_used_idx: u16, idx: u16) -> Option<()> {
-        let d = self.split_desc(idx)?;
+    pub fn clear_split(&self, last_used_idx: u16, idx: u16) -> Result<(), InflightError> {
+        let d = self.split_desc(idx).ok_or(InflightError::OutOfRange)?;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: bounds-checked descriptor and header inside the live region.
         unsafe { addr_of_mut!((*d).inflight).write_volatile(0) };
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: as above.
         unsafe { addr_of_mut!((*self.split_info()).used_idx).write_volatile(last_used_idx) };
-        Some(())
+        Ok(())
     }
 
     /// `rte_vhost_set_last_inflight_io_split`.
-    pub fn set_last_split(&self, idx: u16) -> Option<()> {
-        self.split_desc(idx)?;
+    pub fn set_last_split(&self, idx: u16) -> Result<(), InflightError> {
+        self.split_desc(idx).ok_or(InflightError::OutOfRange)?;
         // SAFETY: header inside the live region.
         unsafe { addr_of_mut!((*self.split_info()).last_inflight_io).write_volatile(idx) };
-        Some(())
+        Ok(())
     }
 
     /// `rte_vhost_set_inflight_desc_packed`: records the chain `head..=last`
     /// of the packed ring `ring` (our address of its descriptor table, `size`
     /// entries) and returns the inflight entry that heads it.
-    pub fn set_packed(&self, ring: &RingMem, head: u16, last: u16, counter: u64) -> Option<u16> {
+    pub fn set_packed(
+        &self,
+        ring: &RingMem,
+        head: u16,
+        last: u16,
+        counter: u64,
+    ) -> Result<u16, InflightError> {
         let size = ring.size();
         if head >= size || last >= size || !ring.is_packed() {
-            return None;
+            return Err(InflightError::OutOfRange);
         }
         let info = self.packed_info();
         // SAFETY: header inside the live region.
         let old_free_head = unsafe { addr_of_mut!((*info).old_free_head).read_volatile() };
-        let entry = self.packed_desc(old_free_head)?;
+        let entry = self.packed_desc(old_free_head).ok_or(InflightError::OutOfRange)?;
         // SAFETY: bounds-checked entry.
         unsafe {
             addr_of_mut!((*entry).num).write_volatile(0);
@@ -243,7 +272,7 @@ impl InflightQueue {
             if h == stop {
                 break;
             }
-            let slot = self.packed_desc(free_head)?;
+            let slot = self.packed_desc(free_head).ok_or(InflightError::OutOfRange)?;
             let d = ring.read_packed_desc(h);
             // SAFETY: `slot` and `entry` are bounds-checked entries of the
             // live region.
@@ -261,12 +290,12 @@ impl InflightQueue {
         }
         // SAFETY: header inside the live region.
         unsafe { addr_of_mut!((*info).old_free_head).write_volatile(free_head) };
-        Some(old_free_head)
+        Ok(old_free_head)
     }
 
     /// `rte_vhost_clr_inflight_desc_packed`.
-    pub fn clear_packed(&self, head: u16) -> Option<()> {
-        let d = self.packed_desc(head)?;
+    pub fn clear_packed(&self, head: u16) -> Result<(), InflightError> {
+        let d = self.packed_desc(head).ok_or(InflightError::OutOfRange)?;
         let info = self.packed_info();
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: bounds-checked descriptor and header inside the live region.
@@ -280,17 +309,17 @@ impl InflightQueue {
             addr_of_mut!((*info).old_used_wrap_counter)
                 .write_volatile(addr_of_mut!((*info).used_wrap_counter).read_volatile());
         }
-        Some(())
+        Ok(())
     }
 
     /// `rte_vhost_set_last_inflight_io_packed`.
-    pub fn set_last_packed(&self, head: u16) -> Option<()> {
-        let d = self.packed_desc(head)?;
+    pub fn set_last_packed(&self, head: u16) -> Result<(), InflightError> {
+        let d = self.packed_desc(head).ok_or(InflightError::OutOfRange)?;
         let info = self.packed_info();
         // SAFETY: bounds-checked descriptor; `last` is checked before use.
         unsafe {
             let last = addr_of_mut!((*d).last).read_volatile();
-            let last_desc = self.packed_desc(last)?;
+            let last_desc = self.packed_desc(last).ok_or(InflightError::OutOfRange)?;
             addr_of_mut!((*last_desc).next).write_volatile(addr_of_mut!((*info).free_head).read_volatile());
             addr_of_mut!((*info).free_head).write_volatile(head);
             let num = addr_of_mut!((*d).num).read_volatile();
@@ -302,7 +331,7 @@ impl InflightQueue {
             }
             addr_of_mut!((*info).used_idx).write_volatile(used);
         }
-        Some(())
+        Ok(())
     }
 
     /// `rte_vhost_get_vring_base_from_inflight` (packed only).
@@ -425,7 +454,7 @@ mod tests {
         q.set_split(5, 11).unwrap();
         q.set_split(6, 12).unwrap();
         q.clear_split(1, 5).unwrap();
-        assert!(q.set_split(8, 13).is_none(), "index beyond the ring is refused");
+        assert!(q.set_split(8, 13).is_err(), "index beyond the ring is refused");
         let (resubmit, next, skip) = q.recover(Some(1));
         let mut r = resubmit.unwrap();
         // SAFETY: test reads the list it owns.
@@ -452,6 +481,6 @@ mod tests {
         // SAFETY: a 4-entry packed descriptor ring in a local array that
         // outlives `mem` (only its descriptors are read).
         let ring = unsafe { TranslatedRing::new(&mem, (ring.as_ptr() as u64, 0, 0), 4, true) };
-        assert!(q.set_packed(&ring.in_table(&mem), 0, 2, 1).is_none());
+        assert!(q.set_packed(&ring.in_table(&mem), 0, 2, 1).is_err());
     }
 }

@@ -37,7 +37,7 @@ use crate::guest::iotlb::{IotlbView, RangeFault, PERM_RO, PERM_RW, PERM_WO};
 use crate::guest::GuestMemory;
 use crate::protocol::features::VIRTIO_F_IOMMU_PLATFORM;
 use crate::protocol::VringAddr;
-use crate::virtqueue::inflight::{InflightQueue, Resubmit};
+use crate::virtqueue::inflight::{InflightError, InflightQueue, Resubmit};
 use crate::virtqueue::ring::{RingMem, TranslatedRing};
 use crate::virtqueue::stats::VringStats;
 use chain::BufVec;
@@ -74,91 +74,193 @@ impl EventFd {
     }
 }
 
-/// Everything about one ring. Guarded by `Virtqueue::state`.
+/// Everything about one ring. Guarded by `Virtqueue::state`. No field is
+/// reachable from outside `virtqueue`: the protocol's requests are methods
+/// that keep the ring translated for exactly the size, layout, positions,
+/// addresses and memory it has (`ring`), whatever order they come in.
 #[derive(Debug, Default)]
 pub struct VqState {
-    pub index: u16,
+    index: u16,
     /// Ring size the front-end asked for (SET_VRING_NUM); 0 until set. The
     /// datapath uses the size the ring was translated for
     /// (`TranslatedRing::size`).
-    pub num: u16,
+    num: u16,
     /// Negotiated virtio features, copied in when SET_FEATURES changes them.
-    pub features: u64,
+    features: u64,
     /// The addresses the front-end gave (SET_VRING_ADDR), kept so the ring can
     /// be re-translated when the memory table changes.
-    pub addr: Option<VringAddr>,
+    addr: Option<VringAddr>,
     /// The ring areas, translated and checked for `num` entries in the
     /// layout `features` give, against `mem`; `None` while not translated.
-    /// Only `translate` sets it; anything that changes size, layout,
-    /// addresses, positions or memory translates again. Accessed through
-    /// `ring_mem` (or, in a burst, `in_table` with the scratch's table).
-    pub ring: Option<TranslatedRing>,
+    /// Only `translate` sets it; every method that changes size, layout,
+    /// addresses, positions or memory translates again.
+    ring: Option<TranslatedRing>,
     /// The front-end asked for the ring to be accessible (kick, or the
     /// addresses of an enabled ring) and has not stopped it: translation
     /// is redone whenever one of its inputs changes.
-    pub live: bool,
+    live: bool,
     /// Guest-physical address where used-ring writes are logged
     /// (VHOST_VRING_F_LOG), for dirty logging.
-    pub log_guest_addr: u64,
-    pub last_avail_idx: u16,
-    pub last_used_idx: u16,
-    pub avail_wrap_counter: bool,
-    pub used_wrap_counter: bool,
-    pub kick: EventFd,
-    pub call: EventFd,
-    pub err: EventFd,
+    log_guest_addr: u64,
+    last_avail_idx: u16,
+    last_used_idx: u16,
+    avail_wrap_counter: bool,
+    used_wrap_counter: bool,
+    kick: EventFd,
+    call: EventFd,
+    err: EventFd,
     /// SET_VRING_ENABLE state (or all-enabled without protocol features).
-    pub enabled: bool,
+    enabled: bool,
     /// The front-end has sent SET_VRING_ENABLE for this ring.
-    pub enable_requested: bool,
+    enable_requested: bool,
     /// Last readiness reported through `vring_state_changed`.
-    pub ready: bool,
+    ready: bool,
     /// The memory table the ring addresses were translated against
     /// (replaced with `set_translation`, which also updates the burst
     /// scratch's).
-    pub mem: Arc<GuestMemory>,
+    mem: Arc<GuestMemory>,
     /// Behind a virtual IOMMU (VIRTIO_F_IOMMU_PLATFORM): the IOTLB resolved
     /// against `mem`; ring and buffer addresses are IOVAs.
-    pub iotlb: Option<Arc<IotlbView>>,
+    iotlb: Option<Arc<IotlbView>>,
     /// Behind a virtual IOMMU, what the last translation of the ring areas
     /// lacked, one entry per area (at most four): the device asks for each
     /// area's first unmapped IOVA, and an IOTLB update translates the ring
     /// again only if it overlaps one of these areas.
-    pub iotlb_waits: Vec<AreaWait>,
+    iotlb_waits: Vec<AreaWait>,
     /// A translated ring lost its areas to an IOTLB invalidation and waits
     /// for the front-end to map them again: still ready for the application
     /// (a guest whose IOMMU flushes everything after each packet would
     /// otherwise have its queues disabled and enabled packet by packet, and
     /// net/vhost drops what it sends in between); bursts move nothing.
-    pub iotlb_wait: bool,
+    iotlb_wait: bool,
     /// This ring's part of the inflight region (SET_INFLIGHT_FD), the
     /// descriptors to resubmit found at reconnect, and the submission counter.
-    pub inflight: Option<InflightQueue>,
-    pub resubmit: Option<Resubmit>,
-    pub inflight_counter: u64,
+    inflight: Option<InflightQueue>,
+    resubmit: Option<Resubmit>,
+    inflight_counter: u64,
+    /// The dirty-page log shared with the front-end (SET_LOG_BASE); used
+    /// while VHOST_F_LOG_ALL is negotiated.
+    log: Option<Arc<DirtyLog>>,
+    /// What only the datapath changes.
+    dp: Datapath,
+}
 
-    // --- datapath state (net/) -------------------------------------------
+/// The datapath's own state of a ring (`VqState::datapath_mut`): nothing
+/// the protocol's requests decide.
+#[derive(Debug, Default)]
+pub struct Datapath {
     /// Used index up to which the guest was last notified (event-idx), and
     /// whether it is meaningful yet.
-    pub signalled_used: u16,
-    pub signalled_used_valid: bool,
-    /// The last `rte_vhost_enable_guest_notification` choice, re-applied when
-    /// the ring becomes ready.
+    signalled_used: u16,
+    signalled_used_valid: bool,
+    /// The last `rte_vhost_enable_guest_notification` choice.
     pub notif_enable: Option<bool>,
     pub stats: VringStats,
     /// The application took this ring's last interrupt (`guest_notify`,
     /// DPDK 24.11) and has not raised it yet: later ones are suppressed.
     #[cfg(feature = "abi-24-11")]
     pub irq_pending: bool,
-    /// The dirty-page log shared with the front-end (SET_LOG_BASE); used
-    /// while VHOST_F_LOG_ALL is negotiated.
-    pub log: Option<Arc<DirtyLog>>,
-    /// Malformed chains seen (logged for the first few only).
+    /// Malformed chains and dropped packets seen (logged for the first few
+    /// only).
     pub bad_chains: u64,
-    /// The datapath's scratch space, allocated on the ring's first burst.
-    pub scratch: Option<Box<BurstScratch>>,
+    /// The burst scratch space, allocated on the ring's first burst (taken
+    /// and given back with `VqState::take_scratch`/`return_scratch`).
+    scratch: Option<Box<BurstScratch>>,
     /// The async (DMA) datapath's state, while a channel is registered.
     pub dma: Option<Box<async_queue::AsyncQueue>>,
+}
+
+/// Why a ring could not be translated (it stays untranslated, not ready,
+/// until a request changes what it depends on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TranslateError {
+    AddressesNotSet,
+    SizeNotSet,
+    SplitSizeNotPowerOfTwo,
+    PositionBeyondSize,
+    AreaNotContiguous,
+    LogAddressUnmapped,
+    DescOutsideMemory,
+    AvailOutsideMemory,
+    UsedOutsideMemory,
+    Misaligned,
+}
+
+impl std::fmt::Display for TranslateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TranslateError::AddressesNotSet => "ring addresses not set",
+            TranslateError::SizeNotSet => "ring size not set",
+            TranslateError::SplitSizeNotPowerOfTwo => "split ring size is not a power of two",
+            TranslateError::PositionBeyondSize => "ring position beyond the ring size",
+            TranslateError::AreaNotContiguous => "ring area not contiguous in guest memory",
+            TranslateError::LogAddressUnmapped => "failed to map log_guest_addr",
+            TranslateError::DescOutsideMemory => "descriptor table outside guest memory",
+            TranslateError::AvailOutsideMemory => "avail ring outside guest memory",
+            TranslateError::UsedOutsideMemory => "used ring outside guest memory",
+            TranslateError::Misaligned => "misaligned ring address",
+        })
+    }
+}
+
+impl std::error::Error for TranslateError {}
+
+/// What a ring request did wrong: refused (the ring is as it was), or
+/// accepted but left the ring untranslated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// SET_VRING_NUM: zero, beyond `MAX_RING_SIZE`, or not a power of two
+    /// for a split ring.
+    InvalidSize(u32),
+    /// A packed position beyond the ring (its slot would be read).
+    PositionBeyondSize,
+    /// Accepted; the ring is not usable until changed again.
+    Untranslated(TranslateError),
+}
+
+impl RingError {
+    /// Whether the request was refused (rather than taken).
+    pub fn refused(&self) -> bool {
+        !matches!(self, RingError::Untranslated(_))
+    }
+}
+
+impl From<TranslateError> for RingError {
+    fn from(e: TranslateError) -> RingError {
+        RingError::Untranslated(e)
+    }
+}
+
+impl std::fmt::Display for RingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RingError::InvalidSize(n) => write!(f, "invalid virtqueue size {n}"),
+            RingError::PositionBeyondSize => f.write_str("ring position beyond the ring size"),
+            RingError::Untranslated(e) => write!(f, "ring not usable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RingError {}
+
+/// Which rings SET_VRING_KICK enables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KickEnables {
+    /// Only SET_VRING_ENABLE enables rings.
+    No,
+    /// Every kicked ring (no protocol features).
+    Always,
+    /// A ring the front-end never enabled or disabled (vhost-crypto).
+    UnlessRequested,
+}
+
+/// What SET_VRING_KICK found: whether the ring translated, and for a split
+/// ring whose used index differed from the guest's (a reconnect after a
+/// crash), the (ours, guest's) pair before it took the guest's.
+#[derive(Debug)]
+pub struct Kicked {
+    pub translated: Result<(), TranslateError>,
+    pub used_idx_resync: Option<(u16, u16)>,
 }
 
 /// A ring area (IOVA range) that the IOTLB does not translate into one
@@ -190,11 +292,382 @@ pub struct BurstScratch {
 }
 
 impl VqState {
+    /// A ring that exists but was never configured.
+    pub fn new(index: u16) -> VqState {
+        VqState { index, ..VqState::default() }
+    }
+
+    /// Back to a new ring (RESET_OWNER, a ring dropped, a recycled device).
+    pub fn reset(&mut self) {
+        *self = VqState::new(self.index);
+    }
+
+    // --- the protocol's requests ------------------------------------------
+
+    /// SET_VRING_NUM. Stricter than DPDK, which accepts 0 (an empty ring
+    /// cannot work) and checks a translated ring again for its new size (a
+    /// ring grown in place may no longer fit its memory).
+    pub fn set_num(&mut self, num: u32) -> Result<(), RingError> {
+        if num == 0 || num > MAX_RING_SIZE || (!self.is_packed() && !num.is_power_of_two()) {
+            return Err(RingError::InvalidSize(num));
+        }
+        self.num = num as u16;
+        Ok(self.retranslate()?)
+    }
+
+    /// SET_VRING_ADDR: an enabled ring (with protocol features) is
+    /// translated now, as DPDK does; any other is translated at its kick.
+    pub fn set_addr(&mut self, addr: VringAddr) -> Result<(), TranslateError> {
+        self.addr = Some(addr);
+        self.log_guest_addr = addr.log_guest_addr;
+        if self.enabled && self.has_feature(crate::protocol::features::VHOST_USER_F_PROTOCOL_FEATURES) {
+            self.start()
+        } else {
+            self.retranslate()
+        }
+    }
+
+    /// SET_VRING_BASE: the ring restarts at `base`, with nothing in flight
+    /// (used where avail is, as DPDK does). A packed position beyond the
+    /// ring is refused (its slot would be read, and handed to monitor loops).
+    pub fn set_base(&mut self, base: u16) -> Result<(), RingError> {
+        self.set_positions(base, base)
+    }
+
+    /// Sets both positions in SET/GET_VRING_BASE's form
+    /// (`rte_vhost_set_vring_base`) and translates the ring again.
+    pub fn set_positions(&mut self, avail: u16, used: u16) -> Result<(), RingError> {
+        if self.is_packed() {
+            let (a, u) = (packed::PackedPos::from_wire(avail), packed::PackedPos::from_wire(used));
+            let size = self.ring.map_or(self.num, |r| r.size());
+            if size != 0 && (a.idx >= size || u.idx >= size) {
+                return Err(RingError::PositionBeyondSize);
+            }
+            self.set_avail_pos(a);
+            self.set_used_pos(u);
+        } else {
+            (self.last_avail_idx, self.last_used_idx) = (avail, used);
+        }
+        Ok(self.retranslate()?)
+    }
+
+    /// SET_VRING_KICK: the ring is accessible from now on (translated now
+    /// and after every change); a split ring takes the guest's used index
+    /// if ours differs.
+    pub fn set_kick(&mut self, fd: EventFd, enables: KickEnables) -> Kicked {
+        let translated = self.start();
+        let used_idx_resync = self.sync_used_idx();
+        match enables {
+            KickEnables::Always => self.enabled = true,
+            KickEnables::UnlessRequested if !self.enable_requested => self.enabled = true,
+            _ => {}
+        }
+        self.kick = fd;
+        Kicked { translated, used_idx_resync }
+    }
+
+    /// SET_VRING_CALL.
+    pub fn set_call(&mut self, fd: EventFd) {
+        self.call = fd;
+    }
+
+    /// SET_VRING_ERR.
+    pub fn set_err(&mut self, fd: EventFd) {
+        self.err = fd;
+    }
+
+    /// SET_VRING_ENABLE.
+    pub fn set_enable(&mut self, enable: bool) {
+        self.enabled = enable;
+        self.enable_requested = true;
+    }
+
+    /// GET_VRING_BASE: the front-end stops the ring (no access until it is
+    /// configured and kicked again); returns its position.
+    pub fn stop(&mut self) -> u16 {
+        let base = self.base();
+        self.kick = EventFd::Uninitialized;
+        self.call = EventFd::Uninitialized;
+        self.live = false;
+        self.ring = None;
+        self.iotlb_wait = false;
+        self.iotlb_waits.clear();
+        self.addr = None;
+        base
+    }
+
+    /// SET_FEATURES (or a ring created after it): the layout and, with
+    /// VIRTIO_F_IOMMU_PLATFORM, the translation through the IOTLB change
+    /// together.
+    pub fn set_features(
+        &mut self,
+        features: u64,
+        mem: &Arc<GuestMemory>,
+        iotlb: Option<Arc<IotlbView>>,
+    ) -> Result<(), TranslateError> {
+        self.features = features;
+        self.set_translation(mem, iotlb)
+    }
+
+    /// SET_LOG_BASE: the dirty log bursts write to while VHOST_F_LOG_ALL
+    /// is negotiated.
+    pub fn set_log(&mut self, log: Option<Arc<DirtyLog>>) {
+        self.log = log;
+    }
+
+    /// SET_INFLIGHT_FD: this ring's part of the new inflight region; what
+    /// was to be resubmitted from the old one is forgotten.
+    pub fn set_inflight(&mut self, inflight: Option<InflightQueue>) {
+        self.inflight = inflight;
+        self.resubmit = None;
+    }
+
+    /// At SET_VRING_KICK with INFLIGHT_SHMFD: stamp a fresh inflight area,
+    /// or build the resubmit list from an old one (DPDK's
+    /// `vhost_check_queue_inflights_*`); the avail position moves past
+    /// what was completed.
+    pub fn recover_inflight(&mut self) {
+        let Some(q) = self.inflight.clone() else { return };
+        if self.resubmit.is_some() {
+            return;
+        }
+        let used_idx = self.ring_mem().filter(|r| !r.is_packed()).map(|r| r.split_used_idx());
+        let (resubmit, counter, skip) = q.recover(used_idx);
+        self.inflight_counter = counter;
+        self.last_avail_idx = self.last_avail_idx.wrapping_add(skip);
+        self.resubmit = resubmit;
+        // The position moved: a packed ring is checked again (and left
+        // untranslated if it no longer fits).
+        let _ = self.retranslate();
+    }
+
+    // --- inflight tracking (`rte_vhost_*inflight*`) -------------------------
+
+    /// This ring's inflight area, if it has one and is in the layout
+    /// (`packed` or split) the call is for.
+    fn inflight_area(&self, packed: bool) -> Result<&InflightQueue, InflightError> {
+        if self.is_packed() != packed {
+            return Err(InflightError::WrongLayout);
+        }
+        self.inflight.as_ref().ok_or(InflightError::NoArea)
+    }
+
+    /// Checks `idx` against the ring size and the layout; the area on success.
+    fn inflight_entry(&self, packed: bool, idx: u16) -> Result<&InflightQueue, InflightError> {
+        let q = self.inflight_area(packed)?;
+        if idx >= self.num {
+            return Err(InflightError::OutOfRange);
+        }
+        Ok(q)
+    }
+
+    /// The counter stamped on the next submitted descriptor.
+    fn next_inflight_counter(&mut self) -> u64 {
+        let counter = self.inflight_counter;
+        self.inflight_counter += 1;
+        counter
+    }
+
+    /// `rte_vhost_set_inflight_desc_split`: split descriptor `idx` is in flight.
+    pub fn inflight_submit_split(&mut self, idx: u16) -> Result<(), InflightError> {
+        self.inflight_entry(false, idx)?;
+        let counter = self.next_inflight_counter();
+        self.inflight_entry(false, idx)?.set_split(idx, counter)
+    }
+
+    /// `rte_vhost_set_inflight_desc_packed`: the packed chain `head..=last`
+    /// is in flight; returns the inflight entry that heads it.
+    pub fn inflight_submit_packed(&mut self, head: u16, last: u16) -> Result<u16, InflightError> {
+        self.inflight_area(true)?;
+        let counter = self.next_inflight_counter();
+        let ring = self.ring_mem().ok_or(InflightError::OutOfRange)?;
+        self.inflight_area(true)?.set_packed(&ring, head, last, counter)
+    }
+
+    /// `rte_vhost_clr_inflight_desc_split`.
+    pub fn inflight_complete_split(&self, last_used_idx: u16, idx: u16) -> Result<(), InflightError> {
+        self.inflight_entry(false, idx)?.clear_split(last_used_idx, idx)
+    }
+
+    /// `rte_vhost_clr_inflight_desc_packed`.
+    pub fn inflight_complete_packed(&self, head: u16) -> Result<(), InflightError> {
+        self.inflight_entry(true, head)?.clear_packed(head)
+    }
+
+    /// `rte_vhost_set_last_inflight_io_split`.
+    pub fn inflight_set_last_split(&self, idx: u16) -> Result<(), InflightError> {
+        self.inflight_entry(false, idx)?.set_last_split(idx)
+    }
+
+    /// `rte_vhost_set_last_inflight_io_packed`.
+    pub fn inflight_set_last_packed(&self, head: u16) -> Result<(), InflightError> {
+        self.inflight_entry(true, head)?.set_last_packed(head)
+    }
+
+    /// The inflight area (SET_INFLIGHT_FD), if any.
+    pub fn inflight(&self) -> Option<&InflightQueue> {
+        self.inflight.as_ref()
+    }
+
+    /// The descriptors to resubmit found at reconnect, if any.
+    pub fn resubmit_mut(&mut self) -> Option<&mut Resubmit> {
+        self.resubmit.as_mut()
+    }
+
+    /// Replaces the memory table and, behind a virtual IOMMU, the IOTLB
+    /// view resolved against it (the scratch's too, so that the old table
+    /// is unmapped as soon as no ring holds it). A translated ring is
+    /// translated again.
+    pub fn set_translation(
+        &mut self,
+        mem: &Arc<GuestMemory>,
+        iotlb: Option<Arc<IotlbView>>,
+    ) -> Result<(), TranslateError> {
+        debug_assert!(iotlb.as_ref().is_none_or(|v| v.mem_id() == mem.id()));
+        self.mem = Arc::clone(mem);
+        self.iotlb = iotlb;
+        if let Some(scratch) = &mut self.dp.scratch {
+            scratch.mem = Arc::clone(mem);
+            scratch.iotlb = self.iotlb.clone();
+        }
+        self.retranslate()
+    }
+
+    /// After a change of what the translation depends on (size, layout,
+    /// positions, memory): a translated ring is translated again (and is
+    /// left untranslated if it no longer fits); others stay as they are.
+    fn retranslate(&mut self) -> Result<(), TranslateError> {
+        if self.live {
+            self.translate()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Makes the ring accessible (translates it now and after every change).
+    fn start(&mut self) -> Result<(), TranslateError> {
+        self.live = true;
+        self.translate()
+    }
+
+    /// The readiness to report, if it changed since last reported (the
+    /// report is then taken as made).
+    pub fn readiness_change(&mut self) -> Option<bool> {
+        let now = self.is_ready();
+        (now != self.ready).then(|| {
+            self.ready = now;
+            now
+        })
+    }
+
+    /// A ready ring loses readiness before its kick/call fd changes;
+    /// whether it was ready (and so must be reported not ready).
+    pub fn unready(&mut self) -> bool {
+        std::mem::replace(&mut self.ready, false)
+    }
+
+    // --- what the ring is --------------------------------------------------
+
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// The size SET_VRING_NUM gave (0 until set).
+    pub fn num(&self) -> u16 {
+        self.num
+    }
+
+    #[inline(always)]
+    pub fn features(&self) -> u64 {
+        self.features
+    }
+
+    #[inline(always)]
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The translated ring areas, `None` while not translated.
+    #[inline(always)]
+    pub fn ring(&self) -> Option<TranslatedRing> {
+        self.ring
+    }
+
+    /// The memory table the ring was translated against.
+    #[inline(always)]
+    pub fn mem(&self) -> &Arc<GuestMemory> {
+        &self.mem
+    }
+
+    /// Behind a virtual IOMMU, the IOTLB the ring was translated through.
+    #[inline(always)]
+    pub fn iotlb(&self) -> Option<&IotlbView> {
+        self.iotlb.as_deref()
+    }
+
+    /// The first unmapped IOVA of each ring area the IOTLB lacked at the
+    /// last translation (asked for from the front-end).
+    pub fn missing_areas(&self) -> impl Iterator<Item = u64> + '_ {
+        self.iotlb_waits.iter().filter_map(|w| w.missing)
+    }
+
+    /// Whether the last translation lacked any ring area in the IOTLB.
+    pub fn waits_for_areas(&self) -> bool {
+        !self.iotlb_waits.is_empty()
+    }
+
+    pub fn kick(&self) -> &EventFd {
+        &self.kick
+    }
+
+    pub fn call(&self) -> &EventFd {
+        &self.call
+    }
+
+    /// The guest-physical address used-ring writes are logged at.
+    pub fn log_guest_addr(&self) -> u64 {
+        self.log_guest_addr
+    }
+
+    /// The next avail index a split ring takes.
+    #[inline(always)]
+    pub fn last_avail_idx(&self) -> u16 {
+        self.last_avail_idx
+    }
+
+    /// `rte_vhost_avail_entries`: entries the guest made available on an
+    /// enabled split ring that the back-end has not taken yet.
+    pub fn avail_entries(&self) -> u16 {
+        match self.ring_mem() {
+            Some(ring) if self.enabled && !ring.is_packed() => {
+                ring.split_avail_idx().wrapping_sub(self.last_avail_idx).min(ring.size())
+            }
+            _ => 0,
+        }
+    }
+
+    /// A split ring's avail position moves past `n` taken heads.
+    #[inline(always)]
+    pub fn advance_avail(&mut self, n: u16) {
+        self.last_avail_idx = self.last_avail_idx.wrapping_add(n);
+    }
+
+    /// The datapath's own state.
+    #[inline(always)]
+    pub fn datapath(&self) -> &Datapath {
+        &self.dp
+    }
+
+    #[inline(always)]
+    pub fn datapath_mut(&mut self) -> &mut Datapath {
+        &mut self.dp
+    }
+
     /// The burst scratch, taken out of the ring for a burst (give it back
-    /// in `scratch`), made on the ring's first burst; its memory table is
-    /// the ring's.
+    /// with `return_scratch`), made on the ring's first burst; its memory
+    /// table is the ring's.
     pub fn take_scratch(&mut self) -> Box<BurstScratch> {
-        match self.scratch.take() {
+        match self.dp.scratch.take() {
             Some(mut scratch) => {
                 if !Arc::ptr_eq(&scratch.mem, &self.mem) {
                     scratch.mem = Arc::clone(&self.mem);
@@ -210,49 +683,9 @@ impl VqState {
         }
     }
 
-    /// Replaces the memory table and, behind a virtual IOMMU, the IOTLB
-    /// view resolved against it (the scratch's too, so that the old table
-    /// is unmapped as soon as no ring holds it). A translated ring is
-    /// translated again.
-    pub fn set_translation(
-        &mut self,
-        mem: &Arc<GuestMemory>,
-        iotlb: Option<Arc<IotlbView>>,
-    ) -> Result<(), &'static str> {
-        debug_assert!(iotlb.as_ref().is_none_or(|v| v.mem_id() == mem.id()));
-        self.mem = Arc::clone(mem);
-        self.iotlb = iotlb;
-        if let Some(scratch) = &mut self.scratch {
-            scratch.mem = Arc::clone(mem);
-            scratch.iotlb = self.iotlb.clone();
-        }
-        self.retranslate()
-    }
-
-    /// After a change of what the translation depends on (size, layout,
-    /// positions, memory): a translated ring is translated again (and is
-    /// left untranslated if it no longer fits); others stay as they are.
-    pub fn retranslate(&mut self) -> Result<(), &'static str> {
-        if self.live {
-            self.translate()
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Makes the ring accessible (translates it now and after every change).
-    pub fn start(&mut self) -> Result<(), &'static str> {
-        self.live = true;
-        self.translate()
-    }
-
-    /// The front-end stopped the ring (GET_VRING_BASE): no access until it
-    /// is started again.
-    pub fn stop(&mut self) {
-        self.live = false;
-        self.ring = None;
-        self.iotlb_wait = false;
-        self.iotlb_waits.clear();
+    #[inline(always)]
+    pub fn return_scratch(&mut self, scratch: Box<BurstScratch>) {
+        self.dp.scratch = Some(scratch);
     }
 
     /// Whether an IOTLB update of [iova, iova + size) overlaps an area the
@@ -292,13 +725,6 @@ impl VqState {
         }
     }
 
-    /// SET_VRING_BASE: the ring restarts at `base`, with nothing in flight
-    /// (used where avail is, as DPDK does). A packed position beyond the
-    /// ring is refused (its slot would be read, and handed to monitor loops).
-    pub fn set_base(&mut self, base: u16) -> Result<(), &'static str> {
-        self.set_positions(base, base)
-    }
-
     /// Both positions in SET/GET_VRING_BASE's form
     /// (`rte_vhost_get_vring_base`).
     pub fn positions(&self) -> (u16, u16) {
@@ -307,23 +733,6 @@ impl VqState {
         } else {
             (self.last_avail_idx, self.last_used_idx)
         }
-    }
-
-    /// Sets both positions (`rte_vhost_set_vring_base`, SET_VRING_BASE);
-    /// the caller translates the ring again (`retranslate`).
-    pub fn set_positions(&mut self, avail: u16, used: u16) -> Result<(), &'static str> {
-        if self.is_packed() {
-            let (a, u) = (packed::PackedPos::from_wire(avail), packed::PackedPos::from_wire(used));
-            let size = self.ring.map_or(self.num, |r| r.size());
-            if size != 0 && (a.idx >= size || u.idx >= size) {
-                return Err("ring position beyond the ring size");
-            }
-            self.set_avail_pos(a);
-            self.set_used_pos(u);
-        } else {
-            (self.last_avail_idx, self.last_used_idx) = (avail, used);
-        }
-        Ok(())
     }
 
     pub fn is_packed(&self) -> bool {
@@ -356,23 +765,23 @@ impl VqState {
     /// the ring stays untranslated until the front-end maps what
     /// `iotlb_waits` names.
     #[allow(unsafe_code)]
-    fn translate(&mut self) -> Result<(), &'static str> {
+    fn translate(&mut self) -> Result<(), TranslateError> {
         let was_usable = self.ring.is_some() || self.iotlb_wait;
         self.ring = None;
         self.iotlb_wait = false;
         self.iotlb_waits.clear();
         let Some(addr) = self.addr else {
-            return Err("ring addresses not set");
+            return Err(TranslateError::AddressesNotSet);
         };
         let (size, packed) = (self.num, self.is_packed());
         if size == 0 {
-            return Err("ring size not set");
+            return Err(TranslateError::SizeNotSet);
         }
         if !packed && !size.is_power_of_two() {
-            return Err("split ring size is not a power of two");
+            return Err(TranslateError::SplitSizeNotPowerOfTwo);
         }
         if packed && (self.last_avail_idx >= size || self.last_used_idx >= size) {
-            return Err("ring position beyond the ring size");
+            return Err(TranslateError::PositionBeyondSize);
         }
         let (desc_len, avail_len, used_len) = TranslatedRing::area_sizes(size, packed);
         let (desc, avail, used) = if self.has_feature(VIRTIO_F_IOMMU_PLATFORM) {
@@ -401,7 +810,7 @@ impl VqState {
                 if logged { area(addr.log_guest_addr, used_len) } else { Some(0) },
             );
             if self.iotlb_waits.iter().any(|w| w.missing.is_none()) {
-                return Err("ring area not contiguous in guest memory");
+                return Err(TranslateError::AreaNotContiguous);
             }
             let (Some(desc), Some(avail), Some(used), Some(log)) = found else {
                 self.iotlb_wait = was_usable;
@@ -410,16 +819,16 @@ impl VqState {
             // The log address is an IOVA too; the log wants it guest-physical.
             if logged {
                 self.log_guest_addr =
-                    self.mem.hva_to_gpa(log, used_len).ok_or("failed to map log_guest_addr")?;
+                    self.mem.hva_to_gpa(log, used_len).ok_or(TranslateError::LogAddressUnmapped)?;
             }
             (desc, avail, used)
         } else {
             let mem = &self.mem;
             (
-                mem.uaddr_to_hva(addr.desc_user_addr, desc_len)
-                    .ok_or("descriptor table outside guest memory")?,
-                mem.uaddr_to_hva(addr.avail_user_addr, avail_len).ok_or("avail ring outside guest memory")?,
-                mem.uaddr_to_hva(addr.used_user_addr, used_len).ok_or("used ring outside guest memory")?,
+                mem.uaddr_to_hva(addr.desc_user_addr, desc_len).ok_or(TranslateError::DescOutsideMemory)?,
+                mem.uaddr_to_hva(addr.avail_user_addr, avail_len)
+                    .ok_or(TranslateError::AvailOutsideMemory)?,
+                mem.uaddr_to_hva(addr.used_user_addr, used_len).ok_or(TranslateError::UsedOutsideMemory)?,
             )
         };
         let aligned = if packed {
@@ -428,7 +837,7 @@ impl VqState {
             desc % 16 == 0 && avail % 2 == 0 && used % 4 == 0
         };
         if !aligned {
-            return Err("misaligned ring address");
+            return Err(TranslateError::Misaligned);
         }
         // SAFETY: each area was just found inside one region of `self.mem`
         // (directly, or through the IOTLB view resolved against it) for
@@ -440,7 +849,7 @@ impl VqState {
     /// Split rings: the used index in guest memory is the truth about what
     /// was completed; if ours differs (a reconnect after a crash), take the
     /// guest's, as DPDK does. Returns the (ours, guest's) pair when it did.
-    pub fn sync_used_idx(&mut self) -> Option<(u16, u16)> {
+    fn sync_used_idx(&mut self) -> Option<(u16, u16)> {
         let guest = self.ring_mem().filter(|r| !r.is_packed())?.split_used_idx();
         if guest == self.last_used_idx {
             return None;
@@ -505,7 +914,7 @@ impl VqState {
     pub fn adopt_view(&mut self, view: Arc<IotlbView>) {
         let newer = self.iotlb.as_ref().is_some_and(|v| v.generation() < view.generation());
         if newer && view.mem_id() == self.mem.id() {
-            if let Some(scratch) = &mut self.scratch {
+            if let Some(scratch) = &mut self.dp.scratch {
                 scratch.iotlb = Some(Arc::clone(&view));
             }
             self.iotlb = Some(view);
@@ -545,7 +954,7 @@ pub struct Virtqueue {
 
 impl Virtqueue {
     pub fn new(index: u16) -> Virtqueue {
-        Virtqueue { state: AccessLock::new(VqState { index, ..VqState::default() }) }
+        Virtqueue { state: AccessLock::new(VqState::new(index)) }
     }
 
     /// Control plane: waits for the datapath to finish its burst.

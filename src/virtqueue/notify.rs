@@ -37,10 +37,10 @@ pub fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
     if !ring.is_packed() {
         if event_idx {
             let new = ring.split_used_idx();
-            let old = vq.signalled_used;
-            let valid = vq.signalled_used_valid;
-            vq.signalled_used = new;
-            vq.signalled_used_valid = true;
+            let old = vq.dp.signalled_used;
+            let valid = vq.dp.signalled_used_valid;
+            vq.dp.signalled_used = new;
+            vq.dp.signalled_used_valid = true;
             return !valid || need_event(ring.split_used_event(), new, old);
         }
         return ring.split_avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0;
@@ -50,10 +50,10 @@ pub fn wants_notification(vq: &mut VqState, ring: &RingMem) -> bool {
         return flags != EVENT_F_DISABLE;
     }
     let new = vq.last_used_idx;
-    let mut old = vq.signalled_used;
-    let valid = vq.signalled_used_valid;
-    vq.signalled_used = new;
-    vq.signalled_used_valid = true;
+    let mut old = vq.dp.signalled_used;
+    let valid = vq.dp.signalled_used_valid;
+    vq.dp.signalled_used = new;
+    vq.dp.signalled_used_valid = true;
     if !valid {
         return true;
     }
@@ -117,4 +117,42 @@ mod tests {
         assert!(need_event(0, 1, 0xfffe));
         assert!(!need_event(1, 1, 0xfffe));
     }
+}
+
+/// What `rte_vhost_get_monitor_addr` reports: wait until `*addr & mask`
+/// (`size` bytes) equals (`is_match` = 1) or differs from (0) `val`.
+#[derive(Clone, Copy, Debug)]
+pub struct MonitorCond {
+    pub addr: u64,
+    pub val: u64,
+    pub mask: u64,
+    pub size: u8,
+    pub is_match: u8,
+}
+
+/// The address a power-management loop may monitor for the guest's next
+/// buffer on a translated ring: the flags of the next packed descriptor,
+/// or a split ring's avail index.
+pub fn monitor_cond(vq: &VqState) -> Option<MonitorCond> {
+    let ring = vq.ring()?;
+    let (_, avail, _) = ring.addresses();
+    Some(if ring.is_packed() {
+        let pos = vq.avail_pos();
+        let (val, mask) = super::packed::monitor_value(pos);
+        MonitorCond {
+            addr: ring.packed_flags_addr(pos.idx),
+            val: u64::from(val),
+            mask: u64::from(mask),
+            size: 2,
+            is_match: 1,
+        }
+    } else {
+        MonitorCond {
+            addr: avail + 2,
+            val: u64::from(vq.last_avail_idx & (ring.size() - 1)),
+            mask: u64::from(ring.size() - 1),
+            size: 2,
+            is_match: 0,
+        }
+    })
 }

@@ -260,3 +260,23 @@ fn a_memory_table_stays_mapped_until_the_dma_copies_into_it_complete() {
     drop(q); // the device goes away with the copy still running
     assert!(table.upgrade().is_some(), "never unmapped under a running copy");
 }
+
+/// Each request translates the ring again for what it now is: no caller
+/// has to remember to.
+#[test]
+fn every_request_leaves_the_ring_translated_for_what_it_is() {
+    let (mem, mut vq, _driver) = ring(Layout::Split, 256, 0, 0);
+    vq.set_num(128).unwrap();
+    assert_eq!(vq.ring().map(|r| r.size()), Some(128), "a new size is translated");
+    assert_eq!(vq.set_num(100), Err(super::RingError::InvalidSize(100)), "split sizes are powers of two");
+    assert_eq!(vq.ring().map(|r| r.size()), Some(128), "a refused size changes nothing");
+    vq.set_features(bit(VIRTIO_F_RING_PACKED), &mem, None).unwrap();
+    assert!(vq.ring().is_some_and(|r| r.is_packed()), "a new layout is translated");
+    assert_eq!(vq.set_base(200), Err(super::RingError::PositionBeyondSize), "packed base beyond the ring");
+    vq.set_base(START | 5).unwrap();
+    assert_eq!(vq.base(), START | 5);
+    assert_eq!(vq.stop(), START | 5, "stopping gives the position back");
+    assert!(vq.ring().is_none() && !vq.is_ready());
+    vq.set_num(64).unwrap();
+    assert!(vq.ring().is_none(), "a stopped ring stays untranslated");
+}
