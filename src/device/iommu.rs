@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::handle::{Ctx, Reply};
+use super::context::{Ctx, Reply};
 use super::misses::{Asker, PendingMisses, PAGE};
 use super::{BackendChannel, Device, DeviceState};
 use crate::guest::iotlb::{IotlbEntry, IotlbView, PERM_RW};

@@ -4,8 +4,8 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
+use super::context::{Ctx, PendingTable, Reply};
 use super::events::Event;
-use super::handle::{Ctx, Reply};
 use super::Device;
 use crate::guest::dirty_log::DirtyLog;
 use crate::guest::postcopy::Userfault;
@@ -15,13 +15,6 @@ use crate::protocol::{InflightArea, LogArea, MemoryTable};
 use crate::virtqueue::inflight::{per_queue_size, InflightQueue, InflightRegion};
 use crate::virtqueue::MAX_RING_SIZE;
 use crate::vlog;
-
-/// A memory table mapped during postcopy, not yet in use: the front-end
-/// must first learn our addresses and ack them (`Reply::PostcopyTable`).
-#[derive(Debug)]
-pub struct PendingTable {
-    mem: Arc<GuestMemory>,
-}
 
 impl Device {
     /// Whether `table` describes the memory already mapped.

@@ -8,6 +8,7 @@
 //! released every lock. A driver that calls back into the library from a
 //! callback therefore never finds a lock held.
 
+mod context;
 pub mod events;
 mod handle;
 mod iommu;
@@ -31,8 +32,9 @@ use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::inflight::InflightRegion;
 use crate::virtqueue::{Virtqueue, VqState};
 
+pub use context::{Offer, Reply};
 pub use events::{BackendChannel, DeviceEvents, Event, VdpaDriver, VdpaId};
-pub use handle::{before, handle, Handled, Offer, Reply};
+pub use handle::{before, handle, Handled};
 
 /// `RTE_MAX_VHOST_DEVICE`: vids are 0..1024.
 pub const MAX_DEVICES: usize = 1024;

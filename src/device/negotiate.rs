@@ -1,8 +1,8 @@
 //! Negotiation requests: features, protocol features, status, MTU, RARP,
 //! owner.
 
+use super::context::{Ctx, Reply};
 use super::events::Event;
-use super::handle::{Ctx, Reply};
 use super::{status, Device};
 use crate::protocol::features::{self, bit};
 use crate::virtqueue::VqState;
