@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use super::context::{Ctx, Reply};
 use super::misses::{Asker, PendingMisses, PAGE};
-use super::{BackendChannel, Device, DeviceState};
+use super::{BackendChannel, ChannelError, Device, DeviceState};
 use crate::guest::iotlb::{IotlbEntry, IotlbView, PERM_RW};
 use crate::guest::GuestMemory;
 use crate::protocol::features::{bit, VIRTIO_F_IOMMU_PLATFORM};
@@ -48,11 +48,11 @@ impl MissAsker {
         let msg = Iotlb { iova, perm, kind: Iotlb::MISS, ..Default::default() };
         let sent = match &self.channel {
             Some(chan) => chan.post(backend_request::IOTLB_MSG, &msg.to_bytes()),
-            None => Err(-libc::ENOTCONN),
+            None => Err(ChannelError::Absent),
         };
         match sent {
             Ok(()) => vlog!(Data, Debug, self.ifname, "IOTLB miss sent for IOVA {iova:#x} (perm {perm})"),
-            Err(e) if e == -libc::EAGAIN => self.pending.forget(page, perm),
+            Err(ChannelError::Busy) => self.pending.forget(page, perm),
             Err(e) => {
                 vlog!(Config, Err, self.ifname, "failed to send IOTLB miss message ({e})");
                 vlog!(Data, Err, self.ifname, "IOTLB miss req failed for IOVA {iova:#x}");

@@ -1,7 +1,7 @@
 //! Memory requests: the memory table (and its postcopy variant), the dirty
 //! log, postcopy's userfaultfd, and the inflight area.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use super::context::{Ctx, PendingTable, Reply};
@@ -15,6 +15,28 @@ use crate::protocol::{InflightArea, LogArea, MemoryTable};
 use crate::virtqueue::inflight::{per_queue_size, InflightQueue, InflightRegion};
 use crate::virtqueue::MAX_RING_SIZE;
 use crate::vlog;
+
+/// Why a postcopy memory table was not put in use.
+#[derive(Debug)]
+pub enum PostcopyError {
+    /// POSTCOPY_LISTEN came without POSTCOPY_ADVISE: no userfaultfd.
+    NotAdvised,
+    /// The userfaultfd refused the mapping `start..=end`.
+    Register { start: u64, end: u64, ufd: RawFd, source: std::io::Error },
+}
+
+impl std::fmt::Display for PostcopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostcopyError::NotAdvised => write!(f, "postcopy listening without POSTCOPY_ADVISE"),
+            PostcopyError::Register { start, end, ufd, source } => {
+                write!(f, "failed to register ufd for region {start:x} - {end:x} (ufd = {ufd}) {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PostcopyError {}
 
 impl Device {
     /// Whether `table` describes the memory already mapped.
@@ -33,27 +55,21 @@ impl Device {
     /// The front-end acked our postcopy addresses: register every mapping
     /// with the userfaultfd (so that our faults go to the front-end), then
     /// put the table in use. Nothing touched the mappings before.
-    pub fn install_postcopy_table(&self, pending: PendingTable) -> Result<(), String> {
+    pub fn install_postcopy_table(&self, pending: PendingTable) -> Result<(), PostcopyError> {
         let ifname = self.ifname();
         {
             let st = self.state.lock();
-            let ufd = st.postcopy_ufd.as_ref().ok_or("postcopy listening without POSTCOPY_ADVISE")?;
+            let ufd = st.postcopy_ufd.as_ref().ok_or(PostcopyError::NotAdvised)?;
             for r in pending.mem.regions() {
                 let (start, len) = (r.mmap_addr(), r.mmap_size());
-                ufd.register(start, len).map_err(|e| {
-                    format!(
-                        "failed to register ufd for region {start:x} - {:x} (ufd = {}) {e}",
-                        start + len - 1,
-                        ufd.fd().as_raw_fd()
-                    )
+                let end = start + len - 1;
+                ufd.register(start, len).map_err(|source| PostcopyError::Register {
+                    start,
+                    end,
+                    ufd: ufd.fd().as_raw_fd(),
+                    source,
                 })?;
-                vlog!(
-                    Config,
-                    Info,
-                    ifname,
-                    "\t userfaultfd registered for range : {start:x} - {:x}",
-                    start + len - 1
-                );
+                vlog!(Config, Info, ifname, "\t userfaultfd registered for range : {start:x} - {end:x}");
             }
         }
         self.use_memory(&ifname, &pending.mem);

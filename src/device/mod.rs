@@ -33,8 +33,9 @@ use crate::virtqueue::inflight::InflightRegion;
 use crate::virtqueue::{Virtqueue, VqState};
 
 pub use context::{Offer, Reply};
-pub use events::{BackendChannel, DeviceEvents, Event, VdpaDriver, VdpaId};
+pub use events::{BackendChannel, ChannelError, DeviceEvents, Event, VdpaDriver, VdpaId};
 pub use handle::{before, handle, Handled};
+pub use memory::PostcopyError;
 
 /// `RTE_MAX_VHOST_DEVICE`: vids are 0..1024.
 pub const MAX_DEVICES: usize = 1024;
@@ -284,8 +285,8 @@ impl Device {
 
     /// `rte_vhost_slave_config_change`: tells the front-end the device config
     /// space changed (BACKEND_CONFIG_CHANGE_MSG), waiting for its ack if asked.
-    pub fn backend_config_change(&self, need_reply: bool) -> Result<(), i32> {
-        let chan = self.backend().ok_or(-libc::EINVAL)?;
+    pub fn backend_config_change(&self, need_reply: bool) -> Result<(), ChannelError> {
+        let chan = self.backend().ok_or(ChannelError::Absent)?;
         chan.request(crate::protocol::backend_request::CONFIG_CHANGE_MSG, &[], &[], need_reply)
     }
 

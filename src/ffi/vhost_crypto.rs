@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::callbacks::CryptoHooks;
 use super::cstr_arg;
 use crate::abi::*;
-use crate::crypto;
+use crate::crypto::{self, CryptoError};
 use crate::dpdk::crypto::{CryptoOp, SessionPool};
 use crate::protocol::features::{self, bit};
 use crate::socket;
@@ -68,7 +68,7 @@ pub unsafe extern "C" fn rte_vhost_crypto_create(
             return -libc::EINVAL;
         };
         if let Err(e) = crypto::create(vid, cryptodev_id, pool, socket_id) {
-            return e;
+            return e.errno();
         }
         if !socket::set_message_hooks(vid, Arc::new(CryptoHooks)) {
             let _ = crypto::free(vid);
@@ -207,7 +207,7 @@ pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
 /// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_free(vid: c_int) -> c_int {
-    boundary!(-1, { crypto::free(vid).err().unwrap_or(0) })
+    boundary!(-1, { crypto::free(vid).map_or_else(CryptoError::errno, |()| 0) })
 }
 
 /// Enable or disable zero copy feature
@@ -230,5 +230,5 @@ pub unsafe extern "C" fn rte_vhost_crypto_set_zero_copy(
     vid: c_int,
     option: rte_vhost_crypto_zero_copy,
 ) -> c_int {
-    boundary!(-1, { crypto::set_zero_copy(vid, option).err().unwrap_or(0) })
+    boundary!(-1, { crypto::set_zero_copy(vid, option).map_or_else(CryptoError::errno, |()| 0) })
 }

@@ -516,7 +516,7 @@ fn config_change(vid: c_int, need_reply: bool) -> c_int {
     };
     match d.backend_config_change(need_reply) {
         Ok(()) => 0,
-        Err(e) => e,
+        Err(e) => e.errno(),
     }
 }
 

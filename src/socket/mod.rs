@@ -111,6 +111,8 @@ impl std::fmt::Display for SocketError {
     }
 }
 
+impl std::error::Error for SocketError {}
+
 /// Looks up a registered socket by path.
 pub fn find(path: &str) -> Option<Arc<VhostSocket>> {
     REGISTRY.lock().iter().find(|s| s.path == path).cloned()

@@ -9,7 +9,7 @@ pub mod driver;
 use crate::abi::{rte_device, rte_vdpa_dev_ops};
 use crate::device::{Device, VdpaId};
 use crate::vlog;
-use driver::{MediatedRing, VdpaDevice, VdpaError};
+use driver::{MediatedRing, VdpaDevice};
 
 static DEVICES: Mutex<Vec<VdpaDevice>> = Mutex::new(Vec::new());
 
@@ -28,11 +28,7 @@ pub unsafe fn register(rte_dev: *mut rte_device, ops: *mut rte_vdpa_dev_ops) -> 
     let dev = match unsafe { VdpaDevice::alloc(rte_dev, ops) } {
         Ok(d) => d,
         Err(e) => {
-            let why = match e {
-                VdpaError::MissingOps => "Some mandatory vDPA ops aren't implemented",
-                VdpaError::DevType => "Failed to get vdpa dev type.",
-            };
-            vlog!(Config, Err, "vdpa", "{why}");
+            vlog!(Config, Err, "vdpa", "{e}");
             return None;
         }
     };
