@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::events::Event;
 use super::Device;
 use crate::guest::GuestMemory;
+use crate::protocol::features::{Features, ProtocolFeatures};
 use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::VqState;
 use crate::vlog;
@@ -16,8 +17,8 @@ use crate::vlog;
 /// What the socket offers this connection (narrowed by its vDPA device).
 #[derive(Clone, Copy, Debug)]
 pub struct Offer {
-    pub features: u64,
-    pub protocol_features: u64,
+    pub features: Features,
+    pub protocol_features: ProtocolFeatures,
 }
 
 /// The answer to a message.

@@ -6,6 +6,8 @@
 
 use std::os::fd::RawFd;
 
+use crate::protocol::features::Features;
+
 /// What the application is told about its devices.
 pub trait DeviceEvents: Send + Sync + std::fmt::Debug {
     /// The device is ready; `None` if the application has no such callback,
@@ -13,7 +15,7 @@ pub trait DeviceEvents: Send + Sync + std::fmt::Debug {
     fn new_device(&self, vid: i32) -> Option<i32>;
     fn destroy_device(&self, vid: i32);
     fn vring_state_changed(&self, vid: i32, queue: u16, enable: bool);
-    fn features_changed(&self, vid: i32, features: u64);
+    fn features_changed(&self, vid: i32, features: Features);
     /// A front-end connected; a negative return value refuses it.
     fn new_connection(&self, vid: i32) -> Option<i32>;
     fn destroy_connection(&self, vid: i32);
@@ -109,7 +111,7 @@ pub enum Event {
         enable: bool,
     },
     /// `features_changed` (LOG_ALL toggled on a running device).
-    FeaturesChanged(u64),
+    FeaturesChanged(Features),
     /// The device stops: the vDPA driver's `dev_close` (if one is
     /// attached), then `destroy_device`.
     Stop,

@@ -20,7 +20,7 @@ use super::misses::{Asker, PendingMisses, PAGE};
 use super::{BackendChannel, ChannelError, Device, DeviceState};
 use crate::guest::iotlb::{IotlbEntry, IotlbView, PERM_RW};
 use crate::guest::GuestMemory;
-use crate::protocol::features::{bit, VIRTIO_F_IOMMU_PLATFORM};
+use crate::protocol::features::Feature;
 use crate::protocol::{backend_request, Iotlb};
 use crate::virtqueue::VqState;
 use crate::vlog;
@@ -77,7 +77,7 @@ impl DeviceState {
     /// What rings translate through: the memory table and, once
     /// VIRTIO_F_IOMMU_PLATFORM is negotiated, the IOTLB resolved against it.
     pub(super) fn translation(&self) -> (Arc<GuestMemory>, Option<Arc<IotlbView>>) {
-        let iommu = self.features & bit(VIRTIO_F_IOMMU_PLATFORM) != 0;
+        let iommu = self.features.has(Feature::IOMMU_PLATFORM);
         (Arc::clone(&self.mem), iommu.then(|| Arc::new(self.iotlb.view(&self.mem))))
     }
 }

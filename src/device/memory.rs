@@ -10,7 +10,7 @@ use super::Device;
 use crate::guest::dirty_log::DirtyLog;
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
-use crate::protocol::features::{bit, flags, VIRTIO_F_RING_PACKED};
+use crate::protocol::features::{flags, Feature};
 use crate::protocol::{InflightArea, LogArea, MemoryTable};
 use crate::virtqueue::inflight::{per_queue_size, InflightQueue, InflightRegion};
 use crate::virtqueue::MAX_RING_SIZE;
@@ -200,7 +200,7 @@ pub(super) fn postcopy_end(ctx: &mut Ctx<'_>) -> Reply {
 }
 
 fn negotiated_packed(dev: &Device) -> bool {
-    dev.features() & bit(VIRTIO_F_RING_PACKED) != 0
+    dev.has_feature(Feature::RING_PACKED)
 }
 
 pub(super) fn get_inflight_fd(ctx: &mut Ctx<'_>, area: InflightArea) -> Reply {

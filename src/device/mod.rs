@@ -27,7 +27,7 @@ use crate::guest::dirty_log::DirtyLog;
 use crate::guest::iotlb::{Iotlb, IotlbView};
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
-use crate::protocol::features::{self, bit};
+use crate::protocol::features::{Feature, Features, ProtocolFeature, ProtocolFeatures};
 use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::inflight::InflightRegion;
 use crate::virtqueue::{Virtqueue, VqState};
@@ -59,8 +59,8 @@ struct DeviceState {
     /// The socket path, used as the log prefix (DPDK's `dev->ifname`).
     ifname: String,
     /// Negotiated virtio features (SET_FEATURES).
-    features: u64,
-    protocol_features: u64,
+    features: Features,
+    protocol_features: ProtocolFeatures,
     /// Virtio device status (SET_STATUS).
     status: u8,
     mtu: u16,
@@ -158,7 +158,7 @@ impl Device {
         }
         let ((mem, view), features, log) = {
             let st = self.state.lock();
-            (self.publish(st.translation()), st.features, st.log.clone())
+            (self.publish(st.translation()), st.features.bits(), st.log.clone())
         };
         for vq in &self.vqs[old as usize..=qid as usize] {
             let mut s = vq.lock();
@@ -199,17 +199,21 @@ impl Device {
         self.socket_flags.load(Ordering::Relaxed)
     }
 
+    /// The negotiated features' bits (for the C API; `has_feature` tests one).
     pub fn features(&self) -> u64 {
-        self.state.lock().features
+        self.state.lock().features.bits()
     }
 
-    pub fn protocol_features(&self) -> u64 {
+    pub fn has_feature(&self, f: Feature) -> bool {
+        self.state.lock().features.has(f)
+    }
+
+    pub fn protocol_features(&self) -> ProtocolFeatures {
         self.state.lock().protocol_features
     }
 
-    /// Whether the device's protocol features include `b`.
-    pub fn has_protocol_feature(&self, b: u32) -> bool {
-        self.protocol_features() & bit(b) != 0
+    pub fn has_protocol_feature(&self, f: ProtocolFeature) -> bool {
+        self.protocol_features().has(f)
     }
 
     pub fn status(&self) -> u8 {
@@ -267,7 +271,7 @@ impl Device {
     /// `rte_vhost_log_write`: marks guest pages dirty while logging is on.
     pub fn log_write(&self, gpa: u64, len: u64) {
         let st = self.state.lock();
-        if st.features & bit(features::VHOST_F_LOG_ALL) != 0 {
+        if st.features.has(Feature::LOG_ALL) {
             if let Some(log) = &st.log {
                 log.mark(gpa, len);
             }

@@ -200,7 +200,7 @@ fn submit<'a>(
         avail = n;
     }
     let hlen = hdr_len(b.vq);
-    let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
     let mem = b.mem.mem();
     let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
     copies.clear();
@@ -362,7 +362,7 @@ fn complete(
     hdrs.clear();
     let tx = s.index & 1 == 1;
     // Only a dequeue that applies offload requests needs the headers.
-    let offload = tx && s.features & HOST_OFFLOAD_FEATURES != 0;
+    let offload = tx && Features::from_bits(s.features).intersects(HOST_OFFLOAD_FEATURES);
     let n = q.take_completed(out, offload.then_some(&mut hdrs), &mut used);
     if n > 0 {
         let sf = dev.socket_flags();

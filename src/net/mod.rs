@@ -42,7 +42,10 @@ pub use dma::{
 
 /// Size of the virtio-net header for the negotiated features.
 fn hdr_len(vq: &VqState) -> u32 {
-    if vq.has_feature(VIRTIO_NET_F_MRG_RXBUF) || vq.has_feature(VIRTIO_F_VERSION_1) || vq.is_packed() {
+    if vq.has_feature(Feature::NET_MRG_RXBUF.number())
+        || vq.has_feature(Feature::VERSION_1.number())
+        || vq.is_packed()
+    {
         12
     } else {
         10
@@ -453,11 +456,13 @@ fn release_unused(out: &mut [Option<Mbuf>], done: usize, n: usize) {
 
 /// DPDK's `virtio_net_with_host_offload`: any of these negotiated makes the
 /// dequeue path apply the guest's virtio-net header.
-const HOST_OFFLOAD_FEATURES: u64 = bit(VIRTIO_NET_F_CSUM)
-    | bit(VIRTIO_NET_F_HOST_ECN)
-    | bit(VIRTIO_NET_F_HOST_TSO4)
-    | bit(VIRTIO_NET_F_HOST_TSO6)
-    | bit(VIRTIO_NET_F_HOST_UFO);
+const HOST_OFFLOAD_FEATURES: Features = Features::of(&[
+    Feature::NET_CSUM,
+    Feature::NET_HOST_ECN,
+    Feature::NET_HOST_TSO4,
+    Feature::NET_HOST_TSO6,
+    Feature::NET_HOST_UFO,
+]);
 
 #[derive(Clone, Copy, Debug)]
 struct DequeueOpts {
@@ -483,7 +488,7 @@ impl DequeueOpts {
             compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
             extbuf: sf & flags::EXTBUF_SUPPORT != 0,
             linear: sf & flags::LINEARBUF_SUPPORT != 0,
-            host_offload: vq.features & HOST_OFFLOAD_FEATURES != 0,
+            host_offload: Features::from_bits(vq.features).intersects(HOST_OFFLOAD_FEATURES),
         }
     }
 }

@@ -344,14 +344,14 @@ impl Connection {
         let ifname = ifname.as_str();
         let reply = match msg {
             Message::GetFeatures => match config.offered_features() {
-                Some(f) => Reply::Payload(f.to_ne_bytes().to_vec(), Vec::new()),
+                Some(f) => Reply::Payload(f.bits().to_ne_bytes().to_vec(), Vec::new()),
                 None => {
                     vlog!(Config, Err, ifname, "failed to get vdpa features for socket file.");
                     Reply::Err
                 }
             },
             Message::GetProtocolFeatures => {
-                Reply::Payload(config.protocol_features.to_ne_bytes().to_vec(), Vec::new())
+                Reply::Payload(config.protocol_features.bits().to_ne_bytes().to_vec(), Vec::new())
             }
             Message::GetQueueNum => match config.queue_num() {
                 Some(n) => Reply::Payload(u64::from(n).to_ne_bytes().to_vec(), Vec::new()),
@@ -370,7 +370,7 @@ impl Connection {
                 let before = device::before(dev, &msg);
                 self.run_events(dev, config.events.as_deref(), before);
                 let offer = Offer {
-                    features: config.offered_features().unwrap_or(0),
+                    features: config.offered_features().unwrap_or_default(),
                     protocol_features: config.protocol_features,
                 };
                 let Handled { reply, events: caused } = device::handle(dev, offer, msg);
