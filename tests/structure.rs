@@ -1,7 +1,9 @@
 //! Properties of the source that the compiler does not check: every export
-//! runs inside the panic boundary, and code that touches guest memory does
-//! so only through the accessors that are sound for memory another party
-//! writes concurrently.
+//! runs inside the panic boundary; code that touches guest memory does so
+//! only through the accessors that are sound for memory another party
+//! writes concurrently, and no safe function dereferences an integer
+//! address; modules depend only on lower layers, as documented; errors are
+//! typed.
 
 use std::path::Path;
 
@@ -83,7 +85,7 @@ fn every_export_runs_inside_the_panic_boundary() {
 #[test]
 fn guest_memory_is_touched_only_through_race_tolerant_accesses() {
     // Plain, unaligned or bulk Rust accesses are data races on memory the
-    // guest writes concurrently; guest memory goes through memory::raw
+    // guest writes concurrently; guest memory goes through guest::raw
     // (asm and an opaque copy), atomics and volatile words.
     let forbidden =
         ["read_unaligned", "write_unaligned", "copy_nonoverlapping", "ptr::copy(", "from_raw_parts"];
@@ -574,4 +576,51 @@ fn ring_state_changes_only_through_its_methods() {
     let planted = "vq.num = 1;\ns.last_avail_idx += n;\n(b.vq.kick, x) = (k, 0);\nf(&mut g.ring);";
     assert_eq!(field_writes(planted, &receivers, &names).len(), 4);
     assert!(field_writes("vq.num == 1; s.index => 0; vq.num(); vqs.num = 1;", &receivers, &names).is_empty());
+}
+
+/// The error types of the `Result`s written in `code` (the last of two
+/// top-level generic arguments, blanks made single spaces).
+fn result_error_types(code: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (at, _) in code.match_indices("Result<") {
+        if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            continue; // another type's name ending in Result
+        }
+        let open = at + "Result<".len();
+        let (mut depth, mut end) = (1, open);
+        let b = code.as_bytes();
+        while end < b.len() && depth > 0 {
+            match b[end] {
+                b'<' => depth += 1,
+                b'>' if b[end - 1] != b'-' => depth -= 1,
+                _ => {}
+            }
+            end += 1;
+        }
+        if let [_, error] = top_level_split(&code[open..end - 1])[..] {
+            errors.push(error.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    errors
+}
+
+#[test]
+fn errors_are_typed() {
+    // An error says what went wrong as a type the caller can match and
+    // `std::error::Error` can carry, not as a unit, a string or a number.
+    const UNTYPED: [&str; 4] = ["()", "&'static str", "&str", "String"];
+    let mut found = Vec::new();
+    for (path, src) in rust_files("src") {
+        if path.ends_with("/tests.rs") {
+            continue;
+        }
+        let code = code_only(&src);
+        let code = code.split("#[cfg(test)]").next().unwrap();
+        for error in result_error_types(code) {
+            if UNTYPED.contains(&error.as_str()) {
+                found.push(format!("{path}: Result<_, {error}>"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "untyped errors: {found:#?}");
 }

@@ -85,21 +85,71 @@ fn instance_by_id(id: u64) -> Option<Arc<Instance>> {
     INSTANCES.read().iter().find(|i| i.id == id).cloned()
 }
 
-/// `rte_vhost_crypto_create`. `Err` is a negative errno.
-pub fn create(vid: i32, cryptodev: u8, sess_pool: SessionPool, socket_id: i32) -> Result<(), i32> {
-    if crate::device::get(vid).is_none() {
-        vlog!(Config, Err, LOG, "Invalid vid {vid}");
-        return Err(-libc::EINVAL);
+/// Why a vhost-crypto API call was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CryptoError {
+    /// No device has this vid.
+    InvalidVid(i32),
+    /// The device already has an instance.
+    Exists(i32),
+    /// The instance's mbuf pool could not be made.
+    NoPool,
+    /// The device has no instance.
+    NoInstance,
+    /// `rte_vhost_crypto_set_zero_copy`'s option is neither 0 nor 1.
+    InvalidOption(i32),
+}
+
+impl CryptoError {
+    /// The negative errno the C API returns for it.
+    pub fn errno(self) -> i32 {
+        -match self {
+            CryptoError::InvalidVid(_) | CryptoError::InvalidOption(_) => libc::EINVAL,
+            CryptoError::Exists(_) => libc::EEXIST,
+            CryptoError::NoPool => libc::ENOMEM,
+            CryptoError::NoInstance => libc::ENOENT,
+        }
     }
+
+    /// Logs it (as DPDK does, under vhost-crypto's name) and gives it back.
+    fn logged(self) -> Self {
+        vlog!(Config, Err, LOG, "{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CryptoError::InvalidVid(vid) => write!(f, "Invalid vid {vid}"),
+            CryptoError::Exists(vid) => write!(f, "vid {vid} already has a vhost-crypto instance"),
+            CryptoError::NoPool => write!(f, "Failed to create mbuf pool"),
+            CryptoError::NoInstance => write!(f, "Cannot find required data, is it initialized?"),
+            CryptoError::InvalidOption(option) => write!(f, "Invalid option {option}"),
+        }
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// Refuses a vid no device has.
+fn check_vid(vid: i32) -> Result<(), CryptoError> {
+    match crate::device::get(vid) {
+        Some(_) => Ok(()),
+        None => Err(CryptoError::InvalidVid(vid).logged()),
+    }
+}
+
+/// `rte_vhost_crypto_create`.
+pub fn create(vid: i32, cryptodev: u8, sess_pool: SessionPool, socket_id: i32) -> Result<(), CryptoError> {
+    check_vid(vid)?;
     if instance(vid).is_some() {
-        vlog!(Config, Err, LOG, "vid {vid} already has a vhost-crypto instance");
-        return Err(-libc::EEXIST);
+        return Err(CryptoError::Exists(vid).logged());
     }
     let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
     let Some(pool) = OwnedPool::create(&format!("VHC_MBUF_{id}"), POOL_SIZE, queue::DATA_ROOM, socket_id)
     else {
-        vlog!(Config, Err, LOG, "Failed to create mbuf pool");
-        return Err(-libc::ENOMEM);
+        return Err(CryptoError::NoPool.logged());
     };
     let sessions = Mutex::new(Sessions { next_id: 1, ..Default::default() });
     let inst = Instance { id, vid, cryptodev, sess_pool, pool, zero_copy: Default::default(), sessions };
@@ -110,16 +160,12 @@ pub fn create(vid: i32, cryptodev: u8, sess_pool: SessionPool, socket_id: i32) -
 /// `rte_vhost_crypto_free`. The instance's pool and sessions are released
 /// if none of its requests is still with the cryptodev; otherwise they are
 /// left allocated (a request coming back later finds its memory).
-pub fn free(vid: i32) -> Result<(), i32> {
-    if crate::device::get(vid).is_none() {
-        vlog!(Config, Err, LOG, "Invalid vid {vid}");
-        return Err(-libc::EINVAL);
-    }
+pub fn free(vid: i32) -> Result<(), CryptoError> {
+    check_vid(vid)?;
     let inst = {
         let mut all = INSTANCES.write();
         let Some(pos) = all.iter().position(|i| i.vid == vid) else {
-            vlog!(Config, Err, LOG, "Cannot find required data, is it initialized?");
-            return Err(-libc::ENOENT);
+            return Err(CryptoError::NoInstance.logged());
         };
         all.swap_remove(pos)
     };
@@ -149,18 +195,13 @@ pub fn free(vid: i32) -> Result<(), i32> {
 }
 
 /// `rte_vhost_crypto_set_zero_copy`: accepted; requests are copied either way.
-pub fn set_zero_copy(vid: i32, option: i32) -> Result<(), i32> {
-    if crate::device::get(vid).is_none() {
-        vlog!(Config, Err, LOG, "Invalid vid {vid}");
-        return Err(-libc::EINVAL);
-    }
+pub fn set_zero_copy(vid: i32, option: i32) -> Result<(), CryptoError> {
+    check_vid(vid)?;
     if !(0..2).contains(&option) {
-        vlog!(Config, Err, LOG, "Invalid option {option}");
-        return Err(-libc::EINVAL);
+        return Err(CryptoError::InvalidOption(option).logged());
     }
     let Some(inst) = instance(vid) else {
-        vlog!(Config, Err, LOG, "Cannot find required data, is it initialized?");
-        return Err(-libc::ENOENT);
+        return Err(CryptoError::NoInstance.logged());
     };
     if option == 1 && !inst.zero_copy.swap(true, Ordering::Relaxed) {
         vlog!(Config, Info, LOG, "vid {vid}: zero copy requested; requests are copied (guest memory is never given to the cryptodev)");

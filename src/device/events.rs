@@ -6,6 +6,8 @@
 
 use std::os::fd::RawFd;
 
+use crate::protocol::features::Features;
+
 /// What the application is told about its devices.
 pub trait DeviceEvents: Send + Sync + std::fmt::Debug {
     /// The device is ready; `None` if the application has no such callback,
@@ -13,7 +15,7 @@ pub trait DeviceEvents: Send + Sync + std::fmt::Debug {
     fn new_device(&self, vid: i32) -> Option<i32>;
     fn destroy_device(&self, vid: i32);
     fn vring_state_changed(&self, vid: i32, queue: u16, enable: bool);
-    fn features_changed(&self, vid: i32, features: u64);
+    fn features_changed(&self, vid: i32, features: Features);
     /// A front-end connected; a negative return value refuses it.
     fn new_connection(&self, vid: i32) -> Option<i32>;
     fn destroy_connection(&self, vid: i32);
@@ -50,12 +52,55 @@ pub trait VdpaDriver: Send + Sync + std::fmt::Debug {
 /// The back-end request channel (SET_SLAVE_REQ_FD).
 pub trait BackendChannel: Send + Sync + std::fmt::Debug {
     /// Sends `request` with `body` and `fds`; with `need_reply`, waits for
-    /// the front-end's u64 ack. Errors are negative errno values.
-    fn request(&self, request: u32, body: &[u8], fds: &[RawFd], need_reply: bool) -> Result<(), i32>;
+    /// the front-end's u64 ack.
+    fn request(&self, request: u32, body: &[u8], fds: &[RawFd], need_reply: bool)
+        -> Result<(), ChannelError>;
     /// Sends `request` (no fds, no reply) without waiting, for the
-    /// datapath: `-EAGAIN` if the channel is busy or full right now.
-    fn post(&self, request: u32, body: &[u8]) -> Result<(), i32>;
+    /// datapath: `Busy` if the channel is busy or full right now.
+    fn post(&self, request: u32, body: &[u8]) -> Result<(), ChannelError>;
 }
+
+/// Why a request on the back-end channel did not go through (the I/O
+/// error itself is logged by the channel, with its device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelError {
+    /// The front-end gave no channel.
+    Absent,
+    /// Another request has the channel, or its socket is full: try later.
+    Busy,
+    /// A request was sent in part earlier: the stream is out of step.
+    Broken,
+    /// Sending, or reading the ack, failed.
+    Io,
+    /// The front-end acked with a failure.
+    Refused,
+}
+
+impl ChannelError {
+    /// The negative errno the C API returns for it.
+    pub fn errno(self) -> i32 {
+        -match self {
+            ChannelError::Absent => libc::EINVAL,
+            ChannelError::Busy => libc::EAGAIN,
+            ChannelError::Broken => libc::EPIPE,
+            ChannelError::Io | ChannelError::Refused => libc::EIO,
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChannelError::Absent => "no back-end channel",
+            ChannelError::Busy => "back-end channel busy",
+            ChannelError::Broken => "back-end channel broken by a partial send",
+            ChannelError::Io => "back-end channel I/O failed",
+            ChannelError::Refused => "front-end refused the request",
+        })
+    }
+}
+
+impl std::error::Error for ChannelError {}
 
 /// A call to make once no lock is held, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +111,7 @@ pub enum Event {
         enable: bool,
     },
     /// `features_changed` (LOG_ALL toggled on a running device).
-    FeaturesChanged(u64),
+    FeaturesChanged(Features),
     /// The device stops: the vDPA driver's `dev_close` (if one is
     /// attached), then `destroy_device`.
     Stop,

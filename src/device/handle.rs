@@ -3,13 +3,10 @@
 //! the reply. The handlers, by request family, are in `negotiate`,
 //! `memory` and `vring`.
 
-use std::os::fd::OwnedFd;
-
+use super::context::{Ctx, Offer, Reply};
 use super::events::Event;
-use super::memory::PendingTable;
 use super::{Device, MAX_VRING};
 use crate::protocol::Message;
-use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::VqState;
 use crate::vlog;
 
@@ -17,87 +14,11 @@ use crate::vlog;
 /// looked up after every message, and asked for if unmapped.
 const PREFETCHED_TRANSLATIONS: u16 = 8;
 
-/// What the socket offers this connection (narrowed by its vDPA device).
-#[derive(Clone, Copy, Debug)]
-pub struct Offer {
-    pub features: u64,
-    pub protocol_features: u64,
-}
-
-/// The answer to a message.
-#[derive(Debug)]
-pub enum Reply {
-    /// Done; an ack if the front-end asked for one.
-    Ok,
-    /// Refused (logged); an ack saying so if asked, else the connection is
-    /// closed.
-    Err,
-    /// This payload (and fds) go back.
-    Payload(Vec<u8>, Vec<OwnedFd>),
-    /// Postcopy SET_MEM_TABLE: this table (our addresses) goes back, the
-    /// front-end acks it, then `PendingTable::install` (the connection
-    /// waits for the ack on its own thread, blocking no other device).
-    PostcopyTable(Vec<u8>, PendingTable),
-}
-
 /// A handled message: its reply and the events to fire after it.
 #[derive(Debug)]
 pub struct Handled {
     pub reply: Reply,
     pub events: Vec<Event>,
-}
-
-/// One message being handled.
-pub(super) struct Ctx<'a> {
-    pub dev: &'a Device,
-    pub ifname: String,
-    pub offer: Offer,
-    /// Ring locks held for the whole message (requests that change rings).
-    held: Vec<AccessGuard<'a, VqState>>,
-    pub events: Vec<Event>,
-}
-
-impl Ctx<'_> {
-    /// Runs `f` on ring `idx`, through the held lock or a fresh one; `None`
-    /// if the ring does not exist.
-    pub fn vq<R>(&mut self, idx: u16, f: impl FnOnce(&mut VqState) -> R) -> Option<R> {
-        if let Some(g) = self.held.get_mut(usize::from(idx)) {
-            return Some(f(g));
-        }
-        let vq = self.dev.vq(idx)?;
-        Some(f(&mut vq.lock()))
-    }
-
-    pub fn for_each_vq(&mut self, mut f: impl FnMut(&mut VqState)) {
-        for i in 0..self.dev.nr_vring() as u16 {
-            self.vq(i, &mut f);
-        }
-    }
-
-    /// DPDK: a ready ring loses readiness before its kick/call fd changes.
-    pub fn unready(&mut self, idx: u16) {
-        if self.vq(idx, |vq| vq.unready()) == Some(true) {
-            self.events.push(Event::VringState { queue: idx, enable: false });
-        }
-    }
-
-    /// Logs `r`'s error (prefixed by `what` when not empty).
-    pub fn logged<T, E: std::fmt::Display>(&self, what: &str, r: Result<T, E>) -> Option<T> {
-        r.map_err(|e| {
-            if what.is_empty() {
-                vlog!(Config, Err, self.ifname, "{e}");
-            } else {
-                vlog!(Config, Err, self.ifname, "{what}: {e}");
-            }
-        })
-        .ok()
-    }
-
-    /// Drops rings `keep..` (SET_FEATURES without MQ), whose locks are
-    /// held.
-    pub fn truncate_rings(&mut self, keep: u32) {
-        self.dev.truncate_vrings(keep, &mut self.held);
-    }
 }
 
 /// What must happen before `msg` is handled, with no lock held: the
@@ -129,7 +50,7 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     }
     let held =
         if request.rule().locks_rings && !dev.vdpa_configured() { dev.lock_rings() } else { Vec::new() };
-    let mut ctx = Ctx { dev, ifname, offer, held, events: Vec::new() };
+    let mut ctx = Ctx::new(dev, ifname, offer, held);
     let reply = dispatch(&mut ctx, msg);
     // Ring readiness may have changed; a ring that waits for areas the
     // IOTLB lacks asks for them (asked again once the retry period
@@ -140,7 +61,7 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     // look at a ring only if a burst does not keep it for more than a few
     // microseconds (one that does has its areas, so its readiness did not
     // change; its posted buffers are asked for after the next message).
-    let iotlb = matches!(request, crate::protocol::Request::IotlbMsg) && ctx.held.is_empty();
+    let iotlb = matches!(request, crate::protocol::Request::IotlbMsg) && !ctx.holds_rings();
     if !matches!(reply, Reply::Err) {
         for i in 0..dev.nr_vring() as u16 {
             let mut step = |vq: &mut VqState| {

@@ -15,12 +15,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::handle::{Ctx, Reply};
+use super::context::{Ctx, Reply};
 use super::misses::{Asker, PendingMisses, PAGE};
-use super::{BackendChannel, Device, DeviceState};
+use super::{BackendChannel, ChannelError, Device, DeviceState};
 use crate::guest::iotlb::{IotlbEntry, IotlbView, PERM_RW};
 use crate::guest::GuestMemory;
-use crate::protocol::features::{bit, VIRTIO_F_IOMMU_PLATFORM};
+use crate::protocol::features::Feature;
 use crate::protocol::{backend_request, Iotlb};
 use crate::virtqueue::VqState;
 use crate::vlog;
@@ -48,11 +48,11 @@ impl MissAsker {
         let msg = Iotlb { iova, perm, kind: Iotlb::MISS, ..Default::default() };
         let sent = match &self.channel {
             Some(chan) => chan.post(backend_request::IOTLB_MSG, &msg.to_bytes()),
-            None => Err(-libc::ENOTCONN),
+            None => Err(ChannelError::Absent),
         };
         match sent {
             Ok(()) => vlog!(Data, Debug, self.ifname, "IOTLB miss sent for IOVA {iova:#x} (perm {perm})"),
-            Err(e) if e == -libc::EAGAIN => self.pending.forget(page, perm),
+            Err(ChannelError::Busy) => self.pending.forget(page, perm),
             Err(e) => {
                 vlog!(Config, Err, self.ifname, "failed to send IOTLB miss message ({e})");
                 vlog!(Data, Err, self.ifname, "IOTLB miss req failed for IOVA {iova:#x}");
@@ -77,7 +77,7 @@ impl DeviceState {
     /// What rings translate through: the memory table and, once
     /// VIRTIO_F_IOMMU_PLATFORM is negotiated, the IOTLB resolved against it.
     pub(super) fn translation(&self) -> (Arc<GuestMemory>, Option<Arc<IotlbView>>) {
-        let iommu = self.features & bit(VIRTIO_F_IOMMU_PLATFORM) != 0;
+        let iommu = self.features.has(Feature::IOMMU_PLATFORM);
         (Arc::clone(&self.mem), iommu.then(|| Arc::new(self.iotlb.view(&self.mem))))
     }
 }

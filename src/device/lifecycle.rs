@@ -5,7 +5,7 @@
 
 use super::events::Event;
 use super::{status, Device};
-use crate::protocol::features::{bit, protocol as pf};
+use crate::protocol::features::ProtocolFeature;
 
 /// `new_device` is due (`Device::start_due`); report its result with
 /// `Device::started`.
@@ -82,7 +82,7 @@ impl Device {
             if st.ready {
                 return true;
             }
-            let status_negotiated = st.protocol_features & bit(pf::STATUS) != 0 && !st.crypto;
+            let status_negotiated = st.protocol_features.has(ProtocolFeature::STATUS) && !st.crypto;
             (st.builtin_net, status_negotiated, st.status & status::DRIVER_OK != 0)
         };
         let nr = self.nr_vring();

@@ -1,27 +1,42 @@
 //! Memory requests: the memory table (and its postcopy variant), the dirty
 //! log, postcopy's userfaultfd, and the inflight area.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use super::context::{Ctx, PendingTable, Reply};
 use super::events::Event;
-use super::handle::{Ctx, Reply};
 use super::Device;
 use crate::guest::dirty_log::DirtyLog;
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
-use crate::protocol::features::{bit, flags, VIRTIO_F_RING_PACKED};
+use crate::protocol::features::{flags, Feature};
 use crate::protocol::{InflightArea, LogArea, MemoryTable};
 use crate::virtqueue::inflight::{per_queue_size, InflightQueue, InflightRegion};
 use crate::virtqueue::MAX_RING_SIZE;
 use crate::vlog;
 
-/// A memory table mapped during postcopy, not yet in use: the front-end
-/// must first learn our addresses and ack them (`Reply::PostcopyTable`).
+/// Why a postcopy memory table was not put in use.
 #[derive(Debug)]
-pub struct PendingTable {
-    mem: Arc<GuestMemory>,
+pub enum PostcopyError {
+    /// POSTCOPY_LISTEN came without POSTCOPY_ADVISE: no userfaultfd.
+    NotAdvised,
+    /// The userfaultfd refused the mapping `start..=end`.
+    Register { start: u64, end: u64, ufd: RawFd, source: std::io::Error },
 }
+
+impl std::fmt::Display for PostcopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostcopyError::NotAdvised => write!(f, "postcopy listening without POSTCOPY_ADVISE"),
+            PostcopyError::Register { start, end, ufd, source } => {
+                write!(f, "failed to register ufd for region {start:x} - {end:x} (ufd = {ufd}) {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PostcopyError {}
 
 impl Device {
     /// Whether `table` describes the memory already mapped.
@@ -40,27 +55,21 @@ impl Device {
     /// The front-end acked our postcopy addresses: register every mapping
     /// with the userfaultfd (so that our faults go to the front-end), then
     /// put the table in use. Nothing touched the mappings before.
-    pub fn install_postcopy_table(&self, pending: PendingTable) -> Result<(), String> {
+    pub fn install_postcopy_table(&self, pending: PendingTable) -> Result<(), PostcopyError> {
         let ifname = self.ifname();
         {
             let st = self.state.lock();
-            let ufd = st.postcopy_ufd.as_ref().ok_or("postcopy listening without POSTCOPY_ADVISE")?;
+            let ufd = st.postcopy_ufd.as_ref().ok_or(PostcopyError::NotAdvised)?;
             for r in pending.mem.regions() {
                 let (start, len) = (r.mmap_addr(), r.mmap_size());
-                ufd.register(start, len).map_err(|e| {
-                    format!(
-                        "failed to register ufd for region {start:x} - {:x} (ufd = {}) {e}",
-                        start + len - 1,
-                        ufd.fd().as_raw_fd()
-                    )
+                let end = start + len - 1;
+                ufd.register(start, len).map_err(|source| PostcopyError::Register {
+                    start,
+                    end,
+                    ufd: ufd.fd().as_raw_fd(),
+                    source,
                 })?;
-                vlog!(
-                    Config,
-                    Info,
-                    ifname,
-                    "\t userfaultfd registered for range : {start:x} - {:x}",
-                    start + len - 1
-                );
+                vlog!(Config, Info, ifname, "\t userfaultfd registered for range : {start:x} - {end:x}");
             }
         }
         self.use_memory(&ifname, &pending.mem);
@@ -191,7 +200,7 @@ pub(super) fn postcopy_end(ctx: &mut Ctx<'_>) -> Reply {
 }
 
 fn negotiated_packed(dev: &Device) -> bool {
-    dev.features() & bit(VIRTIO_F_RING_PACKED) != 0
+    dev.has_feature(Feature::RING_PACKED)
 }
 
 pub(super) fn get_inflight_fd(ctx: &mut Ctx<'_>, area: InflightArea) -> Reply {

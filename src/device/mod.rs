@@ -8,6 +8,7 @@
 //! released every lock. A driver that calls back into the library from a
 //! callback therefore never finds a lock held.
 
+mod context;
 pub mod events;
 mod handle;
 mod iommu;
@@ -26,13 +27,15 @@ use crate::guest::dirty_log::DirtyLog;
 use crate::guest::iotlb::{Iotlb, IotlbView};
 use crate::guest::postcopy::Userfault;
 use crate::guest::GuestMemory;
-use crate::protocol::features::{self, bit};
+use crate::protocol::features::{Feature, Features, ProtocolFeature, ProtocolFeatures};
 use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::inflight::InflightRegion;
 use crate::virtqueue::{Virtqueue, VqState};
 
-pub use events::{BackendChannel, DeviceEvents, Event, VdpaDriver, VdpaId};
-pub use handle::{before, handle, Handled, Offer, Reply};
+pub use context::{Offer, Reply};
+pub use events::{BackendChannel, ChannelError, DeviceEvents, Event, VdpaDriver, VdpaId};
+pub use handle::{before, handle, Handled};
+pub use memory::PostcopyError;
 
 /// `RTE_MAX_VHOST_DEVICE`: vids are 0..1024.
 pub const MAX_DEVICES: usize = 1024;
@@ -56,8 +59,8 @@ struct DeviceState {
     /// The socket path, used as the log prefix (DPDK's `dev->ifname`).
     ifname: String,
     /// Negotiated virtio features (SET_FEATURES).
-    features: u64,
-    protocol_features: u64,
+    features: Features,
+    protocol_features: ProtocolFeatures,
     /// Virtio device status (SET_STATUS).
     status: u8,
     mtu: u16,
@@ -155,7 +158,7 @@ impl Device {
         }
         let ((mem, view), features, log) = {
             let st = self.state.lock();
-            (self.publish(st.translation()), st.features, st.log.clone())
+            (self.publish(st.translation()), st.features.bits(), st.log.clone())
         };
         for vq in &self.vqs[old as usize..=qid as usize] {
             let mut s = vq.lock();
@@ -195,17 +198,21 @@ impl Device {
         self.socket_flags.load(Ordering::Relaxed)
     }
 
+    /// The negotiated features' bits (for the C API; `has_feature` tests one).
     pub fn features(&self) -> u64 {
-        self.state.lock().features
+        self.state.lock().features.bits()
     }
 
-    pub fn protocol_features(&self) -> u64 {
+    pub fn has_feature(&self, f: Feature) -> bool {
+        self.state.lock().features.has(f)
+    }
+
+    pub fn protocol_features(&self) -> ProtocolFeatures {
         self.state.lock().protocol_features
     }
 
-    /// Whether the device's protocol features include `b`.
-    pub fn has_protocol_feature(&self, b: u32) -> bool {
-        self.protocol_features() & bit(b) != 0
+    pub fn has_protocol_feature(&self, f: ProtocolFeature) -> bool {
+        self.protocol_features().has(f)
     }
 
     pub fn status(&self) -> u8 {
@@ -263,7 +270,7 @@ impl Device {
     /// `rte_vhost_log_write`: marks guest pages dirty while logging is on.
     pub fn log_write(&self, gpa: u64, len: u64) {
         let st = self.state.lock();
-        if st.features & bit(features::VHOST_F_LOG_ALL) != 0 {
+        if st.features.has(Feature::LOG_ALL) {
             if let Some(log) = &st.log {
                 log.mark(gpa, len);
             }
@@ -281,8 +288,8 @@ impl Device {
 
     /// `rte_vhost_slave_config_change`: tells the front-end the device config
     /// space changed (BACKEND_CONFIG_CHANGE_MSG), waiting for its ack if asked.
-    pub fn backend_config_change(&self, need_reply: bool) -> Result<(), i32> {
-        let chan = self.backend().ok_or(-libc::EINVAL)?;
+    pub fn backend_config_change(&self, need_reply: bool) -> Result<(), ChannelError> {
+        let chan = self.backend().ok_or(ChannelError::Absent)?;
         chan.request(crate::protocol::backend_request::CONFIG_CHANGE_MSG, &[], &[], need_reply)
     }
 

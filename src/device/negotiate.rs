@@ -1,18 +1,18 @@
 //! Negotiation requests: features, protocol features, status, MTU, RARP,
 //! owner.
 
+use super::context::{Ctx, Reply};
 use super::events::Event;
-use super::handle::{Ctx, Reply};
 use super::{status, Device};
-use crate::protocol::features::{self, bit};
+use crate::protocol::features::{Feature, Features, ProtocolFeatures};
 use crate::virtqueue::VqState;
 use crate::vlog;
 
 const VIRTIO_MIN_MTU: u64 = 68;
 const VIRTIO_MAX_MTU: u64 = 65535;
 
-pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
-    if features & !ctx.offer.features != 0 {
+pub(super) fn set_features(ctx: &mut Ctx<'_>, features: Features) -> Reply {
+    if !ctx.offer.features.contains(features) {
         vlog!(Config, Err, ctx.ifname, "received invalid negotiated features.");
         let mut st = ctx.dev.state.lock();
         st.features_failed = true;
@@ -26,7 +26,8 @@ pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
                 return Reply::Ok;
             }
             // Only VHOST_F_LOG_ALL may change while running (migration start).
-            if (st.features ^ features) & !bit(features::VHOST_F_LOG_ALL) != 0 {
+            let log_all = Features::of(&[Feature::LOG_ALL]);
+            if st.features.without(log_all) != features.without(log_all) {
                 vlog!(Config, Err, ctx.ifname, "features changed while device is running.");
                 return Reply::Err;
             }
@@ -36,17 +37,17 @@ pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
         st.features_failed = false;
         (st.builtin_net, st.vdpa.is_some())
     };
-    vlog!(Config, Info, ctx.ifname, "negotiated Virtio features: {features:#x}");
+    vlog!(Config, Info, ctx.ifname, "negotiated Virtio features: {:#x}", features.bits());
     vlog!(
         Config,
         Debug,
         ctx.ifname,
         "mergeable RX buffers {}, virtio 1 {}",
-        if features & bit(features::VIRTIO_NET_F_MRG_RXBUF) != 0 { "on" } else { "off" },
-        if features & bit(features::VIRTIO_F_VERSION_1) != 0 { "on" } else { "off" }
+        if features.has(Feature::NET_MRG_RXBUF) { "on" } else { "off" },
+        if features.has(Feature::VERSION_1) { "on" } else { "off" }
     );
     // Without MQ, the built-in net device keeps only its first queue pair.
-    if builtin_net && features & bit(features::VIRTIO_NET_F_MQ) == 0 {
+    if builtin_net && !features.has(Feature::NET_MQ) {
         ctx.truncate_rings(2);
     }
     let ifname = ctx.ifname.clone();
@@ -54,7 +55,7 @@ pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
     ctx.for_each_vq(|vq| {
         // A translated ring is checked again for the layout now negotiated
         // (and, with VIRTIO_F_IOMMU_PLATFORM, through the IOTLB).
-        if let Err(why) = vq.set_features(features, &mem, view.clone()) {
+        if let Err(why) = vq.set_features(features.bits(), &mem, view.clone()) {
             vlog!(Config, Err, ifname, "vring {} not usable with the new features: {why}", vq.index());
         }
     });
@@ -64,13 +65,13 @@ pub(super) fn set_features(ctx: &mut Ctx<'_>, features: u64) -> Reply {
     Reply::Ok
 }
 
-pub(super) fn set_protocol_features(ctx: &mut Ctx<'_>, value: u64) -> Reply {
-    if value & !ctx.offer.protocol_features != 0 {
+pub(super) fn set_protocol_features(ctx: &mut Ctx<'_>, value: ProtocolFeatures) -> Reply {
+    if !ctx.offer.protocol_features.contains(value) {
         vlog!(Config, Err, ctx.ifname, "received invalid protocol features.");
         return Reply::Err;
     }
     ctx.dev.state.lock().protocol_features = value;
-    vlog!(Config, Info, ctx.ifname, "negotiated Vhost-user protocol features: {value:#x}");
+    vlog!(Config, Info, ctx.ifname, "negotiated Vhost-user protocol features: {:#x}", value.bits());
     Reply::Ok
 }
 
@@ -138,8 +139,8 @@ impl Device {
             vq.lock().reset();
         }
         let mut st = self.state.lock();
-        st.features = 0;
-        st.protocol_features = 0;
+        st.features = Features::default();
+        st.protocol_features = ProtocolFeatures::default();
         st.status = 0;
         st.mem = Default::default();
         st.iotlb = Default::default();

@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::*;
-use crate::protocol::features::{protocol as pf, *};
+use crate::protocol::features::{Feature as F, Features, ProtocolFeature as Pf, ProtocolFeatures};
 use crate::protocol::{MemoryRegionDesc, MemoryTable, Message, VringAddr, VringFd, VringState};
 
 const RAM: u64 = 0x10000;
@@ -28,7 +28,10 @@ fn device() -> Device {
 }
 
 fn offer() -> Offer {
-    Offer { features: VIRTIO_NET_SUPPORTED, protocol_features: pf::DEFAULT | bit(pf::INFLIGHT_SHMFD) }
+    Offer {
+        features: Features::VIRTIO_NET_SUPPORTED,
+        protocol_features: ProtocolFeatures::DEFAULT.union(ProtocolFeatures::of(&[Pf::INFLIGHT_SHMFD])),
+    }
 }
 
 fn send(d: &Device, msg: Message) -> Handled {
@@ -70,7 +73,7 @@ fn addr(q: u32, at: u64, size: u64) -> VringAddr {
 
 /// Both rings of the first pair set up, as QEMU does.
 fn set_up(d: &Device) -> Vec<Event> {
-    ok(d, Message::SetFeatures(bit(VIRTIO_F_VERSION_1)));
+    ok(d, Message::SetFeatures(Features::of(&[F::VERSION_1])));
     ok(d, table());
     let mut events = Vec::new();
     for q in 0..2 {
@@ -119,7 +122,7 @@ fn the_layout_a_ring_was_checked_for_is_the_one_it_has() {
     set_up(&d);
     let split = d.vq(0).unwrap().lock().ring().unwrap();
     assert!(!split.is_packed());
-    ok(&d, Message::SetFeatures(bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_RING_PACKED)));
+    ok(&d, Message::SetFeatures(Features::of(&[F::VERSION_1, F::RING_PACKED])));
     let packed = d.vq(0).unwrap().lock().ring().expect("packed areas fit where split ones did");
     assert!(packed.is_packed());
 }
@@ -145,18 +148,18 @@ fn only_log_all_changes_while_running() {
     set_up(&d);
     let start = d.start_due().unwrap();
     d.started(start, true);
-    let with_log = bit(VIRTIO_F_VERSION_1) | bit(VHOST_F_LOG_ALL);
+    let with_log = Features::of(&[F::VERSION_1, F::LOG_ALL]);
     assert_eq!(ok(&d, Message::SetFeatures(with_log)), vec![Event::FeaturesChanged(with_log)]);
-    let h = send(&d, Message::SetFeatures(with_log | bit(VIRTIO_NET_F_MRG_RXBUF)));
+    let h = send(&d, Message::SetFeatures(with_log.union(Features::of(&[F::NET_MRG_RXBUF]))));
     assert!(matches!(h.reply, Reply::Err));
-    let h = send(&d, Message::SetFeatures(1 << 63));
+    let h = send(&d, Message::SetFeatures(Features::from_bits(1 << 63)));
     assert!(matches!(h.reply, Reply::Err), "beyond what was offered");
 }
 
 #[test]
 fn a_packed_position_beyond_the_ring_is_refused() {
     let d = device();
-    ok(&d, Message::SetFeatures(bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_RING_PACKED)));
+    ok(&d, Message::SetFeatures(Features::of(&[F::VERSION_1, F::RING_PACKED])));
     ok(&d, Message::SetVringNum(state(0, 128)));
     assert!(matches!(send(&d, Message::SetVringBase(state(0, 128 | 1 << 15))).reply, Reply::Err));
     ok(&d, Message::SetVringBase(state(0, 127 | 1 << 15)));
@@ -166,7 +169,7 @@ fn a_packed_position_beyond_the_ring_is_refused() {
 fn a_vdpa_device_is_told_in_events() {
     let d = device();
     d.setup(true, Some(VdpaId(0x1234)));
-    assert_eq!(ok(&d, Message::SetFeatures(bit(VIRTIO_F_VERSION_1))), vec![Event::VdpaSetFeatures]);
+    assert_eq!(ok(&d, Message::SetFeatures(Features::of(&[F::VERSION_1]))), vec![Event::VdpaSetFeatures]);
     set_up(&d);
     let conf = d.vdpa_conf_due(false, false).expect("dev_conf due once ready");
     d.vdpa_conf_done(conf, true);
@@ -183,7 +186,7 @@ fn a_vdpa_device_is_told_in_events() {
 #[test]
 fn a_postcopy_table_is_used_only_once_acked() {
     let d = device();
-    ok(&d, Message::SetProtocolFeatures(bit(pf::PAGEFAULT) | bit(pf::REPLY_ACK)));
+    ok(&d, Message::SetProtocolFeatures(ProtocolFeatures::of(&[Pf::PAGEFAULT, Pf::REPLY_ACK])));
     let h = send(&d, Message::PostcopyAdvise);
     let Reply::Payload(_, ufd) = h.reply else { return }; // no userfaultfd here
     assert_eq!(ufd.len(), 1);
@@ -200,8 +203,11 @@ fn a_postcopy_table_is_used_only_once_acked() {
 /// One data ring as QEMU 7.2's cryptodev-vhost-user sets it up: protocol
 /// features (STATUS among them) but no SET_VRING_ENABLE and no SET_STATUS.
 fn crypto_front_end(d: &Device, enable_first: Option<bool>) {
-    ok(d, Message::SetFeatures(bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES)));
-    ok(d, Message::SetProtocolFeatures(bit(pf::STATUS) | bit(pf::CRYPTO_SESSION) | bit(pf::REPLY_ACK)));
+    ok(d, Message::SetFeatures(Features::of(&[F::VERSION_1, F::PROTOCOL_FEATURES])));
+    ok(
+        d,
+        Message::SetProtocolFeatures(ProtocolFeatures::of(&[Pf::STATUS, Pf::CRYPTO_SESSION, Pf::REPLY_ACK])),
+    );
     ok(d, table());
     ok(d, Message::SetVringNum(state(0, 256)));
     ok(d, Message::SetVringBase(state(0, 0)));

@@ -3,8 +3,8 @@
 //! translated for what it now is; what is left here is the device's part:
 //! what to log, what to reply, which events to raise.
 
-use super::handle::{Ctx, Reply};
-use crate::protocol::features::{self, bit, protocol as pf};
+use super::context::{Ctx, Reply};
+use crate::protocol::features::{Feature, ProtocolFeature};
 use crate::protocol::{VringAddr, VringFd, VringState};
 use crate::virtqueue::{EventFd, KickEnables, Kicked, RingError};
 use crate::vlog;
@@ -80,7 +80,8 @@ fn event_fd(ring: VringFd) -> EventFd {
 pub(super) fn set_vring_kick(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
     let (idx, fd) = (ring.index as u16, event_fd(ring));
     vlog!(Config, Info, ctx.ifname, "vring kick idx:{idx} file:{}", fd.raw());
-    let (enables, recover) = (kick_enables(ctx), ctx.dev.has_protocol_feature(pf::INFLIGHT_SHMFD));
+    let (enables, recover) =
+        (kick_enables(ctx), ctx.dev.has_protocol_feature(ProtocolFeature::INFLIGHT_SHMFD));
     ctx.unready(idx);
     let kicked = ctx.vq(idx, |vq| {
         let kicked = vq.set_kick(fd, enables);
@@ -98,7 +99,7 @@ pub(super) fn set_vring_kick(ctx: &mut Ctx<'_>, ring: VringFd) -> Reply {
 /// Without protocol features a kicked ring is enabled; so is a
 /// vhost-crypto ring the front-end never enabled or disabled.
 fn kick_enables(ctx: &Ctx<'_>) -> KickEnables {
-    if ctx.dev.features() & bit(features::VHOST_USER_F_PROTOCOL_FEATURES) == 0 {
+    if !ctx.dev.has_feature(Feature::PROTOCOL_FEATURES) {
         KickEnables::Always
     } else if ctx.dev.is_crypto() {
         KickEnables::UnlessRequested

@@ -99,6 +99,17 @@ pub enum SessionError {
     Refused,
 }
 
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionError::Unsupported => "algorithm not supported",
+            SessionError::Refused => "the cryptodev refused the session",
+        })
+    }
+}
+
+impl std::error::Error for SessionError {}
+
 /// A symmetric session on a cryptodev; freed with `Session::free`.
 #[derive(Debug)]
 pub struct Session {

@@ -80,6 +80,8 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 fn max_vchans(dma: i16) -> Option<u16> {
     let (mut vchans, mut desc) = (0u16, 0u16);
     // SAFETY: the shim checks the id and writes two u16s.

@@ -9,6 +9,7 @@ use crate::abi::{
     RTE_VHOST_MSG_RESULT_ERR, RTE_VHOST_MSG_RESULT_OK, RTE_VHOST_MSG_RESULT_REPLY,
 };
 use crate::device::DeviceEvents;
+use crate::protocol::features::Features;
 use crate::socket::{HookResult, MessageHooks};
 
 /// The application's `struct rte_vhost_device_ops *`.
@@ -51,10 +52,10 @@ impl DeviceEvents for DeviceOps {
             unsafe { f(vid, queue, i32::from(enable)) };
         }
     }
-    fn features_changed(&self, vid: i32, features: u64) {
+    fn features_changed(&self, vid: i32, features: Features) {
         if let Some(f) = self.table().features_changed {
             // SAFETY: as above.
-            unsafe { f(vid, features) };
+            unsafe { f(vid, features.bits()) };
         }
     }
     fn new_connection(&self, vid: i32) -> Option<i32> {

@@ -6,19 +6,21 @@ use std::sync::Arc;
 use super::callbacks::CryptoHooks;
 use super::cstr_arg;
 use crate::abi::*;
-use crate::crypto;
+use crate::crypto::{self, CryptoError};
 use crate::dpdk::crypto::{CryptoOp, SessionPool};
-use crate::protocol::features::{self, bit};
+use crate::protocol::features::{Feature, Features, ProtocolFeature, ProtocolFeatures};
 use crate::socket;
 use crate::vlog;
 
 /// 22.11's `VIRTIO_CRYPTO_FEATURES`, offered by `rte_vhost_crypto_driver_start`.
-const VIRTIO_CRYPTO_FEATURES: u64 = bit(features::VIRTIO_F_NOTIFY_ON_EMPTY)
-    | bit(features::VIRTIO_RING_F_INDIRECT_DESC)
-    | bit(features::VIRTIO_RING_F_EVENT_IDX)
-    | bit(features::VIRTIO_NET_F_CTRL_VQ)
-    | bit(features::VIRTIO_F_VERSION_1)
-    | bit(features::VHOST_USER_F_PROTOCOL_FEATURES);
+const VIRTIO_CRYPTO_FEATURES: Features = Features::of(&[
+    Feature::NOTIFY_ON_EMPTY,
+    Feature::RING_INDIRECT_DESC,
+    Feature::RING_EVENT_IDX,
+    Feature::NET_CTRL_VQ,
+    Feature::VERSION_1,
+    Feature::PROTOCOL_FEATURES,
+]);
 
 /// Borrows the application's op array (NULL entries end it).
 ///
@@ -68,7 +70,7 @@ pub unsafe extern "C" fn rte_vhost_crypto_create(
             return -libc::EINVAL;
         };
         if let Err(e) = crypto::create(vid, cryptodev_id, pool, socket_id) {
-            return e;
+            return e.errno();
         }
         if !socket::set_message_hooks(vid, Arc::new(CryptoHooks)) {
             let _ = crypto::free(vid);
@@ -98,7 +100,7 @@ pub unsafe extern "C" fn rte_vhost_crypto_driver_start(path: *const c_char) -> c
             c.supported_features = VIRTIO_CRYPTO_FEATURES;
             c.features = VIRTIO_CRYPTO_FEATURES;
             c.use_builtin_virtio_net = false;
-            c.protocol_features |= bit(features::protocol::CONFIG);
+            c.protocol_features = c.protocol_features.union(ProtocolFeatures::of(&[ProtocolFeature::CONFIG]));
             c.crypto = true;
         });
         if let Err(e) = configured {
@@ -207,7 +209,7 @@ pub unsafe extern "C" fn rte_vhost_crypto_finalize_requests(
 /// Symbol version: DPDK_23
 #[no_mangle]
 pub unsafe extern "C" fn rte_vhost_crypto_free(vid: c_int) -> c_int {
-    boundary!(-1, { crypto::free(vid).err().unwrap_or(0) })
+    boundary!(-1, { crypto::free(vid).map_or_else(CryptoError::errno, |()| 0) })
 }
 
 /// Enable or disable zero copy feature
@@ -230,5 +232,5 @@ pub unsafe extern "C" fn rte_vhost_crypto_set_zero_copy(
     vid: c_int,
     option: rte_vhost_crypto_zero_copy,
 ) -> c_int {
-    boundary!(-1, { crypto::set_zero_copy(vid, option).err().unwrap_or(0) })
+    boundary!(-1, { crypto::set_zero_copy(vid, option).map_or_else(CryptoError::errno, |()| 0) })
 }

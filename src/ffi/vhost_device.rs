@@ -6,7 +6,7 @@ use super::write_out;
 use crate::abi::*;
 use crate::device::{self, Device};
 use crate::ffi::callbacks::ExternOps;
-use crate::protocol::features;
+use crate::protocol::features::Feature;
 use crate::virtqueue::RingError;
 
 fn dev(vid: c_int) -> Option<&'static Device> {
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn rte_vhost_get_negotiated_protocol_features(vid: c_int, 
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
         // SAFETY: caller's contract on the out-pointer (NULL is refused).
-        unsafe { write_out(features, d.protocol_features()) }
+        unsafe { write_out(features, d.protocol_features().bits()) }
     })
 }
 
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn rte_vhost_get_mtu(vid: c_int, mtu: *mut u16) -> c_int {
         let Some(value) = d.mtu() else {
             return -libc::EAGAIN;
         };
-        if d.features() & features::bit(features::VIRTIO_NET_F_MTU) == 0 {
+        if !d.has_feature(Feature::NET_MTU) {
             return -libc::ENOTSUP;
         }
         // SAFETY: checked non-NULL; caller's contract.
@@ -513,7 +513,7 @@ fn config_change(vid: c_int, need_reply: bool) -> c_int {
     };
     match d.backend_config_change(need_reply) {
         Ok(()) => 0,
-        Err(e) => e,
+        Err(e) => e.errno(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::ffi::{c_char, c_int};
 use super::callbacks::DeviceOps;
 use super::{cstr_arg, write_out};
 use crate::abi::*;
+use crate::protocol::features::{Features, ProtocolFeatures};
 use crate::socket::{self, SocketConfig};
 use crate::vdpa::driver::VdpaDevice;
 use crate::vlog;
@@ -193,8 +194,8 @@ pub unsafe extern "C" fn rte_vhost_driver_set_features(path: *const c_char, feat
         // SAFETY: caller's contract on `path`.
         unsafe {
             with_socket(path, |c| {
-                c.supported_features = features;
-                c.features = features;
+                c.supported_features = Features::from_bits(features);
+                c.features = Features::from_bits(features);
                 // Whoever sets feature bits implements their own device type.
                 c.use_builtin_virtio_net = false;
                 0
@@ -227,10 +228,11 @@ pub unsafe extern "C" fn rte_vhost_driver_enable_features(path: *const c_char, f
         // SAFETY: caller's contract on `path`.
         unsafe {
             with_socket(path, |c| {
-                if c.supported_features & features != features {
+                let features = Features::from_bits(features);
+                if !c.supported_features.contains(features) {
                     return -1;
                 }
-                c.features |= features;
+                c.features = c.features.union(features);
                 0
             })
         }
@@ -258,7 +260,7 @@ pub unsafe extern "C" fn rte_vhost_driver_disable_features(path: *const c_char, 
         // SAFETY: caller's contract on `path`.
         unsafe {
             with_socket(path, |c| {
-                c.features &= !features;
+                c.features = c.features.without(Features::from_bits(features));
                 0
             })
         }
@@ -283,7 +285,7 @@ pub unsafe extern "C" fn rte_vhost_driver_disable_features(path: *const c_char, 
 pub unsafe extern "C" fn rte_vhost_driver_get_features(path: *const c_char, features: *mut u64) -> c_int {
     boundary!(-1, {
         // SAFETY: caller's contract on `path` and `features`.
-        unsafe { with_socket(path, |c| write_out(features, c.features)) }
+        unsafe { with_socket(path, |c| write_out(features, c.features.bits())) }
     })
 }
 
@@ -306,7 +308,7 @@ pub unsafe extern "C" fn rte_vhost_driver_set_protocol_features(path: *const c_c
         // SAFETY: caller's contract on `path`.
         unsafe {
             with_socket(path, |c| {
-                c.protocol_features = features;
+                c.protocol_features = ProtocolFeatures::from_bits(features);
                 0
             })
         }
@@ -334,7 +336,7 @@ pub unsafe extern "C" fn rte_vhost_driver_get_protocol_features(
 ) -> c_int {
     boundary!(-1, {
         // SAFETY: caller's contract on `path` and `features`.
-        unsafe { with_socket(path, |c| write_out(features, c.protocol_features)) }
+        unsafe { with_socket(path, |c| write_out(features, c.protocol_features.bits())) }
     })
 }
 

@@ -5,7 +5,7 @@ use std::ffi::c_int;
 
 use crate::abi::*;
 use crate::device;
-use crate::protocol::features::protocol as pf;
+use crate::protocol::features::ProtocolFeature;
 use crate::virtqueue::inflight::InflightError;
 use crate::virtqueue::VqState;
 
@@ -20,7 +20,7 @@ enum Skip {
 fn with_inflight(vid: c_int, qid: u16, f: impl FnOnce(&mut VqState) -> Result<(), InflightError>) -> c_int {
     let run = || -> Result<(), Skip> {
         let dev = device::get(vid).ok_or(Skip::Invalid)?;
-        if !dev.has_protocol_feature(pf::INFLIGHT_SHMFD) {
+        if !dev.has_protocol_feature(ProtocolFeature::INFLIGHT_SHMFD) {
             return Err(Skip::NotNegotiated);
         }
         let mut vq = dev.vq(qid).ok_or(Skip::Invalid)?.lock();

@@ -211,6 +211,17 @@ pub enum RangeFault {
     Scattered,
 }
 
+impl std::fmt::Display for RangeFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RangeFault::Miss(iova) => write!(f, "IOVA {iova:#x} not mapped"),
+            RangeFault::Scattered => write!(f, "not one contiguous piece of our memory"),
+        }
+    }
+}
+
+impl std::error::Error for RangeFault {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,6 +54,8 @@ impl std::fmt::Display for MapError {
     }
 }
 
+impl std::error::Error for MapError {}
+
 /// A mapping's recovery state (`Slot::state`).
 const LIVE: u8 = 0;
 /// A handler is replacing it (a fault on another thread retries the access).

@@ -31,6 +31,8 @@ impl std::fmt::Display for MemoryError {
     }
 }
 
+impl std::error::Error for MemoryError {}
+
 /// One mapped guest memory region.
 #[derive(Debug)]
 pub struct Region {
@@ -259,6 +261,17 @@ pub enum Fault {
     /// Not in the IOTLB yet: ask the front-end (and retry later).
     Miss { iova: u64, perm: u8 },
 }
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Unmapped => write!(f, "not guest memory"),
+            Fault::Miss { iova, perm } => write!(f, "IOVA {iova:#x} (perm {perm}) not in the IOTLB"),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
 
 /// Guest-physical addresses of a memory table.
 #[derive(Clone, Copy, Debug)]

@@ -117,7 +117,7 @@ impl<'m> GuestSlice<'m> {
         assert!(n <= 16 && off as usize + n <= self.len as usize, "guest read beyond its translated segment");
         audit(self.hva + u64::from(off), n as u64);
         let src = (self.hva + u64::from(off)) as *const u8;
-        // SAFETY: as in update_guest_le.
+        // SAFETY: as in `update_le`.
         unsafe {
             if n == 12 {
                 let lo = u64::from_le(raw::load8(src));

@@ -200,7 +200,7 @@ fn submit<'a>(
         avail = n;
     }
     let hlen = hdr_len(b.vq);
-    let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
     let mem = b.mem.mem();
     let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
     copies.clear();
@@ -362,7 +362,7 @@ fn complete(
     hdrs.clear();
     let tx = s.index() & 1 == 1;
     // Only a dequeue that applies offload requests needs the headers.
-    let offload = tx && s.features() & HOST_OFFLOAD_FEATURES != 0;
+    let offload = tx && Features::from_bits(s.features()).intersects(HOST_OFFLOAD_FEATURES);
     let n = q.take_completed(out, offload.then_some(&mut hdrs), &mut used);
     if n > 0 {
         let sf = dev.socket_flags();
@@ -538,7 +538,7 @@ fn submit_dequeue<'a>(
         let (hdr, pos) = get_wire_header(segs, hlen);
         let start = copies.len();
         let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
-            None => Err("descriptor chain shorter than the virtio-net header"),
+            None => Err(DropReason::HeaderOnly),
             Some(len) => prep_mbuf(&mut m, len, opts)
                 .and_then(|()| dma_copies_from_guest(mem, segs, pos, len, &mut m, pool, copies)),
         };
@@ -599,12 +599,12 @@ fn dma_copies_from_guest(
     head: &mut Mbuf,
     pool: Mempool,
     out: &mut Vec<Copy>,
-) -> Result<(), &'static str> {
+) -> Result<(), DropReason> {
     let mut cur = *head;
     let mut left = len;
     while left > 0 {
         if cur.tailroom() == 0 {
-            let next = mbuf::alloc(pool).ok_or("failed to allocate an mbuf segment")?;
+            let next = mbuf::alloc(pool).ok_or(DropReason::NoMbuf)?;
             Mbuf::chain(head, &mut cur, next);
             cur = next;
         }
@@ -612,11 +612,10 @@ fn dma_copies_from_guest(
         let mut dst = cur.tail_iova();
         let mut done = 0;
         while done < n {
-            let g = segs.get(pos.0).ok_or("descriptor chain shorter than its length")?;
+            let g = segs.get(pos.0).ok_or(DropReason::ChainCut)?;
             let piece = (g.len() - pos.1).min(n - done);
             let at = g.hva() + u64::from(pos.1);
-            let (src, k) =
-                mem.host_iova(at, u64::from(piece)).ok_or("a guest buffer has no device address")?;
+            let (src, k) = mem.host_iova(at, u64::from(piece)).ok_or(DropReason::NoDeviceAddress)?;
             out.push(Copy { src, dst, len: k as u32 });
             dst += k;
             done += k as u32;

@@ -42,7 +42,10 @@ pub use dma::{
 
 /// Size of the virtio-net header for the negotiated features.
 fn hdr_len(vq: &VqState) -> u32 {
-    if vq.has_feature(VIRTIO_NET_F_MRG_RXBUF) || vq.has_feature(VIRTIO_F_VERSION_1) || vq.is_packed() {
+    if vq.has_feature(Feature::NET_MRG_RXBUF.number())
+        || vq.has_feature(Feature::VERSION_1.number())
+        || vq.is_packed()
+    {
         12
     } else {
         10
@@ -410,20 +413,37 @@ fn record_used(chains: &[ChainInfo], mut len: u64, used: &mut UsedBatch) {
 #[derive(Clone, Copy, Debug)]
 enum DropReason {
     Chain(ChainError),
-    Packet(&'static str),
+    /// The chain holds no more than the virtio-net header.
+    HeaderOnly,
+    /// The slot got no mbuf from the pool.
+    Unallocated,
+    /// Linear buffers were asked for and no external buffer was attached.
+    TooLarge,
     /// The pool ran out while the packet was being copied.
     NoMbuf,
+    /// The buffers end before the length they were summed to (async).
+    ChainCut,
+    /// A guest buffer has no device address for the DMA engine (async).
+    NoDeviceAddress,
 }
 
 impl std::fmt::Display for DropReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DropReason::Chain(e) => e.fmt(f),
-            DropReason::Packet(why) => f.write_str(why),
-            DropReason::NoMbuf => f.write_str("failed to allocate an mbuf segment"),
-        }
+        f.write_str(match self {
+            DropReason::Chain(e) => return e.fmt(f),
+            DropReason::HeaderOnly => "descriptor chain shorter than the virtio-net header",
+            DropReason::Unallocated => "no mbuf",
+            DropReason::TooLarge => {
+                "packet larger than the mbuf data room (linear buffers, no external buffer)"
+            }
+            DropReason::NoMbuf => "failed to allocate an mbuf segment",
+            DropReason::ChainCut => "descriptor chain shorter than its length",
+            DropReason::NoDeviceAddress => "a guest buffer has no device address",
+        })
     }
 }
+
+impl std::error::Error for DropReason {}
 
 /// Returns the mbufs allocated for slots `done..n` that carry no packet.
 fn release_unused(out: &mut [Option<Mbuf>], done: usize, n: usize) {
@@ -436,11 +456,13 @@ fn release_unused(out: &mut [Option<Mbuf>], done: usize, n: usize) {
 
 /// DPDK's `virtio_net_with_host_offload`: any of these negotiated makes the
 /// dequeue path apply the guest's virtio-net header.
-const HOST_OFFLOAD_FEATURES: u64 = bit(VIRTIO_NET_F_CSUM)
-    | bit(VIRTIO_NET_F_HOST_ECN)
-    | bit(VIRTIO_NET_F_HOST_TSO4)
-    | bit(VIRTIO_NET_F_HOST_TSO6)
-    | bit(VIRTIO_NET_F_HOST_UFO);
+const HOST_OFFLOAD_FEATURES: Features = Features::of(&[
+    Feature::NET_CSUM,
+    Feature::NET_HOST_ECN,
+    Feature::NET_HOST_TSO4,
+    Feature::NET_HOST_TSO6,
+    Feature::NET_HOST_UFO,
+]);
 
 #[derive(Clone, Copy, Debug)]
 struct DequeueOpts {
@@ -466,7 +488,7 @@ impl DequeueOpts {
             compliant: sf & flags::NET_COMPLIANT_OL_FLAGS != 0,
             extbuf: sf & flags::EXTBUF_SUPPORT != 0,
             linear: sf & flags::LINEARBUF_SUPPORT != 0,
-            host_offload: vq.features() & HOST_OFFLOAD_FEATURES != 0,
+            host_offload: Features::from_bits(vq.features()).intersects(HOST_OFFLOAD_FEATURES),
         }
     }
 }
@@ -504,11 +526,11 @@ fn put_rarp(dev: &Device, pool: Mempool, out: &mut [Option<Mbuf>]) -> usize {
 /// `len`-byte packet. Beyond its tailroom, an external buffer is attached if
 /// allowed; failing that, the packet is chained unless linear buffers were
 /// asked for, in which case it is dropped.
-fn prep_mbuf(m: &mut Mbuf, len: u64, opts: DequeueOpts) -> Result<(), &'static str> {
+fn prep_mbuf(m: &mut Mbuf, len: u64, opts: DequeueOpts) -> Result<(), DropReason> {
     if m.tailroom() as u64 >= len || (opts.extbuf && m.attach_extbuf(len)) || !opts.linear {
         return Ok(());
     }
-    Err("packet larger than the mbuf data room (linear buffers, no external buffer)")
+    Err(DropReason::TooLarge)
 }
 
 /// Fills mbuf `m` (fresh from the pool) from the gathered guest buffers:
@@ -569,12 +591,12 @@ fn fill_mbuf_chained(
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
     if total <= u64::from(hlen) {
-        return Err(DropReason::Packet("descriptor chain shorter than the virtio-net header"));
+        return Err(DropReason::HeaderOnly);
     }
     let (hdr, pos) = get_header(segs, hlen);
-    let mut m = m.ok_or(DropReason::Packet("no mbuf"))?;
+    let mut m = m.ok_or(DropReason::Unallocated)?;
     let len = total - u64::from(hlen);
-    prep_mbuf(&mut m, len, opts).map_err(DropReason::Packet)?;
+    prep_mbuf(&mut m, len, opts)?;
     copy_from_guest(segs, pos, len, &mut m, pool)?;
     if opts.host_offload {
         header::apply_to_mbuf(&hdr, &mut m, opts.compliant);

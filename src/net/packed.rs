@@ -95,7 +95,7 @@ fn enqueue_one<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, hlen: u32, m: Mbuf)
             one.parts()
         }
         None => {
-            let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+            let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
             let room = b.used.room();
             match packed::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, room) {
                 Ok(Some(next)) => pos = next,
@@ -138,7 +138,7 @@ pub(super) fn dequeue<'a>(
     }
     let hlen = PACKED_HDR_LEN;
     let size = ring.size();
-    let in_order = b.vq.has_feature(VIRTIO_F_IN_ORDER);
+    let in_order = b.vq.has_feature(Feature::IN_ORDER.number());
     let mut done = 0;
     // Descriptors taken so far: the first `n` are known to be available.
     let mut taken = 0usize;

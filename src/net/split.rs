@@ -9,7 +9,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
         return 0;
     };
     let hlen = hdr_len(b.vq);
-    let mergeable = b.vq.has_feature(VIRTIO_NET_F_MRG_RXBUF);
+    let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
     let ring = b.ring;
     split::prefetch_burst(&ring, &b.mem, b.vq.last_avail_idx(), pkts.len().min(usize::from(avail)), true);
     let mut done = 0;

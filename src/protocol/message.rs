@@ -4,6 +4,7 @@
 
 use std::os::fd::OwnedFd;
 
+use super::features::{Features, ProtocolFeatures};
 use super::*;
 
 /// SET_VRING_KICK/CALL/ERR: the ring and its eventfd (`None`: the NOFD
@@ -18,7 +19,7 @@ pub struct VringFd {
 #[derive(Debug)]
 pub enum Message {
     GetFeatures,
-    SetFeatures(u64),
+    SetFeatures(Features),
     SetOwner,
     ResetOwner,
     SetMemTable(MemoryTable, Vec<OwnedFd>),
@@ -33,7 +34,7 @@ pub enum Message {
     SetVringCall(VringFd),
     SetVringErr(VringFd),
     GetProtocolFeatures,
-    SetProtocolFeatures(u64),
+    SetProtocolFeatures(ProtocolFeatures),
     GetQueueNum,
     SetVringEnable(VringState),
     /// The MAC address to announce.
@@ -101,7 +102,7 @@ impl Message {
         use Request as R;
         Ok(match request {
             R::GetFeatures => Message::GetFeatures,
-            R::SetFeatures => Message::SetFeatures(u64_()),
+            R::SetFeatures => Message::SetFeatures(Features::from_bits(u64_())),
             R::SetOwner => Message::SetOwner,
             R::ResetOwner => Message::ResetOwner,
             R::SetMemTable => Message::SetMemTable(MemoryTable::parse(payload)?, fds.collect()),
@@ -125,7 +126,7 @@ impl Message {
                 }
             }
             R::GetProtocolFeatures => Message::GetProtocolFeatures,
-            R::SetProtocolFeatures => Message::SetProtocolFeatures(u64_()),
+            R::SetProtocolFeatures => Message::SetProtocolFeatures(ProtocolFeatures::from_bits(u64_())),
             R::GetQueueNum => Message::GetQueueNum,
             R::SetVringEnable => Message::SetVringEnable(VringState::parse(payload)?),
             R::SendRarp => {

@@ -118,6 +118,19 @@ fn vring_state_round_trip() {
     assert_eq!(VringState::parse(&s.to_bytes()).unwrap(), s);
 }
 
+/// The default offers keep DPDK 22.11's values (`VIRTIO_NET_SUPPORTED_FEATURES`,
+/// `VHOST_USER_PROTOCOL_FEATURES`).
+#[test]
+fn default_offers_are_dpdks() {
+    use features::{Feature, Features, ProtocolFeatures};
+    assert_eq!(Features::VIRTIO_NET_SUPPORTED.bits(), 0xf_7c66_ffcb);
+    assert_eq!(ProtocolFeatures::DEFAULT.bits(), 0x1_0dbf);
+    let offered = Features::VIRTIO_NET_SUPPORTED;
+    assert!(offered.has(Feature::RING_PACKED) && !offered.has(Feature::NOTIFY_ON_EMPTY));
+    let packed = Features::of(&[Feature::RING_PACKED]);
+    assert!(offered.contains(packed) && !offered.without(packed).intersects(packed));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 

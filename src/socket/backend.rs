@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use super::io::{read_message, send_message, send_message_now};
-use crate::device::BackendChannel;
+use crate::device::{BackendChannel, ChannelError};
 use crate::protocol::{read_u64, Header, FLAG_NEED_REPLY, VERSION};
 use crate::vlog;
 
@@ -29,46 +29,52 @@ impl Channel {
 }
 
 impl BackendChannel for Channel {
-    fn request(&self, request: u32, body: &[u8], fds: &[RawFd], need_reply: bool) -> Result<(), i32> {
+    fn request(
+        &self,
+        request: u32,
+        body: &[u8],
+        fds: &[RawFd],
+        need_reply: bool,
+    ) -> Result<(), ChannelError> {
         if self.broken.load(Ordering::Acquire) {
-            return Err(-libc::EPIPE);
+            return Err(ChannelError::Broken);
         }
         let fd = self.fd.lock();
         let flags = VERSION | if need_reply { FLAG_NEED_REPLY } else { 0 };
         let header = Header { request, flags, size: body.len() as u32 };
         send_message(fd.as_fd(), header, body, fds).map_err(|e| {
             vlog!(Config, Err, self.ifname, "failed to send slave message: {e}");
-            -libc::EIO
+            ChannelError::Io
         })?;
         if !need_reply {
             return Ok(());
         }
         match read_message(fd.as_fd()) {
             Ok(reply) if reply.payload.len() == 8 && read_u64(&reply.payload, 0) == 0 => Ok(()),
-            Ok(_) => Err(-libc::EIO),
+            Ok(_) => Err(ChannelError::Refused),
             Err(e) => {
                 vlog!(Config, Err, self.ifname, "vhost read slave message reply failed: {e}");
-                Err(-libc::EIO)
+                Err(ChannelError::Io)
             }
         }
     }
 
-    fn post(&self, request: u32, body: &[u8]) -> Result<(), i32> {
+    fn post(&self, request: u32, body: &[u8]) -> Result<(), ChannelError> {
         if self.broken.load(Ordering::Acquire) {
-            return Err(-libc::EPIPE);
+            return Err(ChannelError::Broken);
         }
         // Another request (maybe waiting for its ack) has the channel.
-        let Some(fd) = self.fd.try_lock() else { return Err(-libc::EAGAIN) };
+        let Some(fd) = self.fd.try_lock() else { return Err(ChannelError::Busy) };
         let header = Header { request, flags: VERSION, size: body.len() as u32 };
         match send_message_now(fd.as_fd(), header, body) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(-libc::EAGAIN),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(ChannelError::Busy),
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::WriteZero {
                     self.broken.store(true, Ordering::Release);
                 }
                 vlog!(Config, Err, self.ifname, "failed to send slave message: {e}");
-                Err(-libc::EIO)
+                Err(ChannelError::Io)
             }
         }
     }
@@ -81,7 +87,7 @@ mod tests {
     use super::*;
 
     /// The datapath's requests never wait: a front-end that does not read
-    /// its channel gets `-EAGAIN` once the socket is full, and what was
+    /// its channel gets `Busy` once the socket is full, and what was
     /// sent stays whole messages.
     #[test]
     fn post_never_waits_on_a_channel_nobody_reads() {
@@ -96,7 +102,7 @@ mod tests {
             }
             assert!(sent < 1_000_000, "the socket never filled");
         };
-        assert_eq!(full, -libc::EAGAIN);
+        assert_eq!(full, ChannelError::Busy);
         assert!(!chan.broken.load(Ordering::Acquire), "a full socket is no broken stream");
         for _ in 0..sent {
             let m = read_message(theirs.as_fd()).expect("a whole message");

@@ -15,10 +15,13 @@ use super::backend::Channel;
 use super::io::{read_message, send_message, RawMessage, ReadError};
 use super::{SocketConfig, VhostSocket};
 use crate::abi::{MsgContext, RTE_VHOST_VDPA_DEVICE_TYPE_BLK};
-use crate::device::{self, Device, DeviceEvents, Event, Handled, Offer, Reply, VdpaDriver, MAX_VRING};
+use crate::device::{
+    self, Device, DeviceEvents, Event, Handled, Offer, PostcopyError, Reply, VdpaDriver, MAX_VRING,
+};
 use crate::dpdk::eal::spawn_ctrl_thread;
 use crate::protocol::{
-    ConfigAccess, Header, Message, Request, FLAG_NEED_REPLY, FLAG_REPLY, MAX_PAYLOAD, VERSION, VERSION_MASK,
+    ConfigAccess, Header, Message, ProtocolError, Request, FLAG_NEED_REPLY, FLAG_REPLY, MAX_PAYLOAD, VERSION,
+    VERSION_MASK,
 };
 use crate::vlog;
 
@@ -272,7 +275,7 @@ impl Connection {
         let config = socket.config.lock().clone();
         let hooks = self.hooks.lock().clone();
         let RawMessage { mut header, mut payload, mut fds } = msg;
-        let mut result: Option<Result<(), ()>> = None;
+        let mut result: Option<Result<(), MessageError>> = None;
         // The application's pre-hook (vhost-crypto, vhost_blk, SPDK) sees
         // every request first, whatever the library would do with it.
         if let Some(h) = hooks.as_ref().filter(|h| h.has_pre()) {
@@ -283,18 +286,14 @@ impl Connection {
         // the hooks (a reply sent clears NEED_REPLY).
         let mut need_reply = header.need_reply();
         let mut events = Vec::new();
-        if let (Some(req), None) = (request, result) {
+        if let (Some(req), None) = (request, &result) {
             let outcome = match Message::decode(req, &payload, std::mem::take(&mut fds)) {
-                Err(e) => {
-                    vlog!(Config, Err, ifname, "{e}");
-                    vlog!(Config, Err, ifname, "processing {} failed.", req.name());
-                    Err(())
-                }
+                Err(e) => Err(MessageError::Decode(req, e)),
                 Ok(m) => self.process(dev, &config, conn, header, req, m, &mut need_reply, &mut events),
             };
             result = Some(outcome);
         }
-        if result != Some(Err(())) {
+        if !matches!(result, Some(Err(_))) {
             if let Some(h) = hooks.as_ref().filter(|h| h.has_post()) {
                 let (rc, reply) = run_hook(h.as_ref(), false, dev.vid(), &mut header, &mut payload, &mut fds);
                 result = settle(rc, conn, ifname, &mut header, &reply).or(result);
@@ -303,10 +302,10 @@ impl Connection {
         }
         // Fds nobody took are closed here.
         drop(fds);
-        let result = result.unwrap_or_else(|| {
-            vlog!(Config, Err, ifname, "vhost message (req: {}) was not handled.", header.request);
-            Err(())
-        });
+        let result = result.unwrap_or(Err(MessageError::NotHandled(header.request)));
+        if let Err(e) = &result {
+            e.log(ifname);
+        }
         let keep = if need_reply {
             let ack = u64::from(result.is_err());
             send_reply(conn, ifname, header.request, &ack.to_ne_bytes(), &[]);
@@ -340,19 +339,19 @@ impl Connection {
         msg: Message,
         need_reply: &mut bool,
         events: &mut Vec<Event>,
-    ) -> Result<(), ()> {
+    ) -> Result<(), MessageError> {
         let ifname = dev.ifname();
         let ifname = ifname.as_str();
         let reply = match msg {
             Message::GetFeatures => match config.offered_features() {
-                Some(f) => Reply::Payload(f.to_ne_bytes().to_vec(), Vec::new()),
+                Some(f) => Reply::Payload(f.bits().to_ne_bytes().to_vec(), Vec::new()),
                 None => {
                     vlog!(Config, Err, ifname, "failed to get vdpa features for socket file.");
                     Reply::Err
                 }
             },
             Message::GetProtocolFeatures => {
-                Reply::Payload(config.protocol_features.to_ne_bytes().to_vec(), Vec::new())
+                Reply::Payload(config.protocol_features.bits().to_ne_bytes().to_vec(), Vec::new())
             }
             Message::GetQueueNum => match config.queue_num() {
                 Some(n) => Reply::Payload(u64::from(n).to_ne_bytes().to_vec(), Vec::new()),
@@ -371,7 +370,7 @@ impl Connection {
                 let before = device::before(dev, &msg);
                 self.run_events(dev, config.events.as_deref(), before);
                 let offer = Offer {
-                    features: config.offered_features().unwrap_or(0),
+                    features: config.offered_features().unwrap_or_default(),
                     protocol_features: config.protocol_features,
                 };
                 let Handled { reply, events: caused } = device::handle(dev, offer, msg);
@@ -380,13 +379,14 @@ impl Connection {
             }
         };
         match &reply {
-            Reply::Err => vlog!(Config, Err, ifname, "processing {} failed.", req.name()),
+            // Logged with the failure (`MessageError::log`).
+            Reply::Err => {}
             Reply::Ok => vlog!(Config, Debug, ifname, "processing {} succeeded.", req.name()),
             _ => vlog!(Config, Debug, ifname, "processing {} succeeded and needs reply.", req.name()),
         }
         match reply {
             Reply::Ok => Ok(()),
-            Reply::Err => Err(()),
+            Reply::Err => Err(MessageError::Refused(req)),
             Reply::Payload(body, fds) => {
                 let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
                 send_reply(conn, ifname, header.request, &body, &raw);
@@ -397,11 +397,8 @@ impl Connection {
                 // QEMU resolves our faults by these addresses; it acks them
                 // (with the request's NEED_REPLY still set, answered after).
                 send_reply(conn, ifname, header.request, &table, &[]);
-                let installed = postcopy_ack(conn).and_then(|()| dev.install_postcopy_table(pending));
-                installed.map_err(|why| {
-                    vlog!(Config, Err, ifname, "{why}");
-                    vlog!(Config, Err, ifname, "processing {} failed.", req.name());
-                })
+                postcopy_ack(conn).map_err(|e| MessageError::PostcopyAck(req, e))?;
+                dev.install_postcopy_table(pending).map_err(|e| MessageError::Postcopy(req, e))
             }
         }
     }
@@ -506,17 +503,92 @@ impl Connection {
 }
 
 /// Reads the front-end's ack of our postcopy memory table.
-fn postcopy_ack(conn: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
-    let ack =
-        read_message(conn).map_err(|e| format!("failed to read qemu ack on postcopy set-mem-table: {e}"))?;
+fn postcopy_ack(conn: std::os::fd::BorrowedFd<'_>) -> Result<(), AckError> {
+    let ack = read_message(conn).map_err(AckError::Read)?;
     if !ack.fds.is_empty() {
-        return Err(format!("expect 0 FDs for request VHOST_USER_SET_MEM_TABLE, received {}", ack.fds.len()));
+        return Err(AckError::Fds(ack.fds.len()));
     }
     if ack.header.request != Request::SetMemTable as u32 {
-        return Err(format!("bad qemu ack on postcopy set-mem-table ({})", ack.header.request));
+        return Err(AckError::Request(ack.header.request));
     }
     Ok(())
 }
+
+/// Why a message failed. Logged once (`log`), by the connection, which
+/// then acks the failure or closes.
+#[derive(Debug)]
+enum MessageError {
+    /// The payload did not decode.
+    Decode(Request, ProtocolError),
+    /// Its handler refused it (and logged why).
+    Refused(Request),
+    /// The front-end did not ack our postcopy memory table.
+    PostcopyAck(Request, AckError),
+    /// The acked postcopy memory table was not put in use.
+    Postcopy(Request, PostcopyError),
+    /// The application's hook failed it.
+    Hook,
+    /// Neither a hook nor the library handles this request number.
+    NotHandled(u32),
+}
+
+impl MessageError {
+    /// Logs the failure as 22.11 does: its cause, then which request failed.
+    fn log(&self, ifname: &str) {
+        let failed = match self {
+            MessageError::Decode(req, _)
+            | MessageError::PostcopyAck(req, _)
+            | MessageError::Postcopy(req, _) => {
+                vlog!(Config, Err, ifname, "{self}");
+                req
+            }
+            MessageError::Refused(req) => req,
+            MessageError::Hook => return,
+            MessageError::NotHandled(_) => {
+                vlog!(Config, Err, ifname, "{self}");
+                return;
+            }
+        };
+        vlog!(Config, Err, ifname, "processing {} failed.", failed.name());
+    }
+}
+
+impl std::fmt::Display for MessageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageError::Decode(_, e) => write!(f, "{e}"),
+            MessageError::Refused(req) => write!(f, "{} refused", req.name()),
+            MessageError::PostcopyAck(_, e) => write!(f, "{e}"),
+            MessageError::Postcopy(_, e) => write!(f, "{e}"),
+            MessageError::Hook => write!(f, "the message hook failed it"),
+            MessageError::NotHandled(req) => write!(f, "vhost message (req: {req}) was not handled."),
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+/// What was wrong with the front-end's ack of our postcopy memory table.
+#[derive(Debug)]
+enum AckError {
+    Read(ReadError),
+    /// It came with this many fds.
+    Fds(usize),
+    /// It answered this other request.
+    Request(u32),
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckError::Read(e) => write!(f, "failed to read qemu ack on postcopy set-mem-table: {e}"),
+            AckError::Fds(n) => write!(f, "expect 0 FDs for request VHOST_USER_SET_MEM_TABLE, received {n}"),
+            AckError::Request(r) => write!(f, "bad qemu ack on postcopy set-mem-table ({r})"),
+        }
+    }
+}
+
+impl std::error::Error for AckError {}
 
 /// What a hook's answer makes of the message: `Some` outcome if the hook
 /// settled it, `None` if it left the message to the library. A reply the
@@ -529,7 +601,7 @@ fn settle(
     ifname: &str,
     header: &mut Header,
     reply: &HookReply,
-) -> Option<Result<(), ()>> {
+) -> Option<Result<(), MessageError>> {
     match rc {
         HookResult::Reply => {
             header.flags = (header.flags & !(VERSION_MASK | FLAG_NEED_REPLY)) | VERSION | FLAG_REPLY;
@@ -540,7 +612,7 @@ fn settle(
             Some(Ok(()))
         }
         HookResult::Ok => Some(Ok(())),
-        HookResult::Err => Some(Err(())),
+        HookResult::Err => Some(Err(MessageError::Hook)),
         HookResult::NotHandled => None,
     }
 }

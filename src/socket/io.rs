@@ -44,6 +44,8 @@ impl std::fmt::Display for ReadError {
     }
 }
 
+impl std::error::Error for ReadError {}
+
 fn take_fds(cmsgs: impl Iterator<Item = ControlMessageOwned>) -> Vec<OwnedFd> {
     let mut fds = Vec::new();
     for cmsg in cmsgs {

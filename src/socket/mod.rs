@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 pub use connection::{set_message_hooks, HookResult, MessageHooks};
 
 use crate::device::{DeviceEvents, VdpaDriver};
-use crate::protocol::features;
+use crate::protocol::features::{self, Feature, Features, ProtocolFeature, ProtocolFeatures};
 use crate::vlog;
 
 /// DPDK's `MAX_VHOST_SOCKET`.
@@ -34,10 +34,10 @@ pub const MAX_QUEUE_PAIRS: u32 = 0x80;
 #[derive(Clone, Debug)]
 pub struct SocketConfig {
     /// Features offered to the front-end (`rte_vhost_driver_get_features`).
-    pub features: u64,
+    pub features: Features,
     /// Upper bound for `rte_vhost_driver_set/enable_features`.
-    pub supported_features: u64,
-    pub protocol_features: u64,
+    pub supported_features: Features,
+    pub protocol_features: ProtocolFeatures,
     pub max_queue_pairs: u32,
     /// The application's callbacks (`rte_vhost_driver_callback_register`).
     pub events: Option<Arc<dyn DeviceEvents>>,
@@ -50,10 +50,10 @@ pub struct SocketConfig {
 
 impl SocketConfig {
     /// Features offered to the front-end: ours, narrowed by the vDPA device.
-    pub fn offered_features(&self) -> Option<u64> {
+    pub fn offered_features(&self) -> Option<Features> {
         match &self.vdpa {
             None => Some(self.features),
-            Some(d) => d.features().map(|f| f & self.features),
+            Some(d) => d.features().map(|f| Features::from_bits(f).intersection(self.features)),
         }
     }
 
@@ -111,6 +111,8 @@ impl std::fmt::Display for SocketError {
     }
 }
 
+impl std::error::Error for SocketError {}
+
 /// Looks up a registered socket by path.
 pub fn find(path: &str) -> Option<Arc<VhostSocket>> {
     REGISTRY.lock().iter().find(|s| s.path == path).cloned()
@@ -140,24 +142,26 @@ pub fn register(path: &str, flags: u64) -> Result<(), SocketError> {
     if flags & ASYNC_COPY != 0 && flags & (IOMMU_SUPPORT | POSTCOPY_SUPPORT) != 0 {
         return Err(SocketError::Invalid("async copy with IOMMU or post-copy not supported"));
     }
-    let mut features = features::VIRTIO_NET_SUPPORTED;
-    let mut protocol_features = features::protocol::DEFAULT;
+    let mut features = Features::VIRTIO_NET_SUPPORTED;
+    let mut protocol_features = ProtocolFeatures::DEFAULT;
     if flags & ASYNC_COPY != 0 {
-        features &= !features::bit(features::VHOST_F_LOG_ALL);
+        features = features.without(Features::of(&[Feature::LOG_ALL]));
         vlog!(Config, Info, path, "logging feature is disabled in async copy mode");
     }
     if flags & LINEARBUF_SUPPORT != 0 && flags & EXTBUF_SUPPORT == 0 {
         vlog!(Config, Info, path, "Linear buffers requested without external buffers,");
         vlog!(Config, Info, path, "disabling host segmentation offloading support");
-        features &= !(features::bit(features::VIRTIO_NET_F_HOST_TSO4)
-            | features::bit(features::VIRTIO_NET_F_HOST_TSO6)
-            | features::bit(features::VIRTIO_NET_F_HOST_UFO));
+        features = features.without(Features::of(&[
+            Feature::NET_HOST_TSO4,
+            Feature::NET_HOST_TSO6,
+            Feature::NET_HOST_UFO,
+        ]));
     }
     if flags & IOMMU_SUPPORT == 0 {
-        features &= !features::bit(features::VIRTIO_F_IOMMU_PLATFORM);
+        features = features.without(Features::of(&[Feature::IOMMU_PLATFORM]));
     }
     if flags & POSTCOPY_SUPPORT == 0 {
-        protocol_features &= !features::bit(features::protocol::PAGEFAULT);
+        protocol_features = protocol_features.without(ProtocolFeatures::of(&[ProtocolFeature::PAGEFAULT]));
     }
     let is_server = flags & CLIENT == 0;
     let socket = Arc::new(VhostSocket {

@@ -31,6 +31,17 @@ pub enum VdpaError {
     DevType,
 }
 
+impl std::fmt::Display for VdpaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VdpaError::MissingOps => "Some mandatory vDPA ops aren't implemented",
+            VdpaError::DevType => "Failed to get vdpa dev type.",
+        })
+    }
+}
+
+impl std::error::Error for VdpaError {}
+
 impl VdpaDevice {
     /// Wraps a pointer the application handed back to us.
     pub fn from_ptr(p: *mut rte_vdpa_device) -> Option<VdpaDevice> {

@@ -9,7 +9,7 @@ pub mod driver;
 use crate::abi::{rte_device, rte_vdpa_dev_ops};
 use crate::device::{Device, VdpaId};
 use crate::vlog;
-use driver::{MediatedRing, VdpaDevice, VdpaError};
+use driver::{MediatedRing, VdpaDevice};
 
 static DEVICES: Mutex<Vec<VdpaDevice>> = Mutex::new(Vec::new());
 
@@ -28,11 +28,7 @@ pub unsafe fn register(rte_dev: *mut rte_device, ops: *mut rte_vdpa_dev_ops) -> 
     let dev = match unsafe { VdpaDevice::alloc(rte_dev, ops) } {
         Ok(d) => d,
         Err(e) => {
-            let why = match e {
-                VdpaError::MissingOps => "Some mandatory vDPA ops aren't implemented",
-                VdpaError::DevType => "Failed to get vdpa dev type.",
-            };
-            vlog!(Config, Err, "vdpa", "{why}");
+            vlog!(Config, Err, "vdpa", "{e}");
             return None;
         }
     };
@@ -82,13 +78,12 @@ pub fn find_next(start: Option<VdpaDevice>, rte_dev: *mut rte_device) -> Option<
 /// vDPA device's doorbell areas of ring `qid` (all rings for `u16::MAX`)
 /// through the back-end channel.
 pub fn host_notifier_ctrl(dev: &Device, qid: u16, enable: bool) -> i32 {
-    use crate::protocol::features::protocol::{HOST_NOTIFIER, SLAVE_REQ, SLAVE_SEND_FD};
-    use crate::protocol::features::{bit, VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_F_VERSION_1};
+    use crate::protocol::features::{Feature, ProtocolFeature as Pf, ProtocolFeatures};
     let Some(v) = dev.vdpa().and_then(find_by_id) else { return -libc::ENODEV };
-    let needed_f = bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES);
-    let needed_pf = bit(SLAVE_REQ) | bit(SLAVE_SEND_FD) | bit(HOST_NOTIFIER);
-    if dev.features() & needed_f != needed_f
-        || dev.protocol_features() & needed_pf != needed_pf
+    let needed_pf = ProtocolFeatures::of(&[Pf::SLAVE_REQ, Pf::SLAVE_SEND_FD, Pf::HOST_NOTIFIER]);
+    if !dev.has_feature(Feature::VERSION_1)
+        || !dev.has_feature(Feature::PROTOCOL_FEATURES)
+        || !dev.protocol_features().contains(needed_pf)
         || !v.has_notify_area()
     {
         return -libc::ENOTSUP;
@@ -152,7 +147,7 @@ pub fn find_by_id(id: VdpaId) -> Option<VdpaDevice> {
 pub fn relay_vring_used(dev: &Device, qid: u16, m: &MediatedRing) -> i32 {
     use crate::guest::iotlb::PERM_WO;
     use crate::guest::{IovaSpace, PhysicalSpace};
-    use crate::protocol::features::VIRTIO_RING_F_EVENT_IDX;
+    use crate::protocol::features::Feature;
 
     let Some(vq) = dev.vq(qid) else { return -1 };
     let s = vq.lock();
@@ -195,7 +190,7 @@ pub fn relay_vring_used(dev: &Device, qid: u16, m: &MediatedRing) -> i32 {
         }
     }
     ring.split_set_used_idx(last);
-    if s.has_feature(VIRTIO_RING_F_EVENT_IDX) {
+    if s.has_feature(Feature::RING_EVENT_IDX.number()) {
         m.set_used_event(last);
     }
     i32::from(n)

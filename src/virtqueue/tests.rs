@@ -10,7 +10,7 @@ use super::split;
 use super::used::UsedElem;
 use super::VqState;
 use crate::guest::{GuestMemory, PhysicalSpace};
-use crate::protocol::features::{bit, VIRTIO_F_RING_PACKED, VIRTIO_RING_F_EVENT_IDX};
+use crate::protocol::features::{Feature, Features};
 use crate::protocol::{MemoryRegionDesc, VringAddr};
 use crate::virtqueue::chain::BufVec;
 
@@ -41,7 +41,8 @@ fn ring(layout: Layout, size: u16, features: u64, base: u16) -> (Arc<GuestMemory
     let driver = DriverRing::new(view, layout, size, areas);
     let mut vq = VqState {
         num: size,
-        features: features | if layout == Layout::Packed { bit(VIRTIO_F_RING_PACKED) } else { 0 },
+        features: features
+            | if layout == Layout::Packed { Features::of(&[Feature::RING_PACKED]).bits() } else { 0 },
         addr: Some(VringAddr {
             index: 0,
             flags: 0,
@@ -171,7 +172,8 @@ fn packed_in_order_marks_a_run_used_with_its_last_id() {
 
 #[test]
 fn split_event_index_decides_the_interrupt() {
-    let (mem, mut vq, mut driver) = ring(Layout::Split, 8, bit(VIRTIO_RING_F_EVENT_IDX), 0);
+    let (mem, mut vq, mut driver) =
+        ring(Layout::Split, 8, Features::of(&[Feature::RING_EVENT_IDX]).bits(), 0);
     let ring = vq.ring.unwrap().in_table(&mem);
     // The first publication always interrupts (nothing signalled yet).
     let id = driver.post(&[buf(0)]).unwrap();
@@ -194,7 +196,8 @@ fn split_event_index_decides_the_interrupt() {
 
 #[test]
 fn packed_event_suppression_decides_the_interrupt() {
-    let (mem, mut vq, mut driver) = ring(Layout::Packed, 4, bit(VIRTIO_RING_F_EVENT_IDX), START);
+    let (mem, mut vq, mut driver) =
+        ring(Layout::Packed, 4, Features::of(&[Feature::RING_EVENT_IDX]).bits(), START);
     let ring = vq.ring.unwrap().in_table(&mem);
     driver.disable_notification();
     let id = driver.post(&[buf(0)]).unwrap();
@@ -270,7 +273,7 @@ fn every_request_leaves_the_ring_translated_for_what_it_is() {
     assert_eq!(vq.ring().map(|r| r.size()), Some(128), "a new size is translated");
     assert_eq!(vq.set_num(100), Err(super::RingError::InvalidSize(100)), "split sizes are powers of two");
     assert_eq!(vq.ring().map(|r| r.size()), Some(128), "a refused size changes nothing");
-    vq.set_features(bit(VIRTIO_F_RING_PACKED), &mem, None).unwrap();
+    vq.set_features(Features::of(&[Feature::RING_PACKED]).bits(), &mem, None).unwrap();
     assert!(vq.ring().is_some_and(|r| r.is_packed()), "a new layout is translated");
     assert_eq!(vq.set_base(200), Err(super::RingError::PositionBeyondSize), "packed base beyond the ring");
     vq.set_base(START | 5).unwrap();
