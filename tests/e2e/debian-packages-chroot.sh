@@ -3,12 +3,14 @@
 # The part of tests/e2e/debian-packages.sh that runs inside the throw-away
 # Debian chroot (as /build/check.sh, sources in /build/rvhost with their
 # vendored crates). Each step logs what it checks; any failed check exits 1.
-# usage: check.sh SOVERSION   (23: bookworm, DPDK 22.11; 25: trixie, DPDK 24.11)
+# usage: check.sh SOVERSION   (23: bookworm, DPDK 22.11; 25: trixie, DPDK 24.11;
+#                              26: forky, DPDK 25.11)
 set -euo pipefail
-soversion=${1:?usage: check.sh 23|25}
+soversion=${1:?usage: check.sh 23|25|26}
 case $soversion in
   23) dpdk=22.11 profile= ;;
   25) dpdk=24.11 profile=pkg.rvhost.abi25 ;;
+  26) dpdk=25.11 profile=pkg.rvhost.abi26 ;;
   *) echo "no Debian suite for librte_vhost.so.$soversion" >&2; exit 2 ;;
 esac
 lib=librte_vhost.so.$soversion.0
@@ -133,7 +135,10 @@ forward_check() {
   local expected_md5=$1 label=$2 tp_pid i
   rm -f "$run/testpmd.in" "$run"/vhu?.sock
   mkfifo "$run/testpmd.in"
-  dpdk-testpmd -l 0,1 --no-huge -m 512 --single-file-segments --no-pci --file-prefix=tp \
+  # 25.11's EAL refuses --single-file-segments with --no-huge (one memfd
+  # then anyway).
+  # shellcheck disable=SC2046
+  dpdk-testpmd -l 0,1 --no-huge -m 512 $([ "$dpdk" = 25.11 ] || echo --single-file-segments) --no-pci --file-prefix=tp \
     --vdev "net_virtio_user0,path=$run/vhu0.sock,server=1" \
     --vdev "net_virtio_user1,path=$run/vhu1.sock,server=1" -- -i --forward-mode=io --total-num-mbufs=8192 \
     <"$run/testpmd.in" >"$run/testpmd.out" 2>&1 &

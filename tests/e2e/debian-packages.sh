@@ -99,7 +99,8 @@ prepare_chroot() {
   rm -rf "$tmp"; mkdir -p "$cache"
   log "making $base (first run: a few minutes, downloads ~400 MB)"
   # In its own mount namespace: debootstrap's mounts in the target end with it.
-  nice -n 10 unshare --mount --propagation private debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$cache/debian-packages-$suite.debootstrap.log" 2>&1 \
+  nice -n 10 unshare --mount --propagation private debootstrap --variant=minbase "$suite" "$tmp" "$mirror" \
+    "/usr/share/debootstrap/scripts/$([ "$suite" = forky ] && echo sid || echo "$suite")" >"$cache/debian-packages-$suite.debootstrap.log" 2>&1 \
     || die "debootstrap failed: $cache/debian-packages-$suite.debootstrap.log"
   security=${mirror%/debian}/debian-security
   cat >"$tmp/etc/apt/sources.list" <<SL
