@@ -16,7 +16,8 @@
  * does RSA (akcipher) as 25.03 added it: a session from a PKCS#1 private
  * key that OpenSSL generates (CREATE_CRYPTO_SESSION in 25.03's layout),
  * sign, verify, encrypt and decrypt through the ring on crypto_openssl,
- * compared with OpenSSL's own results, and a malformed key refused.
+ * compared with OpenSSL's own results, and malformed keys refused; and
+ * first an AES-CBC session in 25.03's layout.
  *
  * Deliberate differences from DPDK 22.11, named where checked: 22.11 never
  * calls new_device for such a front-end (its rings stay disabled), writes
@@ -546,24 +547,57 @@ static void test_close_session(int64_t enc)
 #define AKCIPHER_CREATE_SESSION 0x404
 #define RSA_BYTES 128 /* a 1024-bit key: its DER fits the session's 1024-byte buffer */
 
-/* CREATE_CRYPTO_SESSION in 25.03's layout (op code first, session id
- * last): RSA, private key `der`, PKCS#1 v1.5 padding, no hash. */
-static int64_t create_rsa_session(const uint8_t *der, uint32_t der_len)
+/* CREATE_CRYPTO_SESSION in 25.03's layout (QEMU 9's): op code at 0, the
+ * parameters (`params`, from byte 8), the session id replied at 1064. */
+static int64_t create_session_2503(uint32_t op_code, const uint8_t *params, uint32_t len)
 {
 	uint8_t p[1072] = { 0 };
-	uint32_t f[3] = { 1 /* RSA */, 2 /* private key */, der_len }, v = AKCIPHER_CREATE_SESSION, pad = 1;
 	struct fe_msg m;
 	int64_t id;
 
-	memcpy(p, &v, 4);
-	memcpy(p + 8, f, sizeof(f));
-	memcpy(p + 32, &pad, 4);
-	memcpy(p + 40, der, der_len);
+	memcpy(p, &op_code, 4);
+	memcpy(p + 8, params, len);
 	if (fe_send(sock, REQ_CREATE_SESSION, FE_VERSION, p, sizeof(p), NULL, 0) || fe_recv(sock, &m, 5000) != 1 ||
 	    m.request != REQ_CREATE_SESSION || m.size != sizeof(p))
 		return INT64_MIN;
 	memcpy(&id, m.payload + 1064, 8);
 	return id;
+}
+
+/* RSA with private key `der`, PKCS#1 v1.5 padding, no hash. */
+static int64_t create_rsa_session(const uint8_t *der, uint32_t der_len)
+{
+	uint8_t params[32 + 1024] = { 0 };
+	uint32_t f[3] = { 1 /* RSA */, 2 /* private key */, der_len }, pad = 1;
+
+	memcpy(params, f, sizeof(f));
+	memcpy(params + 24, &pad, 4);
+	memcpy(params + 32, der, der_len);
+	return create_session_2503(AKCIPHER_CREATE_SESSION, params, sizeof(params));
+}
+
+/* A symmetric session in 25.03's layout: AES-CBC encrypt, SP 800-38A. */
+static void test_2503_layout_cipher(void)
+{
+	uint8_t params[48 + 64] = { 0 };
+	uint32_t f[2] = { 3 /* AES_CBC */, 16 };
+	int64_t id;
+	struct req e = { .head = 13, .opcode = 0, .iv_len = 16, .src_len = 64, .dst_len = 64, .ndst = 1,
+			 .iv = nist_iv, .src = nist_pt };
+	int n, signalled;
+
+	memcpy(params, f, sizeof(f));
+	params[24] = 1; /* op_type: cipher */
+	params[25] = 1; /* encrypt */
+	memcpy(params + 48, nist_key, 16);
+	id = create_session_2503(2 /* VIRTIO_CRYPTO_CIPHER_CREATE_SESSION */, params, sizeof(params));
+	CHECK(id > 0, "AES-CBC session in 25.03's layout, id replied last (%ld)", (long)id);
+	e.session = (uint64_t)id;
+	post(&e);
+	n = complete(1, &signalled);
+	CHECK(n == 1 && ram.addr[e.status_gpa] == STATUS_OK && memcmp(ram.addr + e.dst_gpa, nist_ct, 64) == 0,
+	      "SP 800-38A CBC-AES128 encrypt on the 25.03-layout session");
+	used_seen += (uint16_t)n;
 }
 
 /* An RSA request as Linux lays it out in head `h`'s indirect table: header,
@@ -783,6 +817,9 @@ int main(int argc, char **argv)
 	test_bad_requests(enc);
 	test_chained();
 	test_close_session(enc);
+#ifdef HAVE_RSA
+	test_2503_layout_cipher();
+#endif
 rsa:
 #ifdef HAVE_RSA
 	test_rsa(path);
