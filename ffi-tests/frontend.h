@@ -20,7 +20,7 @@ enum {
 
 struct fe_msg {
 	uint32_t request, flags, size;
-	uint8_t payload[1024];
+	uint8_t payload[1072]; /* DPDK 25.03's CREATE_CRYPTO_SESSION, the largest */
 	int fds[8];
 	int nfds;
 };

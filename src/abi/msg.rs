@@ -2,8 +2,12 @@
 //! hooks (`rte_vhost_extern_callback_register`) receive and may modify it.
 
 /// Size of DPDK's `VhostUserMsg` payload union (its largest member is the
-/// crypto session parameter block).
+/// crypto session parameter block: 632 bytes until 24.11, 1072 from 25.03,
+/// whose akcipher sessions carry a 1024-byte key).
+#[cfg(not(feature = "abi-25-11"))]
 pub const MSG_PAYLOAD_SIZE: usize = 632;
+#[cfg(feature = "abi-25-11")]
+pub const MSG_PAYLOAD_SIZE: usize = 1072;
 /// `VHOST_MEMORY_MAX_NREGIONS`: fds a message carries at most.
 pub const MSG_MAX_FDS: usize = 8;
 

@@ -11,9 +11,14 @@
 //! Guest memory is never handed to the cryptodev: requests are copied in
 //! and results copied out under the ring's lock, translated again with the
 //! memory table of that moment (zero copy is accepted and served by copying).
+//!
+//! The build for DPDK 25.11 also serves RSA (akcipher) sessions and their
+//! sign, verify, encrypt and decrypt requests, as 25.03 added them.
 
 mod queue;
 pub mod request;
+#[cfg(feature = "abi-25-11")]
+mod rsa_key;
 pub mod session;
 
 use std::collections::HashMap;
@@ -23,11 +28,11 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::abi::MsgContext;
-use crate::dpdk::crypto::{Chaining, CryptoOp, OwnedPool, Session, SessionError, SessionPool};
+use crate::dpdk::crypto::{Chaining, CryptoOp, OwnedPool, Session, SessionError, SessionPool, SessionSpec};
 use crate::vlog;
 pub use queue::MAX_CALLFDS;
 use request::SessionShape;
-use session::status;
+use session::{status, Spec};
 
 /// 22.11's `VHOST_CRYPTO_MBUF_POOL_SIZE`: requests in flight per device.
 const POOL_SIZE: u32 = 8192;
@@ -48,7 +53,8 @@ pub enum MessageOutcome {
 #[derive(Debug)]
 struct SessionEntry {
     session: Session,
-    shape: SessionShape,
+    /// A symmetric session's; `None` for an RSA one.
+    shape: Option<SessionShape>,
 }
 
 #[derive(Debug, Default)]
@@ -230,7 +236,11 @@ pub fn handle_message(vid: i32, msg: &mut MsgContext) -> MessageOutcome {
         let id = u64::from_ne_bytes(msg.payload[..8].try_into().expect("8 bytes"));
         return if inst.close_session(id) { MessageOutcome::Ok } else { MessageOutcome::Err };
     }
-    if size != session::SESSION_MSG_SIZE {
+    #[cfg(feature = "abi-25-11")]
+    let layout_size = size == session::SESSION_MSG_SIZE_25_03;
+    #[cfg(not(feature = "abi-25-11"))]
+    let layout_size = false;
+    if size != session::SESSION_MSG_SIZE && !layout_size {
         vlog!(
             Config,
             Err,
@@ -251,32 +261,46 @@ impl Instance {
         let req = session::parse(payload).inspect_err(|st| {
             vlog!(Config, Err, LOG, "Error transform session msg ({})", -i32::from(*st));
         })?;
-        let iv_len = req.iv_len().ok_or_else(|| {
-            vlog!(Config, Err, LOG, "cipher algorithm {} not supported", req.spec.cipher_algo);
-            status::NOTSUPP
-        })?;
         let mut s = self.sessions.lock();
         if s.by_id.len() >= MAX_SESSIONS {
             vlog!(Config, Err, LOG, "Failed to insert session to hash table");
             return Err(status::ERR);
         }
-        let session = Session::create(self.cryptodev, self.sess_pool, &req.spec).map_err(|e| {
+        let made = match &req.spec {
+            Spec::Sym(spec) => self.create_sym_session(spec)?,
+            #[cfg(feature = "abi-25-11")]
+            Spec::Rsa(spec) => (Session::create_rsa(self.cryptodev, self.sess_pool, spec), None),
+        };
+        let (Ok(session), shape) = made else {
             vlog!(Config, Err, LOG, "Failed to create session");
-            match e {
-                SessionError::Unsupported => status::NOTSUPP,
-                SessionError::Refused => status::ERR,
-            }
-        })?;
-        let shape = SessionShape {
-            chained: !matches!(req.spec.chaining, Chaining::CipherOnly { .. }),
-            iv_len: u32::from(iv_len),
-            digest_len: req.spec.digest_len,
+            return Err(match made.0 {
+                Err(SessionError::Unsupported) => status::NOTSUPP,
+                _ => status::ERR,
+            });
         };
         let id = s.next_id;
         s.next_id += 1;
         s.by_id.insert(id, Arc::new(SessionEntry { session, shape }));
         vlog!(Config, Info, LOG, "Session {id} created for vdev {} ({:?} layout).", self.vid, req.layout);
         Ok(id)
+    }
+
+    /// A symmetric session and its requests' shape (the session may have
+    /// been refused by the cryptodev).
+    fn create_sym_session(
+        &self,
+        spec: &SessionSpec<'_>,
+    ) -> Result<(Result<Session, SessionError>, Option<SessionShape>), u8> {
+        let iv_len = session::iv_len(spec).ok_or_else(|| {
+            vlog!(Config, Err, LOG, "cipher algorithm {} not supported", spec.cipher_algo);
+            status::NOTSUPP
+        })?;
+        let shape = SessionShape {
+            chained: !matches!(spec.chaining, Chaining::CipherOnly { .. }),
+            iv_len: u32::from(iv_len),
+            digest_len: spec.digest_len,
+        };
+        Ok((Session::create(self.cryptodev, self.sess_pool, spec), Some(shape)))
     }
 
     fn close_session(&self, id: u64) -> bool {

@@ -16,10 +16,14 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "abi-25-11")]
+use super::request::MAX_RSA_DATA;
 use super::request::{self, Header, Plan, HEADER_LEN, MAX_DATA};
 use super::session::status;
 use super::{instance_by_id, Instance, SessionEntry, LOG};
 use crate::device::Device;
+#[cfg(feature = "abi-25-11")]
+use crate::dpdk::crypto::RsaOp;
 use crate::dpdk::crypto::{CryptoOp, OwnedPool};
 use crate::dpdk::mbuf::{self, Mbuf, HEADROOM};
 use crate::guest::slice::Writer;
@@ -44,6 +48,12 @@ const MAX_DIGEST: u32 = 64;
 const DIGEST_OFF: u32 = MAX_DATA;
 /// Data room of the request mbufs.
 pub(super) const DATA_ROOM: u16 = (HEADROOM + MAX_DATA + MAX_DIGEST) as u16;
+/// Where an RSA request's output starts in its mbuf's data (its input,
+/// at most two `MAX_RSA_DATA` pieces, comes first), and the data's length.
+#[cfg(feature = "abi-25-11")]
+const RSA_OUT_OFF: u32 = 2 * MAX_RSA_DATA;
+#[cfg(feature = "abi-25-11")]
+const RSA_DATA_LEN: u32 = RSA_OUT_OFF + MAX_RSA_DATA;
 /// Marks a request context as ours in an mbuf's private area.
 const MAGIC: u64 = 0x7276_686f_7374_4352;
 
@@ -62,6 +72,9 @@ pub(super) struct RequestCtx {
     out_from: u32,
     dst_len: u32,
     digest_len: u32,
+    /// 1: an RSA request (its output's length is the op's).
+    #[cfg(feature = "abi-25-11")]
+    rsa: u8,
     status_off: u32,
     seg_addr: [u64; MAX_DESCS],
     seg_len: [u32; MAX_DESCS],
@@ -228,34 +241,16 @@ fn prepare(
     if writable.descs.iter().any(|d| d.flags & F_WRITE == 0) {
         return Err(reject(status::BADMSG, "device-readable descriptor after a writable one"));
     }
+    if !writable.pieces(mem, status_off, 1, |_, _| ()) {
+        return Err(reject(status::BADMSG, "status outside guest memory"));
+    }
     let mut raw = [0u8; HEADER_LEN];
     if !readable.read(mem, 0, &mut raw) {
         return Err(reject(status::BADMSG, "no request header"));
     }
     let h = Header::new(raw);
-    if !h.is_cipher() {
-        return Err(reject(status::NOTSUPP, "not a cipher request"));
-    }
-    let Some(entry) = inst.sessions.lock().by_id.get(&h.session_id).cloned() else {
-        return Err(reject(status::INVSESS, "unknown session"));
-    };
-    let plan = request::plan(&h, entry.shape, readable.len(), wlen).map_err(|st| reject(st, "lengths"))?;
-    let results = (plan.dst_len + plan.digest_len) as usize;
-    if !writable.pieces(mem, 0, results, |_, _| ()) || !writable.pieces(mem, status_off, 1, |_, _| ()) {
-        return Err(reject(status::BADMSG, "destination outside guest memory"));
-    }
-    if !copy_in(mem, &readable, &writable, &plan, &mut m) {
-        return Err(reject(status::BADMSG, "source outside guest memory"));
-    }
-    let mut iv = [0u8; 32];
-    let iv = &mut iv[..plan.iv_len as usize];
-    if !readable.read(mem, HEADER_LEN as u64, iv) {
-        return Err(reject(status::BADMSG, "IV outside guest memory"));
-    }
-    let auth = plan.auth.map(|(off, len)| (off, len, DIGEST_OFF));
-    if !op.prepare(&entry.session, m, iv, plan.cipher, auth) {
-        return Err(reject(status::ERR, "cannot attach the session"));
-    }
+    let req = Parts { inst, mem, readable: &readable, writable: &writable, h: &h };
+    let staged = stage(&req, op, &mut m).map_err(|(st, why)| reject(st, why))?;
     let mut ctx = RequestCtx {
         magic: MAGIC,
         instance: inst.id,
@@ -263,9 +258,11 @@ fn prepare(
         qid,
         head,
         nseg: writable.descs.len() as u16,
-        out_from: plan.out_from,
-        dst_len: plan.dst_len,
-        digest_len: plan.digest_len,
+        out_from: staged.out_from,
+        dst_len: staged.dst_len,
+        digest_len: staged.digest_len,
+        #[cfg(feature = "abi-25-11")]
+        rsa: u8::from(staged.rsa),
         status_off: status_off as u32,
         seg_addr: [0; MAX_DESCS],
         seg_len: [0; MAX_DESCS],
@@ -274,12 +271,107 @@ fn prepare(
         ctx.seg_addr[i] = d.addr;
         ctx.seg_len[i] = d.len;
     }
-    ctx.request = track(inst, entry);
+    ctx.request = track(inst, staged.entry);
     if !OwnedPool::store(m, ctx) {
         untrack(inst, ctx.request);
         return Err(reject(status::ERR, "mbuf without room for the request"));
     }
     Ok(())
+}
+
+/// A checked request, its op prepared: the session it holds and where its
+/// results go.
+struct Staged {
+    entry: Arc<SessionEntry>,
+    out_from: u32,
+    dst_len: u32,
+    digest_len: u32,
+    #[cfg(feature = "abi-25-11")]
+    rsa: bool,
+}
+
+/// Why a request is refused: its status and the log's reason.
+type Refusal = (u8, &'static str);
+
+fn session_of(inst: &Instance, h: &Header) -> Result<Arc<SessionEntry>, Refusal> {
+    inst.sessions.lock().by_id.get(&h.session_id).cloned().ok_or((status::INVSESS, "unknown session"))
+}
+
+/// A request being checked: its instance, header and buffers.
+struct Parts<'a, 'm> {
+    inst: &'a Instance,
+    mem: PhysicalSpace<'m>,
+    readable: &'a Stream<'a>,
+    writable: &'a Stream<'a>,
+    h: &'a Header,
+}
+
+/// Checks request `req` against its session and buffers, copies its input
+/// into `m` and prepares `op`.
+fn stage(req: &Parts<'_, '_>, op: CryptoOp, m: &mut Mbuf) -> Result<Staged, Refusal> {
+    let Parts { inst, mem, readable, writable, h } = *req;
+    #[cfg(feature = "abi-25-11")]
+    if let Some(rsa_op) = h.akcipher_op() {
+        return stage_rsa(req, rsa_op, op, m);
+    }
+    if !h.is_cipher() {
+        return Err((status::NOTSUPP, "not a cipher request"));
+    }
+    let entry = session_of(inst, h)?;
+    let Some(shape) = entry.shape else {
+        return Err((status::BADMSG, "a cipher request on an RSA session"));
+    };
+    let plan = request::plan(h, shape, readable.len(), writable.len()).map_err(|st| (st, "lengths"))?;
+    let results = (plan.dst_len + plan.digest_len) as usize;
+    if !writable.pieces(mem, 0, results, |_, _| ()) {
+        return Err((status::BADMSG, "destination outside guest memory"));
+    }
+    if !copy_in(mem, readable, writable, &plan, m) {
+        return Err((status::BADMSG, "source outside guest memory"));
+    }
+    let mut iv = [0u8; 32];
+    let iv = &mut iv[..plan.iv_len as usize];
+    if !readable.read(mem, HEADER_LEN as u64, iv) {
+        return Err((status::BADMSG, "IV outside guest memory"));
+    }
+    let auth = plan.auth.map(|(off, len)| (off, len, DIGEST_OFF));
+    if !op.prepare(&entry.session, *m, iv, plan.cipher, auth) {
+        return Err((status::ERR, "cannot attach the session"));
+    }
+    Ok(Staged {
+        entry,
+        out_from: plan.out_from,
+        dst_len: plan.dst_len,
+        digest_len: plan.digest_len,
+        #[cfg(feature = "abi-25-11")]
+        rsa: false,
+    })
+}
+
+/// An RSA request: its input (the source, and a verify's message) copied
+/// to the start of `m`'s data, the cryptodev's output area after it.
+#[cfg(feature = "abi-25-11")]
+fn stage_rsa(req: &Parts<'_, '_>, rsa_op: RsaOp, op: CryptoOp, m: &mut Mbuf) -> Result<Staged, Refusal> {
+    let Parts { inst, mem, readable, writable, h } = *req;
+    let entry = session_of(inst, h)?;
+    if entry.shape.is_some() {
+        return Err((status::BADMSG, "an RSA request on a symmetric session"));
+    }
+    let plan = request::rsa_plan(h, rsa_op, readable.len(), writable.len()).map_err(|st| (st, "lengths"))?;
+    if !writable.pieces(mem, 0, plan.output_room() as usize, |_, _| ()) {
+        return Err((status::BADMSG, "destination outside guest memory"));
+    }
+    let data = m.tail_mut(RSA_DATA_LEN as usize);
+    data.fill(0);
+    if !readable.read(mem, HEADER_LEN as u64, &mut data[..plan.input_len() as usize]) {
+        return Err((status::BADMSG, "source outside guest memory"));
+    }
+    m.commit(RSA_DATA_LEN as usize);
+    let output = (RSA_OUT_OFF, plan.output_room());
+    if !op.prepare_rsa(&entry.session, *m, rsa_op, (0, plan.src_len), plan.message_len(), output) {
+        return Err((status::ERR, "the application's op cannot be an RSA operation"));
+    }
+    Ok(Staged { entry, out_from: 0, dst_len: plan.output_room(), digest_len: 0, rsa: true })
 }
 
 /// Keeps a request's session alive until it comes back; its number.
@@ -405,6 +497,20 @@ fn write_back(s: &VqState, op: CryptoOp, mut m: Mbuf, ctx: &RequestCtx) -> u32 {
     let status_at = u64::from(ctx.status_off);
     if !op.succeeded() {
         return if out.write(w, mem, status_at, &[status::ERR]) { 1 } else { 0 };
+    }
+    #[cfg(feature = "abi-25-11")]
+    if ctx.rsa != 0 {
+        // The output is as long as the cryptodev made it; the guest gave room
+        // for `dst_len` bytes.
+        let produced = op.rsa_output_len();
+        let output = &m.data()[RSA_OUT_OFF as usize..][..produced.min(MAX_RSA_DATA) as usize];
+        let ok = produced <= ctx.dst_len && out.write(w, mem, 0, output);
+        let st = if ok { status::OK } else { status::ERR };
+        return match (out.write(w, mem, status_at, &[st]), ok) {
+            (false, _) => 0,
+            (true, true) => produced + 1,
+            (true, false) => 1,
+        };
     }
     let from = ctx.out_from as usize;
     let mut ok = out.write(w, mem, from as u64, &m.data()[from..ctx.dst_len as usize]);

@@ -9,6 +9,8 @@
 //! of the writable part, however many descriptors come before it.
 
 use super::session::status;
+#[cfg(feature = "abi-25-11")]
+use crate::dpdk::crypto::RsaOp;
 
 /// `sizeof(struct virtio_crypto_op_data_req)`.
 pub const HEADER_LEN: usize = 72;
@@ -22,6 +24,16 @@ const CIPHER_DECRYPT: u32 = 1;
 const SYM_OP_NONE: u32 = 0;
 const SYM_OP_CIPHER: u32 = 1;
 const SYM_OP_CHAINING: u32 = 2;
+/// `VIRTIO_CRYPTO_AKCIPHER_ENCRYPT` .. `_VERIFY`: service 4, ops 0 to 3.
+#[cfg(feature = "abi-25-11")]
+const AKCIPHER_OPS: [(u32, RsaOp); 4] =
+    [(0x400, RsaOp::Encrypt), (0x401, RsaOp::Decrypt), (0x402, RsaOp::Sign), (0x403, RsaOp::Verify)];
+#[cfg(feature = "abi-25-11")]
+const AKCIPHER_RSA: u32 = 1;
+/// Most bytes of an RSA request's source or destination: a private key in
+/// the session's 1024-byte buffer has a shorter modulus.
+#[cfg(feature = "abi-25-11")]
+pub const MAX_RSA_DATA: u32 = 1024;
 
 /// What a request's session says about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +67,12 @@ impl Header {
     /// Only symmetric cipher requests (encrypt/decrypt) exist for 22.11.
     pub fn is_cipher(&self) -> bool {
         matches!(self.opcode, CIPHER_ENCRYPT | CIPHER_DECRYPT)
+    }
+
+    /// The RSA operation of an akcipher request.
+    #[cfg(feature = "abi-25-11")]
+    pub fn akcipher_op(&self) -> Option<RsaOp> {
+        AKCIPHER_OPS.iter().find(|(code, _)| *code == self.opcode).map(|&(_, op)| op)
     }
 
     fn para(&self, i: usize) -> u32 {
@@ -145,6 +163,57 @@ pub fn plan(h: &Header, s: SessionShape, readable: u64, writable: u64) -> Result
     Ok(plan)
 }
 
+/// An RSA request: its operation and the lengths of its source and
+/// destination (`virtio_crypto_akcipher_para`).
+#[cfg(feature = "abi-25-11")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RsaPlan {
+    pub op: RsaOp,
+    pub src_len: u32,
+    pub dst_len: u32,
+}
+
+#[cfg(feature = "abi-25-11")]
+impl RsaPlan {
+    /// Bytes read after the header: the source, and for a verify the
+    /// message (its destination, device-readable).
+    pub fn input_len(&self) -> u32 {
+        self.src_len + self.message_len()
+    }
+
+    /// A verify's message, which follows the signature.
+    pub fn message_len(&self) -> u32 {
+        if self.op == RsaOp::Verify {
+            self.dst_len
+        } else {
+            0
+        }
+    }
+
+    /// Room for the result in the writable part (a verify has none).
+    pub fn output_room(&self) -> u32 {
+        self.dst_len - self.message_len()
+    }
+}
+
+/// Checks an akcipher request (`op`) against the lengths of its readable
+/// and writable parts; `Err` is the status to report.
+#[cfg(feature = "abi-25-11")]
+pub fn rsa_plan(h: &Header, op: RsaOp, readable: u64, writable: u64) -> Result<RsaPlan, u8> {
+    if u32_at(&h.raw, 4) != AKCIPHER_RSA {
+        return Err(status::NOTSUPP);
+    }
+    let plan = RsaPlan { op, src_len: h.para(0), dst_len: h.para(1) };
+    if plan.src_len > MAX_RSA_DATA || plan.dst_len > MAX_RSA_DATA {
+        return Err(status::BADMSG);
+    }
+    let needs_in = HEADER_LEN as u64 + u64::from(plan.input_len());
+    if readable < needs_in || writable < u64::from(plan.output_room()) + 1 {
+        return Err(status::BADMSG);
+    }
+    Ok(plan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +274,37 @@ mod tests {
         assert_eq!(plan(&mk(u32::MAX, 2, 0, 128, 32), s, 1000, 1000), Err(status::BADMSG));
         assert_eq!(plan(&mk(0, 128, 0, 128, 20), s, 1000, 1000), Err(status::BADMSG), "MAC length");
         assert_eq!(plan(&mk(0, 128, 0, 128, 32), s, 1000, 160), Err(status::BADMSG), "no room for MAC");
+    }
+
+    #[cfg(feature = "abi-25-11")]
+    fn akcipher_req(opcode: u32, algo: u32, src: u32, dst: u32) -> Header {
+        let mut raw = [0u8; HEADER_LEN];
+        raw[..4].copy_from_slice(&opcode.to_le_bytes());
+        raw[4..8].copy_from_slice(&algo.to_le_bytes());
+        raw[24..28].copy_from_slice(&src.to_le_bytes());
+        raw[28..32].copy_from_slice(&dst.to_le_bytes());
+        Header::new(raw)
+    }
+
+    #[cfg(feature = "abi-25-11")]
+    #[test]
+    fn rsa_requests_fit_their_buffers() {
+        let sign = akcipher_req(0x402, AKCIPHER_RSA, 20, 128);
+        assert!(!sign.is_cipher());
+        assert_eq!(sign.akcipher_op(), Some(RsaOp::Sign));
+        let p = rsa_plan(&sign, RsaOp::Sign, 72 + 20, 129).unwrap();
+        assert_eq!((p.input_len(), p.output_room()), (20, 128));
+        assert_eq!(rsa_plan(&sign, RsaOp::Sign, 72 + 19, 129), Err(status::BADMSG), "short source");
+        assert_eq!(rsa_plan(&sign, RsaOp::Sign, 72 + 20, 128), Err(status::BADMSG), "no room for the status");
+        // A verify reads the signature and the message, writes the status only.
+        let verify = akcipher_req(0x403, AKCIPHER_RSA, 128, 20);
+        let p = rsa_plan(&verify, RsaOp::Verify, 72 + 148, 1).unwrap();
+        assert_eq!((p.input_len(), p.output_room()), (148, 0));
+        assert_eq!(rsa_plan(&verify, RsaOp::Verify, 72 + 147, 1), Err(status::BADMSG));
+        let dsa = akcipher_req(0x400, 2, 16, 128);
+        assert_eq!(rsa_plan(&dsa, RsaOp::Encrypt, 1000, 1000), Err(status::NOTSUPP));
+        let huge = akcipher_req(0x401, AKCIPHER_RSA, u32::MAX, u32::MAX);
+        assert_eq!(rsa_plan(&huge, RsaOp::Decrypt, u64::MAX, u64::MAX), Err(status::BADMSG));
+        assert_eq!(akcipher_req(0x404, AKCIPHER_RSA, 0, 0).akcipher_op(), None, "a session op code");
     }
 }

@@ -1,5 +1,5 @@
-//! The application's cryptodev, for vhost-crypto: symmetric sessions, crypto
-//! operations, and the mbuf pool requests are copied into (C shim
+//! The application's cryptodev, for vhost-crypto: symmetric sessions (and
+//! RSA ones in the 25.11 build), crypto operations, and the mbuf pool requests are copied into (C shim
 //! `crypto_shim.c` over DPDK's cryptodev API, much of which is inline).
 
 use std::ffi::{c_int, c_void, CString};
@@ -30,7 +30,29 @@ extern "C" {
         p: *const SessionParams,
         unsupported: *mut c_int,
     ) -> *mut c_void;
-    fn rvh_crypto_session_free(dev_id: u8, sess: *mut c_void) -> c_int;
+    fn rvh_crypto_session_free(dev_id: u8, sess: *mut c_void, asym: c_int) -> c_int;
+    #[cfg(feature = "abi-25-11")]
+    fn rvh_crypto_rsa_session_create(
+        dev_id: u8,
+        mp: *mut rte_mempool,
+        parts: *const Bytes,
+        pkcs1: c_int,
+    ) -> *mut c_void;
+    #[cfg(feature = "abi-25-11")]
+    #[allow(clippy::too_many_arguments)]
+    fn rvh_crypto_rsa_op_prepare(
+        op: *mut rte_crypto_op,
+        sess: *mut c_void,
+        m: *mut RteMbuf,
+        op_type: u32,
+        in_off: u32,
+        in_len: u32,
+        msg_len: u32,
+        out_off: u32,
+        out_len: u32,
+    ) -> c_int;
+    #[cfg(feature = "abi-25-11")]
+    fn rvh_crypto_rsa_op_out_len(op: *const rte_crypto_op) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn rvh_crypto_op_prepare(
         op: *mut rte_crypto_op,
@@ -90,6 +112,41 @@ pub struct SessionSpec<'a> {
     pub auth_key: &'a [u8],
 }
 
+/// `struct rvh_bytes` of the shim: one integer of an RSA key.
+#[cfg(feature = "abi-25-11")]
+#[repr(C)]
+struct Bytes {
+    data: *const u8,
+    len: usize,
+}
+
+/// The padding of an RSA session (virtio-crypto's RAW or PKCS1).
+#[cfg(feature = "abi-25-11")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RsaPadding {
+    Raw,
+    Pkcs1,
+}
+
+/// An RSA private key session: n, e, d, p, q, dP, dQ, qInv (big-endian).
+#[cfg(feature = "abi-25-11")]
+#[derive(Debug, PartialEq, Eq)]
+pub struct RsaSpec<'a> {
+    pub parts: [&'a [u8]; 8],
+    pub padding: RsaPadding,
+}
+
+/// An RSA operation (DPDK's `enum rte_crypto_asym_op_type`).
+#[cfg(feature = "abi-25-11")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RsaOp {
+    Encrypt = 0,
+    Decrypt = 1,
+    Sign = 2,
+    Verify = 3,
+}
+
 /// Why a session was not made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionError {
@@ -110,11 +167,13 @@ impl std::fmt::Display for SessionError {
 
 impl std::error::Error for SessionError {}
 
-/// A symmetric session on a cryptodev; freed with `Session::free`.
+/// A session on a cryptodev, freed when dropped.
 #[derive(Debug)]
 pub struct Session {
     dev_id: u8,
     handle: NonNull<c_void>,
+    /// An asymmetric (RSA) session.
+    asym: bool,
 }
 
 // SAFETY: a cryptodev session is an object in a DPDK mempool, usable from
@@ -148,10 +207,22 @@ impl Session {
         // them into the session.
         let h = unsafe { rvh_crypto_session_create(dev_id, pool.0.as_ptr(), &p, &mut unsupported) };
         match NonNull::new(h) {
-            Some(handle) => Ok(Session { dev_id, handle }),
+            Some(handle) => Ok(Session { dev_id, handle, asym: false }),
             None if unsupported != 0 => Err(SessionError::Unsupported),
             None => Err(SessionError::Refused),
         }
+    }
+
+    /// `rte_cryptodev_asym_session_create` of an RSA session on `dev_id`
+    /// from `pool` (an asymmetric session pool).
+    #[cfg(feature = "abi-25-11")]
+    pub fn create_rsa(dev_id: u8, pool: SessionPool, spec: &RsaSpec<'_>) -> Result<Session, SessionError> {
+        let parts = spec.parts.map(|p| Bytes { data: p.as_ptr(), len: p.len() });
+        let pkcs1 = c_int::from(spec.padding == RsaPadding::Pkcs1);
+        // SAFETY: as for `create`; `parts` is 8 entries, each a live slice,
+        // which the cryptodev copies into the session.
+        let h = unsafe { rvh_crypto_rsa_session_create(dev_id, pool.0.as_ptr(), parts.as_ptr(), pkcs1) };
+        NonNull::new(h).map(|handle| Session { dev_id, handle, asym: true }).ok_or(SessionError::Refused)
     }
 }
 
@@ -159,7 +230,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         // SAFETY: a session this cryptodev made, no longer attached to an op
         // in flight (callers keep it alive while one is).
-        if unsafe { rvh_crypto_session_free(self.dev_id, self.handle.as_ptr()) } < 0 {
+        if unsafe { rvh_crypto_session_free(self.dev_id, self.handle.as_ptr(), c_int::from(self.asym)) } < 0 {
             crate::vlog!(Config, Err, "vhost-crypto", "failed to free a cryptodev session");
         }
     }
@@ -222,9 +293,50 @@ impl CryptoOp {
         }
     }
 
+    /// Makes this op an RSA `op` with `session` on `m`'s data: the input
+    /// (`input`: offset, length; for a verify the signature, followed by a
+    /// `msg_len`-byte message) and the room for the output. False if the
+    /// application's op has no room for an asymmetric op or a range leaves
+    /// `m`'s data.
+    #[cfg(feature = "abi-25-11")]
+    pub fn prepare_rsa(
+        self,
+        session: &Session,
+        m: Mbuf,
+        op: RsaOp,
+        input: (u32, u32),
+        msg_len: u32,
+        output: (u32, u32),
+    ) -> bool {
+        // SAFETY: a valid op (its pool's type and private area are checked
+        // before it is written as an asymmetric op) and mbuf (ours until
+        // finalized; the ranges are checked against its data).
+        unsafe {
+            rvh_crypto_rsa_op_prepare(
+                self.0.as_ptr(),
+                session.handle.as_ptr(),
+                m.as_ptr(),
+                op as u32,
+                input.0,
+                input.1,
+                msg_len,
+                output.0,
+                output.1,
+            ) == 0
+        }
+    }
+
+    /// The bytes an RSA op produced (0 for a verify).
+    #[cfg(feature = "abi-25-11")]
+    pub fn rsa_output_len(self) -> u32 {
+        // SAFETY: a valid op that `prepare_rsa` made asymmetric.
+        unsafe { rvh_crypto_rsa_op_out_len(self.0.as_ptr()) }
+    }
+
     /// The mbuf the op worked on.
     pub fn mbuf(self) -> Option<Mbuf> {
-        // SAFETY: a valid op; its m_src is NULL or the mbuf `prepare` set.
+        // SAFETY: a valid op; its m_src (or an asymmetric op's tag) is
+        // NULL or the mbuf `prepare` (`prepare_rsa`) set.
         unsafe { Mbuf::from_raw(rvh_crypto_op_mbuf(self.0.as_ptr())) }
     }
 

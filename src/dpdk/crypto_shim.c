@@ -9,6 +9,13 @@
 #include <rte_crypto.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_version.h>
+
+/* RSA sessions as vhost-crypto has them from DPDK 25.03 (the padding in the
+ * transform, not in the op, since 23.x); stubs that refuse before. */
+#if RTE_VERSION >= RTE_VERSION_NUM(25, 3, 0, 0)
+#define RVH_HAVE_RSA 1
+#endif
 
 /* The IV of an op lives right after its symmetric part (DPDK's IV_OFFSET,
  * which applications size their op pools' private area for). */
@@ -112,9 +119,133 @@ void *rvh_crypto_session_create(uint8_t dev_id, struct rte_mempool *mp,
 	return rte_cryptodev_sym_session_create(dev_id, first, mp);
 }
 
-int rvh_crypto_session_free(uint8_t dev_id, void *sess)
+int rvh_crypto_session_free(uint8_t dev_id, void *sess, int asym)
 {
+#ifdef RVH_HAVE_RSA
+	if (asym)
+		return rte_cryptodev_asym_session_free(dev_id, sess);
+#else
+	if (asym)
+		return -1;
+#endif
 	return rte_cryptodev_sym_session_free(dev_id, sess);
+}
+
+/* One big-endian integer of an RSA key. Mirrors src/dpdk/crypto.rs `Bytes`. */
+struct rvh_bytes {
+	const uint8_t *data;
+	size_t len;
+};
+
+/* An asymmetric op carries no mbuf: the one holding its request is named
+ * in the op's private area (which the application sizes for the IV). */
+struct rvh_asym_tag {
+	uint64_t magic;
+	struct rte_mbuf *m;
+};
+#define RVH_ASYM_TAG_MAGIC 0x7276686f73745253ull
+
+/* Creates an RSA session (private key n, e, d, p, q, dP, dQ, qInv, in that
+ * order; PKCS#1 v1.5 padding or none) on dev_id from the asymmetric
+ * session pool mp; NULL if refused. */
+void *rvh_crypto_rsa_session_create(uint8_t dev_id, struct rte_mempool *mp, const struct rvh_bytes *parts,
+				    int pkcs1)
+{
+#ifdef RVH_HAVE_RSA
+	struct rte_crypto_asym_xform x = {0};
+	rte_crypto_uint *dst[8] = { &x.rsa.n, &x.rsa.e, &x.rsa.d, &x.rsa.qt.p, &x.rsa.qt.q,
+				    &x.rsa.qt.dP, &x.rsa.qt.dQ, &x.rsa.qt.qInv };
+	void *sess = NULL;
+	int i;
+
+	x.xform_type = RTE_CRYPTO_ASYM_XFORM_RSA;
+	x.rsa.key_type = RTE_RSA_KEY_TYPE_QT;
+	x.rsa.padding.type = pkcs1 ? RTE_CRYPTO_RSA_PADDING_PKCS1_5 : RTE_CRYPTO_RSA_PADDING_NONE;
+	for (i = 0; i < 8; i++) {
+		dst[i]->data = (uint8_t *)(uintptr_t)parts[i].data;
+		dst[i]->length = parts[i].len;
+	}
+	if (rte_cryptodev_asym_session_create(dev_id, &x, mp, &sess) < 0)
+		return NULL;
+	return sess;
+#else
+	(void)dev_id, (void)mp, (void)parts, (void)pkcs1;
+	return NULL;
+#endif
+}
+
+/* Makes op an RSA operation of type op_type (DPDK's enum
+ * rte_crypto_asym_op_type) with session sess on m's data: the input at
+ * in_off (for a verify the signature, then the message), the output at
+ * out_off. -1 if op's pool has no room for an asymmetric op and its tag,
+ * or a range leaves m's data. */
+int rvh_crypto_rsa_op_prepare(struct rte_crypto_op *op, void *sess, struct rte_mbuf *m, uint32_t op_type,
+			      uint32_t in_off, uint32_t in_len, uint32_t msg_len, uint32_t out_off, uint32_t out_len)
+{
+#ifdef RVH_HAVE_RSA
+	const struct rte_crypto_op_pool_private *pool = rte_mempool_get_priv(op->mempool);
+	struct rte_crypto_rsa_op_param *rsa = &op->asym->rsa;
+	struct rvh_asym_tag *tag;
+	uint8_t *in = rte_pktmbuf_mtod_offset(m, uint8_t *, in_off);
+	uint8_t *out = rte_pktmbuf_mtod_offset(m, uint8_t *, out_off);
+
+	if ((pool->type != RTE_CRYPTO_OP_TYPE_ASYMMETRIC && pool->type != RTE_CRYPTO_OP_TYPE_UNDEFINED) ||
+	    pool->priv_size < sizeof(*tag) ||
+	    (uint64_t)in_off + in_len + msg_len > m->data_len || (uint64_t)out_off + out_len > m->data_len)
+		return -1;
+	op->type = RTE_CRYPTO_OP_TYPE_ASYMMETRIC;
+	op->status = RTE_CRYPTO_OP_STATUS_NOT_PROCESSED;
+	if (rte_crypto_op_attach_asym_session(op, sess) < 0)
+		return -1;
+	memset(rsa, 0, sizeof(*rsa));
+	rsa->op_type = op_type;
+	switch (op_type) {
+	case RTE_CRYPTO_ASYM_OP_ENCRYPT:
+		rsa->message = (rte_crypto_param){ .data = in, .length = in_len };
+		rsa->cipher = (rte_crypto_param){ .data = out, .length = out_len };
+		break;
+	case RTE_CRYPTO_ASYM_OP_DECRYPT:
+		rsa->cipher = (rte_crypto_param){ .data = in, .length = in_len };
+		rsa->message = (rte_crypto_param){ .data = out, .length = out_len };
+		break;
+	case RTE_CRYPTO_ASYM_OP_SIGN:
+		rsa->message = (rte_crypto_param){ .data = in, .length = in_len };
+		rsa->sign = (rte_crypto_param){ .data = out, .length = out_len };
+		break;
+	case RTE_CRYPTO_ASYM_OP_VERIFY:
+		rsa->sign = (rte_crypto_param){ .data = in, .length = in_len };
+		rsa->message = (rte_crypto_param){ .data = in + in_len, .length = msg_len };
+		break;
+	default:
+		return -1;
+	}
+	tag = rte_crypto_op_ctod_offset(op, struct rvh_asym_tag *,
+					sizeof(struct rte_crypto_op) + sizeof(struct rte_crypto_asym_op));
+	*tag = (struct rvh_asym_tag){ RVH_ASYM_TAG_MAGIC, m };
+	return 0;
+#else
+	(void)op, (void)sess, (void)m, (void)op_type, (void)in_off, (void)in_len, (void)msg_len, (void)out_off,
+		(void)out_len;
+	return -1;
+#endif
+}
+
+/* The bytes an RSA op wrote (its output's length as the PMD set it). */
+uint32_t rvh_crypto_rsa_op_out_len(const struct rte_crypto_op *op)
+{
+#ifdef RVH_HAVE_RSA
+	const struct rte_crypto_rsa_op_param *rsa = &op->asym->rsa;
+
+	switch (rsa->op_type) {
+	case RTE_CRYPTO_ASYM_OP_ENCRYPT: return rsa->cipher.length;
+	case RTE_CRYPTO_ASYM_OP_DECRYPT: return rsa->message.length;
+	case RTE_CRYPTO_ASYM_OP_SIGN: return rsa->sign.length;
+	default: return 0;
+	}
+#else
+	(void)op;
+	return 0;
+#endif
 }
 
 /* Makes op a symmetric operation with session sess, in place on m (data
@@ -144,8 +275,19 @@ int rvh_crypto_op_prepare(struct rte_crypto_op *op, void *sess, struct rte_mbuf 
 	return 0;
 }
 
+/* The mbuf of an op rvh_crypto_op_prepare or rvh_crypto_rsa_op_prepare
+ * made (an asymmetric op names it in its tag). */
 struct rte_mbuf *rvh_crypto_op_mbuf(const struct rte_crypto_op *op)
 {
+#ifdef RVH_HAVE_RSA
+	if (op->type == RTE_CRYPTO_OP_TYPE_ASYMMETRIC) {
+		const struct rte_crypto_op_pool_private *pool = rte_mempool_get_priv(op->mempool);
+		const struct rvh_asym_tag *tag = rte_crypto_op_ctod_offset(op, const struct rvh_asym_tag *,
+				sizeof(struct rte_crypto_op) + sizeof(struct rte_crypto_asym_op));
+
+		return pool->priv_size < sizeof(*tag) || tag->magic != RVH_ASYM_TAG_MAGIC ? NULL : tag->m;
+	}
+#endif
 	return op->type == RTE_CRYPTO_OP_TYPE_SYMMETRIC ? op->sym->m_src : NULL;
 }
 
