@@ -4,7 +4,7 @@
 # Debian's librte_vhost and with rvhost alternately (both testpmds on 2 MiB
 # hugepages, reserved if needed), and print the packet rates side by side.
 # Extra arguments go to tests/e2e/bench.py (e.g. --rounds 3, --quick,
-# --size 1518).
+# --size 1518, --ring 1024 for 1024-entry virtio-user rings, --mbufs 32768).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh

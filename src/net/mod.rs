@@ -103,6 +103,8 @@ impl<S> Burst<'_, S> {
 
     /// Accounts dequeued slot `i`: a good packet moves up to the front of
     /// `out`, a bad one is counted and logged (its mbuf is released later).
+    /// Inline, the good case is a swap and an increment.
+    #[inline(always)]
     fn account_dequeued(
         &mut self,
         out: &mut [Option<Mbuf>],
@@ -119,16 +121,20 @@ impl<S> Burst<'_, S> {
                 out.swap(*done, i);
                 *done += 1;
             }
-            Err(e) => {
-                #[cfg(feature = "abi-24-11")]
-                if matches!(e, DropReason::NoMbuf) {
-                    self.vq.datapath_mut().stats.mbuf_alloc_failed += 1;
-                }
-                self.vq.datapath_mut().bad_chains += 1;
-                if self.vq.datapath_mut().bad_chains <= 8 {
-                    vlog!(Data, Err, self.dev.ifname(), "vring {}: dropping a packet: {e}", self.vq.index());
-                }
-            }
+            Err(e) => self.count_dropped(e),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn count_dropped(&mut self, e: DropReason) {
+        #[cfg(feature = "abi-24-11")]
+        if matches!(e, DropReason::NoMbuf) {
+            self.vq.datapath_mut().stats.mbuf_alloc_failed += 1;
+        }
+        self.vq.datapath_mut().bad_chains += 1;
+        if self.vq.datapath_mut().bad_chains <= 8 {
+            vlog!(Data, Err, self.dev.ifname(), "vring {}: dropping a packet: {e}", self.vq.index());
         }
     }
 }

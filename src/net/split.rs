@@ -23,28 +23,44 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
         let lone = (avail > 0 && b.used.room() > 0 && head < ring.size())
             .then(|| lone_buffer(&b.mem, &ring.read_split_desc(head), needed))
             .flatten();
-        let one;
-        let (segs, chains) = match lone {
-            Some(seg) => {
+        let nchains = match lone {
+            // A one-segment mbuf into a buffer that holds header and data
+            // (`lone_buffer` checked it against `pkt_len`; the data, which
+            // is what is copied, must not be longer): no call into
+            // `place_packet`'s general walk.
+            Some(seg) if m.next().is_none() && m.data().len() <= m.pkt_len() as usize => {
                 avail -= 1;
-                one = LoneChain::new(seg, head);
-                one.parts()
+                put_plain(b.writer, seg, header::wire_header_for(&m, 1), hlen, m.data());
+                b.used.push(head, needed as u32, 1);
+                1
             }
-            None => {
-                let room = b.used.room();
-                match split::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, &mut avail, room) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        b.bad_chain(e);
-                        break;
+            lone => {
+                let one;
+                let (segs, chains) = match lone {
+                    Some(seg) => {
+                        avail -= 1;
+                        one = LoneChain::new(seg, head);
+                        one.parts()
                     }
-                }
-                (b.bufs.segs(b.mem.mem()), &b.bufs.chains[..b.bufs.nchains])
+                    None => {
+                        let room = b.used.room();
+                        match split::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, &mut avail, room)
+                        {
+                            Ok(true) => {}
+                            Ok(false) => break,
+                            Err(e) => {
+                                b.bad_chain(e);
+                                break;
+                            }
+                        }
+                        (b.bufs.segs(b.mem.mem()), &b.bufs.chains[..b.bufs.nchains])
+                    }
+                };
+                place_packet(b.writer, segs, chains, hlen, m, b.used);
+                chains.len()
             }
         };
-        place_packet(b.writer, segs, chains, hlen, m, b.used);
-        b.vq.advance_avail(chains.len() as u16);
+        b.vq.advance_avail(nchains as u16);
         if b.stats {
             b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }

@@ -119,10 +119,15 @@ pub fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
 /// more spilled registers (docs/performance.md, 2026-12-07).
 #[inline(never)]
 pub fn prefetch_burst<'m>(vq: &VqState, ring: &RingMem, mem: &impl AddressSpace<'m>, n: usize) {
-    let mut pos = vq.avail_pos();
-    for _ in 0..n {
-        prefetch_buffer(mem, ring.read_packed_desc(pos.idx), false);
-        pos.advance(1, ring.size());
+    // Up to the end of the ring, then on from slot 0: two plain runs, no
+    // wrap test per descriptor.
+    let idx = vq.avail_pos().idx;
+    let before_end = ring.size().saturating_sub(idx).min(n as u16);
+    for i in idx..idx + before_end {
+        prefetch_buffer(mem, ring.read_packed_desc(i), false);
+    }
+    for i in 0..n as u16 - before_end {
+        prefetch_buffer(mem, ring.read_packed_desc(i), false);
     }
 }
 

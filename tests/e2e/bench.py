@@ -5,8 +5,14 @@ order every round. For each path it reports the median Rx rate at the vhost
 port (Mpps, sampled after a warm-up) and the vhost forwarding core's CPU
 cycles per packet (testpmd --record-core-cycles), and the ratio ours/stock.
 It is a benchmark: it fails only if traffic does not flow.
-usage: bench.py [LIBDIR] [--rounds N] [--quick] [--size 64|1518] [--paths WORD,...] [--no-huge]
+usage: bench.py [LIBDIR] [--rounds N] [--quick] [--size 64|1518] [--ring N] [--mbufs N]
+                [--paths WORD,...] [--no-huge]
 --paths keeps the paths whose name contains one of the words (e.g. packed).
+--ring sets the virtio-user rings' size (devargs queue_size=, default 256 as
+virtio-user's own default; QEMU guests use 256 to 1024) and both testpmds'
+--txd/--rxd to match (net_vhost ignores its own). --mbufs sets both
+testpmds' --total-num-mbufs (default: testpmd's own count); more mbufs
+spread the packets over more cache lines.
 Both testpmds run on 2 MiB hugepages (reserved and mounted here if needed,
 as root), as DPDK's own performance test plans do: on 4 KiB pages
 (`--no-huge`, also the fallback when none can be reserved) the TLB misses
@@ -24,13 +30,14 @@ from loopback_paths import PATHS
 QUICK = ["split mergeable", "packed in-order mergeable"]
 
 
-def measure(libdir, vargs, size, huge, samples=3):
-    pair = Pair(libdir, vargs, record_cycles=True, tag="bench", huge=huge)
+def measure(libdir, vargs, a, huge, samples=3):
+    pair = Pair(libdir, f"{vargs},queue_size={a.ring}", record_cycles=True, tag="bench", huge=huge,
+                descs=a.ring, mbufs=a.mbufs)
     try:
         pair.start()
         if pair.loaded_library() != expected_library(libdir):
             raise RuntimeError(f"wrong library mapped: {pair.loaded_library()}")
-        pair.run_traffic(txpkts=str(size) if size != 64 else None)
+        pair.run_traffic(txpkts=str(a.size) if a.size != 64 else None)
         time.sleep(2)
         rates = []
         for _ in range(samples):
@@ -49,6 +56,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--ring", type=int, default=256, help="virtio-user queue_size and testpmd --txd/--rxd")
+    ap.add_argument("--mbufs", type=int, default=None, help="testpmd --total-num-mbufs (both sides)")
     ap.add_argument("--paths", default="", help="comma-separated words; keep paths whose name has one")
     ap.add_argument("--no-huge", action="store_true", help="4 KiB pages (noisier, slower for both)")
     a = ap.parse_args()
@@ -69,7 +78,7 @@ def main():
         for name, vargs in paths:
             for label, libdir in order:
                 try:
-                    mpps, cyc = measure(libdir, vargs, a.size, huge)
+                    mpps, cyc = measure(libdir, vargs, a, huge)
                 except Exception as e:
                     print(f"[{label}] {name}: error {str(e)[:200]}", flush=True)
                     mpps, cyc = 0.0, None
@@ -82,7 +91,9 @@ def main():
         v = [x[i] for x in vals if x[i]]
         return statistics.median(v) if v else None
 
-    print(f"\n{a.size}-byte packets, {rounds} round(s), {'2 MiB hugepages' if huge else '--no-huge'}, "
+    mbufs = f"{a.mbufs} mbufs" if a.mbufs else "testpmd's default mbuf count"
+    print(f"\n{a.size}-byte packets, {a.ring}-entry rings, {mbufs}, {rounds} round(s), "
+          f"{'2 MiB hugepages' if huge else '--no-huge'}, "
           "median per path; vhost side's forwarding core (cycles/packet from --record-core-cycles)\n")
     def best(vals):
         v = [x[1] for x in vals if x[1]]

@@ -116,7 +116,7 @@ class Pair:
     """A vhost-user testpmd (library under test) and a virtio-user testpmd."""
 
     def __init__(self, libdir, virtio_args="", queues=1, vhost_args="", record_cycles=False,
-                 vhost_client=False, mbuf_size=None, tag="t", huge=False):
+                 vhost_client=False, mbuf_size=None, tag="t", huge=False, descs=1024, mbufs=None):
         self.sock = tempfile.mktemp(prefix=f"rvhost-{tag}-", suffix=".sock")
         self.libdir = libdir
         self.queues = queues
@@ -124,6 +124,8 @@ class Pair:
         self.vhost_client = vhost_client
         self.record = ["--record-core-cycles"] if record_cycles else []
         self.mbuf = [f"--mbuf-size={mbuf_size}"] if mbuf_size else []
+        self.mbuf += [f"--total-num-mbufs={mbufs}"] if mbufs else []
+        self.descs = descs
         self.vhost_args = vhost_args
         self.tag = tag
         self.huge = huge
@@ -136,7 +138,7 @@ class Pair:
 
     def app_args(self):
         q = [f"--rxq={self.queues}", f"--txq={self.queues}"] if self.queues > 1 else []
-        return ["--nb-cores=1", "--txd=1024", "--rxd=1024"] + q + self.record + self.mbuf
+        return ["--nb-cores=1", f"--txd={self.descs}", f"--rxd={self.descs}"] + q + self.record + self.mbuf
 
     def start_vhost(self):
         client = ",client=1" if self.vhost_client else ""
