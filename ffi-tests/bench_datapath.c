@@ -80,9 +80,9 @@
 /* The first DEFAULT_MODES run when none is named. */
 #define DEFAULT_MODES 4
 static const struct mode modes[] = {
-	{ "split", 0, 0, 0 },	    { "split-mrg", 0, 1, 0 },	    { "packed", 1, 0, 0 },
-	{ "packed-mrg", 1, 1, 0 },  { "split-iommu", 0, 0, 1 },    { "split-mrg-iommu", 0, 1, 1 },
-	{ "packed-iommu", 1, 0, 1 }, { "packed-mrg-iommu", 1, 1, 1 },
+	{ "split", 0, 0, 0, 0 },	       { "split-mrg", 0, 1, 0, 0 },	  { "packed", 1, 0, 0, 0 },
+	{ "packed-mrg", 1, 1, 0, 0 },   { "split-iommu", 0, 0, 1, 0 },  { "split-mrg-iommu", 0, 1, 1, 0 },
+	{ "packed-iommu", 1, 0, 1, 0 }, { "packed-mrg-iommu", 1, 1, 1, 0 },
 };
 
 static char sock_path[108]; /* removed by die() */
@@ -538,7 +538,7 @@ static double missing_tx_bursts(int vid, struct gring *tx, uint16_t id, struct r
 
 static void run_iotlb_budget(struct rte_mempool *pool, uint16_t ring)
 {
-	static const struct mode md = { "iotlb-budget", 0, 0, 1 };
+	static const struct mode md = { "iotlb-budget", 0, 0, 1, 0 };
 	const double us = rte_get_tsc_hz() / 1e6;
 	struct guest_ram ram;
 	struct gring *rx = calloc(1, sizeof(*rx)), *tx = calloc(1, sizeof(*tx));
