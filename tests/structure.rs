@@ -624,3 +624,68 @@ fn errors_are_typed() {
     }
     assert!(found.is_empty(), "untyped errors: {found:#?}");
 }
+
+/// What only the ring engines (`virtqueue::avail`, `split`, `packed`) may
+/// do: read an avail slot or a descriptor, walk a chain from the ring, and
+/// move or read the avail position.
+const ENGINE_ONLY: &[&str] = &[
+    "read_split_desc",
+    "read_packed_desc",
+    "split_avail_ring",
+    "packed_flags",
+    "packed_flags_run",
+    "packed_line",
+    "prefetch_packed_run",
+    "walk_split",
+    "walk_packed",
+    "visit_split",
+    "is_available",
+    "avail_pos",
+    "set_avail_pos",
+    "advance_avail",
+    "last_avail_idx",
+];
+
+/// Uses in `code` of the names in `names` as a call (`name(`, `name::<`)
+/// or through a value (`.name`): (line, name).
+fn engine_only_uses(code: &str, names: &[&str]) -> Vec<(usize, String)> {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        let b = line.as_bytes();
+        for name in names {
+            for (at, _) in line.match_indices(name) {
+                let end = at + name.len();
+                if (at > 0 && word(b[at - 1])) || b.get(end).is_some_and(|&c| word(c)) {
+                    continue;
+                }
+                let rest = line[end..].trim_start();
+                let through_value = line[..at].trim_end().ends_with('.');
+                if through_value || rest.starts_with('(') || rest.starts_with("::<") {
+                    out.push((n + 1, name.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn only_the_ring_engines_read_slots_and_move_indices() {
+    let mut uses = Vec::new();
+    for (path, src) in rust_files("src") {
+        if path.contains("/src/virtqueue/") {
+            continue;
+        }
+        for (line, name) in engine_only_uses(&code_only(&src), ENGINE_ONLY) {
+            uses.push(format!("{path}:{line}: {name}"));
+        }
+    }
+    assert!(uses.is_empty(), "ring slots, descriptors or indices touched outside the engines: {uses:#?}");
+    // The scan finds each form, and not a parameter or a longer name.
+    let planted = "let h = ring.split_avail_ring(i);\nb.vq.set_avail_pos(p);\nwalk_split(m, s, h, r, o)\nlet i = vq\n    .last_avail_idx;";
+    assert_eq!(engine_only_uses(planted, ENGINE_ONLY).len(), 4);
+    let innocent =
+        "fn f(last_avail_idx: u16) { *last_avail_idx = 0; x.avail_positions(); packed_flags_addr(1) }";
+    assert!(engine_only_uses(innocent, ENGINE_ONLY).is_empty());
+}

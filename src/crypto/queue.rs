@@ -28,7 +28,7 @@ use crate::dpdk::crypto::{CryptoOp, OwnedPool};
 use crate::dpdk::mbuf::{self, Mbuf, HEADROOM};
 use crate::guest::slice::Writer;
 use crate::guest::{AddressSpace, PhysicalSpace};
-use crate::virtqueue::chain::{visit_split, ChainError, F_WRITE};
+use crate::virtqueue::chain::{ChainError, F_WRITE};
 use crate::virtqueue::notify;
 use crate::virtqueue::ring::{Desc, RingMem};
 use crate::virtqueue::used::UsedElem;
@@ -156,24 +156,23 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
     }
     let mem = Arc::clone(s.mem());
     let ring = ring.in_table(&mem);
-    let Some(avail) = split::available(&s, &ring) else {
+    let Some(mut avail) = s.split_avail(&ring) else {
         vlog!(Data, Err, LOG, "vring {qid}: avail index more than a ring ahead");
         return 0;
     };
-    let avail = usize::from(avail).min(MAX_BURST);
     let log = s.active_log();
     let writer = Writer::new(log.as_deref().map(|l| (l, &*mem)));
     let space = PhysicalSpace(&mem);
     let mut completed: Vec<UsedElem> = Vec::new();
     // A refused request completes here and leaves its op to the next one.
     let mut fetched = 0;
-    for _ in 0..avail {
+    for _ in 0..usize::from(avail.left()).min(MAX_BURST) {
         let Some(&Some(op)) = ops.get(usize::from(fetched)) else { break };
         let Some(m) = mbuf::alloc(inst.pool.pool()) else {
             vlog!(Data, Err, LOG, "Insufficient memory");
             break;
         };
-        let head = ring.split_avail_ring(s.last_avail_idx());
+        let head = avail.split_take_head(&ring);
         match prepare(inst, space, writer, &ring, qid, head, op, m) {
             Ok(()) => fetched += 1,
             Err(Completed(len)) => {
@@ -181,8 +180,8 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
                 completed.push(UsedElem { id: head, len, count: 1 });
             }
         }
-        s.advance_avail(1);
     }
+    s.settle(avail);
     if !completed.is_empty() {
         split::publish(&mut s, &ring, &completed);
         if notify::wants_notification(&mut s, &ring) {
@@ -207,20 +206,14 @@ fn prepare(
 ) -> Result<(), Completed> {
     let mut descs = [Desc::default(); MAX_DESCS];
     let mut n = 0;
-    let walked = visit_split(
-        &mem,
-        ring.size(),
-        head,
-        |i| ring.read_split_desc(i),
-        |d| {
-            if n == MAX_DESCS {
-                return Err(ChainError::TooLong);
-            }
-            descs[n] = *d;
-            n += 1;
-            Ok(())
-        },
-    );
+    let walked = split::visit_chain(ring, &mem, head, |d| {
+        if n == MAX_DESCS {
+            return Err(ChainError::TooLong);
+        }
+        descs[n] = *d;
+        n += 1;
+        Ok(())
+    });
     if let Err(e) = walked {
         vlog!(Data, Err, LOG, "vring {qid}: dropping a malformed request chain: {e}");
         return Err(Completed(0));

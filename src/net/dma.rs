@@ -22,6 +22,7 @@ use crate::guest::GuestMemory;
 use crate::protocol::features::flags::ASYNC_COPY;
 use crate::virtqueue::access_lock::AccessGuard;
 use crate::virtqueue::async_queue::{AsyncQueue, Completion, DmaScratch, Submitted};
+use crate::virtqueue::avail::Avail;
 use crate::virtqueue::{packed as packed_ring, split as split_ring, Virtqueue};
 
 /// How a call takes the ring's lock. 22.11's `_thread_unsafe` variants,
@@ -125,80 +126,17 @@ pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>], ch: C
     n as u16
 }
 
-/// Reserves the chains for a packet of `needed` bytes from the ring's next
-/// available position and moves past them; `Ok(false)` if it cannot be
-/// placed now. `avail`: split rings' entries left.
-fn reserve_chains<'a>(
-    b: &mut Burst<'a, impl AddressSpace<'a>>,
-    needed: u64,
-    mergeable: bool,
-    avail: &mut u16,
-) -> Result<bool, ChainError> {
-    let (ring, room) = (&b.ring, b.used.room());
-    if ring.is_packed() {
-        let next = packed_ring::reserve(b.vq, ring, &b.mem, b.bufs, needed, mergeable, room)?;
-        if let Some(pos) = next {
-            b.vq.set_avail_pos(pos);
-        }
-        return Ok(next.is_some());
-    }
-    let ok = split_ring::reserve(b.vq, ring, &b.mem, b.bufs, needed, mergeable, avail, room)?;
-    if ok {
-        b.vq.advance_avail(b.bufs.nchains as u16);
-    }
-    Ok(ok)
-}
-
-/// The common case without a walk, as the sync enqueue takes it: the next
-/// chain is one descriptor holding the whole packet of `needed` bytes;
-/// takes it and moves past it. `None` sends the caller to
-/// `reserve_chains`. `avail`: split rings' entries left.
-#[inline(always)]
-fn reserve_lone<'a>(
-    b: &mut Burst<'a, impl AddressSpace<'a>>,
-    needed: u64,
-    avail: &mut u16,
-) -> Option<LoneChain<'a>> {
-    let ring = &b.ring;
-    if b.used.room() == 0 {
-        return None;
-    }
-    if ring.is_packed() {
-        let pos = b.vq.avail_pos();
-        if !packed_ring::is_available(ring, pos) {
-            return None;
-        }
-        let d = ring.read_packed_desc(pos.idx);
-        let seg = lone_buffer(&b.mem, &d, needed)?;
-        let mut next = pos;
-        next.advance(1, ring.size());
-        b.vq.set_avail_pos(next);
-        return Some(LoneChain::new(seg, d.next_or_id));
-    }
-    let head = ring.split_avail_ring(b.vq.last_avail_idx());
-    if *avail == 0 || head >= ring.size() {
-        return None;
-    }
-    let seg = lone_buffer(&b.mem, &ring.read_split_desc(head), needed)?;
-    *avail -= 1;
-    b.vq.advance_avail(1);
-    Some(LoneChain::new(seg, head))
-}
-
 fn submit<'a>(
     b: &mut Burst<'a, impl AddressSpace<'a>>,
     pkts: &[Option<Mbuf>],
     ch: ChannelId,
     q: &mut AsyncQueue,
 ) -> usize {
-    let mut avail = 0;
-    if !b.ring.is_packed() {
-        let Some(n) = split_ring::available(b.vq, &b.ring) else {
-            b.bad_chain(ChainError::IndexOutOfRange);
-            return 0;
-        };
-        avail = n;
-    }
+    let ring = b.ring;
+    let Some(mut avail) = b.vq.avail(&ring) else {
+        b.bad_chain(ChainError::IndexOutOfRange);
+        return 0;
+    };
     let hlen = hdr_len(b.vq);
     let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
     let mem = b.mem.mem();
@@ -208,15 +146,19 @@ fn submit<'a>(
     for &p in pkts {
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
-        let from = b.vq.avail_pos();
+        let from = avail;
+        // The common case needs no walk (as the sync enqueue): the next
+        // chain is one buffer holding the whole packet.
+        let lone = if b.used.room() > 0 { avail.take_lone(&ring, &b.mem, needed) } else { None };
         let one;
-        let (segs, chains) = match reserve_lone(b, needed, &mut avail) {
-            Some(lone) => {
-                one = lone;
+        let (segs, chains) = match lone {
+            Some((seg, id)) => {
+                one = LoneChain::new(seg, id);
                 one.parts()
             }
             None => {
-                match reserve_chains(b, needed, mergeable, &mut avail) {
+                let room = b.used.room();
+                match avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room) {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
@@ -231,7 +173,7 @@ fn submit<'a>(
         let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
         if !dma_copies(mem, segs, pos, m, copies) {
             copies.truncate(start);
-            b.vq.set_avail_pos(from);
+            avail = from;
             vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index());
             break;
         }
@@ -242,7 +184,8 @@ fn submit<'a>(
     if packets.is_empty() {
         return 0;
     }
-    let sent = send(b.vq, ch, copies, packets, done_at);
+    let sent = send(ch, copies, packets, done_at, &mut avail);
+    b.vq.settle(avail);
     let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
     let mut used = b.used.entries();
     for (p, &at) in packets.iter().zip(&done_at) {
@@ -255,21 +198,21 @@ fn submit<'a>(
 }
 
 /// Submits the copies of `packets` to channel `ch`, as many packets as it
-/// has room for; those it has not give their chains back (the ring's avail
-/// position goes back to the first of them). Returns how many were sent,
-/// with their completion counts in `done_at`.
+/// has room for; those it has not give their chains back (`avail` goes back
+/// to the first of them). Returns how many were sent, with their completion
+/// counts in `done_at`.
 fn send(
-    vq: &mut VqState,
     ch: ChannelId,
     copies: &[Copy],
     packets: &[Submitted],
     done_at: &mut Vec<u64>,
+    avail: &mut Avail,
 ) -> usize {
     done_at.clear();
     dma::submit(ch, copies, packets.iter().map(|p| p.copies_end), done_at);
     let sent = done_at.len();
     if let Some(first_unsent) = packets.get(sent) {
-        vq.set_avail_pos(first_unsent.from);
+        *avail = first_unsent.from;
     }
     sent
 }
@@ -473,15 +416,12 @@ fn submit_dequeue<'a>(
     opts: DequeueOpts,
 ) -> usize {
     let ring = b.ring;
-    let avail = if ring.is_packed() {
-        packed_ring::count_available(b.vq, &ring, want)
-    } else {
-        let Some(n) = split_ring::available(b.vq, &ring) else {
-            b.bad_chain(ChainError::IndexOutOfRange);
-            return 0;
-        };
-        usize::from(n).min(want)
+    let Some(mut avail) = b.vq.avail(&ring) else {
+        b.bad_chain(ChainError::IndexOutOfRange);
+        return 0;
     };
+    let ready =
+        if ring.is_packed() { avail.packed_count(&ring, want) } else { usize::from(avail.left()).min(want) };
     let hlen = hdr_len(b.vq);
     let mem = b.mem.mem();
     let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
@@ -490,51 +430,32 @@ fn submit_dequeue<'a>(
     // The burst's mbufs in one bulk allocation (as 22.11); those left over
     // go back at the end.
     let mut fresh = [None; MAX_BURST];
-    let avail = avail.min(MAX_BURST);
-    if avail == 0 || !mbuf::alloc_bulk(pool, &mut fresh[..avail]) {
+    let ready = ready.min(MAX_BURST);
+    if ready == 0 || !mbuf::alloc_bulk(pool, &mut fresh[..ready]) {
         return 0;
     }
-    for slot in fresh.iter_mut().take(avail) {
-        let from = b.vq.avail_pos();
-        // `avail` counts packed descriptors, not chains: once chains of
-        // several descriptors were taken, the next head may not be the
-        // guest's yet.
-        if ring.is_packed() && !packed_ring::is_available(&ring, from) {
-            break;
-        }
-        // The common case needs no walk (as the sync dequeue): one
-        // descriptor, header and packet.
-        let (desc, head) = if ring.is_packed() {
-            let d = ring.read_packed_desc(from.idx);
-            (Some(d), d.next_or_id)
-        } else {
-            let head = ring.split_avail_ring(from.idx);
-            ((head < ring.size()).then(|| ring.read_split_desc(head)), head)
-        };
+    for slot in fresh.iter_mut().take(ready) {
+        let from = avail;
+        // A chain is taken only once its packet is prepared: a malformed
+        // one, or a packet that cannot be, stops the burst before it.
+        let Some(t) = avail.take(&ring, &b.mem, u64::from(hlen) + 1, b.bufs) else { break };
         let one;
-        let (segs, total, id, count) = match desc.and_then(|d| lone_buffer(&b.mem, &d, u64::from(hlen) + 1)) {
-            Some(seg) => {
+        let (segs, total) = match t.buffer {
+            Ok(Some(seg)) => {
                 one = [seg];
-                (&one[..], u64::from(seg.len()), head, 1)
+                (&one[..], u64::from(seg.len()))
             }
-            None => {
-                b.bufs.clear();
-                let (walked, id, count) = if ring.is_packed() {
-                    match walk_packed(&b.mem, ring.size(), from.idx, |i| ring.read_packed_desc(i), b.bufs) {
-                        Ok(c) => (Ok(()), c.id, c.count),
-                        Err(e) => (Err(e), 0, 0),
-                    }
-                } else {
-                    (walk_split(&b.mem, ring.size(), head, |i| ring.read_split_desc(i), b.bufs), head, 1)
-                };
-                if let Err(e) = walked {
-                    b.bad_chain(e);
-                    break;
-                }
-                (b.bufs.segs(mem), b.bufs.total(), id, count)
+            Ok(None) => (b.bufs.segs(mem), b.bufs.total()),
+            Err(e) => {
+                avail = from;
+                b.bad_chain(e);
+                break;
             }
         };
-        let Some(mut m) = slot.take() else { break };
+        let Some(mut m) = slot.take() else {
+            avail = from;
+            break;
+        };
         let (hdr, pos) = get_wire_header(segs, hlen);
         let start = copies.len();
         let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
@@ -543,6 +464,7 @@ fn submit_dequeue<'a>(
                 .and_then(|()| dma_copies_from_guest(mem, segs, pos, len, &mut m, pool, copies)),
         };
         if let Err(why) = prepared {
+            avail = from;
             copies.truncate(start);
             mbuf::free_bulk(&[Some(m)]);
             b.vq.datapath_mut().bad_chains += 1;
@@ -551,14 +473,7 @@ fn submit_dequeue<'a>(
             }
             break;
         }
-        let mut next = from;
-        next.advance(count, ring.size());
-        if ring.is_packed() {
-            b.vq.set_avail_pos(next);
-        } else {
-            b.vq.advance_avail(1);
-        }
-        b.used.push(id, 0, count);
+        b.used.push(t.id, 0, t.count);
         packets.push(Submitted {
             mbuf: HeldMbuf(m),
             copies_end: copies.len(),
@@ -567,11 +482,12 @@ fn submit_dequeue<'a>(
             net_hdr: hdr,
         });
     }
-    mbuf::free_bulk(&fresh[..avail]);
+    mbuf::free_bulk(&fresh[..ready]);
     if packets.is_empty() {
         return 0;
     }
-    let sent = send(b.vq, ch, copies, packets, done_at);
+    let sent = send(ch, copies, packets, done_at, &mut avail);
+    b.vq.settle(avail);
     if sent < packets.len() {
         let unsent: Vec<Option<Mbuf>> = packets[sent..].iter().map(|p| Some(p.mbuf.0)).collect();
         mbuf::free_bulk(&unsent);

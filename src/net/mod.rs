@@ -24,7 +24,7 @@ use crate::guest::iotlb::{PERM_RO, PERM_WO};
 use crate::guest::slice::{GuestSlice, Writer};
 use crate::guest::{AddressSpace, IovaSpace, PhysicalSpace};
 use crate::protocol::features::*;
-use crate::virtqueue::chain::{lone_buffer, walk_packed, walk_split, BufVec, ChainError, ChainInfo};
+use crate::virtqueue::chain::{BufVec, ChainError, ChainInfo};
 use crate::virtqueue::notify;
 use crate::virtqueue::ring::RingMem;
 use crate::virtqueue::stats;

@@ -11,7 +11,7 @@ const PACKED_HDR_LEN: u32 = 12;
 pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Option<Mbuf>]) -> usize {
     let hlen = PACKED_HDR_LEN;
     // The RX ring lines this burst reads and then marks used, owned at once.
-    b.ring.prefetch_packed_run(b.vq.last_avail_idx(), pkts.len());
+    b.vq.packed_avail().packed_prefetch_ring(&b.ring, pkts.len());
     let mut done = 0;
     while let Some(&p) = pkts.get(done) {
         if let Some(batch) = pkts[done..].first_chunk() {
@@ -38,7 +38,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
 }
 
 /// Enqueue of four one-segment packets into a batch of descriptors
-/// (`packed::take_batch`); `false`, with nothing done, if they do not
+/// (`Avail::packed_batch`); `false`, with nothing done, if they do not
 /// qualify. Each step runs over all four before the next, so their loads
 /// overlap.
 #[inline(always)]
@@ -53,7 +53,7 @@ fn enqueue_batch<'a>(
         return false;
     }
     let needed = mbufs.map(|m| u64::from(m.pkt_len()) + u64::from(hlen));
-    let Some(descs) = packed::take_batch(b.vq, &b.ring, &b.mem, needed, true) else { return false };
+    let Some(descs) = b.vq.packed_avail().packed_batch(&b.ring, &b.mem, needed, true) else { return false };
     // Written out four times, not looped: LLVM does not always unroll the
     // loop, and rolled it spills the batch to the stack (49 instructions a
     // packet instead of 25).
@@ -68,7 +68,7 @@ fn enqueue_batch<'a>(
             b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
     }
-    packed::consume_batch(b.vq, &b.ring);
+    b.vq.packed_take_batch(&b.ring);
     true
 }
 
@@ -78,28 +78,22 @@ fn enqueue_batch<'a>(
 #[inline(never)]
 fn enqueue_one<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, hlen: u32, m: Mbuf) -> bool {
     let needed = u64::from(m.pkt_len()) + u64::from(hlen);
-    let mut pos = b.vq.avail_pos();
     let ring = b.ring;
     // The common case needs no walk: one descriptor holding it all.
-    let lone = (b.used.room() > 0 && packed::is_available(&ring, pos))
-        .then(|| {
-            let d = ring.read_packed_desc(pos.idx);
-            lone_buffer(&b.mem, &d, needed).map(|seg| (seg, d.next_or_id))
-        })
-        .flatten();
+    let lone = if b.used.room() > 0 { b.vq.packed_take_lone(&ring, &b.mem, needed) } else { None };
     let one;
     let (segs, chains) = match lone {
         Some((seg, id)) => {
-            pos.advance(1, ring.size());
             one = LoneChain::new(seg, id);
             one.parts()
         }
         None => {
             let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
             let room = b.used.room();
-            match packed::reserve(b.vq, &ring, &b.mem, b.bufs, needed, mergeable, room) {
-                Ok(Some(next)) => pos = next,
-                Ok(None) => return false,
+            let mut avail = b.vq.packed_avail();
+            match avail.packed_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room) {
+                Ok(true) => b.vq.settle(avail),
+                Ok(false) => return false,
                 Err(e) => {
                     b.bad_chain(e);
                     return false;
@@ -109,7 +103,6 @@ fn enqueue_one<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, hlen: u32, m: Mbuf)
         }
     };
     place_packet(b.writer, segs, chains, hlen, m, b.used);
-    b.vq.set_avail_pos(pos);
     true
 }
 
@@ -123,12 +116,12 @@ pub(super) fn dequeue<'a>(
     let ring = b.ring;
     // Count the available descriptors first (an upper bound on the packets),
     // to allocate no more mbufs than can be filled.
-    let n = packed::count_available(b.vq, &ring, out.len().min(MAX_BURST));
+    let n = b.vq.packed_avail().packed_count(&ring, out.len().min(MAX_BURST));
     if n == 0 {
         return 0;
     }
     // The buffers' misses overlap the mbuf allocation.
-    packed::prefetch_burst(b.vq, &ring, &b.mem, n);
+    b.vq.packed_avail().packed_prefetch(&ring, &b.mem, n);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         #[cfg(feature = "abi-24-11")]
         {
@@ -137,44 +130,34 @@ pub(super) fn dequeue<'a>(
         return 0;
     }
     let hlen = PACKED_HDR_LEN;
-    let size = ring.size();
     let in_order = b.vq.has_feature(Feature::IN_ORDER.number());
     let mut done = 0;
     // Descriptors taken so far: the first `n` are known to be available.
     let mut taken = 0usize;
     let mut i = 0;
     while i < n {
-        if n - i >= BATCH && dequeue_batch(b, hlen, out, i, &mut done, opts, in_order) {
+        if n - i >= BATCH && dequeue_batch(b, out, i, &mut done, opts, in_order) {
             i += BATCH;
             taken += BATCH;
             continue;
         }
-        let pos = b.vq.avail_pos();
-        if taken >= n && !packed::is_available(&ring, pos) {
+        if taken >= n && !b.vq.packed_avail().packed_has_next(&ring) {
             break;
         }
-        let d = ring.read_packed_desc(pos.idx);
         // The common case needs no walk: one descriptor, header and packet.
-        let (count, id, res) = match lone_buffer(&b.mem, &d, u64::from(hlen) + 1) {
-            Some(seg) => (1, d.next_or_id, fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts)),
-            None => {
-                b.bufs.clear();
-                match walk_packed(&b.mem, size, pos.idx, |i| ring.read_packed_desc(i), b.bufs) {
-                    Ok(c) => (
-                        c.count,
-                        c.id,
-                        fill_mbuf(b.bufs.segs(b.mem.mem()), b.bufs.total(), hlen, out[i], pool, opts),
-                    ),
-                    // Not mapped yet: the chain stays for a later burst.
-                    Err(e) if b.missed(e) => break,
-                    // A broken chain is returned as one slot so the ring moves on.
-                    Err(e) => (1, d.next_or_id, Err(DropReason::Chain(e))),
-                }
+        let mem = &b.mem;
+        let fill = |seg: Option<GuestSlice>, bufs: &BufVec| match seg {
+            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts),
+            None => fill_mbuf(bufs.segs(mem.mem()), bufs.total(), hlen, out[i], pool, opts),
+        };
+        let (id, count, res) = match b.vq.packed_take_into(&ring, mem, u64::from(hlen) + 1, b.bufs, fill) {
+            Ok((id, count, res)) => (id, count, res.map_err(DropReason::Chain).and_then(|filled| filled)),
+            // Not mapped yet: the chain stays for a later burst.
+            Err(e) => {
+                b.missed(e);
+                break;
             }
         };
-        let mut next = pos;
-        next.advance(count, size);
-        b.vq.set_avail_pos(next);
         taken += usize::from(count);
         b.used.push(id, 0, count);
         b.account_dequeued(out, i, &mut done, res, opts.stats);
@@ -192,20 +175,20 @@ pub(super) fn dequeue<'a>(
     done
 }
 
-/// Dequeue of a batch of four lone descriptors (`packed::take_batch`) whose
+/// Dequeue of a batch of four lone descriptors (`Avail::packed_batch`) whose
 /// packets fit the fresh mbufs `out[i..i + 4]` without chaining; `false`,
 /// with nothing done, if they do not qualify. Each step runs over all four
 /// before the next, so their loads overlap.
 #[inline(always)]
 fn dequeue_batch<'a>(
     b: &mut Burst<'a, impl AddressSpace<'a>>,
-    hlen: u32,
     out: &mut [Option<Mbuf>],
     i: usize,
     done: &mut usize,
     opts: DequeueOpts,
     in_order: bool,
 ) -> bool {
+    let hlen = PACKED_HDR_LEN;
     let Some(&[Some(m0), Some(m1), Some(m2), Some(m3)]) = out[i..].first_chunk::<BATCH>() else {
         return false;
     };
@@ -213,7 +196,8 @@ fn dequeue_batch<'a>(
     if b.used.room() < BATCH {
         return false;
     }
-    let Some(descs) = packed::take_batch(b.vq, &b.ring, &b.mem, [u64::from(hlen) + 1; BATCH], false) else {
+    let Some(descs) = b.vq.packed_avail().packed_batch(&b.ring, &b.mem, [u64::from(hlen) + 1; BATCH], false)
+    else {
         return false;
     };
     // All four must fit before any is copied (else the single path takes them).
@@ -255,6 +239,6 @@ fn dequeue_batch<'a>(
         }
     }
     *done += BATCH;
-    packed::consume_batch(b.vq, &b.ring);
+    b.vq.packed_take_batch(&b.ring);
     true
 }

@@ -204,23 +204,17 @@ fn log_written<'m>(
     head: u16,
     log: &crate::guest::dirty_log::DirtyLog,
 ) -> Result<(), crate::virtqueue::chain::ChainError> {
-    use crate::virtqueue::chain::{visit_split, F_WRITE};
+    use crate::virtqueue::chain::F_WRITE;
     let mem = space.mem();
-    visit_split(
-        space,
-        ring.size(),
-        head,
-        |i| ring.read_split_desc(i),
-        |d| {
-            let mut done = 0;
-            while d.flags & F_WRITE != 0 && done < d.len {
-                let Ok(seg) = space.slice(d.addr.wrapping_add(u64::from(done)), d.len - done) else { break };
-                if let Some(gpa) = mem.hva_to_gpa(seg.hva(), u64::from(seg.len())) {
-                    log.mark(gpa, u64::from(seg.len()));
-                }
-                done += seg.len();
+    crate::virtqueue::split::visit_chain(ring, space, head, |d| {
+        let mut done = 0;
+        while d.flags & F_WRITE != 0 && done < d.len {
+            let Ok(seg) = space.slice(d.addr.wrapping_add(u64::from(done)), d.len - done) else { break };
+            if let Some(gpa) = mem.hva_to_gpa(seg.hva(), u64::from(seg.len())) {
+                log.mark(gpa, u64::from(seg.len()));
             }
-            Ok(())
-        },
-    )
+            done += seg.len();
+        }
+        Ok(())
+    })
 }

@@ -51,7 +51,7 @@ pub struct Submitted {
     pub mbuf: HeldMbuf,
     pub copies_end: usize,
     pub chains: u16,
-    pub from: super::packed::PackedPos,
+    pub from: super::avail::Avail,
     pub net_hdr: u128,
 }
 

@@ -13,6 +13,7 @@
 #[allow(unsafe_code)]
 pub mod access_lock;
 pub mod async_queue;
+pub mod avail;
 pub mod chain;
 #[allow(unsafe_code)]
 pub mod inflight;
@@ -629,12 +630,6 @@ impl VqState {
         self.log_guest_addr
     }
 
-    /// The next avail index a split ring takes.
-    #[inline(always)]
-    pub fn last_avail_idx(&self) -> u16 {
-        self.last_avail_idx
-    }
-
     /// `rte_vhost_avail_entries`: entries the guest made available on an
     /// enabled split ring that the back-end has not taken yet.
     pub fn avail_entries(&self) -> u16 {
@@ -644,12 +639,6 @@ impl VqState {
             }
             _ => 0,
         }
-    }
-
-    /// A split ring's avail position moves past `n` taken heads.
-    #[inline(always)]
-    pub fn advance_avail(&mut self, n: u16) {
-        self.last_avail_idx = self.last_avail_idx.wrapping_add(n);
     }
 
     /// The datapath's own state.
@@ -697,13 +686,14 @@ impl VqState {
     }
 
     /// The packed ring positions (avail: the next descriptor the device
-    /// takes; used: the next it marks used).
+    /// takes, moved only by the engines, `avail::Avail`; used: the next it
+    /// marks used).
     #[inline(always)]
-    pub fn avail_pos(&self) -> packed::PackedPos {
+    fn avail_pos(&self) -> packed::PackedPos {
         packed::PackedPos { idx: self.last_avail_idx, wrap: self.avail_wrap_counter }
     }
     #[inline(always)]
-    pub fn set_avail_pos(&mut self, pos: packed::PackedPos) {
+    fn set_avail_pos(&mut self, pos: packed::PackedPos) {
         (self.last_avail_idx, self.avail_wrap_counter) = (pos.idx, pos.wrap);
     }
     #[inline(always)]
@@ -886,7 +876,7 @@ impl VqState {
             }
             out
         } else {
-            let n = split::available(self, &ring).unwrap_or(0).min(max);
+            let n = self.split_avail(&ring).map_or(0, |a| a.left()).min(max);
             (0..n)
                 .map(|k| ring.split_avail_ring(self.last_avail_idx.wrapping_add(k)))
                 .filter(|&head| head < size)

@@ -6,14 +6,10 @@
 
 use std::sync::atomic::Ordering;
 
-use super::chain::{
-    lone_buffer, prefetch_buffer, prefetch_segment, walk_packed, BufVec, ChainError, F_WRITE,
-};
+use super::chain::F_WRITE;
 use super::ring::RingMem;
 use super::used::{UsedBatch, UsedElem};
 use super::VqState;
-use crate::guest::slice::GuestSlice;
-use crate::guest::AddressSpace;
 
 const F_AVAIL: u16 = 1 << 7;
 const F_USED: u16 = 1 << 15;
@@ -70,13 +66,13 @@ fn avail_pattern(wrap: bool) -> u16 {
 /// Whether descriptor flags `f` say the guest made it available in the
 /// round of wrap counter `wrap`.
 #[inline(always)]
-fn made_available(f: u16, wrap: bool) -> bool {
+pub(super) fn made_available(f: u16, wrap: bool) -> bool {
     f & (F_AVAIL | F_USED) == avail_pattern(wrap)
 }
 
 /// Whether the descriptor at `pos` is available.
 #[inline(always)]
-pub fn is_available(ring: &RingMem, pos: PackedPos) -> bool {
+pub(super) fn is_available(ring: &RingMem, pos: PackedPos) -> bool {
     made_available(ring.packed_flags(pos.idx), pos.wrap)
 }
 
@@ -98,84 +94,9 @@ pub fn monitor_value(pos: PackedPos) -> (u16, u16) {
     (avail_pattern(pos.wrap), F_AVAIL | F_USED)
 }
 
-/// How many consecutive descriptors from the next one the guest has made
-/// available, up to `max` (an upper bound on the packets a dequeue takes).
-pub fn count_available(vq: &VqState, ring: &RingMem, max: usize) -> usize {
-    let PackedPos { idx, wrap } = vq.avail_pos();
-    // Up to the end of the ring, then on from slot 0 in the next round.
-    let before_end = usize::from(ring.size().saturating_sub(idx)).min(max);
-    let n = ring.packed_flags_run(idx, before_end).take_while(|&f| made_available(f, wrap)).count();
-    if n < before_end {
-        return n;
-    }
-    n + ring.packed_flags_run(0, max - n).take_while(|&f| made_available(f, !wrap)).count()
-}
-
-/// Prefetches the buffers of the `n` descriptors from the next available
-/// slot on (known to be available), at the start of a dequeue burst: their
-/// misses, on lines the guest's core last wrote, then overlap each other
-/// and the mbuf allocation instead of stalling batch by batch. Out of line
-/// (a call a burst): inlined, it left the dequeue loops that follow with
-/// more spilled registers (docs/performance.md, 2026-12-07).
-#[inline(never)]
-pub fn prefetch_burst<'m>(vq: &VqState, ring: &RingMem, mem: &impl AddressSpace<'m>, n: usize) {
-    // Up to the end of the ring, then on from slot 0: two plain runs, no
-    // wrap test per descriptor.
-    let idx = vq.avail_pos().idx;
-    let before_end = ring.size().saturating_sub(idx).min(n as u16);
-    for i in idx..idx + before_end {
-        prefetch_buffer(mem, ring.read_packed_desc(i), false);
-    }
-    for i in 0..n as u16 - before_end {
-        prefetch_buffer(mem, ring.read_packed_desc(i), false);
-    }
-}
-
 /// Descriptors taken as one batch: four 16-byte descriptors are one cache
 /// line of the ring (DPDK's PACKED_BATCH_SIZE).
 pub const BATCH: usize = 4;
-
-/// The next `BATCH` descriptors as lone buffers (`lone_buffer`) of at least
-/// `needed[k]` bytes each: their buffers and ids. `None` if the next slot is
-/// not a multiple of `BATCH` (the batch would not be one line, or would
-/// wrap), if any of them is not available, or if any needs the full walk;
-/// the caller then takes them one by one. All four flags are checked before
-/// any descriptor is read. For an enqueue (`write`) the buffers are
-/// prefetched for writing here; a dequeue burst prefetched all of its
-/// buffers at its start (`prefetch_burst`).
-#[inline(always)]
-pub fn take_batch<'m>(
-    vq: &VqState,
-    ring: &RingMem,
-    mem: &impl AddressSpace<'m>,
-    needed: [u64; BATCH],
-    write: bool,
-) -> Option<[(GuestSlice<'m>, u16); BATCH]> {
-    let line = ring.packed_line::<BATCH>(vq.last_avail_idx)?;
-    let wrap = vq.avail_wrap_counter;
-    if !line.flags().iter().fold(true, |all, &f| all & made_available(f, wrap)) {
-        return None;
-    }
-    let descs = line.read();
-    let mut bufs = [(GuestSlice::default(), 0); BATCH];
-    for ((b, d), need) in bufs.iter_mut().zip(&descs).zip(needed) {
-        *b = (lone_buffer(mem, d, need)?, d.next_or_id);
-    }
-    if write {
-        for (seg, _) in &bufs {
-            prefetch_segment(*seg, true);
-        }
-    }
-    Some(bufs)
-}
-
-/// Takes the batch `take_batch` found: the avail position moves past it.
-#[inline(always)]
-pub fn consume_batch(vq: &mut VqState, ring: &RingMem) {
-    let mut pos = vq.avail_pos();
-    pos.advance(BATCH as u16, ring.size());
-    vq.set_avail_pos(pos);
-}
 
 /// Publishes used entries (slot, id, len, desc count) written relaxed, the
 /// first one's flags last with release so the guest sees a whole batch.
@@ -242,35 +163,6 @@ pub fn publish_in_order(vq: &mut VqState, ring: &RingMem, entries: &[UsedElem]) 
     let Some(last) = entries.last() else { return };
     let slots = entries.iter().map(|e| e.count).sum();
     publish(vq, ring, &[UsedElem { id: last.id, len: 0, count: slots }], false);
-}
-
-/// Gathers enough chains, from the next available slot on, for `needed`
-/// bytes (several only when `mergeable`) into `bufs`; the position after
-/// them, `None` if not enough is available now (`room`: used entries left
-/// in the burst), or the error of a malformed chain.
-pub fn reserve<'m>(
-    vq: &VqState,
-    ring: &RingMem,
-    mem: &impl AddressSpace<'m>,
-    bufs: &mut BufVec,
-    needed: u64,
-    mergeable: bool,
-    room: usize,
-) -> Result<Option<PackedPos>, ChainError> {
-    let mut pos = vq.avail_pos();
-    bufs.clear();
-    while bufs.total() < needed {
-        if (!mergeable && bufs.nchains == 1) || bufs.nchains == room || !is_available(ring, pos) {
-            return Ok(None);
-        }
-        let before = bufs.total();
-        let c = walk_packed(mem, ring.size(), pos.idx, |i| ring.read_packed_desc(i), bufs)?;
-        if !bufs.push_chain(c.id, c.count, before) {
-            return Ok(None);
-        }
-        pos.advance(c.count, ring.size());
-    }
-    Ok(Some(pos))
 }
 
 #[cfg(test)]

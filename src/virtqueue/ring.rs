@@ -161,14 +161,14 @@ impl TranslatedRing {
 impl<'m> RingMem<'m> {
     /// Reads split descriptor `i` of the table (reduced to a slot).
     #[inline]
-    pub fn read_split_desc(&self, i: u16) -> Desc {
+    pub(super) fn read_split_desc(&self, i: u16) -> Desc {
         // SAFETY: a slot of the descriptor table.
         unsafe { read_desc(self.desc + self.split_slot(i) * 16, Layout::Split) }
     }
 
     /// Reads packed descriptor `i` of the ring (reduced to a slot).
     #[inline]
-    pub fn read_packed_desc(&self, i: u16) -> Desc {
+    pub(super) fn read_packed_desc(&self, i: u16) -> Desc {
         // SAFETY: a slot of the descriptor ring.
         unsafe { read_desc(self.packed_desc(i), Layout::Packed) }
     }
@@ -188,7 +188,7 @@ impl<'m> RingMem<'m> {
     }
     /// avail->ring[i % size].
     #[inline]
-    pub fn split_avail_ring(&self, i: u16) -> u16 {
+    pub(super) fn split_avail_ring(&self, i: u16) -> u16 {
         // SAFETY: an entry of the avail ring.
         u16::from_le(unsafe { atomic_u16(self.avail + 4 + 2 * self.split_slot(i)) }.load(Ordering::Relaxed))
     }
@@ -235,7 +235,7 @@ impl<'m> RingMem<'m> {
 
     /// Flags of packed descriptor `i`, acquire (the rest of it is read after).
     #[inline]
-    pub fn packed_flags(&self, i: u16) -> u16 {
+    pub(super) fn packed_flags(&self, i: u16) -> u16 {
         // SAFETY: a slot of the descriptor ring.
         unsafe { load_flags(self.packed_desc(i)) }
     }
@@ -243,7 +243,7 @@ impl<'m> RingMem<'m> {
     /// but not past the end of the ring (acquire each), without reducing
     /// each position to a slot.
     #[inline]
-    pub fn packed_flags_run(&self, from: u16, n: usize) -> impl Iterator<Item = u16> + 'm {
+    pub(super) fn packed_flags_run(&self, from: u16, n: usize) -> impl Iterator<Item = u16> + 'm {
         let from = usize::from(from);
         let end = (from.saturating_add(n)).min(usize::from(self.size));
         let desc = self.desc;
@@ -253,7 +253,7 @@ impl<'m> RingMem<'m> {
     /// Prefetches the ring lines of packed descriptors `from` to `from + n`
     /// (not past the end of the ring) for writing.
     #[inline]
-    pub fn prefetch_packed_run(&self, from: u16, n: usize) {
+    pub(super) fn prefetch_packed_run(&self, from: u16, n: usize) {
         let end = usize::from(from).saturating_add(n).min(usize::from(self.size));
         prefetch_lines_for_write(self.desc + 16 * u64::from(from), self.desc + 16 * end as u64);
     }
@@ -276,7 +276,7 @@ impl<'m> RingMem<'m> {
     /// multiple of `LINE` and they all lie inside the ring (with a 64-byte
     /// aligned ring, `LINE` = 4 is one cache line).
     #[inline(always)]
-    pub fn packed_line<const LINE: usize>(&self, i: u16) -> Option<PackedLine<'m, LINE>> {
+    pub(super) fn packed_line<const LINE: usize>(&self, i: u16) -> Option<PackedLine<'m, LINE>> {
         let i = usize::from(i);
         (i % LINE == 0 && i + LINE <= usize::from(self.size))
             .then(|| PackedLine { at: self.desc + 16 * i as u64, _mem: PhantomData })

@@ -3,58 +3,22 @@
 //! indices. Counting what is available, gathering chains, publishing used
 //! entries.
 
-use super::chain::{prefetch_buffer, walk_split, BufVec, ChainError};
-use super::ring::RingMem;
+use super::chain::{visit_split, ChainError};
+use super::ring::{Desc, RingMem};
 use super::used::UsedElem;
 use super::VqState;
 use crate::guest::AddressSpace;
 
-/// Available entries, or `None` if the guest's index is nonsense (more than
-/// a ring ahead).
-#[inline(always)]
-pub fn available(vq: &VqState, ring: &RingMem) -> Option<u16> {
-    let n = ring.split_avail_idx().wrapping_sub(vq.last_avail_idx);
-    (n <= ring.size()).then_some(n)
-}
-
-/// Prefetches the buffers of the `n` chains from avail position `pos` on,
-/// at the start of a burst: the misses on lines the guest's core last
-/// touched then overlap each other instead of stalling packet by packet.
-pub fn prefetch_burst<'m>(ring: &RingMem, mem: &impl AddressSpace<'m>, pos: u16, n: usize, write: bool) {
-    for j in 0..n {
-        prefetch_buffer(mem, ring.read_split_desc(ring.split_avail_ring(pos.wrapping_add(j as u16))), write);
-    }
-}
-
-/// Gathers enough chains, from the next available one on, for `needed`
-/// bytes (several only when `mergeable`) into `bufs`; `avail` (entries
-/// left) and `room` (used entries left in the burst) bound it. `Ok(false)`
-/// if the packet cannot be placed now, or the error of a malformed chain.
-#[allow(clippy::too_many_arguments)]
-pub fn reserve<'m>(
-    vq: &VqState,
+/// Visits the buffer descriptors of the chain at `head` (a request's, or a
+/// used entry's), bounded as `chain::visit_split`.
+#[inline]
+pub fn visit_chain<'m>(
     ring: &RingMem,
     mem: &impl AddressSpace<'m>,
-    bufs: &mut BufVec,
-    needed: u64,
-    mergeable: bool,
-    avail: &mut u16,
-    room: usize,
-) -> Result<bool, ChainError> {
-    bufs.clear();
-    while bufs.total() < needed {
-        if *avail == 0 || (!mergeable && bufs.nchains == 1) || bufs.nchains == room {
-            return Ok(false);
-        }
-        let head = ring.split_avail_ring(vq.last_avail_idx.wrapping_add(bufs.nchains as u16));
-        let before = bufs.total();
-        walk_split(mem, ring.size(), head, |i| ring.read_split_desc(i), bufs)?;
-        if !bufs.push_chain(head, 1, before) {
-            return Ok(false);
-        }
-        *avail -= 1;
-    }
-    Ok(true)
+    head: u16,
+    visit: impl FnMut(&Desc) -> Result<(), ChainError>,
+) -> Result<(), ChainError> {
+    visit_split(mem, ring.size(), head, |i| ring.read_split_desc(i), visit)
 }
 
 /// Writes used entries (head id, length) from the ring's used index on, then

@@ -76,22 +76,22 @@ fn split_counts_reserves_and_publishes() {
     for k in 0..6 {
         driver.post(&[buf(k), buf(k + 1)]).unwrap();
     }
-    assert_eq!(split::available(&vq, &ring), Some(6));
+    assert_eq!(vq.split_avail(&ring).map(|a| a.left()), Some(6));
     let mut used = Vec::new();
     for _ in 0..5 {
         let mut bufs = BufVec::default();
-        let mut avail = split::available(&vq, &ring).unwrap();
-        assert!(split::reserve(&vq, &ring, &gpa(&mem), &mut bufs, 0x1000, false, &mut avail, 16).unwrap());
+        let mut avail = vq.split_avail(&ring).unwrap();
+        assert!(avail.split_reserve(&ring, &gpa(&mem), &mut bufs, 0x1000, false, 16).unwrap());
         assert_eq!((bufs.total(), bufs.nchains), (0x1000, 1), "one chain of two 2 KiB buffers");
         used.push(UsedElem { id: bufs.chains[0].id, len: 100, count: 1 });
-        vq.last_avail_idx = vq.last_avail_idx.wrapping_add(1);
+        vq.settle(avail);
     }
     split::publish(&mut vq, &ring, &used);
     for e in &used {
         assert_eq!(driver.pop_used().map(|u| (u.id, u.len)), Some((e.id, 100)));
     }
     assert_eq!(driver.pop_used(), None);
-    assert_eq!(split::available(&vq, &ring), Some(1));
+    assert_eq!(vq.split_avail(&ring).map(|a| a.left()), Some(1));
 }
 
 #[test]
@@ -102,11 +102,11 @@ fn split_indices_wrap_at_sixteen_bits() {
     let avail_idx_at = vq.ring.unwrap().addresses().1 + 2;
     // SAFETY: the avail index field of the ring mapped above.
     unsafe { (avail_idx_at as *mut u16).write_volatile(2) };
-    assert_eq!(split::available(&vq, &ring), Some(4));
+    assert_eq!(vq.split_avail(&ring).map(|a| a.left()), Some(4));
     // Nonsense (more than a ring ahead) is refused.
     // SAFETY: as above.
     unsafe { (avail_idx_at as *mut u16).write_volatile(0x10) };
-    assert_eq!(split::available(&vq, &ring), None);
+    assert!(vq.split_avail(&ring).is_none());
     vq.last_used_idx = 0xffff;
     split::publish(&mut vq, &ring, &[UsedElem { id: 3, len: 1, count: 1 }]);
     assert_eq!(ring.split_used_idx(), 0, "used idx wraps");
@@ -120,11 +120,12 @@ fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
     for k in 0..6 {
         driver.post(&[buf(k)]).unwrap();
     }
-    assert_eq!(packed::count_available(&vq, &ring, 32), 6);
+    let mut avail = vq.packed_avail();
+    assert_eq!(avail.packed_count(&ring, 32), 6);
     // The device takes four as a batch (slot 0 starts a cache line).
-    let batch =
-        packed::take_batch(&vq, &ring, &gpa(&mem), [1; packed::BATCH], true).expect("a batch of four");
-    packed::consume_batch(&mut vq, &ring);
+    let batch = avail.packed_batch(&ring, &gpa(&mem), [1; packed::BATCH], true).expect("a batch of four");
+    avail.packed_take_batch(&ring);
+    vq.settle(avail);
     let mut used = super::used::UsedBatch::default();
     packed::publish_batch(&mut vq, &ring, &mut used, batch.map(|(_, id)| id), [64; 4], true);
     for (_, id) in batch {
@@ -135,16 +136,15 @@ fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
     for k in 0..4 {
         driver.post(&[buf(10 + k)]).unwrap();
     }
-    assert_eq!(packed::count_available(&vq, &ring, 32), 6, "slots 4..8 and 0..2 across the end");
+    let mut avail = vq.packed_avail();
+    assert_eq!(avail.packed_count(&ring, 32), 6, "slots 4..8 and 0..2 across the end");
     let mut entries = Vec::new();
     for _ in 0..6 {
-        let pos = vq.avail_pos();
-        assert!(packed::is_available(&ring, pos));
-        entries.push(UsedElem { id: ring.read_packed_desc(pos.idx).next_or_id, len: 7, count: 1 });
-        let mut next = pos;
-        next.advance(1, 8);
-        vq.set_avail_pos(next);
+        let (_, id) = avail.packed_take_lone(&ring, &gpa(&mem), 1).expect("available");
+        entries.push(UsedElem { id, len: 7, count: 1 });
     }
+    assert!(!avail.packed_has_next(&ring));
+    vq.settle(avail);
     assert_eq!(vq.avail_pos(), PackedPos { idx: 2, wrap: false });
     packed::publish(&mut vq, &ring, &entries, true);
     assert_eq!(vq.used_pos(), PackedPos { idx: 2, wrap: false });
