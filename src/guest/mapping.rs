@@ -593,7 +593,15 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         PAUSE.store(false, Ordering::SeqCst);
-        assert_eq!(reader.join().unwrap(), 0, "the lost page read as zeros");
+        // The handler's zero page, or, when the remapper ran between the
+        // handler's return and the load's retry, the other file's byte (the
+        // test itself unmapped the range under the reader): either way not
+        // a fault and not a byte of the lost file.
+        let read = reader.join().unwrap();
+        assert!(
+            read == 0 || read == 0xab,
+            "the lost page read as zeros (or, later, the new mapping): {read:#x}"
+        );
         remapper.join().unwrap();
         nix::sys::uio::pwrite(&other, &[0xcd], 1).unwrap();
         // SAFETY: the remapper's mapping, still live.
