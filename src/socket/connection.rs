@@ -492,22 +492,22 @@ impl Connection {
     ) {
         let vdpa = self.vdpa.as_deref();
         let vdpa_blk = vdpa.is_some_and(|v| v.device_type() == RTE_VHOST_VDPA_DEVICE_TYPE_BLK);
-        device::after_message(dev, req, payload, vdpa_blk, &mut |due| match (due, vdpa) {
-            (Due::NewDevice, _) => {
+        device::after_message(dev, req, payload, vdpa_blk, &mut |due| match due {
+            Due::NewDevice => {
                 let accepted = app.and_then(|a| a.new_device(self.vid)).is_none_or(|rc| rc == 0);
                 if !accepted {
                     vlog!(Config, Err, ifname, "application refused the device (new_device failed)");
                 }
                 accepted
             }
-            (Due::VdpaConf, Some(v)) => {
+            // Due only for a device with a vDPA driver attached.
+            Due::VdpaConf => vdpa.is_some_and(|v| {
                 let ok = v.dev_conf(self.vid) == 0;
                 if !ok {
                     vlog!(Config, Err, ifname, "failed to configure vDPA device");
                 }
                 ok
-            }
-            (Due::VdpaConf, None) => false,
+            }),
         });
     }
 }
