@@ -689,3 +689,57 @@ fn only_the_ring_engines_read_slots_and_move_indices() {
         "fn f(last_avail_idx: u16) { *last_avail_idx = 0; x.avail_positions(); packed_flags_addr(1) }";
     assert!(engine_only_uses(innocent, ENGINE_ONLY).is_empty());
 }
+
+/// The calls into the device written in `code`: methods called on a `dev`
+/// and functions called through `device::`, by name.
+fn device_calls(code: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for prefix in ["dev.", "device::"] {
+        for (at, _) in code.match_indices(prefix) {
+            if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                continue; // `undev.`, `my_device::`
+            }
+            let rest = &code[at + prefix.len()..];
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if rest[name.len()..].starts_with('(') {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_connection_calls_the_device_through_its_entry_points() {
+    // Per message, one call at each of DPDK's points around the hooks:
+    // `admit` the ring the request names before the pre-hook, `handle` a
+    // request routed to the device (what comes first, the handler, the
+    // events), `after_message` for what is due once it is answered.
+    // Everything else a request needs is in its row or its `Message`.
+    const PER_MESSAGE: [&str; 3] = ["admit", "handle", "after_message"];
+    // A request routed to the connection hands the device the back-end
+    // channel it made; a postcopy table goes in use once the front-end
+    // acked the reply.
+    const AFTER_THE_CONNECTION: [&str; 2] = ["set_backend", "install_postcopy_table"];
+    // The connection's own lifecycle.
+    const LIFECYCLE: [&str; 7] = ["allocate", "get", "free", "setup", "set_crypto", "vid", "stop"];
+    let expected: std::collections::BTreeSet<String> =
+        PER_MESSAGE.iter().chain(&AFTER_THE_CONNECTION).chain(&LIFECYCLE).map(|s| s.to_string()).collect();
+    let mut found = std::collections::BTreeSet::new();
+    for (path, src) in rust_files("src/socket") {
+        let code = code_only(&src);
+        let code = code.split("#[cfg(test)]").next().unwrap();
+        found.extend(device_calls(code).into_iter().map(|name| (name, path.clone())));
+    }
+    let names: std::collections::BTreeSet<String> = found.iter().map(|(n, _)| n.clone()).collect();
+    let unexpected: Vec<&(String, String)> = found.iter().filter(|(n, _)| !expected.contains(n)).collect();
+    assert!(
+        unexpected.is_empty(),
+        "the socket calls into the device outside its entry points: {unexpected:#?}"
+    );
+    assert_eq!(names, expected, "an entry point is no longer used: update the list");
+    // The scan itself finds each kind of call, and only calls.
+    let planted = "dev.ensure_vring(idx); device::before(dev, &m); self.dev.nr_vring(); device::MAX_VRING;";
+    assert_eq!(device_calls(planted).len(), 3);
+    assert!(device_calls("undev.x(); my_device::y(); dev.field; device::Due::NewDevice").is_empty());
+}

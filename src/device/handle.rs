@@ -1,12 +1,14 @@
-//! One decoded message against a device: lock what the request's row says,
-//! run its handler, record the events to fire, release everything, return
-//! the reply. The handlers, by request family, are in `negotiate`,
+//! The device's side of a message, at DPDK's three points around the
+//! application's hooks: `admit` (the ring a request names exists before the
+//! pre-hook sees it), `handle` (stop first if the row says so, lock what it
+//! says, run the handler, return reply and events) and `after_message` (what
+//! to start). The handlers, by request family, are in `negotiate`,
 //! `memory` and `vring`.
 
 use super::context::{Ctx, Offer, Reply};
 use super::events::Event;
 use super::{Device, MAX_VRING};
-use crate::protocol::Message;
+use crate::protocol::{Message, Request};
 use crate::virtqueue::VqState;
 use crate::vlog;
 
@@ -21,27 +23,42 @@ pub struct Handled {
     pub events: Vec<Event>,
 }
 
+/// DPDK allocates the ring a request names before anything else: the
+/// index as the raw payload says it (the table's `ring` column). `false`:
+/// no such ring can exist (logged); the connection closes.
+pub fn admit(dev: &Device, request: Request, payload: &[u8]) -> bool {
+    let Some(idx) = request.ring_index(payload) else { return true };
+    if idx as usize >= MAX_VRING {
+        vlog!(Config, Err, dev.ifname(), "invalid vring index: {idx}");
+        return false;
+    }
+    dev.ensure_vring(idx);
+    true
+}
+
 /// What must happen before `msg` is handled, with no lock held: the
 /// application stops using a device whose ring is being stopped or reset
-/// (DPDK calls `destroy_device` first), a configured vDPA device lets go
-/// of the memory table that is about to change.
-pub fn before(dev: &Device, msg: &Message) -> Vec<Event> {
+/// (the row's `stops_device`: DPDK calls `destroy_device` first), a
+/// configured vDPA device lets go of the memory table that is about to
+/// change.
+pub(super) fn before(dev: &Device, msg: &Message) -> Option<Event> {
     match msg {
-        Message::GetVringBase(_) | Message::ResetOwner => dev.stop().into_iter().collect(),
-        Message::SetMemTable(table, _) if !dev.same_memory(table) => {
-            dev.unconfigure_vdpa().into_iter().collect()
-        }
-        _ => Vec::new(),
+        _ if msg.request().rule().stops_device => dev.stop(),
+        Message::SetMemTable(table, _) if !dev.same_memory(table) => dev.unconfigure_vdpa(),
+        _ => None,
     }
 }
 
-/// Handles `msg` (from the device's connection, one at a time).
-pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
+/// Handles `msg` (from the device's connection, one at a time): what must
+/// happen first goes to `fire` (the connection makes those calls at once,
+/// with no lock held), then the handler runs.
+pub fn handle(dev: &Device, offer: Offer, msg: Message, fire: &mut dyn FnMut(Vec<Event>)) -> Handled {
+    fire(before(dev, &msg).into_iter().collect());
     let request = msg.request();
     let ifname = dev.ifname();
-    // The ring a message names exists from here on (the connection made it
-    // when it read the message; a hook may have changed the index since).
-    if let Some(idx) = ring_index(&msg) {
+    // The ring a message names exists from here on (`admit` made it when
+    // the message was read; a hook may have changed the index since).
+    if let Some(idx) = msg.ring() {
         if idx as usize >= MAX_VRING {
             vlog!(Config, Err, ifname, "invalid vring index: {idx}");
             return Handled { reply: Reply::Err, events: Vec::new() };
@@ -61,7 +78,7 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     // look at a ring only if a burst does not keep it for more than a few
     // microseconds (one that does has its areas, so its readiness did not
     // change; its posted buffers are asked for after the next message).
-    let iotlb = matches!(request, crate::protocol::Request::IotlbMsg) && !ctx.holds_rings();
+    let iotlb = matches!(request, Request::IotlbMsg) && !ctx.holds_rings();
     if !matches!(reply, Reply::Err) {
         for i in 0..dev.nr_vring() as u16 {
             let mut step = |vq: &mut VqState| {
@@ -85,18 +102,6 @@ pub fn handle(dev: &Device, offer: Offer, msg: Message) -> Handled {
     drop(ctx);
     dev.ask_after_message(&areas, &ahead);
     Handled { reply, events }
-}
-
-fn ring_index(msg: &Message) -> Option<u32> {
-    match msg {
-        Message::SetVringNum(s)
-        | Message::SetVringBase(s)
-        | Message::GetVringBase(s)
-        | Message::SetVringEnable(s) => Some(s.index),
-        Message::SetVringAddr(a) => Some(a.index),
-        Message::SetVringKick(f) | Message::SetVringCall(f) | Message::SetVringErr(f) => Some(f.index),
-        _ => None,
-    }
 }
 
 fn reply_u64(v: u64) -> Reply {
@@ -134,10 +139,5 @@ fn dispatch(ctx: &mut Ctx<'_>, msg: Message) -> Reply {
         SetVringErr(f) => super::vring::set_vring_err(ctx, f),
         SetVringEnable(s) => super::vring::set_vring_enable(ctx, s),
         IotlbMsg(m) => super::iommu::iotlb_msg(ctx, m),
-        // Answered by the connection (they ask the socket or the driver).
-        GetFeatures | GetProtocolFeatures | GetQueueNum | GetConfig(_) | SetConfig(_) | SetSlaveReqFd(_) => {
-            vlog!(Config, Err, ctx.ifname, "internal error: a connection-level request reached the device");
-            Reply::Err
-        }
     }
 }

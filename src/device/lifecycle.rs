@@ -1,23 +1,58 @@
 //! A device's lifecycle around its messages: when the application is told
 //! the device runs or stops, when an attached vDPA device is configured or
-//! closed (DPDK's checks after every message). The connection asks, makes
-//! the call with no lock held, then reports the result.
+//! closed (DPDK's checks after every message, `after_message`). The
+//! connection makes the call that is due with no lock held and says
+//! whether it succeeded.
 
 use super::events::Event;
 use super::{status, Device};
 use crate::protocol::features::ProtocolFeature;
+use crate::protocol::Request;
 
 /// `new_device` is due (`Device::start_due`); report its result with
 /// `Device::started`.
 #[derive(Debug)]
 #[must_use]
-pub struct Start(());
+pub(super) struct Start(());
 
 /// The vDPA driver's `dev_conf` is due (`Device::vdpa_conf_due`); report
 /// its result with `Device::vdpa_conf_done`.
 #[derive(Debug)]
 #[must_use]
-pub struct VdpaConf(());
+pub(super) struct VdpaConf(());
+
+/// A call due after a message, made by the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// The application's `new_device`.
+    NewDevice,
+    /// The vDPA driver's `dev_conf`.
+    VdpaConf,
+}
+
+/// After every message (`request` with `payload` as the hooks left them,
+/// `None` for a request the library does not know): starts what is due
+/// through `start`, which makes the call and says whether it succeeded.
+/// A vDPA blk device (`vdpa_blk`) is configured only once its last ring
+/// has its call fd.
+pub fn after_message(
+    dev: &Device,
+    request: Option<Request>,
+    payload: &[u8],
+    vdpa_blk: bool,
+    start: &mut dyn FnMut(Due) -> bool,
+) {
+    if let Some(due) = dev.start_due() {
+        let accepted = start(Due::NewDevice);
+        dev.started(due, accepted);
+    }
+    let last_call_for_blk = request == Some(Request::SetVringCall)
+        && request.and_then(|r| r.ring_index(payload)).is_some_and(|idx| idx + 1 == dev.nr_vring());
+    if let Some(due) = dev.vdpa_conf_due(vdpa_blk, last_call_for_blk) {
+        let ok = start(Due::VdpaConf);
+        dev.vdpa_conf_done(due, ok);
+    }
+}
 
 impl Device {
     /// DPDK's `vhost_destroy_device_notify`: a device the application was
@@ -42,7 +77,7 @@ impl Device {
 
     /// After a message: `new_device` is due if the device became ready and
     /// is not running yet.
-    pub fn start_due(&self) -> Option<Start> {
+    pub(super) fn start_due(&self) -> Option<Start> {
         if self.state.lock().running || !self.virtio_is_ready() {
             return None;
         }
@@ -51,14 +86,14 @@ impl Device {
     }
 
     /// `new_device` returned: `accepted` unless it refused the device.
-    pub fn started(&self, _: Start, accepted: bool) {
+    pub(super) fn started(&self, _: Start, accepted: bool) {
         self.state.lock().running = accepted;
     }
 
     /// After a message: the vDPA driver's `dev_conf` is due once the rings
     /// are ready (a blk device only once its last ring has its call fd:
     /// `last_call_for_blk`).
-    pub fn vdpa_conf_due(&self, is_blk: bool, last_call_for_blk: bool) -> Option<VdpaConf> {
+    pub(super) fn vdpa_conf_due(&self, is_blk: bool, last_call_for_blk: bool) -> Option<VdpaConf> {
         let (attached, configured) = {
             let st = self.state.lock();
             (st.vdpa.is_some(), st.vdpa_configured)
@@ -69,7 +104,7 @@ impl Device {
         Some(VdpaConf(()))
     }
 
-    pub fn vdpa_conf_done(&self, _: VdpaConf, ok: bool) {
+    pub(super) fn vdpa_conf_done(&self, _: VdpaConf, ok: bool) {
         self.state.lock().vdpa_configured = ok;
     }
 

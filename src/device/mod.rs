@@ -34,7 +34,8 @@ use crate::virtqueue::{Virtqueue, VqState};
 
 pub use context::{Offer, Reply};
 pub use events::{BackendChannel, ChannelError, DeviceEvents, Event, VdpaDriver, VdpaId};
-pub use handle::{before, handle, Handled};
+pub use handle::{admit, handle, Handled};
+pub use lifecycle::{after_message, Due};
 pub use memory::PostcopyError;
 
 /// `RTE_MAX_VHOST_DEVICE`: vids are 0..1024.

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::*;
 use crate::protocol::features::{Feature as F, Features, ProtocolFeature as Pf, ProtocolFeatures};
-use crate::protocol::{MemoryRegionDesc, MemoryTable, Message, VringAddr, VringFd, VringState};
+use crate::protocol::{MemoryRegionDesc, MemoryTable, Message, Request, VringAddr, VringFd, VringState};
 
 const RAM: u64 = 0x10000;
 
@@ -35,7 +35,7 @@ fn offer() -> Offer {
 }
 
 fn send(d: &Device, msg: Message) -> Handled {
-    handle(d, offer(), msg)
+    handle(d, offer(), msg, &mut |first| assert!(first.is_empty(), "nothing to do first: {first:?}"))
 }
 
 fn ok(d: &Device, msg: Message) -> Vec<Event> {
@@ -133,13 +133,13 @@ fn stopping_a_ring_stops_a_running_device_first() {
     set_up(&d);
     let start = d.start_due().unwrap();
     d.started(start, true);
-    let msg = Message::GetVringBase(state(0, 0));
-    assert_eq!(before(&d, &msg), vec![Event::Stop], "destroy_device before the ring stops");
-    let h = send(&d, msg);
+    let mut first = Vec::new();
+    let h = handle(&d, offer(), Message::GetVringBase(state(0, 0)), &mut |e| first.extend(e));
+    assert_eq!(first, vec![Event::Stop], "destroy_device before the ring stops");
     let Reply::Payload(body, fds) = h.reply else { panic!("{h:?}") };
     assert_eq!((body, fds.len()), (state(0, 0).to_bytes().to_vec(), 0));
     assert_eq!(h.events, vec![Event::VringState { queue: 0, enable: false }]);
-    assert!(before(&d, &Message::GetVringBase(state(1, 0))).is_empty(), "stopped once");
+    send(&d, Message::GetVringBase(state(1, 0)));
 }
 
 #[test]
@@ -174,13 +174,30 @@ fn a_vdpa_device_is_told_in_events() {
     let conf = d.vdpa_conf_due(false, false).expect("dev_conf due once ready");
     d.vdpa_conf_done(conf, true);
     assert!(d.vdpa_conf_due(false, false).is_none());
-    assert!(before(&d, &table()).is_empty(), "the same table changes nothing");
+    assert!(handle::before(&d, &table()).is_none(), "the same table changes nothing");
     assert_eq!(
-        before(&d, &table_at(0x2000_0000)),
-        vec![Event::VdpaClose],
+        handle::before(&d, &table_at(0x2000_0000)),
+        Some(Event::VdpaClose),
         "a new table closes the device first"
     );
     assert_eq!(ok(&d, Message::SendRarp([0; 6])), vec![Event::VdpaMigrationDone]);
+}
+
+#[test]
+fn a_vdpa_blk_device_is_configured_once_its_last_ring_has_its_call_fd() {
+    let d = device();
+    d.setup(false, Some(VdpaId(0x1234)));
+    set_up(&d);
+    let call = |q: u64| Some((Request::SetVringCall, q.to_ne_bytes()));
+    for (msg, expected) in [(call(0), vec![Due::NewDevice]), (None, vec![]), (call(1), vec![Due::VdpaConf])] {
+        let (req, payload) = msg.map_or((None, [0; 8]), |(r, p)| (Some(r), p));
+        let mut due = Vec::new();
+        after_message(&d, req, &payload, true, &mut |call| {
+            due.push(call);
+            true
+        });
+        assert_eq!(due, expected, "after {req:?}");
+    }
 }
 
 #[test]

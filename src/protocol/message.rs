@@ -1,6 +1,8 @@
 //! A vhost-user request decoded once: its payload parsed into its type and
-//! the fds it carried moved into it. What a handler receives cannot be
-//! malformed: sizes, fd counts and field ranges were checked here.
+//! the fds it carried moved into it, and routed to the side that answers
+//! it (the device, or the connection for what only the socket, its vDPA
+//! driver or its back-end channel knows). What a handler receives cannot
+//! be malformed: sizes, fd counts and field ranges were checked here.
 
 use std::os::fd::OwnedFd;
 
@@ -15,10 +17,29 @@ pub struct VringFd {
     pub fd: Option<OwnedFd>,
 }
 
-/// A decoded front-end request.
+/// A decoded front-end request, routed.
+#[derive(Debug)]
+pub enum Routed {
+    Device(Message),
+    Connection(ConnectionMessage),
+}
+
+/// A request the connection answers: what the socket offers, the vDPA
+/// driver's config space, the back-end channel (a socket the connection
+/// owns).
+#[derive(Debug)]
+pub enum ConnectionMessage {
+    GetFeatures,
+    GetProtocolFeatures,
+    GetQueueNum,
+    GetConfig(ConfigAccess),
+    SetConfig(ConfigAccess),
+    SetSlaveReqFd(OwnedFd),
+}
+
+/// A decoded request the device answers.
 #[derive(Debug)]
 pub enum Message {
-    GetFeatures,
     SetFeatures(Features),
     SetOwner,
     ResetOwner,
@@ -33,17 +54,12 @@ pub enum Message {
     SetVringKick(VringFd),
     SetVringCall(VringFd),
     SetVringErr(VringFd),
-    GetProtocolFeatures,
     SetProtocolFeatures(ProtocolFeatures),
-    GetQueueNum,
     SetVringEnable(VringState),
     /// The MAC address to announce.
     SendRarp([u8; 6]),
     NetSetMtu(u64),
-    SetSlaveReqFd(OwnedFd),
     IotlbMsg(Iotlb),
-    GetConfig(ConfigAccess),
-    SetConfig(ConfigAccess),
     PostcopyAdvise,
     PostcopyListen,
     PostcopyEnd,
@@ -58,7 +74,6 @@ impl Message {
     pub fn request(&self) -> Request {
         use Message as M;
         match self {
-            M::GetFeatures => Request::GetFeatures,
             M::SetFeatures(_) => Request::SetFeatures,
             M::SetOwner => Request::SetOwner,
             M::ResetOwner => Request::ResetOwner,
@@ -72,16 +87,11 @@ impl Message {
             M::SetVringKick(_) => Request::SetVringKick,
             M::SetVringCall(_) => Request::SetVringCall,
             M::SetVringErr(_) => Request::SetVringErr,
-            M::GetProtocolFeatures => Request::GetProtocolFeatures,
             M::SetProtocolFeatures(_) => Request::SetProtocolFeatures,
-            M::GetQueueNum => Request::GetQueueNum,
             M::SetVringEnable(_) => Request::SetVringEnable,
             M::SendRarp(_) => Request::SendRarp,
             M::NetSetMtu(_) => Request::NetSetMtu,
-            M::SetSlaveReqFd(_) => Request::SetSlaveReqFd,
             M::IotlbMsg(_) => Request::IotlbMsg,
-            M::GetConfig(_) => Request::GetConfig,
-            M::SetConfig(_) => Request::SetConfig,
             M::PostcopyAdvise => Request::PostcopyAdvise,
             M::PostcopyListen => Request::PostcopyListen,
             M::PostcopyEnd => Request::PostcopyEnd,
@@ -92,16 +102,38 @@ impl Message {
         }
     }
 
+    /// The ring the request names (the table's `ring` column, decoded).
+    pub fn ring(&self) -> Option<u32> {
+        match self {
+            Message::SetVringNum(s)
+            | Message::SetVringBase(s)
+            | Message::GetVringBase(s)
+            | Message::SetVringEnable(s) => Some(s.index),
+            Message::SetVringAddr(a) => Some(a.index),
+            Message::SetVringKick(f) | Message::SetVringCall(f) | Message::SetVringErr(f) => Some(f.index),
+            _ => None,
+        }
+    }
+}
+
+impl Routed {
     /// Decodes `payload` and `fds` as `request`: the table's size and fd
     /// rules, then the payload's own parser.
-    pub fn decode(request: Request, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Message, ProtocolError> {
+    pub fn decode(request: Request, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Routed, ProtocolError> {
         validate(request, payload, fds.len())?;
         let mut fds = fds.into_iter();
         let u64_ = || read_u64(payload, 0);
         let mut one_fd = || fds.next().ok_or(ProtocolError::BadField("missing fd"));
+        use ConnectionMessage as C;
         use Request as R;
-        Ok(match request {
-            R::GetFeatures => Message::GetFeatures,
+        let connection = |m| Ok(Routed::Connection(m));
+        Ok(Routed::Device(match request {
+            R::GetFeatures => return connection(C::GetFeatures),
+            R::GetProtocolFeatures => return connection(C::GetProtocolFeatures),
+            R::GetQueueNum => return connection(C::GetQueueNum),
+            R::GetConfig => return connection(C::GetConfig(ConfigAccess::parse(payload)?)),
+            R::SetConfig => return connection(C::SetConfig(ConfigAccess::parse(payload)?)),
+            R::SetSlaveReqFd => return connection(C::SetSlaveReqFd(one_fd()?)),
             R::SetFeatures => Message::SetFeatures(Features::from_bits(u64_())),
             R::SetOwner => Message::SetOwner,
             R::ResetOwner => Message::ResetOwner,
@@ -125,19 +157,14 @@ impl Message {
                     _ => Message::SetVringErr(ring),
                 }
             }
-            R::GetProtocolFeatures => Message::GetProtocolFeatures,
             R::SetProtocolFeatures => Message::SetProtocolFeatures(ProtocolFeatures::from_bits(u64_())),
-            R::GetQueueNum => Message::GetQueueNum,
             R::SetVringEnable => Message::SetVringEnable(VringState::parse(payload)?),
             R::SendRarp => {
                 let b = u64_().to_ne_bytes();
                 Message::SendRarp([b[0], b[1], b[2], b[3], b[4], b[5]])
             }
             R::NetSetMtu => Message::NetSetMtu(u64_()),
-            R::SetSlaveReqFd => Message::SetSlaveReqFd(one_fd()?),
             R::IotlbMsg => Message::IotlbMsg(Iotlb::parse(payload)?),
-            R::GetConfig => Message::GetConfig(ConfigAccess::parse(payload)?),
-            R::SetConfig => Message::SetConfig(ConfigAccess::parse(payload)?),
             R::PostcopyAdvise => Message::PostcopyAdvise,
             R::PostcopyListen => Message::PostcopyListen,
             R::PostcopyEnd => Message::PostcopyEnd,
@@ -145,7 +172,7 @@ impl Message {
             R::SetInflightFd => Message::SetInflightFd(InflightArea::parse(payload)?, one_fd()?),
             R::SetStatus => Message::SetStatus(u64_()),
             R::GetStatus => Message::GetStatus,
-        })
+        }))
     }
 }
 
@@ -159,15 +186,22 @@ mod tests {
 
     #[test]
     fn decodes_into_typed_messages_with_their_fds() {
-        let kick = Message::decode(Request::SetVringKick, &3u64.to_ne_bytes(), vec![fd()]).unwrap();
+        let device = |r, payload: &[u8], fds| match Routed::decode(r, payload, fds).unwrap() {
+            Routed::Device(m) => m,
+            other => panic!("{other:?} routed to the connection"),
+        };
+        let kick = device(Request::SetVringKick, &3u64.to_ne_bytes(), vec![fd()]);
         assert!(matches!(kick, Message::SetVringKick(VringFd { index: 3, fd: Some(_) })));
+        assert_eq!(kick.ring(), Some(3));
         let nofd = (5 | VRING_NOFD_MASK).to_ne_bytes();
-        let call = Message::decode(Request::SetVringCall, &nofd, vec![]).unwrap();
+        let call = device(Request::SetVringCall, &nofd, vec![]);
         assert!(matches!(call, Message::SetVringCall(VringFd { index: 5, fd: None })));
-        let rarp = Message::decode(Request::SendRarp, &[1, 2, 3, 4, 5, 6, 7, 8], vec![]).unwrap();
+        let rarp = device(Request::SendRarp, &[1, 2, 3, 4, 5, 6, 7, 8], vec![]);
         assert!(matches!(rarp, Message::SendRarp([1, 2, 3, 4, 5, 6])));
-        assert_eq!(rarp.request(), Request::SendRarp);
-        assert!(Message::decode(Request::SetLogFd, &[], vec![]).is_err(), "fd missing");
-        assert!(Message::decode(Request::SetFeatures, &[0; 8], vec![fd()]).is_err(), "fd not expected");
+        assert_eq!((rarp.request(), rarp.ring()), (Request::SendRarp, None));
+        assert!(Routed::decode(Request::SetLogFd, &[], vec![]).is_err(), "fd missing");
+        assert!(Routed::decode(Request::SetFeatures, &[0; 8], vec![fd()]).is_err(), "fd not expected");
+        let slave = Routed::decode(Request::SetSlaveReqFd, &[], vec![fd()]).unwrap();
+        assert!(matches!(slave, Routed::Connection(ConnectionMessage::SetSlaveReqFd(_))));
     }
 }

@@ -7,7 +7,7 @@ pub mod features;
 mod message;
 mod payload;
 
-pub use message::{Message, VringFd};
+pub use message::{ConnectionMessage, Message, Routed, VringFd};
 pub use payload::*;
 
 /// Size of the message header (`request`, `flags`, `size`).
@@ -156,11 +156,14 @@ pub struct Rule {
     /// Every ring is locked while the request runs, so that no burst is in
     /// progress (DPDK's `lock_all_qps`): it changes what the datapath reads.
     pub locks_rings: bool,
+    /// A running device stops first (the application's `destroy_device`,
+    /// with no lock held): the request takes a ring, or every ring, away.
+    pub stops_device: bool,
     pub ring: RingField,
 }
 
 macro_rules! requests {
-    ($($name:ident = $id:literal, $text:literal, $payload:expr, $fds:ident, $locks:literal, $ring:ident;)*) => {
+    ($($name:ident = $id:literal, $text:literal, $payload:expr, $fds:ident, $locks:literal, $stops:literal, $ring:ident;)*) => {
         /// Front-end → back-end request ids handled by DPDK 22.11 (names as
         /// DPDK logs them; ids from QEMU's vhost-user.rst).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,6 +186,7 @@ macro_rules! requests {
                         payload: $payload,
                         fds: FdRule::$fds,
                         locks_rings: $locks,
+                        stops_device: $stops,
                         ring: RingField::$ring,
                     },)*
                 }
@@ -194,38 +198,38 @@ macro_rules! requests {
 // Sizes: 8 = u64, vring state; 40 = vring address; 16 = log area; 32 =
 // IOTLB message; 24 = inflight area.
 requests! {
-    // request = id, DPDK's name, payload, fds, locks rings, names a ring
-    GetFeatures = 1, "VHOST_USER_GET_FEATURES", Ignored, None, false, None;
-    SetFeatures = 2, "VHOST_USER_SET_FEATURES", Exact(8), None, true, None;
-    SetOwner = 3, "VHOST_USER_SET_OWNER", Ignored, None, true, None;
-    ResetOwner = 4, "VHOST_USER_RESET_OWNER", Ignored, None, false, None;
-    SetMemTable = 5, "VHOST_USER_SET_MEM_TABLE", Variable, PerRegion, true, None;
-    SetLogBase = 6, "VHOST_USER_SET_LOG_BASE", Exact(LogArea::SIZE), One, true, None;
-    SetLogFd = 7, "VHOST_USER_SET_LOG_FD", Ignored, One, true, None;
-    SetVringNum = 8, "VHOST_USER_SET_VRING_NUM", Exact(VringState::SIZE), None, true, Index;
-    SetVringAddr = 9, "VHOST_USER_SET_VRING_ADDR", Exact(VringAddr::SIZE), None, true, Index;
-    SetVringBase = 10, "VHOST_USER_SET_VRING_BASE", Exact(VringState::SIZE), None, true, Index;
-    GetVringBase = 11, "VHOST_USER_GET_VRING_BASE", Exact(VringState::SIZE), None, false, Index;
-    SetVringKick = 12, "VHOST_USER_SET_VRING_KICK", Exact(8), VringFd, true, FdIndex;
-    SetVringCall = 13, "VHOST_USER_SET_VRING_CALL", Exact(8), VringFd, true, FdIndex;
-    SetVringErr = 14, "VHOST_USER_SET_VRING_ERR", Exact(8), VringFd, true, FdIndex;
-    GetProtocolFeatures = 15, "VHOST_USER_GET_PROTOCOL_FEATURES", Ignored, None, false, None;
-    SetProtocolFeatures = 16, "VHOST_USER_SET_PROTOCOL_FEATURES", Exact(8), None, true, None;
-    GetQueueNum = 17, "VHOST_USER_GET_QUEUE_NUM", Ignored, None, false, None;
-    SetVringEnable = 18, "VHOST_USER_SET_VRING_ENABLE", Exact(VringState::SIZE), None, true, Index;
-    SendRarp = 19, "VHOST_USER_SEND_RARP", Exact(8), None, true, None;
-    NetSetMtu = 20, "VHOST_USER_NET_SET_MTU", Exact(8), None, true, None;
-    SetSlaveReqFd = 21, "VHOST_USER_SET_SLAVE_REQ_FD", Ignored, One, true, None;
-    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG", Exact(Iotlb::SIZE), None, false, None;
-    GetConfig = 24, "VHOST_USER_GET_CONFIG", Variable, None, false, None;
-    SetConfig = 25, "VHOST_USER_SET_CONFIG", Variable, None, false, None;
-    PostcopyAdvise = 28, "VHOST_USER_POSTCOPY_ADVISE", Ignored, None, false, None;
-    PostcopyListen = 29, "VHOST_USER_POSTCOPY_LISTEN", Ignored, None, false, None;
-    PostcopyEnd = 30, "VHOST_USER_POSTCOPY_END", Ignored, None, false, None;
-    GetInflightFd = 31, "VHOST_USER_GET_INFLIGHT_FD", Exact(InflightArea::SIZE), None, false, None;
-    SetInflightFd = 32, "VHOST_USER_SET_INFLIGHT_FD", Exact(InflightArea::SIZE), One, false, None;
-    SetStatus = 39, "VHOST_USER_SET_STATUS", Exact(8), None, false, None;
-    GetStatus = 40, "VHOST_USER_GET_STATUS", Ignored, None, false, None;
+    // request = id, DPDK's name, payload, fds, locks rings, stops the device, names a ring
+    GetFeatures = 1, "VHOST_USER_GET_FEATURES", Ignored, None, false, false, None;
+    SetFeatures = 2, "VHOST_USER_SET_FEATURES", Exact(8), None, true, false, None;
+    SetOwner = 3, "VHOST_USER_SET_OWNER", Ignored, None, true, false, None;
+    ResetOwner = 4, "VHOST_USER_RESET_OWNER", Ignored, None, false, true, None;
+    SetMemTable = 5, "VHOST_USER_SET_MEM_TABLE", Variable, PerRegion, true, false, None;
+    SetLogBase = 6, "VHOST_USER_SET_LOG_BASE", Exact(LogArea::SIZE), One, true, false, None;
+    SetLogFd = 7, "VHOST_USER_SET_LOG_FD", Ignored, One, true, false, None;
+    SetVringNum = 8, "VHOST_USER_SET_VRING_NUM", Exact(VringState::SIZE), None, true, false, Index;
+    SetVringAddr = 9, "VHOST_USER_SET_VRING_ADDR", Exact(VringAddr::SIZE), None, true, false, Index;
+    SetVringBase = 10, "VHOST_USER_SET_VRING_BASE", Exact(VringState::SIZE), None, true, false, Index;
+    GetVringBase = 11, "VHOST_USER_GET_VRING_BASE", Exact(VringState::SIZE), None, false, true, Index;
+    SetVringKick = 12, "VHOST_USER_SET_VRING_KICK", Exact(8), VringFd, true, false, FdIndex;
+    SetVringCall = 13, "VHOST_USER_SET_VRING_CALL", Exact(8), VringFd, true, false, FdIndex;
+    SetVringErr = 14, "VHOST_USER_SET_VRING_ERR", Exact(8), VringFd, true, false, FdIndex;
+    GetProtocolFeatures = 15, "VHOST_USER_GET_PROTOCOL_FEATURES", Ignored, None, false, false, None;
+    SetProtocolFeatures = 16, "VHOST_USER_SET_PROTOCOL_FEATURES", Exact(8), None, true, false, None;
+    GetQueueNum = 17, "VHOST_USER_GET_QUEUE_NUM", Ignored, None, false, false, None;
+    SetVringEnable = 18, "VHOST_USER_SET_VRING_ENABLE", Exact(VringState::SIZE), None, true, false, Index;
+    SendRarp = 19, "VHOST_USER_SEND_RARP", Exact(8), None, true, false, None;
+    NetSetMtu = 20, "VHOST_USER_NET_SET_MTU", Exact(8), None, true, false, None;
+    SetSlaveReqFd = 21, "VHOST_USER_SET_SLAVE_REQ_FD", Ignored, One, true, false, None;
+    IotlbMsg = 22, "VHOST_USER_IOTLB_MSG", Exact(Iotlb::SIZE), None, false, false, None;
+    GetConfig = 24, "VHOST_USER_GET_CONFIG", Variable, None, false, false, None;
+    SetConfig = 25, "VHOST_USER_SET_CONFIG", Variable, None, false, false, None;
+    PostcopyAdvise = 28, "VHOST_USER_POSTCOPY_ADVISE", Ignored, None, false, false, None;
+    PostcopyListen = 29, "VHOST_USER_POSTCOPY_LISTEN", Ignored, None, false, false, None;
+    PostcopyEnd = 30, "VHOST_USER_POSTCOPY_END", Ignored, None, false, false, None;
+    GetInflightFd = 31, "VHOST_USER_GET_INFLIGHT_FD", Exact(InflightArea::SIZE), None, false, false, None;
+    SetInflightFd = 32, "VHOST_USER_SET_INFLIGHT_FD", Exact(InflightArea::SIZE), One, false, false, None;
+    SetStatus = 39, "VHOST_USER_SET_STATUS", Exact(8), None, false, false, None;
+    GetStatus = 40, "VHOST_USER_GET_STATUS", Ignored, None, false, false, None;
 }
 
 /// Back-end → front-end requests (on the SET_SLAVE_REQ_FD channel).
@@ -237,7 +241,7 @@ pub mod backend_request {
 
 impl Request {
     /// The ring the raw payload names, if the request names one and the
-    /// payload is long enough to say (checked in full by `Message::decode`).
+    /// payload is long enough to say (checked in full by `Routed::decode`).
     pub fn ring_index(self, payload: &[u8]) -> Option<u32> {
         match self.rule().ring {
             RingField::Index if payload.len() >= 4 => Some(read_u32(payload, 0)),

@@ -1,8 +1,10 @@
-//! One front-end connection and its thread: read a message, run the
-//! application's pre-hook, decode it, answer what the socket or the vDPA
-//! driver knows, hand the rest to the device's state machine, reply, run
-//! the post-hook, then make the calls the message caused (application
-//! callbacks, vDPA driver operations) with no lock held.
+//! One front-end connection and its thread: read a message, let the device
+//! admit it (the ring it names), run the application's pre-hook, decode
+//! it, answer what the socket, the vDPA driver or the back-end channel
+//! knows (`ConnectionMessage`), hand the rest to the device in one call
+//! (`device::handle`), reply, run the post-hook, then make the calls the
+//! message caused (application callbacks, vDPA driver operations, and what
+//! `device::after_message` says is due) with no lock held.
 
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -16,12 +18,12 @@ use super::io::{read_message, send_message, RawMessage, ReadError};
 use super::{SocketConfig, VhostSocket};
 use crate::abi::{MsgContext, RTE_VHOST_VDPA_DEVICE_TYPE_BLK};
 use crate::device::{
-    self, Device, DeviceEvents, Event, Handled, Offer, PostcopyError, Reply, VdpaDriver, MAX_VRING,
+    self, Device, DeviceEvents, Due, Event, Handled, Offer, PostcopyError, Reply, VdpaDriver,
 };
 use crate::dpdk::eal::spawn_ctrl_thread;
 use crate::protocol::{
-    ConfigAccess, Header, Message, ProtocolError, Request, FLAG_NEED_REPLY, FLAG_REPLY, MAX_PAYLOAD, VERSION,
-    VERSION_MASK,
+    ConfigAccess, ConnectionMessage, Header, ProtocolError, Request, Routed, FLAG_NEED_REPLY, FLAG_REPLY,
+    MAX_PAYLOAD, VERSION, VERSION_MASK,
 };
 use crate::vlog;
 
@@ -190,7 +192,7 @@ impl Connection {
     /// is freed, and a client socket with reconnect connects again.
     fn finish(&self, socket: &Arc<VhostSocket>, dev: &'static Device, from_peer: bool) {
         let events = socket.config.lock().events.clone();
-        self.run_events(dev, events.as_deref(), dev.stop().into_iter().collect());
+        self.run_events(events.as_deref(), dev.stop().into_iter().collect());
         if from_peer {
             if let Some(e) = &events {
                 e.destroy_connection(self.vid);
@@ -264,13 +266,8 @@ impl Connection {
             Some(r) => vlog!(Config, Info, ifname, "read message {}", r.name()),
             None => vlog!(Config, Debug, ifname, "external request {}", msg.header.request),
         }
-        // DPDK allocates the ring a request names before anything else.
-        if let Some(idx) = request.and_then(|r| r.ring_index(&msg.payload)) {
-            if idx as usize >= MAX_VRING {
-                vlog!(Config, Err, ifname, "invalid vring index: {idx}");
-                return Err(Disconnect);
-            }
-            dev.ensure_vring(idx);
+        if request.is_some_and(|r| !device::admit(dev, r, &msg.payload)) {
+            return Err(Disconnect);
         }
         let config = socket.config.lock().clone();
         let hooks = self.hooks.lock().clone();
@@ -279,7 +276,7 @@ impl Connection {
         // The application's pre-hook (vhost-crypto, vhost_blk, SPDK) sees
         // every request first, whatever the library would do with it.
         if let Some(h) = hooks.as_ref().filter(|h| h.has_pre()) {
-            let (rc, reply) = run_hook(h.as_ref(), true, dev.vid(), &mut header, &mut payload, &mut fds);
+            let (rc, reply) = run_hook(h.as_ref(), true, self.vid, &mut header, &mut payload, &mut fds);
             result = settle(rc, conn, ifname, &mut header, &reply);
         }
         // As in 22.11, an ack is owed if the flags still ask for one after
@@ -287,15 +284,17 @@ impl Connection {
         let mut need_reply = header.need_reply();
         let mut events = Vec::new();
         if let (Some(req), None) = (request, &result) {
-            let outcome = match Message::decode(req, &payload, std::mem::take(&mut fds)) {
+            let outcome = match Routed::decode(req, &payload, std::mem::take(&mut fds)) {
                 Err(e) => Err(MessageError::Decode(req, e)),
-                Ok(m) => self.process(dev, &config, conn, header, req, m, &mut need_reply, &mut events),
+                Ok(m) => {
+                    self.process(dev, &config, (conn, ifname), header, req, m, &mut need_reply, &mut events)
+                }
             };
             result = Some(outcome);
         }
         if !matches!(result, Some(Err(_))) {
             if let Some(h) = hooks.as_ref().filter(|h| h.has_post()) {
-                let (rc, reply) = run_hook(h.as_ref(), false, dev.vid(), &mut header, &mut payload, &mut fds);
+                let (rc, reply) = run_hook(h.as_ref(), false, self.vid, &mut header, &mut payload, &mut fds);
                 result = settle(rc, conn, ifname, &mut header, &reply).or(result);
                 need_reply &= header.need_reply();
             }
@@ -317,63 +316,39 @@ impl Connection {
             true
         };
         let app = config.events.as_deref();
-        self.run_events(dev, app, events);
+        self.run_events(app, events);
         if !keep {
             return Err(Disconnect);
         }
-        self.after_message(dev, app, request == Some(Request::SetVringCall), &payload);
+        self.after_message(dev, ifname, app, request, &payload);
         Ok(())
     }
 
-    /// A decoded request: answered here if the socket or the vDPA driver
-    /// knows the answer, else by the device. Replies are sent here; the
-    /// events to fire go to `events`.
+    /// A decoded request: answered here if it was routed to the connection,
+    /// else by the device, in one call. Replies are sent here; the events
+    /// to fire go to `events`.
     #[allow(clippy::too_many_arguments)]
     fn process(
         &self,
         dev: &Device,
         config: &SocketConfig,
-        conn: std::os::fd::BorrowedFd<'_>,
+        (conn, ifname): (std::os::fd::BorrowedFd<'_>, &str),
         header: Header,
         req: Request,
-        msg: Message,
+        msg: Routed,
         need_reply: &mut bool,
         events: &mut Vec<Event>,
     ) -> Result<(), MessageError> {
-        let ifname = dev.ifname();
-        let ifname = ifname.as_str();
         let reply = match msg {
-            Message::GetFeatures => match config.offered_features() {
-                Some(f) => Reply::Payload(f.bits().to_ne_bytes().to_vec(), Vec::new()),
-                None => {
-                    vlog!(Config, Err, ifname, "failed to get vdpa features for socket file.");
-                    Reply::Err
-                }
-            },
-            Message::GetProtocolFeatures => {
-                Reply::Payload(config.protocol_features.bits().to_ne_bytes().to_vec(), Vec::new())
-            }
-            Message::GetQueueNum => match config.queue_num() {
-                Some(n) => Reply::Payload(u64::from(n).to_ne_bytes().to_vec(), Vec::new()),
-                None => {
-                    vlog!(Config, Err, ifname, "failed to get vdpa queue number.");
-                    Reply::Err
-                }
-            },
-            Message::GetConfig(cfg) => self.get_config(dev, ifname, cfg),
-            Message::SetConfig(cfg) => self.set_config(dev, ifname, cfg),
-            Message::SetSlaveReqFd(fd) => {
-                dev.set_backend(Arc::new(Channel::new(fd, ifname)));
-                Reply::Ok
-            }
-            msg => {
-                let before = device::before(dev, &msg);
-                self.run_events(dev, config.events.as_deref(), before);
+            Routed::Connection(msg) => self.answer(dev, config, ifname, msg),
+            Routed::Device(msg) => {
                 let offer = Offer {
                     features: config.offered_features().unwrap_or_default(),
                     protocol_features: config.protocol_features,
                 };
-                let Handled { reply, events: caused } = device::handle(dev, offer, msg);
+                let app = config.events.as_deref();
+                let fire = &mut |first| self.run_events(app, first);
+                let Handled { reply, events: caused } = device::handle(dev, offer, msg, fire);
                 events.extend(caused);
                 reply
             }
@@ -403,12 +378,42 @@ impl Connection {
         }
     }
 
-    fn get_config(&self, dev: &Device, ifname: &str, mut cfg: ConfigAccess) -> Reply {
+    /// A request only the connection can answer: what the socket offers,
+    /// the vDPA driver's config space, the back-end channel.
+    fn answer(&self, dev: &Device, config: &SocketConfig, ifname: &str, msg: ConnectionMessage) -> Reply {
+        match msg {
+            ConnectionMessage::GetFeatures => match config.offered_features() {
+                Some(f) => Reply::Payload(f.bits().to_ne_bytes().to_vec(), Vec::new()),
+                None => {
+                    vlog!(Config, Err, ifname, "failed to get vdpa features for socket file.");
+                    Reply::Err
+                }
+            },
+            ConnectionMessage::GetProtocolFeatures => {
+                Reply::Payload(config.protocol_features.bits().to_ne_bytes().to_vec(), Vec::new())
+            }
+            ConnectionMessage::GetQueueNum => match config.queue_num() {
+                Some(n) => Reply::Payload(u64::from(n).to_ne_bytes().to_vec(), Vec::new()),
+                None => {
+                    vlog!(Config, Err, ifname, "failed to get vdpa queue number.");
+                    Reply::Err
+                }
+            },
+            ConnectionMessage::GetConfig(cfg) => self.get_config(ifname, cfg),
+            ConnectionMessage::SetConfig(cfg) => self.set_config(ifname, cfg),
+            ConnectionMessage::SetSlaveReqFd(fd) => {
+                dev.set_backend(Arc::new(Channel::new(fd, ifname)));
+                Reply::Ok
+            }
+        }
+    }
+
+    fn get_config(&self, ifname: &str, mut cfg: ConfigAccess) -> Reply {
         let Some(v) = &self.vdpa else {
             vlog!(Config, Err, ifname, "is not vDPA device!");
             return Reply::Err;
         };
-        match v.get_config(dev.vid(), &mut cfg.region) {
+        match v.get_config(self.vid, &mut cfg.region) {
             Some(0) => Reply::Payload(cfg.to_bytes(), Vec::new()),
             Some(_) => {
                 // DPDK answers a failed read with an empty payload.
@@ -422,12 +427,12 @@ impl Connection {
         }
     }
 
-    fn set_config(&self, dev: &Device, ifname: &str, mut cfg: ConfigAccess) -> Reply {
+    fn set_config(&self, ifname: &str, mut cfg: ConfigAccess) -> Reply {
         let Some(v) = &self.vdpa else {
             vlog!(Config, Err, ifname, "is not vDPA device!");
             return Reply::Err;
         };
-        match v.set_config(dev.vid(), &mut cfg.region, cfg.offset, cfg.flags) {
+        match v.set_config(self.vid, &mut cfg.region, cfg.offset, cfg.flags) {
             Some(0) => Reply::Ok,
             Some(_) => {
                 vlog!(Config, Err, ifname, "vdpa dev set config failed.");
@@ -442,8 +447,8 @@ impl Connection {
 
     /// Makes the calls `events` asks for, in order. Called with no lock
     /// held: the application and the driver may call back into the API.
-    fn run_events(&self, dev: &Device, app: Option<&dyn DeviceEvents>, events: Vec<Event>) {
-        let vid = dev.vid();
+    fn run_events(&self, app: Option<&dyn DeviceEvents>, events: Vec<Event>) {
+        let vid = self.vid;
         let vdpa = self.vdpa.as_deref();
         for ev in events {
             match ev {
@@ -477,28 +482,33 @@ impl Connection {
 
     /// DPDK's checks after every message: tell the application a device
     /// that became ready, configure the vDPA device once its rings are.
-    fn after_message(&self, dev: &Device, app: Option<&dyn DeviceEvents>, was_call: bool, payload: &[u8]) {
-        if let Some(start) = dev.start_due() {
-            let accepted = app.and_then(|a| a.new_device(dev.vid())).is_none_or(|rc| rc == 0);
-            if !accepted {
-                vlog!(Config, Err, dev.ifname(), "application refused the device (new_device failed)");
+    fn after_message(
+        &self,
+        dev: &Device,
+        ifname: &str,
+        app: Option<&dyn DeviceEvents>,
+        req: Option<Request>,
+        payload: &[u8],
+    ) {
+        let vdpa = self.vdpa.as_deref();
+        let vdpa_blk = vdpa.is_some_and(|v| v.device_type() == RTE_VHOST_VDPA_DEVICE_TYPE_BLK);
+        device::after_message(dev, req, payload, vdpa_blk, &mut |due| match due {
+            Due::NewDevice => {
+                let accepted = app.and_then(|a| a.new_device(self.vid)).is_none_or(|rc| rc == 0);
+                if !accepted {
+                    vlog!(Config, Err, ifname, "application refused the device (new_device failed)");
+                }
+                accepted
             }
-            dev.started(start, accepted);
-        }
-        let Some(v) = &self.vdpa else { return };
-        let last_call_for_blk = was_call
-            && payload.len() == 8
-            && (crate::protocol::read_u64(payload, 0) & crate::protocol::VRING_IDX_MASK) as u32 + 1
-                == dev.nr_vring();
-        if let Some(conf) =
-            dev.vdpa_conf_due(v.device_type() == RTE_VHOST_VDPA_DEVICE_TYPE_BLK, last_call_for_blk)
-        {
-            let ok = v.dev_conf(dev.vid()) == 0;
-            if !ok {
-                vlog!(Config, Err, dev.ifname(), "failed to configure vDPA device");
-            }
-            dev.vdpa_conf_done(conf, ok);
-        }
+            // Due only for a device with a vDPA driver attached.
+            Due::VdpaConf => vdpa.is_some_and(|v| {
+                let ok = v.dev_conf(self.vid) == 0;
+                if !ok {
+                    vlog!(Config, Err, ifname, "failed to configure vDPA device");
+                }
+                ok
+            }),
+        });
     }
 }
 
