@@ -348,10 +348,12 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, f
             if prev.sa_flags & libc::SA_RESETHAND != 0 {
                 PREVIOUS_SPENT.store(true, Ordering::Relaxed);
             }
-            // SAFETY: the signal mask is changed for the previous handler's
-            // run as the kernel would (its sa_mask, and the signal itself
-            // unless SA_NODEFER), then restored; `handler` is the
-            // application's own, called with the arguments its flags ask for.
+            // The signal mask is changed for the previous handler's run as
+            // the kernel would (its sa_mask, and the signal itself unless
+            // SA_NODEFER), then restored.
+            // SAFETY: the sets are initialised before use; `handler` is the
+            // function the application installed, of the type its
+            // SA_SIGINFO flag says, called with the arguments that asks for.
             unsafe {
                 let mut old: libc::sigset_t = std::mem::zeroed();
                 libc::pthread_sigmask(libc::SIG_BLOCK, &prev.sa_mask, &mut old);

@@ -158,13 +158,9 @@ fn submit<'a>(
             }
             None => {
                 let room = b.used.room();
-                match avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        b.bad_chain(e);
-                        break;
-                    }
+                let r = avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
+                if !b.reserved(r) {
+                    break;
                 }
                 (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains])
             }

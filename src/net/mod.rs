@@ -69,6 +69,17 @@ pub(super) struct Burst<'a, S> {
 }
 
 impl<S> Burst<'_, S> {
+    /// Whether a packet's chains were reserved (`Ok(true)`); a malformed
+    /// or missing chain goes to `bad_chain`. Either way a `false` ends the
+    /// burst.
+    #[inline(always)]
+    fn reserved(&mut self, r: Result<bool, ChainError>) -> bool {
+        r.unwrap_or_else(|e| {
+            self.bad_chain(e);
+            false
+        })
+    }
+
     /// A chain that cannot be used: a malformed one is counted and logged
     /// for the first few; one that missed in the IOTLB is asked for (the
     /// burst stops before it and takes it again once mapped).

@@ -91,14 +91,11 @@ fn enqueue_one<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, hlen: u32, m: Mbuf)
             let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
             let room = b.used.room();
             let mut avail = b.vq.packed_avail();
-            match avail.packed_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room) {
-                Ok(true) => b.vq.settle(avail),
-                Ok(false) => return false,
-                Err(e) => {
-                    b.bad_chain(e);
-                    return false;
-                }
+            let r = avail.packed_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
+            if !b.reserved(r) {
+                return false;
             }
+            b.vq.settle(avail);
             (b.bufs.segs(b.mem.mem()), &b.bufs.chains[..b.bufs.nchains])
         }
     };

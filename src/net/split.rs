@@ -38,13 +38,9 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
                     }
                     None => {
                         let room = b.used.room();
-                        match avail.split_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room) {
-                            Ok(true) => {}
-                            Ok(false) => break,
-                            Err(e) => {
-                                b.bad_chain(e);
-                                break;
-                            }
+                        let r = avail.split_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
+                        if !b.reserved(r) {
+                            break;
                         }
                         (b.bufs.segs(b.mem.mem()), &b.bufs.chains[..b.bufs.nchains])
                     }
