@@ -98,6 +98,10 @@ enum Op {
     Iotlb(bool, usize, u8),
     /// IOTLB floods (see `IotlbFlood`).
     Flood(IotlbFlood),
+    /// Ring `q` across a page boundary (`placement` 4), mapped one to one
+    /// but for its second page, which lies elsewhere: an area on scattered
+    /// guest pages, as a Linux guest behind QEMU 10's intel-iommu lays it.
+    ScatterRing(u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -107,7 +111,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..RAM.len()).prop_map(Op::MemTable),
         3 => (q.clone(), 0..SIZES.len()).prop_map(|(q, s)| Op::VringNum(q, s)),
         2 => (q.clone(), any::<u16>()).prop_map(|(q, n)| Op::VringBase(q, n)),
-        4 => (q.clone(), 0usize..5).prop_map(|(q, p)| Op::VringAddr(q, p)),
+        4 => (q.clone(), 0usize..6).prop_map(|(q, p)| Op::VringAddr(q, p)),
         3 => q.clone().prop_map(Op::Kick),
         2 => q.clone().prop_map(Op::Call),
         2 => (q.clone(), any::<bool>()).prop_map(|(q, e)| Op::Enable(q, e)),
@@ -128,8 +132,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Shrink),
         1 => Just(Op::BackendChannel),
         3 => Just(Op::Misses),
-        4 => (any::<bool>(), 0usize..6, 0u8..4).prop_map(|(u, r, p)| Op::Iotlb(u, r, p)),
+        4 => (any::<bool>(), 0usize..8, 0u8..4).prop_map(|(u, r, p)| Op::Iotlb(u, r, p)),
         3 => flood().prop_map(Op::Flood),
+        2 => q.clone().prop_map(Op::ScatterRing),
     ]
 }
 
@@ -202,6 +207,12 @@ impl Session {
                 let other = &self.rams[(self.current + 1) % self.rams.len()];
                 [other.addr + 0x10000, other.addr + 0x14000, other.addr + 0x18000]
             }
+            // Across a page boundary: behind a virtual IOMMU, `iotlb_range`
+            // 5 and 6 put the second page elsewhere (scattered guest pages).
+            4 => {
+                let a = areas_at(0x10000 * (u64::from(q) + 1) + 0x800, self.layout(), 256);
+                [ram + a.desc, ram + a.driver, ram + a.device]
+            }
             _ => [u64::MAX - 0x100, u64::MAX - 0x80, u64::MAX - 0x10],
         }
     }
@@ -221,6 +232,10 @@ impl Session {
                 (0, other.size, other.addr)
             }
             4 => (0x10000, 0x2000, ram + 0x10000),
+            // The second page of ring 0's or 1's areas in `placement` 4,
+            // mapped to another guest page.
+            5 => (ram + 0x11000, 0x1000, ram + 0x30000),
+            6 => (ram + 0x21000, 0x1000, ram + 0x38000),
             _ => (0, u64::MAX, ram),
         }
     }
@@ -440,6 +455,11 @@ impl Session {
                 self.iotlb(update, self.iotlb_range(r), perm);
             }
             Op::Flood(f) => self.flood(f),
+            Op::ScatterRing(q) => {
+                self.iotlb(true, self.iotlb_range(0), 3);
+                self.iotlb(true, self.iotlb_range(5 + q as usize), 3);
+                self.step(&Op::VringAddr(q, 4));
+            }
             Op::Shrink => {
                 if self.usable() {
                     self.rings = [None, None];

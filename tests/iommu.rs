@@ -195,6 +195,62 @@ fn rings_and_buffers_are_translated_through_the_iotlb() {
     }
 }
 
+/// QEMU 10's intel-iommu without device-iotlb: Linux allocates a
+/// multi-page ring page by page, so each area, contiguous in IOVAs, lies on
+/// scattered guest pages (here each ring's pages in reverse order). 22.11
+/// refuses such rings ("failed to map desc ring"); the device maps their
+/// pages side by side in windows of its own and serves them: 1024-entry
+/// rings (descriptors over 4 pages, used over 3), wrapped several times,
+/// payloads both ways, every ring access inside a live mapping (the audit),
+/// and a page the guest moves (invalidated, mapped elsewhere) followed.
+#[test]
+fn rings_on_scattered_guest_pages_are_served_through_windows() {
+    let _s = serial();
+    const SIZE: u16 = 1024;
+    for (layout, features) in [(Layout::Split, F_VERSION_1), (Layout::Packed, F_VERSION_1 | F_RING_PACKED)] {
+        let mut d = Iommu::connect(&format!("scatter-{layout:?}"), features);
+        d.rig.reversed_pages = Some((0x10000, 0x20));
+        let view = d.rig.view();
+        let serve = |d: &Iommu| {
+            while let Some((iova, perm)) = d.next_miss() {
+                d.map_page(iova, view.backing(iova - IOVA_BASE), perm);
+            }
+        };
+        let _ = rvhost::testing::audit_violations();
+        let mut rxq = d.rig.ring(0, layout, SIZE, areas_at(0x10000, layout, SIZE));
+        let mut txq = d.rig.ring(1, layout, SIZE, areas_at(0x20000, layout, SIZE));
+        serve(&d);
+        d.map_page(IOVA_BASE + 0x40000, 0x40000, RW);
+        for i in 0..(3 * u32::from(SIZE) + 5) {
+            let data = pattern(64 + (i % 200) as usize, i as u8);
+            rxq.post(&[rx(0x40000)]).unwrap();
+            assert_eq!(d.rig.enqueue(0, &data), 1, "{layout:?}: packet {i} into the guest");
+            assert_eq!(rxq.pop_used().map(|u| u.len), Some(12 + data.len() as u32));
+            assert_eq!(view.read(0x40000 + 12, data.len()), data, "{layout:?}: payload {i}");
+            view.write(0x40800, &[0; 12]);
+            view.write(0x40800 + 12, &data);
+            txq.post(&[tx(0x40800, 12 + data.len() as u32)]).unwrap();
+            assert_eq!(d.rig.dequeue(1), vec![data], "{layout:?}: packet {i} from the guest");
+            assert!(txq.pop_used().is_some());
+        }
+        // The guest's IOMMU flushes a descriptor page (Linux does, often):
+        // the ring waits for it, asks, and goes on in the same windows.
+        assert_eq!(d.iotlb(INVALIDATE, IOVA_BASE + 0x10000 + PAGE, PAGE, 0, 0), 0);
+        rxq.post(&[rx(0x40000)]).unwrap();
+        assert_eq!(d.rig.enqueue_once(0, &pattern(60, 1)), 0, "{layout:?}: idle without its descriptors");
+        serve(&d);
+        for i in 0..u32::from(SIZE) {
+            let data = pattern(100, i as u8);
+            assert_eq!(d.rig.enqueue(0, &data), 1, "{layout:?}: after the flush, packet {i}");
+            assert_eq!(rxq.pop_used().map(|u| u.len), Some(112));
+            assert_eq!(view.read(0x40000 + 12, 100), data);
+            rxq.post(&[rx(0x40000)]).unwrap();
+        }
+        let bad = rvhost::testing::audit_violations();
+        assert!(bad.is_empty(), "{layout:?}: accesses outside every live mapping: {bad:?}");
+    }
+}
+
 /// An invalidated range is never touched again: the same IOVA mapped anew
 /// to another page receives the packet, the old page stays as it was.
 #[test]

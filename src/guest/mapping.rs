@@ -78,8 +78,9 @@ struct Slot {
     used_len: AtomicUsize,
 }
 
-/// 1024 devices with 8 regions each, their logs and inflight areas.
-const SLOTS: usize = 1024 * 10;
+/// 1024 devices with 8 regions each, their logs, inflight areas and ring
+/// windows (`super::window::MAX_WINDOWS`).
+const SLOTS: usize = 1024 * (10 + super::window::MAX_WINDOWS);
 
 static REGISTRY: [Slot; SLOTS] = [const {
     Slot {
@@ -201,17 +202,212 @@ impl SharedMapping {
 
 impl Drop for SharedMapping {
     fn drop(&mut self) {
-        // Unregistered first (no handler finds it from here on), unmapped
-        // once no handler that may have found it before is still inside: a
-        // replacement never lands on a range that is no longer ours.
-        REGISTRY[self.slot].len.store(0, Ordering::SeqCst);
-        while HANDLERS_INSIDE.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
         // SAFETY: exactly the mapping made in `map` (or its replacement);
         // its users hold it (by Arc), so no access into it is left.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
-        CLAIMED[self.slot].store(false, Ordering::Release);
+        unsafe { release(self.slot, self.addr, self.len) };
+    }
+}
+
+/// Unregisters a slot's mapping and unmaps it. Unregistered first (no
+/// handler finds it from here on), unmapped once no handler that may have
+/// found it before is still inside: a replacement never lands on a range
+/// that is no longer ours.
+///
+/// # Safety
+/// `[addr, addr + len)` must be the mapping registered in `slot`, owned by
+/// the caller, with no access into it left.
+unsafe fn release(slot: usize, addr: usize, len: usize) {
+    REGISTRY[slot].len.store(0, Ordering::SeqCst);
+    while HANDLERS_INSIDE.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    // SAFETY: per the caller's contract.
+    unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    CLAIMED[slot].store(false, Ordering::Release);
+}
+
+/// The page size file pages are placed in a `Window` at.
+pub const WINDOW_PAGE: u64 = 4096;
+
+/// A fixed range of our address space into which pages of front-end files
+/// are placed side by side (`place`), so that memory the guest's IOMMU
+/// scatters over guest pages is seen contiguously (a ring area). Where
+/// nothing is placed it is anonymous memory, so that every byte of it
+/// stays accessible whatever is placed, replaced or recovered; unmapped on
+/// drop only. Registered like a `SharedMapping` for the SIGBUS recovery
+/// and, its placed part, for the audit.
+#[derive(Debug)]
+pub struct Window {
+    addr: usize,
+    len: usize,
+    slot: usize,
+}
+
+/// One run of file pages to place: `len` bytes of `fd` from `offset`, both
+/// multiples of `WINDOW_PAGE`.
+#[derive(Clone, Copy, Debug)]
+pub struct FilePages<'f> {
+    pub fd: BorrowedFd<'f>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Window {
+    /// Reserves `len` bytes (rounded up to `WINDOW_PAGE`) of anonymous
+    /// memory, committed only where touched.
+    pub fn reserve(len: u64) -> Result<Window, MapError> {
+        if len == 0 {
+            return Err(MapError::Empty);
+        }
+        let map_len = len.div_ceil(WINDOW_PAGE) * WINDOW_PAGE;
+        let map_len_us = usize::try_from(map_len).map_err(|_| MapError::Mmap {
+            len: map_len,
+            err: std::io::Error::from_raw_os_error(libc::ENOMEM),
+        })?;
+        install_handler();
+        let slot = claim_slot().ok_or(MapError::TooMany)?;
+        // SAFETY: fresh anonymous memory at a kernel-chosen address; it
+        // aliases no Rust object.
+        let addr = unsafe { anonymous_at(std::ptr::null_mut(), map_len_us, 0) };
+        if addr == libc::MAP_FAILED {
+            CLAIMED[slot].store(false, Ordering::Release);
+            return Err(MapError::Mmap { len: map_len, err: std::io::Error::last_os_error() });
+        }
+        let s = &REGISTRY[slot];
+        s.start.store(addr as usize, Ordering::Relaxed);
+        s.recoverable.store(true, Ordering::Relaxed);
+        s.state.store(LIVE, Ordering::Relaxed);
+        s.used_start.store(addr as usize, Ordering::Relaxed);
+        s.used_len.store(0, Ordering::Relaxed);
+        s.len.store(map_len_us, Ordering::SeqCst);
+        Ok(Window { addr: addr as usize, len: map_len_us, slot })
+    }
+
+    /// Our address of the window's first byte.
+    pub fn addr(&self) -> u64 {
+        self.addr as u64
+    }
+
+    /// Places `runs` one after the other from the window's start (the rest
+    /// of the window becomes fresh anonymous memory), replacing what was
+    /// placed before. Each piece is mapped over the previous content in one
+    /// step (MAP_FIXED), so the window never has a hole. Refused once the
+    /// window was replaced after a lost page (`faulted`), and for runs not
+    /// in whole pages or longer than the window. On a failure the window
+    /// is left anonymous (nothing placed).
+    pub fn place(&self, runs: &[FilePages<'_>]) -> Result<(), WindowError> {
+        let total = runs.iter().try_fold(0u64, |t, r| {
+            (r.offset.is_multiple_of(WINDOW_PAGE) && r.len.is_multiple_of(WINDOW_PAGE) && r.len != 0)
+                .then(|| t.checked_add(r.len))
+                .flatten()
+                .ok_or(WindowError::NotWholePages)
+        })?;
+        if total > self.len as u64 {
+            return Err(WindowError::TooLarge { len: total });
+        }
+        let slot = &REGISTRY[self.slot];
+        // REPLACING keeps the SIGBUS handler off while pieces change (a
+        // fault meanwhile retries its access until this is done).
+        if slot.state.compare_exchange(LIVE, REPLACING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Err(WindowError::Faulted);
+        }
+        slot.used_len.store(0, Ordering::SeqCst);
+        let mut at = self.addr;
+        let mut failed = None;
+        for r in runs {
+            // SAFETY: [at, at + len) lies inside this window (the total was
+            // checked), which is ours; a shared mapping of a front-end file
+            // over it only changes what accesses into the window see.
+            let p = unsafe {
+                libc::mmap(
+                    at as *mut libc::c_void,
+                    r.len as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    r.fd.as_raw_fd(),
+                    r.offset as libc::off_t,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                failed = Some(std::io::Error::last_os_error());
+                at = self.addr;
+                break;
+            }
+            at += r.len as usize;
+        }
+        // SAFETY: the rest of this window (all of it after a failure),
+        // ours; anonymous memory there drops what was placed before.
+        if at < self.addr + self.len
+            && unsafe { anonymous_at(at as *mut _, self.addr + self.len - at, libc::MAP_FIXED) }
+                == libc::MAP_FAILED
+        {
+            failed.get_or_insert_with(std::io::Error::last_os_error);
+        }
+        if failed.is_none() {
+            slot.used_len.store(total as usize, Ordering::SeqCst);
+        }
+        slot.state.store(LIVE, Ordering::Release);
+        failed.map_or(Ok(()), |err| Err(WindowError::Mmap(err)))
+    }
+
+    /// Whether a file placed in it shrank under it and it was replaced.
+    pub fn faulted(&self) -> bool {
+        REGISTRY[self.slot].state.load(Ordering::Relaxed) == REPLACED
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: exactly the range reserved in `reserve` (with what was
+        // placed or recovered in it); its table, which every address into
+        // it borrows, is being dropped.
+        unsafe { release(self.slot, self.addr, self.len) };
+    }
+}
+
+/// Why file pages could not be placed in a window.
+#[derive(Debug)]
+pub enum WindowError {
+    NotWholePages,
+    TooLarge {
+        len: u64,
+    },
+    /// Replaced after a lost page: the device using it stops.
+    Faulted,
+    Mmap(std::io::Error),
+}
+
+impl std::fmt::Display for WindowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WindowError::NotWholePages => write!(f, "pieces not in whole 4 KiB pages"),
+            WindowError::TooLarge { len } => write!(f, "{len:#x} bytes do not fit the window"),
+            WindowError::Faulted => write!(f, "the window lost a page"),
+            WindowError::Mmap(e) => write!(f, "mmap failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WindowError {}
+
+/// Maps `len` bytes of fresh anonymous read-write memory at `at` (with
+/// `MAP_FIXED` in `flags`: over what is there), committed only where
+/// touched (guest memory can be larger than what the system would commit).
+///
+/// # Safety
+/// With `MAP_FIXED`, `[at, at + len)` must be memory of the caller's that
+/// no Rust object is borrowed into.
+unsafe fn anonymous_at(at: *mut libc::c_void, len: usize, flags: libc::c_int) -> *mut libc::c_void {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        libc::mmap(
+            at,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | flags,
+            -1,
+            0,
+        )
     }
 }
 
@@ -297,21 +493,10 @@ unsafe fn replace_whole(slot: &Slot, start: usize, len: usize) -> bool {
     match slot.state.compare_exchange(LIVE, REPLACING, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             FAULTS.fetch_add(1, Ordering::Relaxed);
-            // MAP_NORESERVE: guest memory can be larger than what the
-            // system would commit.
             // SAFETY: [start, start + len) is a live mapping of ours (the
             // caller's contract); anonymous memory over it only changes
             // what guest-memory accesses see.
-            let p = unsafe {
-                libc::mmap(
-                    start as *mut libc::c_void,
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                )
-            };
+            let p = unsafe { anonymous_at(start as *mut libc::c_void, len, libc::MAP_FIXED) };
             slot.state.store(REPLACED, Ordering::Release);
             p != libc::MAP_FAILED
         }
@@ -434,7 +619,7 @@ pub fn audit_violations() -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
@@ -465,7 +650,7 @@ mod tests {
     }
 
     /// Tests that truncate files or pause the handler, one at a time.
-    fn serial() -> std::sync::MutexGuard<'static, ()> {
+    pub(in crate::guest) fn serial() -> std::sync::MutexGuard<'static, ()> {
         static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
         SERIAL.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -9,6 +9,7 @@ pub mod mapping;
 pub mod postcopy;
 mod raw;
 pub mod slice;
+pub mod window;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -56,6 +57,9 @@ impl Region {
     pub fn fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }
+    fn file(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
     fn contains_gpa(&self, gpa: u64) -> bool {
         gpa >= self.guest_phys_addr && gpa - self.guest_phys_addr < self.size
     }
@@ -78,6 +82,8 @@ pub struct GuestMemory {
     /// The largest region, tried first by `gpa_to_hva` without the walk
     /// over `regions` (most buffers lie there; a guest's one region, all).
     hot: HotRegion,
+    /// Ring areas on scattered guest pages, seen contiguously.
+    windows: window::RingWindows,
 }
 
 /// The bounds of one region of the same table, copied out of it (a table
@@ -130,7 +136,14 @@ impl GuestMemory {
             size: r.size,
             host_user_addr: r.host_user_addr,
         });
-        Ok(GuestMemory { regions, id, loss_reported: Default::default(), host_iovas: Vec::new(), hot })
+        Ok(GuestMemory {
+            regions,
+            id,
+            loss_reported: Default::default(),
+            host_iovas: Vec::new(),
+            hot,
+            windows: Default::default(),
+        })
     }
 
     /// DPDK's `add_guest_pages`: finds the device address (IOVA, in the
@@ -201,7 +214,7 @@ impl GuestMemory {
     /// Whether the front-end shrank a region's file under us (a page was
     /// lost and replaced): the device must stop using this table.
     pub fn faulted(&self) -> bool {
-        self.regions.iter().any(|r| r.mapping.faulted())
+        self.regions.iter().any(|r| r.mapping.faulted()) || self.windows.faulted()
     }
 
     /// True the first time it is asked (to log a loss once per table).

@@ -22,40 +22,71 @@ const F_USED: u16 = 1 << 15;
 pub struct GuestView {
     base: u64,
     size: u64,
+    /// `(start, pages)`: the driver's addresses in `start..start + pages`
+    /// 4 KiB pages lie on those guest pages in reverse order (as a ring
+    /// that an IOMMU maps page by page onto scattered guest pages).
+    reversed: Option<(u64, u64)>,
 }
+
+const PAGE: u64 = 4096;
 
 impl GuestView {
     /// # Safety
     /// `base..base + size` must stay mapped, readable and writable for as
     /// long as the view (and any ring made on it) is used.
     pub unsafe fn new(base: *mut u8, size: u64) -> GuestView {
-        GuestView { base: base as u64, size }
+        GuestView { base: base as u64, size, reversed: None }
+    }
+
+    /// The same memory, with the `pages` 4 KiB pages from `start` (page
+    /// aligned) in reverse order behind the driver's addresses.
+    pub fn with_reversed_pages(self, start: u64, pages: u64) -> GuestView {
+        assert!(start.is_multiple_of(PAGE) && start + pages * PAGE <= self.size);
+        GuestView { reversed: Some((start, pages)), ..self }
+    }
+
+    /// The guest-physical address that the driver's address `addr` lies at.
+    pub fn backing(&self, addr: u64) -> u64 {
+        match self.reversed {
+            Some((start, pages)) if addr >= start && addr - start < pages * PAGE => {
+                let page = (addr - start) / PAGE;
+                start + (pages - 1 - page) * PAGE + addr % PAGE
+            }
+            _ => addr,
+        }
     }
 
     pub fn size(&self) -> u64 {
         self.size
     }
 
+    /// `len` bytes at the driver's address `gpa`, which must not cross a
+    /// page boundary of a reversed range (multi-byte accesses are aligned
+    /// fields of at most 8 bytes; `read`/`write` go a byte at a time).
     fn at(&self, gpa: u64, len: usize) -> *mut u8 {
         assert!(
             gpa.checked_add(len as u64).is_some_and(|end| end <= self.size),
             "driver access {gpa:#x}+{len} outside guest memory"
         );
-        (self.base + gpa) as *mut u8
+        let placed = self.backing(gpa);
+        assert!(
+            len == 0 || self.backing(gpa + len as u64 - 1) == placed + len as u64 - 1,
+            "driver access {gpa:#x}+{len} across reversed pages"
+        );
+        (self.base + placed) as *mut u8
     }
 
     pub fn write(&self, gpa: u64, bytes: &[u8]) {
-        let p = self.at(gpa, bytes.len());
         for (i, b) in bytes.iter().enumerate() {
+            let p = self.at(gpa + i as u64, 1);
             // SAFETY: inside the view (checked), mapped per `new`'s contract.
-            unsafe { p.add(i).write_volatile(*b) };
+            unsafe { p.write_volatile(*b) };
         }
     }
 
     pub fn read(&self, gpa: u64, len: usize) -> Vec<u8> {
-        let p = self.at(gpa, len);
         // SAFETY: as in `write`.
-        (0..len).map(|i| unsafe { p.add(i).read_volatile() }).collect()
+        (0..len).map(|i| unsafe { self.at(gpa + i as u64, 1).read_volatile() }).collect()
     }
 
     fn atomic16(&self, gpa: u64) -> &AtomicU16 {

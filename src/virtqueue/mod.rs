@@ -35,6 +35,7 @@ use access_lock::{AccessGuard, AccessLock};
 
 use crate::guest::dirty_log::DirtyLog;
 use crate::guest::iotlb::{IotlbView, RangeFault, PERM_RO, PERM_RW, PERM_WO};
+use crate::guest::window::{RingArea, WindowRefusal};
 use crate::guest::GuestMemory;
 use crate::protocol::features::VIRTIO_F_IOMMU_PLATFORM;
 use crate::protocol::VringAddr;
@@ -179,7 +180,10 @@ pub enum TranslateError {
     SizeNotSet,
     SplitSizeNotPowerOfTwo,
     PositionBeyondSize,
-    AreaNotContiguous,
+    /// A ring area on scattered guest pages that gets no window.
+    AreaScattered(WindowRefusal),
+    /// The used area's log address on scattered guest pages.
+    LogAreaScattered,
     LogAddressUnmapped,
     DescOutsideMemory,
     AvailOutsideMemory,
@@ -194,7 +198,10 @@ impl std::fmt::Display for TranslateError {
             TranslateError::SizeNotSet => "ring size not set",
             TranslateError::SplitSizeNotPowerOfTwo => "split ring size is not a power of two",
             TranslateError::PositionBeyondSize => "ring position beyond the ring size",
-            TranslateError::AreaNotContiguous => "ring area not contiguous in guest memory",
+            TranslateError::AreaScattered(why) => {
+                return write!(f, "ring area on scattered guest pages, not mapped side by side: {why}")
+            }
+            TranslateError::LogAreaScattered => "ring log area on scattered guest pages",
             TranslateError::LogAddressUnmapped => "failed to map log_guest_addr",
             TranslateError::DescOutsideMemory => "descriptor table outside guest memory",
             TranslateError::AvailOutsideMemory => "avail ring outside guest memory",
@@ -271,8 +278,8 @@ pub struct AreaWait {
     pub iova: u64,
     pub len: u64,
     /// The area's first IOVA not mapped with the rights rings need (what
-    /// is asked for); `None`: mapped, but scattered.
-    pub missing: Option<u64>,
+    /// is asked for).
+    pub missing: u64,
 }
 
 /// What a burst works in, kept with the ring between bursts: the gathered
@@ -609,7 +616,7 @@ impl VqState {
     /// The first unmapped IOVA of each ring area the IOTLB lacked at the
     /// last translation (asked for from the front-end).
     pub fn missing_areas(&self) -> impl Iterator<Item = u64> + '_ {
-        self.iotlb_waits.iter().filter_map(|w| w.missing)
+        self.iotlb_waits.iter().map(|w| w.missing)
     }
 
     /// Whether the last translation lacked any ring area in the IOTLB.
@@ -782,26 +789,34 @@ impl VqState {
             let view = self.iotlb.clone().unwrap_or_default();
             self.log_guest_addr = 0;
             let logged = addr.flags & crate::protocol::VRING_F_LOG != 0;
-            let mut area = |iova: u64, len: u64| match view.lookup_range(iova, len, PERM_RW) {
-                Ok(hva) => Some(hva),
-                Err(fault) => {
-                    let missing = match fault {
-                        RangeFault::Miss(at) => Some(at),
-                        RangeFault::Scattered => None,
-                    };
-                    self.iotlb_waits.push(AreaWait { iova, len, missing });
-                    None
+            let (mem, index, waits) = (&self.mem, self.index, &mut self.iotlb_waits);
+            // An area on scattered guest pages is seen through a window
+            // (`guest::window`); the log area is only turned into guest
+            // addresses, which it then has no single one of.
+            let mut area = |iova: u64, len: u64, kind: Option<RingArea>| {
+                let found = match (view.lookup_range(iova, len, PERM_RW), kind) {
+                    (Ok(hva), _) => Ok(hva),
+                    (Err(RangeFault::Miss(at)), _) => Err(WindowRefusal::Miss(at)),
+                    (Err(RangeFault::Scattered), Some(kind)) => {
+                        mem.ring_window(index, kind, &view, iova, len, PERM_RW)
+                    }
+                    (Err(RangeFault::Scattered), None) => return Err(TranslateError::LogAreaScattered),
+                };
+                match found {
+                    Ok(hva) => Ok(Some(hva)),
+                    Err(WindowRefusal::Miss(missing)) => {
+                        waits.push(AreaWait { iova, len, missing });
+                        Ok(None)
+                    }
+                    Err(why) => Err(TranslateError::AreaScattered(why)),
                 }
             };
             let found = (
-                area(addr.desc_user_addr, desc_len),
-                area(addr.avail_user_addr, avail_len),
-                area(addr.used_user_addr, used_len),
-                if logged { area(addr.log_guest_addr, used_len) } else { Some(0) },
+                area(addr.desc_user_addr, desc_len, Some(RingArea::Desc))?,
+                area(addr.avail_user_addr, avail_len, Some(RingArea::Avail))?,
+                area(addr.used_user_addr, used_len, Some(RingArea::Used))?,
+                if logged { area(addr.log_guest_addr, used_len, None)? } else { Some(0) },
             );
-            if self.iotlb_waits.iter().any(|w| w.missing.is_none()) {
-                return Err(TranslateError::AreaNotContiguous);
-            }
             let (Some(desc), Some(avail), Some(used), Some(log)) = found else {
                 self.iotlb_wait = was_usable;
                 return Ok(());
@@ -830,8 +845,9 @@ impl VqState {
             return Err(TranslateError::Misaligned);
         }
         // SAFETY: each area was just found inside one region of `self.mem`
-        // (directly, or through the IOTLB view resolved against it) for
-        // this size and layout, aligned.
+        // (directly, or through the IOTLB view resolved against it), or in
+        // one of its ring windows, which it keeps mapped as long as its
+        // regions, for this size and layout, aligned.
         self.ring = Some(unsafe { TranslatedRing::new(&self.mem, (desc, avail, used), size, packed) });
         Ok(())
     }

@@ -195,6 +195,9 @@ pub struct Rig {
     /// Behind a virtual IOMMU: ring and buffer addresses given to the
     /// device are guest-physical plus this (IOVAs); `None` without.
     pub iova_offset: Option<u64>,
+    /// `(start, pages)`: the driver's rings and buffers there lie on those
+    /// guest pages in reverse order (`GuestView::with_reversed_pages`).
+    pub reversed_pages: Option<(u64, u64)>,
 }
 
 impl Rig {
@@ -233,6 +236,7 @@ impl Rig {
             kicks: Vec::new(),
             server,
             iova_offset: None,
+            reversed_pages: None,
         };
         assert_eq!(rig.ack(Request::SetFeatures, &features.to_ne_bytes(), &[]), 0, "SET_FEATURES");
         assert_eq!(rig.ack(Request::SetMemTable, &rig.ram.mem_table(), &[rig.ram.fd.as_raw_fd()]), 0);
@@ -253,7 +257,11 @@ impl Rig {
     pub fn view(&self) -> GuestView {
         // SAFETY: the test's own mapping of the guest memory lives as long
         // as the rig (tests drop rings before the rig).
-        unsafe { GuestView::new(self.ram.addr as *mut u8, self.ram.size) }
+        let view = unsafe { GuestView::new(self.ram.addr as *mut u8, self.ram.size) };
+        match self.reversed_pages {
+            Some((start, pages)) => view.with_reversed_pages(start, pages),
+            None => view,
+        }
     }
 
     /// Sets ring `q` up as a driver does (NUM, BASE, ADDR, CALL, KICK, each
