@@ -160,18 +160,8 @@ impl SharedMapping {
                 0,
             )
         };
-        if addr == libc::MAP_FAILED {
-            CLAIMED[slot].store(false, Ordering::Release);
-            return Err(MapError::Mmap { len: map_len, err: std::io::Error::last_os_error() });
-        }
-        let s = &REGISTRY[slot];
-        s.start.store(addr as usize, Ordering::Relaxed);
-        s.recoverable.store(recoverable, Ordering::Relaxed);
-        s.state.store(LIVE, Ordering::Relaxed);
-        s.used_start.store(addr as usize + offset as usize, Ordering::Relaxed);
-        s.used_len.store(len as usize, Ordering::Relaxed);
-        s.len.store(map_len_us, Ordering::SeqCst);
-        Ok(SharedMapping { addr: addr as usize, len: map_len_us, slot, page: blksz })
+        let addr = register(slot, addr, map_len, recoverable, (offset as usize, len as usize))?;
+        Ok(SharedMapping { addr, len: map_len_us, slot, page: blksz })
     }
 
     /// Our address of file offset 0.
@@ -206,6 +196,31 @@ impl Drop for SharedMapping {
         // its users hold it (by Arc), so no access into it is left.
         unsafe { release(self.slot, self.addr, self.len) };
     }
+}
+
+/// Registers the fresh mapping at `addr` (`MAP_FAILED`: the mmap failed,
+/// and the claimed slot is given back) of `len` bytes in `slot`, with the
+/// part its owner uses, `(offset, len)` from its start.
+fn register(
+    slot: usize,
+    addr: *mut libc::c_void,
+    len: u64,
+    recoverable: bool,
+    (used_offset, used_len): (usize, usize),
+) -> Result<usize, MapError> {
+    if addr == libc::MAP_FAILED {
+        CLAIMED[slot].store(false, Ordering::Release);
+        return Err(MapError::Mmap { len, err: std::io::Error::last_os_error() });
+    }
+    let (start, s) = (addr as usize, &REGISTRY[slot]);
+    s.start.store(start, Ordering::Relaxed);
+    s.recoverable.store(recoverable, Ordering::Relaxed);
+    s.state.store(LIVE, Ordering::Relaxed);
+    s.used_start.store(start + used_offset, Ordering::Relaxed);
+    s.used_len.store(used_len, Ordering::Relaxed);
+    // Written last: the handler and the audit read a slot only after it.
+    s.len.store(len as usize, Ordering::SeqCst);
+    Ok(start)
 }
 
 /// Unregisters a slot's mapping and unmaps it. Unregistered first (no
@@ -269,18 +284,8 @@ impl Window {
         // SAFETY: fresh anonymous memory at a kernel-chosen address; it
         // aliases no Rust object.
         let addr = unsafe { anonymous_at(std::ptr::null_mut(), map_len_us, 0) };
-        if addr == libc::MAP_FAILED {
-            CLAIMED[slot].store(false, Ordering::Release);
-            return Err(MapError::Mmap { len: map_len, err: std::io::Error::last_os_error() });
-        }
-        let s = &REGISTRY[slot];
-        s.start.store(addr as usize, Ordering::Relaxed);
-        s.recoverable.store(true, Ordering::Relaxed);
-        s.state.store(LIVE, Ordering::Relaxed);
-        s.used_start.store(addr as usize, Ordering::Relaxed);
-        s.used_len.store(0, Ordering::Relaxed);
-        s.len.store(map_len_us, Ordering::SeqCst);
-        Ok(Window { addr: addr as usize, len: map_len_us, slot })
+        let addr = register(slot, addr, map_len, true, (0, 0))?;
+        Ok(Window { addr, len: map_len_us, slot })
     }
 
     /// Our address of the window's first byte.
