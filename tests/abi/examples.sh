@@ -4,7 +4,9 @@
 # DPDK's (22.11, 24.11 or 25.11): our headers for it are include/ or
 # include/<release>/, the library's SONAME librte_vhost.so.23, .25 or .26.
 # The examples come from that release's source: DPDK_SRC, else the Debian
-# source package tools/setup.sh unpacks (22.11).
+# source package tools/setup.sh unpacks (22.11), else Debian's dpdk-doc of
+# the installed release (/usr/share/dpdk/examples; the Debian 13 chroot
+# installs it, as Debian's archive serves no trixie or forky sources).
 # usage: tests/abi/examples.sh [LIBDIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +18,12 @@ case $release in
   25.11) include=include/25.11 soname=librte_vhost.so.26 ;;
   *) echo "FAIL: no rvhost headers for DPDK $release"; exit 1 ;;
 esac
-src=${DPDK_SRC:-$(ls -d /var/tmp/rvhost-dpdk-src/dpdk-"$release"* /work/src-dpdk/dpdk-"$release"* 2>/dev/null | head -n1 || true)}
+doc=
+if [ -d /usr/share/dpdk/examples/vhost ] \
+    && [ "$(dpkg-query -W -f '${Version}' dpdk-doc 2>/dev/null | cut -d. -f1,2)" = "$release" ]; then
+  doc=/usr/share/dpdk
+fi
+src=${DPDK_SRC:-$(ls -d /var/tmp/rvhost-dpdk-src/dpdk-"$release"* /work/src-dpdk/dpdk-"$release"* $doc 2>/dev/null | head -n1 || true)}
 if [ -z "$src" ] || [ ! -d "$src/examples/vhost" ]; then
   echo "FAIL: DPDK $release source not found (DPDK_SRC; tools/setup.sh fetches 22.11's with apt-get source dpdk)"
   exit 1

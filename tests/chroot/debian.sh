@@ -33,7 +33,8 @@ case $suite in
   forky) rust=(rustc cargo) script=sid ;;
   *) echo "unknown suite '$suite' (trixie or forky)" >&2; exit 2 ;;
 esac
-build_pkgs=(dpdk dpdk-dev libdpdk-dev meson ninja-build pkgconf gcc make libc6-dev libssl-dev binutils libclang-dev
+# dpdk-doc ships the release's examples' sources (tests/abi/examples.sh).
+build_pkgs=(dpdk dpdk-dev libdpdk-dev dpdk-doc meson ninja-build pkgconf gcc make libc6-dev libssl-dev binutils libclang-dev
             python3 python3-pexpect "${rust[@]}")
 run_pkgs=(openvswitch-switch-dpdk qemu-system-x86 procps iproute2 busybox-static cpio)
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C

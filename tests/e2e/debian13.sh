@@ -4,7 +4,8 @@
 # `meson setup -Dabi=24.11` inside a cached chroot (tests/chroot/debian.sh)
 # and runs there, against Debian's librte_vhost.so.25 (stock) and ours:
 #   ABI: symbols and versions, layouts and constants (against 24.11's
-#        headers), consumers (dpdk-testpmd with every PMD, the vDPA PMDs);
+#        headers), consumers (dpdk-testpmd with every PMD, the vDPA PMDs),
+#        DPDK's examples of the release (from dpdk-doc) built on ours;
 #   C tests: ffi-tests/run.sh built against 24.11's headers (vhost-user
 #        API, async/DMA on EAL's DMA skeleton, vhost-crypto on OpenSSL);
 #   e2e: the DTS loopback paths (loopback_paths.py), a QEMU 10 Linux guest
@@ -103,6 +104,8 @@ if [ -n "$ours" ]; then
   check "ABI symbols: ours vs Debian's $soname" tests/abi/symbols.sh "$ours" "$stock"
   check "ABI layout: our include/$abi vs Debian's $abi headers" tests/abi/layout.sh "$ours"
   check "ABI consumers: ours" tests/abi/consumers.sh "$ours"
+  check "ABI examples: DPDK $abi's vhost, vhost_blk, vhost_crypto against our include/$abi" \
+    tests/abi/examples.sh "$ours"
 fi
 # The C tests of the public API (vhost-user, async/DMA, vhost-crypto),
 # built against this release's headers.
