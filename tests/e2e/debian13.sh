@@ -22,8 +22,9 @@
 # RVHOST_DEBIAN=forky runs the same on Debian testing (DPDK 25.11, .so.26).
 # RVHOST_DEBIAN_OURS=DIR (a directory in the chroot holding the SONAME)
 # tests that library as ours instead of building the tree.
-# usage: tests/e2e/debian13.sh [HOST_BUILDDIR (unused)] [--only=WORD,...] [--full]
-#   --only: run only the checks whose name contains one of the words.
+# usage: tests/e2e/debian13.sh [HOST_BUILDDIR (unused)] [--only=PHRASE,...] [--full]
+#   --only: run only the checks whose name contains one of the
+#   comma-separated phrases.
 set -uo pipefail
 tree=$(cd "$(dirname "$0")/../.." && pwd)
 suite=${RVHOST_DEBIAN:-trixie}
@@ -41,8 +42,8 @@ record() {  # record PASS|FAIL NAME SECONDS
 }
 wanted() {
   [ -z "$only" ] && return 0
-  local w
-  for w in ${only//,/ }; do [[ $1 == *"$w"* ]] && return 0; done
+  local w IFS=,
+  for w in $only; do [[ $1 == *"$w"* ]] && return 0; done
   return 1
 }
 
