@@ -19,6 +19,14 @@
  * compared with OpenSSL's own results, and malformed keys refused; and
  * first an AES-CBC session in 25.03's layout.
  *
+ * Last, a third connection behind a virtual IOMMU (VIRTIO_F_IOMMU_PLATFORM,
+ * on a socket registered with RTE_VHOST_USER_IOMMU_SUPPORT): ring and
+ * buffer addresses are IOVAs the front-end maps with IOTLB updates; a
+ * request whose buffers are mapped is served, one whose destination is
+ * not waits at the head of the ring while the back-end asks for it (an
+ * IOTLB miss on the back-end channel) and is served once it is mapped, and
+ * a bad one gets its status through the IOTLB.
+ *
  * Deliberate differences from DPDK 22.11, named where checked: 22.11 never
  * calls new_device for such a front-end (its rings stay disabled), writes
  * the status into the first writable descriptor after the data, writes the
@@ -32,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <linux/virtio_ring.h>
@@ -187,26 +196,49 @@ static int sock = -1, kickfd, callfd;
  * as a front-end that speaks 22.11's protocol does (DPDK 22.11 serves it). */
 static int dpdk_frontend, rsa_only;
 static uint16_t avail_idx, used_seen;
+/* The IOMMU phase: the IOVA of guest-physical address 0 (0: no IOMMU), and
+ * the front-end's end of the back-end request channel (the back-end's
+ * while connecting). */
+#define IOVA_BASE 0x700000000ull
+static uint64_t iova_off;
+static int backend_fd = -1;
 
 static struct vring_desc *gdesc(uint64_t gpa) { return (struct vring_desc *)(ram.addr + gpa); }
 static struct vring_avail *avail(void) { return (struct vring_avail *)(ram.addr + AVAIL_GPA); }
 static struct vring_used *used(void) { return (struct vring_used *)(ram.addr + USED_GPA); }
 
+enum { REQ_SET_SLAVE_REQ_FD = 21, REQ_IOTLB_MSG = 22, BACKEND_IOTLB_MSG = 1 };
+enum { PERM_RO = 1, PERM_WO = 2, PERM_RW = 3, IOTLB_MISS = 1, IOTLB_UPDATE = 2 };
+
+/* Maps guest-physical [gpa, gpa + size) at its IOVA with rights `perm`
+ * (an IOTLB update, as QEMU's vIOMMU sends); 0 once acknowledged. */
+static int iotlb_map(uint64_t gpa, uint64_t size, uint8_t perm)
+{
+	uint8_t p[32] = { 0 };
+	uint64_t v[3] = { gpa + iova_off, size, (uintptr_t)ram.addr + gpa };
+
+	memcpy(p, v, sizeof(v));
+	p[24] = perm;
+	p[25] = IOTLB_UPDATE;
+	return fe_acked(sock, REQ_IOTLB_MSG, p, sizeof(p), NULL, 0) == 0 ? 0 : -1;
+}
+
 static int connect_like_qemu72(const char *path)
 {
-	uint64_t f, pf = (1ULL << 3) | (1ULL << 7) | (1ULL << 9), want;
+	uint64_t f, pf = (1ULL << 3) | (1ULL << 7) | (1ULL << 9) | (iova_off ? 1ULL << 5 : 0), want;
 	uint32_t mt[2 + 8] = { 1 };
 	uint64_t *r = (uint64_t *)&mt[2];
 	struct vstate num = { 0, RING }, base = { 0, 0 };
-	struct vaddr a = { 0, 0, (uintptr_t)ram.addr + DESC_GPA, (uintptr_t)ram.addr + USED_GPA,
-			   (uintptr_t)ram.addr + AVAIL_GPA, 0 };
+	/* Without an IOMMU the ring addresses are the front-end's own. */
+	uint64_t base_addr = iova_off ? iova_off : (uintptr_t)ram.addr;
+	struct vaddr a = { 0, 0, base_addr + DESC_GPA, base_addr + USED_GPA, base_addr + AVAIL_GPA, 0 };
 	uint64_t idx = 0;
 
 	sock = fe_connect(path);
 	if (sock < 0 || fe_send(sock, REQ_SET_OWNER, FE_VERSION, NULL, 0, NULL, 0))
 		return -1;
 	f = fe_call_u64(sock, REQ_GET_FEATURES, NULL);
-	want = (1ULL << 32) | (1ULL << 30) | (1ULL << 28);
+	want = (1ULL << 32) | (1ULL << 30) | (1ULL << 28) | (iova_off ? 1ULL << 33 : 0);
 	if ((f & want) != want || fe_acked(sock, REQ_SET_FEATURES, &want, 8, NULL, 0))
 		return -2;
 	if ((fe_call_u64(sock, REQ_GET_PROTOCOL_FEATURES, NULL) & pf) != pf ||
@@ -218,6 +250,9 @@ static int connect_like_qemu72(const char *path)
 	r[3] = 0;
 	if (fe_acked(sock, REQ_SET_MEM_TABLE, mt, 8 + 32, &ram.fd, 1))
 		return -4;
+	if (iova_off && (fe_acked(sock, REQ_SET_SLAVE_REQ_FD, NULL, 0, &backend_fd, 1) ||
+			 iotlb_map(DESC_GPA, 0x3000, PERM_RW) || iotlb_map(TABLES_GPA, RING * 256, PERM_RO)))
+		return -7;
 	if (fe_acked(sock, REQ_SET_VRING_NUM, &num, 8, NULL, 0) || fe_acked(sock, REQ_SET_VRING_BASE, &base, 8, NULL, 0) ||
 	    fe_acked(sock, REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) ||
 	    fe_acked(sock, REQ_SET_VRING_KICK, &idx, 8, &kickfd, 1) ||
@@ -301,6 +336,7 @@ static void post(struct req *q)
 {
 	uint64_t t = TABLES_GPA + q->head * 16 * 16ull, b = BUFS_GPA + q->head * 0x4000ull;
 	struct vring_desc *tab = gdesc(t);
+	uint64_t io = b + iova_off; /* the buffers as the descriptors name them */
 	uint8_t *hdr = ram.addr + b;
 	uint32_t n = 0, i, op_type = q->chained ? 2 : 1, piece;
 
@@ -316,36 +352,36 @@ static void post(struct req *q)
 		memcpy(hdr + 36, para, sizeof(para));
 	}
 	memcpy(hdr + 64, &op_type, 4);
-	tab[n++] = (struct vring_desc){ b, 72, VRING_DESC_F_NEXT, 0 };
+	tab[n++] = (struct vring_desc){ io, 72, VRING_DESC_F_NEXT, 0 };
 	memcpy(ram.addr + b + 0x100, q->iv, q->iv_len);
-	tab[n++] = (struct vring_desc){ b + 0x100, q->iv_len, VRING_DESC_F_NEXT, 0 };
+	tab[n++] = (struct vring_desc){ io + 0x100, q->iv_len, VRING_DESC_F_NEXT, 0 };
 	memcpy(ram.addr + b + 0x200, q->src, q->src_len < 0x1800 ? q->src_len : 0x1800);
-	tab[n++] = (struct vring_desc){ b + 0x200, q->src_len < 0x1800 ? q->src_len : 0x1800, VRING_DESC_F_NEXT, 0 };
+	tab[n++] = (struct vring_desc){ io + 0x200, q->src_len < 0x1800 ? q->src_len : 0x1800, VRING_DESC_F_NEXT, 0 };
 	q->dst_gpa = b + 0x2000;
 	memset(ram.addr + q->dst_gpa, 0xee, 0x1800);
 	piece = q->dst_len / q->ndst;
 	for (i = 0; i < q->ndst; i++) {
 		uint32_t len = i + 1 == q->ndst ? q->dst_len - piece * i : piece;
 
-		tab[n++] = (struct vring_desc){ q->dst_outside ? RAM_SIZE * 4 : q->dst_gpa + piece * i, len,
+		tab[n++] = (struct vring_desc){ q->dst_outside ? RAM_SIZE * 4 : q->dst_gpa + iova_off + piece * i, len,
 						VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
 	}
 	q->digest_gpa = b + 0x3800;
 	memset(ram.addr + q->digest_gpa, 0xee, 64);
 	if (q->chained)
-		tab[n++] = (struct vring_desc){ q->digest_gpa, q->digest_len, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
+		tab[n++] = (struct vring_desc){ q->digest_gpa + iova_off, q->digest_len, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
 	q->extra_gpa = b + 0x3900;
 	if (q->extra)
-		tab[n++] = (struct vring_desc){ q->extra_gpa, q->extra, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
+		tab[n++] = (struct vring_desc){ q->extra_gpa + iova_off, q->extra, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 0 };
 	q->status_gpa = b + 0x3f00;
 	ram.addr[q->status_gpa] = 0xaa;
 	ram.addr[q->extra_gpa] = 0xaa;
 	if (!q->no_status)
-		tab[n++] = (struct vring_desc){ q->status_gpa, 1, VRING_DESC_F_WRITE, 0 };
+		tab[n++] = (struct vring_desc){ q->status_gpa + iova_off, 1, VRING_DESC_F_WRITE, 0 };
 	for (i = 0; i + 1 < n; i++)
 		tab[i].next = (uint16_t)(i + 1);
 	tab[n - 1].flags &= (uint16_t)~VRING_DESC_F_NEXT;
-	*gdesc(DESC_GPA + q->head * 16u) = (struct vring_desc){ t, n * 16, VRING_DESC_F_INDIRECT, 0 };
+	*gdesc(DESC_GPA + q->head * 16u) = (struct vring_desc){ t + iova_off, n * 16, VRING_DESC_F_INDIRECT, 0 };
 	avail()->ring[avail_idx % RING] = q->head;
 	__atomic_store_n(&avail()->idx, ++avail_idx, __ATOMIC_RELEASE);
 }
@@ -389,6 +425,35 @@ static int aes_cbc(int enc, const uint8_t *key, const uint8_t *iv, const uint8_t
 	     EVP_CipherUpdate(c, out, &n1, in, len) && EVP_CipherFinal_ex(c, out + n1, &n2);
 	EVP_CIPHER_CTX_free(c);
 	return ok && n1 + n2 == len ? 0 : -1;
+}
+
+/* Closes the connection, waits for destroy_device, and connects to `path`
+ * again (`rsa`: the device's instance gets the asymmetric session pool);
+ * 0 once the new device's instance is created. */
+static int reconnect(const char *path, int rsa)
+{
+	eventfd_t v;
+	int waited, gone = 0;
+
+	close(sock);
+	for (waited = 0; waited < 500 && !gone; waited++) {
+		usleep(10000);
+		pthread_mutex_lock(&ev_lock);
+		gone = destroyed;
+		pthread_mutex_unlock(&ev_lock);
+	}
+	pthread_mutex_lock(&ev_lock);
+	rsa_phase = rsa;
+	dev_vid = -1;
+	create_rc = 1;
+	destroyed = 0;
+	pthread_mutex_unlock(&ev_lock);
+	memset(ram.addr, 0, BUFS_GPA);
+	avail_idx = used_seen = 0;
+	eventfd_read(callfd, &v);
+	if (connect_like_qemu72(path))
+		return -1;
+	return wait_for_device() >= 0 && create_rc == 0 ? 0 : -1;
 }
 
 static void test_sessions_and_known_answers(int64_t enc, int64_t dec)
@@ -665,34 +730,6 @@ static size_t openssl_rsa(EVP_PKEY *key, int op, const uint8_t *in, size_t in_le
 	return ok ? out_len : 0;
 }
 
-/* A new front-end connection (the same socket), whose device gets the
- * asymmetric session pool: the application's choice per device, as
- * examples/vhost_crypto --asymmetric-crypto. */
-static int reconnect_for_rsa(const char *path)
-{
-	eventfd_t v;
-	int waited, gone = 0;
-
-	close(sock);
-	for (waited = 0; waited < 500 && !gone; waited++) {
-		usleep(10000);
-		pthread_mutex_lock(&ev_lock);
-		gone = destroyed;
-		pthread_mutex_unlock(&ev_lock);
-	}
-	pthread_mutex_lock(&ev_lock);
-	rsa_phase = 1;
-	dev_vid = -1;
-	create_rc = 1;
-	pthread_mutex_unlock(&ev_lock);
-	memset(ram.addr, 0, BUFS_GPA);
-	avail_idx = used_seen = 0;
-	eventfd_read(callfd, &v);
-	if (connect_like_qemu72(path))
-		return -1;
-	return wait_for_device() >= 0 && create_rc == 0 ? 0 : -1;
-}
-
 static void test_rsa(const char *path)
 {
 	static const uint8_t msg[] = "rvhost RSA over virtio-crypto, 25.03";
@@ -704,7 +741,10 @@ static void test_rsa(const char *path)
 	int st;
 
 	printf("RSA (akcipher, DPDK 25.03+): second connection, asymmetric pools\n");
-	CHECK(reconnect_for_rsa(path) == 0, "second device with the asymmetric session pool");
+	/* A new front-end connection (the same socket), whose device gets the
+	 * asymmetric session pool: the application's choice per device, as
+	 * examples/vhost_crypto --asymmetric-crypto. */
+	CHECK(reconnect(path, 1) == 0, "second device with the asymmetric session pool");
 	CHECK(der_len > 0 && der_len <= 1024, "OpenSSL's 1024-bit PKCS#1 key, %d bytes of DER", der_len);
 	if (der_len <= 0 || der_len > 1024)
 		return;
@@ -765,12 +805,94 @@ static void test_rsa(const char *path)
 }
 #endif
 
+/* The next IOTLB miss the back-end sent within 1 s: 0, its IOVA and rights. */
+static int next_miss(uint64_t *iova, uint8_t *perm)
+{
+	struct fe_msg m;
+
+	if (fe_recv(backend_fd, &m, 1000) != 1 || m.request != BACKEND_IOTLB_MSG || m.size != 32 ||
+	    m.payload[25] != IOTLB_MISS)
+		return -1;
+	memcpy(iova, m.payload, 8);
+	*perm = m.payload[24];
+	return 0;
+}
+
+/* A third connection, to `path` (registered with IOMMU support): ring and
+ * buffers behind the IOTLB. */
+static void test_iommu(const char *path)
+{
+	int sv[2], n, signalled, fetched, ncallfds;
+	struct req e = { .head = 5, .opcode = 0, .iv_len = 16, .src_len = 64, .dst_len = 64, .ndst = 2, .iv = nist_iv,
+			 .src = nist_pt };
+	struct req w = e;
+	uint64_t b5 = BUFS_GPA + 5 * 0x4000ull, b6 = BUFS_GPA + 6 * 0x4000ull, b7 = BUFS_GPA + 7 * 0x4000ull;
+	uint64_t iova = 0;
+	uint8_t perm = 0;
+	int64_t enc;
+
+	printf("behind a virtual IOMMU: third connection, IOVAs through the IOTLB\n");
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+		CHECK(0, "socketpair");
+		return;
+	}
+	iova_off = IOVA_BASE;
+	backend_fd = sv[1]; /* the back-end's end, sent with SET_SLAVE_REQ_FD */
+	CHECK(reconnect(path, 0) == 0, "device with VIRTIO_F_IOMMU_PLATFORM negotiated");
+	close(sv[1]);
+	backend_fd = sv[0];
+	if (dev_vid < 0)
+		return;
+	enc = create_session(!dpdk_frontend, 1, nist_key);
+	CHECK(enc > 0, "session created (%ld)", (long)enc);
+	e.session = w.session = (uint64_t)enc;
+
+	/* Mapped as Linux's DMA API maps them: the readable page read-only,
+	 * the destination and status pages write-only. */
+	CHECK(iotlb_map(b5, 0x1000, PERM_RO) == 0 && iotlb_map(b5 + 0x2000, 0x2000, PERM_WO) == 0, "buffers mapped");
+	post(&e);
+	n = complete(1, &signalled);
+	CHECK(n == 1 && memcmp(ram.addr + e.dst_gpa, nist_ct, 64) == 0 && ram.addr[e.status_gpa] == STATUS_OK &&
+	      used_len_of(5, n) == 65, "request through the IOTLB: SP 800-38A F.2.1, status OK, used len 65 (%d done)",
+	      n);
+	used_seen += (uint16_t)n;
+
+	/* The destination page not mapped: the request waits, asked for. */
+	w.head = 6;
+	CHECK(iotlb_map(b6, 0x1000, PERM_RO) == 0 && iotlb_map(b6 + 0x3000, 0x1000, PERM_WO) == 0,
+	      "buffers but the destination mapped");
+	post(&w);
+	fetched = run_worker(dev_vid, &ncallfds);
+	CHECK(fetched == 0 && used()->idx == used_seen && ram.addr[w.status_gpa] == 0xaa,
+	      "a request reaching an unmapped page is not taken, no status written (fetched %d)", fetched);
+	CHECK(next_miss(&iova, &perm) == 0 && iova == IOVA_BASE + b6 + 0x2000 && perm == PERM_WO,
+	      "IOTLB miss asked for its destination: IOVA %#lx, perm %u", (unsigned long)iova, perm);
+	CHECK(iotlb_map(b6 + 0x2000, 0x1000, PERM_WO) == 0, "destination mapped on the miss");
+	n = complete(1, &signalled);
+	CHECK(n == 1 && memcmp(ram.addr + w.dst_gpa, nist_ct, 64) == 0 && ram.addr[w.status_gpa] == STATUS_OK &&
+	      used_len_of(6, n) == 65, "the waiting request served once mapped (%d done)", n);
+	used_seen += (uint16_t)n;
+
+	/* A bad request (unknown session) through the IOTLB: its status. */
+	w.head = 7;
+	w.session = 777;
+	CHECK(iotlb_map(b7, 0x1000, PERM_RO) == 0 && iotlb_map(b7 + 0x2000, 0x2000, PERM_WO) == 0,
+	      "third request's buffers mapped");
+	post(&w);
+	n = complete(1, &signalled);
+	CHECK(n == 1 && ram.addr[w.status_gpa] == STATUS_INVSESS && used_len_of(7, n) == 1,
+	      "unknown session through the IOTLB: status INVSESS (%u), used len 1", ram.addr[w.status_gpa]);
+	used_seen += (uint16_t)n;
+	close(backend_fd);
+}
+
 int main(int argc, char **argv)
 {
-	char prefix[64], path[108];
+	char prefix[64], path[108], iommu_path[108];
 	char *eal[] = { argv[0], "--no-huge", "-m", "512", "--no-pci", "--no-shconf", prefix,
 			"--log-level=lib.vhost.*:error", "--log-level=user1:error" };
 	uint8_t key2[16];
+	uint64_t features;
 	int64_t enc, dec, enc2, dec2;
 	int i;
 
@@ -780,6 +902,7 @@ int main(int argc, char **argv)
 	rsa_only = argc > 2 && strcmp(argv[2], "--rsa-only") == 0;
 	snprintf(prefix, sizeof(prefix), "--file-prefix=rvhost-crypto-%d", getpid());
 	snprintf(path, sizeof(path), "/tmp/rvhost-crypto-%d.sock", getpid());
+	snprintf(iommu_path, sizeof(iommu_path), "/tmp/rvhost-crypto-iommu-%d.sock", getpid());
 	if (rte_eal_init(sizeof(eal) / sizeof(eal[0]), eal) < 0 || setup_cryptodev()) {
 		printf("EAL or crypto_openssl setup failed\n0 passed, 1 failed\n");
 		return 1;
@@ -789,6 +912,15 @@ int main(int argc, char **argv)
 	unlink(path);
 	CHECK(rte_vhost_driver_register(path, 0) == 0 && rte_vhost_driver_callback_register(path, &ops) == 0 &&
 	      rte_vhost_crypto_driver_start(path) == 0, "rte_vhost_crypto_driver_start");
+	/* The IOMMU phase's socket: 22.11's rte_vhost_crypto_driver_start
+	 * offers no VIRTIO_F_IOMMU_PLATFORM; the application adds it. */
+	unlink(iommu_path);
+	CHECK(rte_vhost_driver_register(iommu_path, RTE_VHOST_USER_IOMMU_SUPPORT) == 0 &&
+	      rte_vhost_driver_callback_register(iommu_path, &ops) == 0 &&
+	      rte_vhost_crypto_driver_start(iommu_path) == 0 &&
+	      rte_vhost_driver_get_features(iommu_path, &features) == 0 &&
+	      rte_vhost_driver_set_features(iommu_path, features | 1ULL << 33) == 0,
+	      "a second socket with VIRTIO_F_IOMMU_PLATFORM");
 	kickfd = eventfd(0, EFD_NONBLOCK);
 	callfd = eventfd(0, EFD_NONBLOCK);
 	if (guest_ram_init(&ram, RAM_SIZE) || connect_like_qemu72(path)) {
@@ -824,9 +956,12 @@ rsa:
 #ifdef HAVE_RSA
 	test_rsa(path);
 #endif
+	if (!rsa_only)
+		test_iommu(iommu_path);
 	close(sock);
 	usleep(200000);
 	rte_vhost_driver_unregister(path);
+	rte_vhost_driver_unregister(iommu_path);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

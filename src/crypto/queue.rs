@@ -8,6 +8,15 @@
 //! with used length 0. Either way the ring moves on (22.11 leaves such a
 //! request at the head of the ring and tries it again forever).
 //!
+//! Behind a virtual IOMMU (VIRTIO_F_IOMMU_PLATFORM) the descriptors hold
+//! I/O virtual addresses, translated through the ring's IOTLB view with
+//! the rights each part needs (the readable part read-only, the writable
+//! part write-only). A request that reaches an address the IOTLB lacks is
+//! not taken: the front-end is asked for it and the request waits at the
+//! head of the ring for a later fetch, as a network ring's chain does,
+//! with nothing written into it (22.11 asks too and stops its fetch there,
+//! having possibly written an error status into the request).
+//!
 //! Used entries go at the used index, in completion order (22.11 writes
 //! them at `used->ring[avail->ring[head]]`), and the status is the last
 //! byte of the writable descriptors (22.11: the first descriptor after the
@@ -26,8 +35,10 @@ use crate::device::Device;
 use crate::dpdk::crypto::RsaOp;
 use crate::dpdk::crypto::{CryptoOp, OwnedPool};
 use crate::dpdk::mbuf::{self, Mbuf, HEADROOM};
+use crate::guest::iotlb::{PERM_RO, PERM_WO};
 use crate::guest::slice::Writer;
-use crate::guest::{AddressSpace, PhysicalSpace};
+use crate::guest::{AddressSpace, Fault, IovaSpace, PhysicalSpace};
+use crate::virtqueue::avail::Avail;
 use crate::virtqueue::chain::{ChainError, F_WRITE};
 use crate::virtqueue::notify;
 use crate::virtqueue::ring::{Desc, RingMem};
@@ -91,14 +102,14 @@ impl Stream<'_> {
     }
 
     /// Visits the guest pieces of `[off, off + len)`, each with its offset
-    /// in that range; false if the range leaves the stream or memory.
+    /// in that range; fails if the range leaves the stream or memory.
     fn pieces<'m>(
         &self,
-        mem: PhysicalSpace<'m>,
+        mem: impl AddressSpace<'m>,
         mut off: u64,
         len: usize,
         mut f: impl FnMut(crate::guest::slice::GuestSlice<'m>, usize),
-    ) -> bool {
+    ) -> Result<(), Fault> {
         let mut done = 0usize;
         for d in self.descs {
             if done == len {
@@ -113,17 +124,21 @@ impl Stream<'_> {
             off = 0;
             while at < dlen && done < len {
                 let want = (dlen - at).min((len - done) as u64) as u32;
-                let Ok(s) = mem.slice(d.addr.wrapping_add(at), want) else { return false };
+                let s = mem.slice(d.addr.wrapping_add(at), want)?;
                 let n = s.len().min(want);
                 f(s, done);
                 done += n as usize;
                 at += u64::from(n);
             }
         }
-        done == len
+        if done == len {
+            Ok(())
+        } else {
+            Err(Fault::Unmapped)
+        }
     }
 
-    fn read(&self, mem: PhysicalSpace<'_>, off: u64, dst: &mut [u8]) -> bool {
+    fn read<'m>(&self, mem: impl AddressSpace<'m>, off: u64, dst: &mut [u8]) -> Result<(), Fault> {
         let len = dst.len();
         self.pieces(mem, off, len, |s, at| {
             let n = (s.len() as usize).min(len - at);
@@ -131,7 +146,13 @@ impl Stream<'_> {
         })
     }
 
-    fn write(&self, w: Writer<'_>, mem: PhysicalSpace<'_>, off: u64, src: &[u8]) -> bool {
+    fn write<'m>(
+        &self,
+        w: Writer<'_>,
+        mem: impl AddressSpace<'m>,
+        off: u64,
+        src: &[u8],
+    ) -> Result<(), Fault> {
         self.pieces(mem, off, src.len(), |s, at| {
             let n = (s.len() as usize).min(src.len() - at);
             w.write(s, 0, &src[at..at + n]);
@@ -139,8 +160,20 @@ impl Stream<'_> {
     }
 }
 
-/// A request that was not handed to the cryptodev: its used length.
-struct Completed(u32);
+/// The address spaces of a request's readable and writable parts: guest
+/// memory, or IOVAs with read or write rights.
+#[derive(Clone, Copy, Debug)]
+struct Spaces<S> {
+    read: S,
+    write: S,
+}
+
+/// A request not handed to the cryptodev: completed with its used length,
+/// or left on the ring until the IOTLB has `iova` with rights `perm`.
+enum NotTaken {
+    Completed(u32),
+    Missed { iova: u64, perm: u8 },
+}
 
 /// Moves up to `ops.len()` requests of ring `qid` into `ops`.
 pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<CryptoOp>]) -> u16 {
@@ -149,38 +182,31 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
         return 0;
     };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
-    let (true, Some(ring)) = (s.enabled(), s.ring()) else { return 0 };
-    if ring.is_packed() || s.iotlb().is_some() || s.mem().faulted() {
-        // Split rings in guest-physical memory only, as 22.11.
+    let (true, Some(ring)) = (s.enabled(), s.ring()) else {
+        dev.iotlb_ring_waits(&s);
+        return 0;
+    };
+    if ring.is_packed() || s.mem().faulted() {
+        // Split rings only, as 22.11.
         return 0;
     }
+    dev.adopt_newer_view(&mut s);
     let mem = Arc::clone(s.mem());
     let ring = ring.in_table(&mem);
-    let Some(mut avail) = s.split_avail(&ring) else {
+    let Some(avail) = s.split_avail(&ring) else {
         vlog!(Data, Err, LOG, "vring {qid}: avail index more than a ring ahead");
         return 0;
     };
     let log = s.active_log();
     let writer = Writer::new(log.as_deref().map(|l| (l, &*mem)));
-    let space = PhysicalSpace(&mem);
-    let mut completed: Vec<UsedElem> = Vec::new();
-    // A refused request completes here and leaves its op to the next one.
-    let mut fetched = 0;
-    for _ in 0..usize::from(avail.left()).min(MAX_BURST) {
-        let Some(&Some(op)) = ops.get(usize::from(fetched)) else { break };
-        let Some(m) = mbuf::alloc(inst.pool.pool()) else {
-            vlog!(Data, Err, LOG, "Insufficient memory");
-            break;
-        };
-        let head = avail.split_take_head(&ring);
-        match prepare(inst, space, writer, &ring, qid, head, op, m) {
-            Ok(()) => fetched += 1,
-            Err(Completed(len)) => {
-                mbuf::free_bulk(&[Some(m)]);
-                completed.push(UsedElem { id: head, len, count: 1 });
-            }
+    let batch = Batch { inst, dev, qid, ops, writer, ring: &ring };
+    let (avail, fetched, completed) = match s.iotlb() {
+        None => batch.fetch(Spaces { read: PhysicalSpace(&mem), write: PhysicalSpace(&mem) }, avail),
+        Some(view) => {
+            let (read, write) = (IovaSpace::new(&mem, view, PERM_RO), IovaSpace::new(&mem, view, PERM_WO));
+            batch.fetch(Spaces { read, write }, avail)
         }
-    }
+    };
     s.settle(avail);
     if !completed.is_empty() {
         split::publish(&mut s, &ring, &completed);
@@ -191,22 +217,71 @@ pub(super) fn fetch(inst: &Instance, dev: &Device, qid: u16, ops: &[Option<Crypt
     fetched
 }
 
+/// One `fetch` call's requests: where they come from and go to.
+struct Batch<'a> {
+    inst: &'a Instance,
+    dev: &'a Device,
+    qid: u16,
+    ops: &'a [Option<CryptoOp>],
+    writer: Writer<'a>,
+    ring: &'a RingMem<'a>,
+}
+
+impl Batch<'_> {
+    /// Takes requests from `avail` into the ops; returns where the ring's
+    /// avail side now is, how many ops were prepared, and the used entries
+    /// of the requests completed at once.
+    fn fetch<'m, S: AddressSpace<'m>>(
+        &self,
+        mem: Spaces<S>,
+        mut avail: Avail,
+    ) -> (Avail, u16, Vec<UsedElem>) {
+        let Batch { inst, dev, qid, ops, writer, ring } = *self;
+        let mut completed: Vec<UsedElem> = Vec::new();
+        // A refused request completes here and leaves its op to the next one.
+        let mut fetched = 0;
+        for _ in 0..usize::from(avail.left()).min(MAX_BURST) {
+            let Some(&Some(op)) = ops.get(usize::from(fetched)) else { break };
+            let Some(m) = mbuf::alloc(inst.pool.pool()) else {
+                vlog!(Data, Err, LOG, "Insufficient memory");
+                break;
+            };
+            let from = avail;
+            let head = avail.split_take_head(ring);
+            match prepare(inst, mem, writer, ring, qid, head, op, m) {
+                Ok(()) => fetched += 1,
+                Err(NotTaken::Completed(len)) => {
+                    mbuf::free_bulk(&[Some(m)]);
+                    completed.push(UsedElem { id: head, len, count: 1 });
+                }
+                Err(NotTaken::Missed { iova, perm }) => {
+                    mbuf::free_bulk(&[Some(m)]);
+                    dev.iotlb_miss(qid, iova, perm);
+                    avail = from;
+                    break;
+                }
+            }
+        }
+        (avail, fetched, completed)
+    }
+}
+
 /// Reads request `head`, checks it and prepares `op` on `m`; or completes
-/// it with its status.
+/// it with its status, or leaves it for an IOTLB miss.
 #[allow(clippy::too_many_arguments)]
-fn prepare(
+fn prepare<'m, S: AddressSpace<'m>>(
     inst: &Instance,
-    mem: PhysicalSpace<'_>,
+    mem: Spaces<S>,
     w: Writer<'_>,
     ring: &RingMem,
     qid: u16,
     head: u16,
     op: CryptoOp,
     mut m: Mbuf,
-) -> Result<(), Completed> {
+) -> Result<(), NotTaken> {
     let mut descs = [Desc::default(); MAX_DESCS];
     let mut n = 0;
-    let walked = split::visit_chain(ring, &mem, head, |d| {
+    let walked = split::visit_chain(ring, &mem.read, head, |d| {
         if n == MAX_DESCS {
             return Err(ChainError::TooLong);
         }
@@ -214,9 +289,13 @@ fn prepare(
         n += 1;
         Ok(())
     });
-    if let Err(e) = walked {
-        vlog!(Data, Err, LOG, "vring {qid}: dropping a malformed request chain: {e}");
-        return Err(Completed(0));
+    match walked {
+        Ok(()) => {}
+        Err(ChainError::IotlbMiss { iova, perm }) => return Err(NotTaken::Missed { iova, perm }),
+        Err(e) => {
+            vlog!(Data, Err, LOG, "vring {qid}: dropping a malformed request chain: {e}");
+            return Err(NotTaken::Completed(0));
+        }
     }
     let descs = &descs[..n];
     let split_at = descs.iter().position(|d| d.flags & F_WRITE != 0).unwrap_or(n);
@@ -224,26 +303,27 @@ fn prepare(
     let wlen = writable.len();
     if wlen == 0 {
         vlog!(Data, Err, LOG, "vring {qid}: request without room for a status");
-        return Err(Completed(0));
+        return Err(NotTaken::Completed(0));
     }
     let status_off = wlen - 1;
-    let reject = |st: u8, why: &str| {
+    // Writes the status where it can (a miss there: nothing written).
+    let reject = |(st, why): Refusal| {
         vlog!(Data, Err, LOG, "vring {qid}: request refused ({why}), status {st}");
-        Completed(if writable.write(w, mem, status_off, &[st]) { 1 } else { 0 })
+        NotTaken::Completed(if writable.write(w, mem.write, status_off, &[st]).is_ok() { 1 } else { 0 })
     };
     if writable.descs.iter().any(|d| d.flags & F_WRITE == 0) {
-        return Err(reject(status::BADMSG, "device-readable descriptor after a writable one"));
+        return Err(reject((status::BADMSG, "device-readable descriptor after a writable one")));
     }
-    if !writable.pieces(mem, status_off, 1, |_, _| ()) {
-        return Err(reject(status::BADMSG, "status outside guest memory"));
+    if let Err(f) = writable.pieces(mem.write, status_off, 1, |_, _| ()) {
+        return Err(outside(f, "status outside guest memory").unwrap_or_else(reject));
     }
     let mut raw = [0u8; HEADER_LEN];
-    if !readable.read(mem, 0, &mut raw) {
-        return Err(reject(status::BADMSG, "no request header"));
+    if let Err(f) = readable.read(mem.read, 0, &mut raw) {
+        return Err(outside(f, "no request header").unwrap_or_else(reject));
     }
     let h = Header::new(raw);
     let req = Parts { inst, mem, readable: &readable, writable: &writable, h: &h };
-    let staged = stage(&req, op, &mut m).map_err(|(st, why)| reject(st, why))?;
+    let staged = stage(&req, op, &mut m).map_err(|e| e.unwrap_or_else(reject))?;
     let mut ctx = RequestCtx {
         magic: MAGIC,
         instance: inst.id,
@@ -267,7 +347,7 @@ fn prepare(
     ctx.request = track(inst, staged.entry);
     if !OwnedPool::store(m, ctx) {
         untrack(inst, ctx.request);
-        return Err(reject(status::ERR, "mbuf without room for the request"));
+        return Err(reject((status::ERR, "mbuf without room for the request")));
     }
     Ok(())
 }
@@ -286,14 +366,27 @@ struct Staged {
 /// Why a request is refused: its status and the log's reason.
 type Refusal = (u8, &'static str);
 
-fn session_of(inst: &Instance, h: &Header) -> Result<Arc<SessionEntry>, Refusal> {
-    inst.sessions.lock().by_id.get(&h.session_id).cloned().ok_or((status::INVSESS, "unknown session"))
+/// A request not prepared: refused (`Err`), or waiting for an IOTLB miss
+/// (`Ok`).
+type Unprepared = Result<NotTaken, Refusal>;
+
+/// An access that failed at `what`: a refusal (BADMSG, outside the
+/// request's buffers or guest memory), or an IOTLB miss to wait for.
+fn outside(f: Fault, what: &'static str) -> Unprepared {
+    match f {
+        Fault::Miss { iova, perm } => Ok(NotTaken::Missed { iova, perm }),
+        Fault::Unmapped => Err((status::BADMSG, what)),
+    }
+}
+
+fn session_of(inst: &Instance, h: &Header) -> Result<Arc<SessionEntry>, Unprepared> {
+    inst.sessions.lock().by_id.get(&h.session_id).cloned().ok_or(Err((status::INVSESS, "unknown session")))
 }
 
 /// A request being checked: its instance, header and buffers.
-struct Parts<'a, 'm> {
+struct Parts<'a, S> {
     inst: &'a Instance,
-    mem: PhysicalSpace<'m>,
+    mem: Spaces<S>,
     readable: &'a Stream<'a>,
     writable: &'a Stream<'a>,
     h: &'a Header,
@@ -301,35 +394,35 @@ struct Parts<'a, 'm> {
 
 /// Checks request `req` against its session and buffers, copies its input
 /// into `m` and prepares `op`.
-fn stage(req: &Parts<'_, '_>, op: CryptoOp, m: &mut Mbuf) -> Result<Staged, Refusal> {
+fn stage<'m, S: AddressSpace<'m>>(
+    req: &Parts<'_, S>,
+    op: CryptoOp,
+    m: &mut Mbuf,
+) -> Result<Staged, Unprepared> {
     let Parts { inst, mem, readable, writable, h } = *req;
     #[cfg(feature = "abi-25-11")]
     if let Some(rsa_op) = h.akcipher_op() {
         return stage_rsa(req, rsa_op, op, m);
     }
     if !h.is_cipher() {
-        return Err((status::NOTSUPP, "not a cipher request"));
+        return Err(Err((status::NOTSUPP, "not a cipher request")));
     }
     let entry = session_of(inst, h)?;
     let Some(shape) = entry.shape else {
-        return Err((status::BADMSG, "a cipher request on an RSA session"));
+        return Err(Err((status::BADMSG, "a cipher request on an RSA session")));
     };
-    let plan = request::plan(h, shape, readable.len(), writable.len()).map_err(|st| (st, "lengths"))?;
+    let plan = request::plan(h, shape, readable.len(), writable.len()).map_err(|st| Err((st, "lengths")))?;
     let results = (plan.dst_len + plan.digest_len) as usize;
-    if !writable.pieces(mem, 0, results, |_, _| ()) {
-        return Err((status::BADMSG, "destination outside guest memory"));
-    }
-    if !copy_in(mem, readable, writable, &plan, m) {
-        return Err((status::BADMSG, "source outside guest memory"));
-    }
+    writable
+        .pieces(mem.write, 0, results, |_, _| ())
+        .map_err(|f| outside(f, "destination outside guest memory"))?;
+    copy_in(mem, readable, writable, &plan, m).map_err(|f| outside(f, "source outside guest memory"))?;
     let mut iv = [0u8; 32];
     let iv = &mut iv[..plan.iv_len as usize];
-    if !readable.read(mem, HEADER_LEN as u64, iv) {
-        return Err((status::BADMSG, "IV outside guest memory"));
-    }
+    readable.read(mem.read, HEADER_LEN as u64, iv).map_err(|f| outside(f, "IV outside guest memory"))?;
     let auth = plan.auth.map(|(off, len)| (off, len, DIGEST_OFF));
     if !op.prepare(&entry.session, *m, iv, plan.cipher, auth) {
-        return Err((status::ERR, "cannot attach the session"));
+        return Err(Err((status::ERR, "cannot attach the session")));
     }
     Ok(Staged {
         entry,
@@ -344,25 +437,31 @@ fn stage(req: &Parts<'_, '_>, op: CryptoOp, m: &mut Mbuf) -> Result<Staged, Refu
 /// An RSA request: its input (the source, and a verify's message) copied
 /// to the start of `m`'s data, the cryptodev's output area after it.
 #[cfg(feature = "abi-25-11")]
-fn stage_rsa(req: &Parts<'_, '_>, rsa_op: RsaOp, op: CryptoOp, m: &mut Mbuf) -> Result<Staged, Refusal> {
+fn stage_rsa<'m, S: AddressSpace<'m>>(
+    req: &Parts<'_, S>,
+    rsa_op: RsaOp,
+    op: CryptoOp,
+    m: &mut Mbuf,
+) -> Result<Staged, Unprepared> {
     let Parts { inst, mem, readable, writable, h } = *req;
     let entry = session_of(inst, h)?;
     if entry.shape.is_some() {
-        return Err((status::BADMSG, "an RSA request on a symmetric session"));
+        return Err(Err((status::BADMSG, "an RSA request on a symmetric session")));
     }
-    let plan = request::rsa_plan(h, rsa_op, readable.len(), writable.len()).map_err(|st| (st, "lengths"))?;
-    if !writable.pieces(mem, 0, plan.output_room() as usize, |_, _| ()) {
-        return Err((status::BADMSG, "destination outside guest memory"));
-    }
+    let plan =
+        request::rsa_plan(h, rsa_op, readable.len(), writable.len()).map_err(|st| Err((st, "lengths")))?;
+    writable
+        .pieces(mem.write, 0, plan.output_room() as usize, |_, _| ())
+        .map_err(|f| outside(f, "destination outside guest memory"))?;
     let data = m.tail_mut(RSA_DATA_LEN as usize);
     data.fill(0);
-    if !readable.read(mem, HEADER_LEN as u64, &mut data[..plan.input_len() as usize]) {
-        return Err((status::BADMSG, "source outside guest memory"));
-    }
+    readable
+        .read(mem.read, HEADER_LEN as u64, &mut data[..plan.input_len() as usize])
+        .map_err(|f| outside(f, "source outside guest memory"))?;
     m.commit(RSA_DATA_LEN as usize);
     let output = (RSA_OUT_OFF, plan.output_room());
     if !op.prepare_rsa(&entry.session, *m, rsa_op, (0, plan.src_len), plan.message_len(), output) {
-        return Err((status::ERR, "the application's op cannot be an RSA operation"));
+        return Err(Err((status::ERR, "the application's op cannot be an RSA operation")));
     }
     Ok(Staged { entry, out_from: 0, dst_len: plan.output_room(), digest_len: 0, rsa: true })
 }
@@ -383,26 +482,25 @@ fn untrack(inst: &Instance, request: u64) {
 /// The source data (and for a chained request the MAC area of the
 /// destination, which a verifying session compares) into `m`; the
 /// destination's extra bytes are zero.
-fn copy_in(
-    mem: PhysicalSpace<'_>,
+fn copy_in<'m, S: AddressSpace<'m>>(
+    mem: Spaces<S>,
     readable: &Stream<'_>,
     writable: &Stream<'_>,
     plan: &Plan,
     m: &mut Mbuf,
-) -> bool {
+) -> Result<(), Fault> {
     let data = m.tail_mut(plan.dst_len as usize);
     let src_at = (HEADER_LEN as u32 + plan.iv_len) as u64;
     let (src, rest) = data.split_at_mut(plan.src_len as usize);
-    if !readable.read(mem, src_at, src) {
-        return false;
-    }
+    readable.read(mem.read, src_at, src)?;
     rest.fill(0);
     m.commit(plan.dst_len as usize);
     if plan.digest_len > 0 {
-        let Some(d) = digest_area(m, plan.dst_len, plan.digest_len) else { return false };
-        return writable.read(mem, u64::from(plan.dst_len), d);
+        let d = digest_area(m, plan.dst_len, plan.digest_len).ok_or(Fault::Unmapped)?;
+        // Read through the writable part's rights, as it is written later.
+        return writable.read(mem.write, u64::from(plan.dst_len), d);
     }
-    true
+    Ok(())
 }
 
 /// The MAC's bytes in `m` (whose data is `dst_len` bytes long).
@@ -459,6 +557,9 @@ fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option
     let dev = crate::device::get(inst.vid);
     let vq = dev.and_then(|d| d.vq(qid));
     let mut guard = vq.map(|vq| vq.lock());
+    if let (Some(dev), Some(s)) = (dev, guard.as_deref_mut()) {
+        dev.adopt_newer_view(s);
+    }
     let mut used: Vec<UsedElem> = Vec::with_capacity(ops.len());
     for &op in ops {
         let Some((op, m, ctx)) = ours(op) else { continue };
@@ -479,17 +580,32 @@ fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option
 }
 
 /// Writes one request's result and status into the guest; its used length.
-fn write_back(s: &VqState, op: CryptoOp, mut m: Mbuf, ctx: &RequestCtx) -> u32 {
+/// Behind an IOMMU, through the IOTLB as it is now: a buffer unmapped since
+/// the fetch is not written (nor asked for: the request is over).
+fn write_back(s: &VqState, op: CryptoOp, m: Mbuf, ctx: &RequestCtx) -> u32 {
     let descs: Vec<Desc> = (0..usize::from(ctx.nseg))
         .map(|i| Desc { addr: ctx.seg_addr[i], len: ctx.seg_len[i], flags: F_WRITE, next_or_id: 0 })
         .collect();
     let out = Stream { descs: &descs };
     let log = s.active_log();
     let w = Writer::new(log.as_deref().map(|l| (l, &**s.mem())));
-    let mem = PhysicalSpace(s.mem());
+    match s.iotlb() {
+        None => write_results(&out, w, PhysicalSpace(s.mem()), op, m, ctx),
+        Some(view) => write_results(&out, w, IovaSpace::new(s.mem(), view, PERM_WO), op, m, ctx),
+    }
+}
+
+fn write_results<'m>(
+    out: &Stream<'_>,
+    w: Writer<'_>,
+    mem: impl AddressSpace<'m>,
+    op: CryptoOp,
+    mut m: Mbuf,
+    ctx: &RequestCtx,
+) -> u32 {
     let status_at = u64::from(ctx.status_off);
     if !op.succeeded() {
-        return if out.write(w, mem, status_at, &[status::ERR]) { 1 } else { 0 };
+        return if out.write(w, mem, status_at, &[status::ERR]).is_ok() { 1 } else { 0 };
     }
     #[cfg(feature = "abi-25-11")]
     if ctx.rsa != 0 {
@@ -497,24 +613,24 @@ fn write_back(s: &VqState, op: CryptoOp, mut m: Mbuf, ctx: &RequestCtx) -> u32 {
         // for `dst_len` bytes.
         let produced = op.rsa_output_len();
         let output = &m.data()[RSA_OUT_OFF as usize..][..produced.min(MAX_RSA_DATA) as usize];
-        let ok = produced <= ctx.dst_len && out.write(w, mem, 0, output);
+        let ok = produced <= ctx.dst_len && out.write(w, mem, 0, output).is_ok();
         let st = if ok { status::OK } else { status::ERR };
-        return match (out.write(w, mem, status_at, &[st]), ok) {
+        return match (out.write(w, mem, status_at, &[st]).is_ok(), ok) {
             (false, _) => 0,
             (true, true) => produced + 1,
             (true, false) => 1,
         };
     }
     let from = ctx.out_from as usize;
-    let mut ok = out.write(w, mem, from as u64, &m.data()[from..ctx.dst_len as usize]);
+    let mut ok = out.write(w, mem, from as u64, &m.data()[from..ctx.dst_len as usize]).is_ok();
     if ctx.digest_len > 0 {
         ok &= match digest_area(&mut m, ctx.dst_len, ctx.digest_len) {
-            Some(d) => out.write(w, mem, u64::from(ctx.dst_len), d),
+            Some(d) => out.write(w, mem, u64::from(ctx.dst_len), d).is_ok(),
             None => false,
         };
     }
     let st = if ok { status::OK } else { status::ERR };
-    if !out.write(w, mem, status_at, &[st]) {
+    if out.write(w, mem, status_at, &[st]).is_err() {
         return 0;
     }
     if ok {

@@ -138,25 +138,28 @@ pub struct Copy {
     pub len: u32,
 }
 
+/// What `submit` sent: how many packets, the first from the channel's
+/// submission count `first_count` on (a packet is done once the channel
+/// has completed `first_count` plus the end of its copies).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sent {
+    pub first_count: u64,
+    pub packets: usize,
+}
+
 /// Submits the packets whose copies are `copies`, each ending at the
-/// next of `packet_ends` (increasing), in order on channel `id`, stopping
+/// next of `copy_ends` (increasing), in order on channel `id`, stopping
 /// at the first packet the channel has no room for; rings the doorbell
-/// once. Returns, for each packet submitted, the completion count at which
-/// it is done.
-pub fn submit(
-    id: ChannelId,
-    copies: &[Copy],
-    packet_ends: impl Iterator<Item = usize> + Clone,
-    done_at: &mut Vec<u64>,
-) {
-    let Some(c) = channel(id) else { return };
+/// once.
+pub fn submit(id: ChannelId, copies: &[Copy], copy_ends: &[usize]) -> Sent {
+    let Some(c) = channel(id) else { return Sent::default() };
     let _l = c.lock.lock();
-    let start = c.submitted.load(Ordering::Relaxed);
+    let first_count = c.submitted.load(Ordering::Relaxed);
     // SAFETY: a configured channel (ids checked at configuration).
     let room = usize::from(unsafe { rvh_dma_burst_capacity(id.dma, id.vchan) });
     // A packet's copies all go, or none.
-    let fit = packet_ends.clone().take_while(|&end| end <= room).last().unwrap_or(0);
-    let fit = &copies[..fit.min(copies.len())];
+    let fit = copy_ends.partition_point(|&end| end <= room);
+    let fit = &copies[..fit.checked_sub(1).map_or(0, |last| copy_ends[last].min(copies.len()))];
     let sent = if fit.is_empty() {
         0
     } else {
@@ -171,8 +174,8 @@ pub fn submit(
         // are counted); the packet is not handed to the guest.
         crate::vlog!(Data, Err, "dma", "DMA copy failed for channel {}:{}", id.dma, id.vchan);
     }
-    done_at.extend(packet_ends.take_while(|&end| end <= sent).map(|end| start + end as u64));
-    c.submitted.store(start + sent as u64, Ordering::Relaxed);
+    c.submitted.store(first_count + sent as u64, Ordering::Relaxed);
+    Sent { first_count, packets: copy_ends.partition_point(|&end| end <= sent) }
 }
 
 /// Reaps what channel `id` completed (any ring's copies).

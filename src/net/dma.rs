@@ -17,11 +17,10 @@
 
 use super::*;
 use crate::dpdk::dma::{self, ChannelId, Copy};
-use crate::dpdk::mbuf::HeldMbuf;
 use crate::guest::GuestMemory;
 use crate::protocol::features::flags::ASYNC_COPY;
 use crate::virtqueue::access_lock::AccessGuard;
-use crate::virtqueue::async_queue::{AsyncQueue, Completion, DmaScratch, Submitted};
+use crate::virtqueue::async_queue::{AsyncQueue, Prepared};
 use crate::virtqueue::avail::Avail;
 use crate::virtqueue::{packed as packed_ring, split as split_ring, Virtqueue};
 
@@ -140,9 +139,13 @@ fn submit<'a>(
     let hlen = hdr_len(b.vq);
     let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
     let mem = b.mem.mem();
-    let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
+    let first = q.inflight();
+    let mut copies = std::mem::take(&mut q.copies);
     copies.clear();
-    packets.clear();
+    // Per packet: the end of its copies, and the avail position before its
+    // chains (to give them back if it cannot be sent).
+    let (mut copy_ends, mut froms) = ([0; MAX_BURST], [avail; MAX_BURST]);
+    let mut n = 0;
     for &p in pkts {
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
@@ -167,49 +170,51 @@ fn submit<'a>(
         };
         let start = copies.len();
         let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
-        if !dma_copies(mem, segs, pos, m, copies) {
+        if !dma_copies(mem, segs, pos, m, &mut copies) {
             copies.truncate(start);
             avail = from;
             vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index());
             break;
         }
+        let used_from = b.used.entries().len();
         record_used(chains, needed, b.used);
-        let (mbuf, copies_end, chains) = (HeldMbuf(m), copies.len(), chains.len() as u16);
-        packets.push(Submitted { mbuf, copies_end, chains, from, net_hdr: 0 });
+        q.push(Prepared { mbuf: m, channel: ch, net_hdr: 0 }, &b.used.entries()[used_from..]);
+        (copy_ends[n], froms[n]) = (copies.len(), from);
+        n += 1;
     }
-    if packets.is_empty() {
-        return 0;
-    }
-    let sent = send(ch, copies, packets, done_at, &mut avail);
-    b.vq.settle(avail);
-    let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
-    let mut used = b.used.entries();
-    for (p, &at) in packets.iter().zip(&done_at) {
-        let (mine, rest) = used.split_at(usize::from(p.chains));
-        used = rest;
-        q.push(p.mbuf.0, mine, Completion { channel: ch, done_at: at, net_hdr: 0 }, b.vq.mem());
-    }
-    (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
+    let burst = Recorded { first, copy_ends: &copy_ends[..n], froms: &froms[..n], end: avail };
+    // The application keeps the packets not sent.
+    let sent = if n == 0 { 0 } else { send(b, ch, &copies, burst, q, &mut Vec::new()) };
+    q.copies = copies;
     sent
 }
 
-/// Submits the copies of `packets` to channel `ch`, as many packets as it
-/// has room for; those it has not give their chains back (`avail` goes back
-/// to the first of them). Returns how many were sent, with their completion
-/// counts in `done_at`.
-fn send(
+/// The packets a burst recorded in its ring's `AsyncQueue`: from `first`
+/// on, their copies ending at `copy_ends`, the avail positions before
+/// their chains (`froms`) and after the last (`end`).
+struct Recorded<'s> {
+    first: usize,
+    copy_ends: &'s [usize],
+    froms: &'s [Avail],
+    end: Avail,
+}
+
+/// Submits the copies of the burst's packets to channel `ch`, as many
+/// packets as it has room for; those it has not are forgotten (their
+/// mbufs in `unsent`) and give their chains back. Returns how many were
+/// sent.
+fn send<'a>(
+    b: &mut Burst<'a, impl AddressSpace<'a>>,
     ch: ChannelId,
     copies: &[Copy],
-    packets: &[Submitted],
-    done_at: &mut Vec<u64>,
-    avail: &mut Avail,
+    burst: Recorded<'_>,
+    q: &mut AsyncQueue,
+    unsent: &mut Vec<Option<Mbuf>>,
 ) -> usize {
-    done_at.clear();
-    dma::submit(ch, copies, packets.iter().map(|p| p.copies_end), done_at);
-    let sent = done_at.len();
-    if let Some(first_unsent) = packets.get(sent) {
-        *avail = first_unsent.from;
-    }
+    let Recorded { first, copy_ends, froms, end } = burst;
+    let sent = q.submitted(first, copy_ends, dma::submit(ch, copies, copy_ends), b.vq.mem(), unsent);
+    // Past the last chain taken, or back to the first one not sent.
+    b.vq.settle(froms.get(sent).copied().unwrap_or(end));
     sent
 }
 
@@ -296,42 +301,45 @@ fn complete(
     ch: ChannelId,
 ) -> usize {
     dma::reap(ch);
-    let (mut used, mut hdrs) = (std::mem::take(&mut q.scratch.used), std::mem::take(&mut q.scratch.hdrs));
-    used.clear();
-    hdrs.clear();
-    let tx = s.index() & 1 == 1;
-    // Only a dequeue that applies offload requests needs the headers.
-    let offload = tx && Features::from_bits(s.features()).intersects(HOST_OFFLOAD_FEATURES);
-    let n = q.take_completed(out, offload.then_some(&mut hdrs), &mut used);
-    if n > 0 {
-        let sf = dev.socket_flags();
-        let stats = sf & flags::NET_STATS_ENABLE != 0;
-        if let (true, Some(ring)) = (s.enabled(), s.ring()) {
-            let mem = std::sync::Arc::clone(s.mem());
-            let ring = ring.in_table(&mem);
-            if ring.is_packed() {
-                packed_ring::publish(s, &ring, &used, !tx);
-            } else {
-                split_ring::publish(s, &ring, &used);
-            }
-            notify_guest(dev, s, &ring, stats);
-        }
-        if offload {
-            let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
-            for (m, &h) in out[..n].iter_mut().zip(&hdrs) {
-                if let Some(m) = m {
-                    header::apply_to_mbuf(&NetHdr::from_le(h), m, compliant);
-                }
-            }
-        }
-        if stats {
-            for m in out[..n].iter().flatten() {
-                s.datapath_mut().stats.count(m.pkt_len(), m.data());
-            }
-        }
-        s.datapath_mut().stats.inflight_completed += n as u64;
+    let n = q.count_completed(out.len());
+    if n == 0 {
+        return 0;
     }
-    (q.scratch.used, q.scratch.hdrs) = (used, hdrs);
+    let (packets, used) = q.front(n);
+    for (slot, (m, _)) in out.iter_mut().zip(packets) {
+        *slot = Some(m);
+    }
+    let tx = s.index() & 1 == 1;
+    let sf = dev.socket_flags();
+    let stats = sf & flags::NET_STATS_ENABLE != 0;
+    if let (true, Some(ring)) = (s.enabled(), s.ring()) {
+        let mem = std::sync::Arc::clone(s.mem());
+        let ring = ring.in_table(&mem);
+        for part in used.into_iter().filter(|u| !u.is_empty()) {
+            if ring.is_packed() {
+                packed_ring::publish(s, &ring, part, !tx);
+            } else {
+                split_ring::publish(s, &ring, part);
+            }
+        }
+        notify_guest(dev, s, &ring, stats);
+    }
+    // Only a dequeue applies the guest's offload requests.
+    if tx && Features::from_bits(s.features()).intersects(HOST_OFFLOAD_FEATURES) {
+        let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
+        for (m, (_, h)) in out[..n].iter_mut().zip(q.front(n).0) {
+            if let Some(m) = m {
+                header::apply_to_mbuf(&NetHdr::from_le(h), m, compliant);
+            }
+        }
+    }
+    if stats {
+        for m in out[..n].iter().flatten() {
+            s.datapath_mut().stats.count(m.pkt_len(), m.data());
+        }
+    }
+    s.datapath_mut().stats.inflight_completed += n as u64;
+    q.release(n);
     n
 }
 
@@ -420,9 +428,6 @@ fn submit_dequeue<'a>(
         if ring.is_packed() { avail.packed_count(&ring, want) } else { usize::from(avail.left()).min(want) };
     let hlen = hdr_len(b.vq);
     let mem = b.mem.mem();
-    let DmaScratch { copies, packets, done_at, .. } = &mut q.scratch;
-    copies.clear();
-    packets.clear();
     // The burst's mbufs in one bulk allocation (as 22.11); those left over
     // go back at the end.
     let mut fresh = [None; MAX_BURST];
@@ -430,6 +435,11 @@ fn submit_dequeue<'a>(
     if ready == 0 || !mbuf::alloc_bulk(pool, &mut fresh[..ready]) {
         return 0;
     }
+    let first = q.inflight();
+    let mut copies = std::mem::take(&mut q.copies);
+    copies.clear();
+    let (mut copy_ends, mut froms) = ([0; MAX_BURST], [avail; MAX_BURST]);
+    let mut n = 0;
     for slot in fresh.iter_mut().take(ready) {
         let from = avail;
         // A chain is taken only once its packet is prepared: a malformed
@@ -457,7 +467,7 @@ fn submit_dequeue<'a>(
         let prepared = match total.checked_sub(u64::from(hlen)).filter(|&n| n > 0) {
             None => Err(DropReason::HeaderOnly),
             Some(len) => prep_mbuf(&mut m, len, opts)
-                .and_then(|()| dma_copies_from_guest(mem, segs, pos, len, &mut m, pool, copies)),
+                .and_then(|()| dma_copies_from_guest(mem, segs, pos, len, &mut m, pool, &mut copies)),
         };
         if let Err(why) = prepared {
             avail = from;
@@ -469,32 +479,19 @@ fn submit_dequeue<'a>(
             }
             break;
         }
-        b.used.push(t.id, 0, t.count);
-        packets.push(Submitted {
-            mbuf: HeldMbuf(m),
-            copies_end: copies.len(),
-            chains: 1,
-            from,
-            net_hdr: hdr,
-        });
+        let used = UsedElem { id: t.id, len: 0, count: t.count };
+        q.push(Prepared { mbuf: m, channel: ch, net_hdr: hdr }, std::slice::from_ref(&used));
+        (copy_ends[n], froms[n]) = (copies.len(), from);
+        n += 1;
     }
     mbuf::free_bulk(&fresh[..ready]);
-    if packets.is_empty() {
-        return 0;
-    }
-    let sent = send(ch, copies, packets, done_at, &mut avail);
-    b.vq.settle(avail);
-    if sent < packets.len() {
-        let unsent: Vec<Option<Mbuf>> = packets[sent..].iter().map(|p| Some(p.mbuf.0)).collect();
+    let mut unsent = Vec::new();
+    let burst = Recorded { first, copy_ends: &copy_ends[..n], froms: &froms[..n], end: avail };
+    let sent = if n == 0 { 0 } else { send(b, ch, &copies, burst, q, &mut unsent) };
+    q.copies = copies;
+    if !unsent.is_empty() {
         mbuf::free_bulk(&unsent);
     }
-    let (packets, done_at) = (std::mem::take(packets), std::mem::take(done_at));
-    let entries = b.used.entries();
-    for ((p, &at), used) in packets.iter().zip(&done_at).zip(entries) {
-        let copies = Completion { channel: ch, done_at: at, net_hdr: p.net_hdr };
-        q.push(p.mbuf.0, std::slice::from_ref(used), copies, b.vq.mem());
-    }
-    (q.scratch.packets, q.scratch.done_at) = (packets, done_at);
     sent
 }
 

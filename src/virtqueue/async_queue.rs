@@ -22,8 +22,9 @@ use crate::guest::GuestMemory;
 #[derive(Debug)]
 struct InflightPacket {
     mbuf: HeldMbuf,
-    /// Its used entries (the chains it filled).
-    used: u16,
+    /// The end of its used entries (the chains it filled), counted over
+    /// every entry the queue has recorded.
+    used_end: u64,
     channel: ChannelId,
     /// The channel's completion count at which its last copy is done.
     done_at: u64,
@@ -32,51 +33,27 @@ struct InflightPacket {
     net_hdr: u128,
 }
 
+/// A packet's record, written into the queue as its burst prepares it
+/// (before its copies are submitted, so nothing is written twice).
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared {
+    pub mbuf: Mbuf,
+    pub channel: ChannelId,
+    /// Dequeue: the guest's virtio-net header in wire form.
+    pub net_hdr: u128,
+}
+
 #[derive(Debug, Default)]
 pub struct AsyncQueue {
     packets: VecDeque<InflightPacket>,
     used: VecDeque<UsedElem>,
+    /// Used entries taken from the front so far.
+    used_taken: u64,
     /// Tables written by the copies in flight (the newest last).
     tables: Vec<Arc<GuestMemory>>,
-    /// What the submit and poll calls work in, kept between them.
-    pub scratch: DmaScratch,
-}
-
-/// A packet being submitted: its mbuf, the end of its copies in
-/// `DmaScratch::copies`, the chains (used entries) it took, the ring's
-/// avail position before them (to give them back if it cannot be sent),
-/// and (dequeue) the guest's virtio-net header in wire form.
-#[derive(Clone, Copy, Debug)]
-pub struct Submitted {
-    pub mbuf: HeldMbuf,
-    pub copies_end: usize,
-    pub chains: u16,
-    pub from: super::avail::Avail,
-    pub net_hdr: u128,
-}
-
-/// How a packet's copies were submitted: on which channel, the channel's
-/// completion count at which they are all done, and (dequeue) the guest's
-/// virtio-net header.
-#[derive(Clone, Copy, Debug)]
-pub struct Completion {
-    pub channel: ChannelId,
-    pub done_at: u64,
-    pub net_hdr: u128,
-}
-
-/// Working space of one submit or poll call.
-#[derive(Debug, Default)]
-pub struct DmaScratch {
-    /// The copies of the packets being submitted, packet after packet.
+    /// The copies of the packets being submitted, packet after packet
+    /// (kept between the calls for its allocation).
     pub copies: Vec<dma::Copy>,
-    /// The packets being submitted.
-    pub packets: Vec<Submitted>,
-    /// Per packet submitted: its completion count.
-    pub done_at: Vec<u64>,
-    /// The used entries and headers of the packets a poll completes.
-    pub used: Vec<UsedElem>,
-    pub hdrs: Vec<u128>,
 }
 
 impl AsyncQueue {
@@ -85,64 +62,96 @@ impl AsyncQueue {
         self.packets.len()
     }
 
-    /// Records packet `mbuf`, whose copies into or out of `mem` were
-    /// submitted as `copies` says, and its used entries.
+    /// Records packet `p` and its used entries; `submitted` then gives it
+    /// its completion count, or forgets it if its copies were not sent.
     #[inline(always)]
-    pub fn push(&mut self, mbuf: Mbuf, used: &[UsedElem], copies: Completion, mem: &Arc<GuestMemory>) {
-        if !self.tables.last().is_some_and(|t| Arc::ptr_eq(t, mem)) {
-            self.tables.push(Arc::clone(mem));
-        }
-        self.packets.push_back(InflightPacket {
-            mbuf: HeldMbuf(mbuf),
-            used: used.len() as u16,
-            channel: copies.channel,
-            done_at: copies.done_at,
-            net_hdr: copies.net_hdr,
-        });
+    pub fn push(&mut self, p: Prepared, used: &[UsedElem]) {
         // Usually one entry: a loop, not a copy call.
         for &u in used {
             self.used.push_back(u);
         }
+        let used_end = self.used_taken + self.used.len() as u64;
+        let Prepared { mbuf, channel, net_hdr } = p;
+        self.packets.push_back(InflightPacket {
+            mbuf: HeldMbuf(mbuf),
+            used_end,
+            channel,
+            done_at: 0,
+            net_hdr,
+        });
     }
 
-    /// Takes up to `out.len()` packets from the front whose copies are
-    /// complete, writing them to `out`, their headers to `hdrs` (if
-    /// wanted) and their used entries to `used`; returns how many.
-    pub fn take_completed(
+    /// The packets recorded from `first` on (`inflight()` before the burst
+    /// pushed them) had their copies submitted into or out of `mem` as
+    /// `sent` says, each ending at the next of `copy_ends`: those sent get
+    /// their completion counts, the others are forgotten (their mbufs
+    /// returned, for the caller to give back). Returns how many were sent.
+    pub fn submitted(
         &mut self,
-        out: &mut [Option<Mbuf>],
-        hdrs: Option<&mut Vec<u128>>,
-        used: &mut Vec<UsedElem>,
+        first: usize,
+        copy_ends: &[usize],
+        sent: dma::Sent,
+        mem: &Arc<GuestMemory>,
+        unsent: &mut Vec<Option<Mbuf>>,
     ) -> usize {
+        for (p, &end) in self.packets.range_mut(first..first + sent.packets).zip(copy_ends) {
+            p.done_at = sent.first_count + end as u64;
+        }
+        let kept = first + sent.packets;
+        if kept < self.packets.len() {
+            unsent.extend(self.packets.drain(kept..).map(|p| Some(p.mbuf.0)));
+            let used_end = self.packets.back().map_or(self.used_taken, |p| p.used_end);
+            self.used.truncate((used_end - self.used_taken) as usize);
+        }
+        if sent.packets > 0 && !self.tables.last().is_some_and(|t| Arc::ptr_eq(t, mem)) {
+            self.tables.push(Arc::clone(mem));
+        }
+        sent.packets
+    }
+
+    /// How many packets from the front, at most `max`, have all their
+    /// copies complete (in order: none after one still running).
+    pub fn count_completed(&self, max: usize) -> usize {
+        let (a, b) = self.packets.as_slices();
         // The completion count of the channel of the packet before (one
         // lookup per channel change, usually one a call).
         let mut last: Option<(ChannelId, u64)> = None;
-        let n = self
-            .packets
-            .iter()
-            .take(out.len())
-            .take_while(|p| {
-                let completed = match last {
-                    Some((ch, count)) if ch == p.channel => count,
-                    _ => dma::completed(p.channel),
-                };
-                last = Some((p.channel, completed));
-                completed >= p.done_at
-            })
-            .count();
-        if let Some(hdrs) = hdrs {
-            hdrs.extend(self.packets.range(..n).map(|p| p.net_hdr));
+        let mut done = |p: &InflightPacket| {
+            let completed = match last {
+                Some((ch, count)) if ch == p.channel => count,
+                _ => dma::completed(p.channel),
+            };
+            last = Some((p.channel, completed));
+            completed >= p.done_at
+        };
+        let n = a.iter().take(max).take_while(|p| done(p)).count();
+        if n < a.len() || n == max {
+            return n;
         }
-        let mut nused = 0;
-        for (slot, p) in out.iter_mut().zip(self.packets.drain(..n)) {
-            *slot = Some(p.mbuf.0);
-            nused += usize::from(p.used);
-        }
-        used.extend(self.used.drain(..nused));
+        n + b.iter().take(max - n).take_while(|p| done(p)).count()
+    }
+
+    /// The first `n` packets (`n` at most `inflight()`): their mbufs and
+    /// headers, and their used entries (in up to two pieces).
+    pub fn front(&self, n: usize) -> (impl Iterator<Item = (Mbuf, u128)> + '_, [&[UsedElem]; 2]) {
+        let packets = self.packets.range(..n).map(|p| (p.mbuf.0, p.net_hdr));
+        let nused =
+            n.checked_sub(1).map_or(0, |last| (self.packets[last].used_end - self.used_taken) as usize);
+        let (a, b) = self.used.as_slices();
+        let used = if nused <= a.len() { [&a[..nused], &b[..0]] } else { [a, &b[..nused - a.len()]] };
+        (packets, used)
+    }
+
+    /// Forgets the first `n` packets (handed back after `front`).
+    pub fn release(&mut self, n: usize) {
+        let Some(last) = n.checked_sub(1) else { return };
+        let used_end = self.packets[last].used_end;
+        self.used.drain(..(used_end - self.used_taken) as usize);
+        self.used_taken = used_end;
+        self.packets.drain(..n);
         if self.packets.is_empty() {
             self.tables.clear();
         }
-        n
     }
 }
 
