@@ -150,32 +150,34 @@ fn submit<'a>(
         // The common case needs no walk (as the sync enqueue): the next
         // chain is one buffer holding the whole packet.
         let lone = if b.used.room() > 0 { avail.take_lone(&ring, &b.mem, needed) } else { None };
-        let one;
-        let (segs, chains) = match lone {
-            Some((seg, id)) => {
-                one = LoneChain::new(seg, id);
-                one.parts()
+        let reserve = |b: &mut Burst<_>, room| avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
+        let submit = |segs: &[GuestSlice<'_>], chains: &[ChainInfo], w, used: &mut _| {
+            let start = copies.len();
+            let pos = put_header(w, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
+            if !dma_copies(mem, segs, pos, m, copies) {
+                copies.truncate(start);
+                return false;
             }
-            None => {
-                let room = b.used.room();
-                let r = avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
-                if !b.reserved(r) {
-                    break;
-                }
-                (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains])
-            }
+            record_used(chains, needed, used);
+            let (mbuf, copies_end, chains) = (HeldMbuf(m), copies.len(), chains.len() as u16);
+            packets.push(Submitted { mbuf, copies_end, chains, from, net_hdr: 0 });
+            true
         };
-        let start = copies.len();
-        let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
-        if !dma_copies(mem, segs, pos, m, copies) {
-            copies.truncate(start);
-            avail = from;
-            vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index());
-            break;
+        match b.place(lone, reserve, submit) {
+            Some(true) => {}
+            Some(false) => {
+                avail = from;
+                vlog!(
+                    Data,
+                    Err,
+                    b.dev.ifname(),
+                    "vring {}: a guest buffer has no device address",
+                    b.vq.index()
+                );
+                break;
+            }
+            None => break,
         }
-        record_used(chains, needed, b.used);
-        let (mbuf, copies_end, chains) = (HeldMbuf(m), copies.len(), chains.len() as u16);
-        packets.push(Submitted { mbuf, copies_end, chains, from, net_hdr: 0 });
     }
     if packets.is_empty() {
         return 0;
