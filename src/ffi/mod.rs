@@ -53,6 +53,29 @@ pub(crate) unsafe fn cstr_arg<'a>(p: *const std::ffi::c_char) -> Option<&'a str>
     unsafe { std::ffi::CStr::from_ptr(p) }.to_str().ok()
 }
 
+/// Writes the pair `value()` gives through two out-pointers: 0, or -1
+/// (nothing written) if either is NULL or `value` has none. `value` runs
+/// only once both pointers were checked.
+///
+/// # Safety
+/// `first` and `second` must each be NULL or valid for a write of `T`.
+pub(crate) unsafe fn write_pair<T>(
+    first: *mut T,
+    second: *mut T,
+    value: impl FnOnce() -> Option<(T, T)>,
+) -> std::ffi::c_int {
+    if first.is_null() || second.is_null() {
+        return -1;
+    }
+    let Some((a, b)) = value() else { return -1 };
+    // SAFETY: both non-NULL and writable per the caller's contract.
+    unsafe {
+        first.write(a);
+        second.write(b);
+    }
+    0
+}
+
 /// Writes `value` through an out-pointer: 0, or -1 for NULL.
 ///
 /// # Safety

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::write_out;
+use super::{write_out, write_pair};
 use crate::abi::*;
 use crate::device::{self, Device};
 use crate::ffi::callbacks::ExternOps;
@@ -301,16 +301,8 @@ pub unsafe extern "C" fn rte_vhost_get_vring_base(
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
         let Some(vq) = d.vq(queue_id) else { return -1 };
-        if last_avail_idx.is_null() || last_used_idx.is_null() {
-            return -1;
-        }
-        let (avail, used) = vq.lock().positions();
-        // SAFETY: both checked non-NULL; caller's contract.
-        unsafe {
-            *last_avail_idx = avail;
-            *last_used_idx = used;
-        }
-        0
+        // SAFETY: each NULL or writable, the caller's contract.
+        unsafe { write_pair(last_avail_idx, last_used_idx, || Some(vq.lock().positions())) }
     })
 }
 
@@ -370,16 +362,8 @@ pub unsafe extern "C" fn rte_vhost_set_vring_base(
 pub unsafe extern "C" fn rte_vhost_get_log_base(vid: c_int, log_base: *mut u64, log_size: *mut u64) -> c_int {
     boundary!(-1, {
         let Some(d) = dev(vid) else { return -1 };
-        if log_base.is_null() || log_size.is_null() {
-            return -1;
-        }
-        let (base, size) = d.log_area();
-        // SAFETY: both checked non-NULL; caller's contract.
-        unsafe {
-            *log_base = base;
-            *log_size = size;
-        }
-        0
+        // SAFETY: each NULL or writable, the caller's contract.
+        unsafe { write_pair(log_base, log_size, || Some(d.log_area())) }
     })
 }
 

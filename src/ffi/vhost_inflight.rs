@@ -266,17 +266,12 @@ pub unsafe extern "C" fn rte_vhost_get_vring_base_from_inflight(
     boundary!(-1, {
         let Some(dev) = device::get(vid) else { return -1 };
         let Some(vq) = dev.vq(queue_id) else { return -1 };
-        if last_avail_idx.is_null() || last_used_idx.is_null() {
-            return -1;
-        }
-        let s = vq.lock();
-        let Some(q) = s.inflight().filter(|q| q.is_packed()) else { return -1 };
-        let base = q.base_from_packed();
-        // SAFETY: both checked non-NULL; caller's contract.
-        unsafe {
-            *last_avail_idx = base;
-            *last_used_idx = base;
-        }
-        0
+        let base = || {
+            let s = vq.lock();
+            let base = s.inflight().filter(|q| q.is_packed())?.base_from_packed();
+            Some((base, base))
+        };
+        // SAFETY: each NULL or writable, the caller's contract.
+        unsafe { super::write_pair(last_avail_idx, last_used_idx, base) }
     })
 }

@@ -153,34 +153,37 @@ fn submit<'a>(
         // The common case needs no walk (as the sync enqueue): the next
         // chain is one buffer holding the whole packet.
         let lone = if b.used.room() > 0 { avail.take_lone(&ring, &b.mem, needed) } else { None };
-        let one;
-        let (segs, chains) = match lone {
-            Some((seg, id)) => {
-                one = LoneChain::new(seg, id);
-                one.parts()
+        let reserve = |b: &mut Burst<_>, room| avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
+        let submit = |segs: &[GuestSlice<'_>], chains: &[ChainInfo], w, used: &mut UsedBatch| {
+            let start = copies.len();
+            let pos = put_header(w, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
+            if !dma_copies(mem, segs, pos, m, &mut copies) {
+                copies.truncate(start);
+                return false;
             }
-            None => {
-                let room = b.used.room();
-                let r = avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
-                if !b.reserved(r) {
-                    break;
-                }
-                (b.bufs.segs(mem), &b.bufs.chains[..b.bufs.nchains])
-            }
+            let used_from = used.entries().len();
+            record_used(chains, needed, used);
+            q.push(Prepared { mbuf: m, channel: ch, net_hdr: 0 }, &used.entries()[used_from..]);
+            true
         };
-        let start = copies.len();
-        let pos = put_header(b.writer, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
-        if !dma_copies(mem, segs, pos, m, &mut copies) {
-            copies.truncate(start);
-            avail = from;
-            vlog!(Data, Err, b.dev.ifname(), "vring {}: a guest buffer has no device address", b.vq.index());
-            break;
+        match b.place(lone, reserve, submit) {
+            Some(true) => {
+                (copy_ends[n], froms[n]) = (copies.len(), from);
+                n += 1;
+            }
+            Some(false) => {
+                avail = from;
+                vlog!(
+                    Data,
+                    Err,
+                    b.dev.ifname(),
+                    "vring {}: a guest buffer has no device address",
+                    b.vq.index()
+                );
+                break;
+            }
+            None => break,
         }
-        let used_from = b.used.entries().len();
-        record_used(chains, needed, b.used);
-        q.push(Prepared { mbuf: m, channel: ch, net_hdr: 0 }, &b.used.entries()[used_from..]);
-        (copy_ends[n], froms[n]) = (copies.len(), from);
-        n += 1;
     }
     let burst = Recorded { first, copy_ends: &copy_ends[..n], froms: &froms[..n], end: avail };
     // The application keeps the packets not sent.

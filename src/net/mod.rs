@@ -150,6 +150,38 @@ impl<S> Burst<'_, S> {
     }
 }
 
+impl<'a, S: AddressSpace<'a>> Burst<'a, S> {
+    /// Places a packet in the lone buffer taken for it (`lone`), or else in
+    /// the chains `reserve` gathers into `bufs` (given the used entries left
+    /// in the burst): `place` gets their segments and chain records, with
+    /// the burst's writer and used entries. `None` ends the burst (not
+    /// enough now, or a malformed chain, which `reserved` reports).
+    #[inline(always)]
+    fn place<R>(
+        &mut self,
+        lone: Option<(GuestSlice<'a>, u16)>,
+        reserve: impl FnOnce(&mut Self, usize) -> Result<bool, ChainError>,
+        place: impl FnOnce(&[GuestSlice<'_>], &[ChainInfo], Writer<'a>, &mut UsedBatch) -> R,
+    ) -> Option<R> {
+        let one;
+        let (segs, chains) = match lone {
+            Some((seg, id)) => {
+                one = LoneChain::new(seg, id);
+                one.parts()
+            }
+            None => {
+                let room = self.used.room();
+                let r = reserve(self, room);
+                if !self.reserved(r) {
+                    return None;
+                }
+                (self.bufs.segs(self.mem.mem()), &self.bufs.chains[..self.bufs.nchains])
+            }
+        };
+        Some(place(segs, chains, self.writer, self.used))
+    }
+}
+
 /// Runs `$body` as one burst on `$vq` (locked, enabled, translated), with
 /// `$b` the `&mut Burst` and its scratch taken out of the ring for the time
 /// of the burst. The body is compiled twice: for guest-physical addresses

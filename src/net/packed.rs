@@ -81,26 +81,18 @@ fn enqueue_one<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, hlen: u32, m: Mbuf)
     let ring = b.ring;
     // The common case needs no walk: one descriptor holding it all.
     let lone = if b.used.room() > 0 { b.vq.packed_take_lone(&ring, &b.mem, needed) } else { None };
-    let one;
-    let (segs, chains) = match lone {
-        Some((seg, id)) => {
-            one = LoneChain::new(seg, id);
-            one.parts()
-        }
-        None => {
-            let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
-            let room = b.used.room();
-            let mut avail = b.vq.packed_avail();
-            let r = avail.packed_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
-            if !b.reserved(r) {
-                return false;
-            }
+    let reserve = |b: &mut Burst<_>, room| {
+        let mergeable = b.vq.has_feature(Feature::NET_MRG_RXBUF.number());
+        let mut avail = b.vq.packed_avail();
+        let r = avail.packed_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
+        if matches!(r, Ok(true)) {
             b.vq.settle(avail);
-            (b.bufs.segs(b.mem.mem()), &b.bufs.chains[..b.bufs.nchains])
         }
+        r
     };
-    place_packet(b.writer, segs, chains, hlen, m, b.used);
-    true
+    let place =
+        |segs: &[GuestSlice<'_>], chains: &[_], w, used: &mut _| place_packet(w, segs, chains, hlen, m, used);
+    b.place(lone, reserve, place).is_some()
 }
 
 #[inline(always)]

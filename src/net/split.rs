@@ -30,22 +30,15 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
                 b.used.push(id, needed as u32, 1);
             }
             lone => {
-                let one;
-                let (segs, chains) = match lone {
-                    Some((seg, id)) => {
-                        one = LoneChain::new(seg, id);
-                        one.parts()
-                    }
-                    None => {
-                        let room = b.used.room();
-                        let r = avail.split_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
-                        if !b.reserved(r) {
-                            break;
-                        }
-                        (b.bufs.segs(b.mem.mem()), &b.bufs.chains[..b.bufs.nchains])
-                    }
+                let reserve = |b: &mut Burst<_>, room| {
+                    avail.split_reserve(&ring, &b.mem, b.bufs, needed, mergeable, room)
                 };
-                place_packet(b.writer, segs, chains, hlen, m, b.used);
+                let place = |segs: &[GuestSlice<'_>], chains: &[_], w, used: &mut _| {
+                    place_packet(w, segs, chains, hlen, m, used)
+                };
+                if b.place(lone, reserve, place).is_none() {
+                    break;
+                }
             }
         }
         if b.stats {

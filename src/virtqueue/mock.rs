@@ -182,6 +182,9 @@ pub struct DriverRing {
     /// A used id that is not in flight is a test failure (panic); lenient
     /// rings (for devices reconfigured under them) skip it.
     pub strict: bool,
+    /// The device must use chains in the order they were posted (a run of
+    /// them at once with `in_order`): any other used id is a test failure.
+    pub ordered: bool,
     /// What the device is given for a buffer at guest-physical `gpa`:
     /// `gpa + iova_offset` (a virtual IOMMU's I/O addresses; 0 without).
     pub iova_offset: u64,
@@ -210,6 +213,7 @@ impl DriverRing {
             order: VecDeque::new(),
             in_order: false,
             strict: true,
+            ordered: false,
             iova_offset: 0,
         }
     }
@@ -240,16 +244,27 @@ impl DriverRing {
         }
     }
 
-    /// Descriptor slots (split) or ring slots (packed) a chain of `n`
-    /// buffers needs now; `None` if the ring is full.
-    fn room_for(&self, n: usize) -> bool {
+    /// Free descriptor slots (split) or ring slots (packed): a chain of up
+    /// to this many buffers can be posted now. (A packed chain takes one id
+    /// and at least one slot, so ids never run out before slots.)
+    pub fn free_slots(&self) -> usize {
         match self.layout {
-            Layout::Split => self.free.len() >= n,
+            Layout::Split => self.free.len(),
             Layout::Packed => {
                 let used: usize = self.inflight.values().map(Vec::len).sum();
-                !self.free.is_empty() && used + n <= usize::from(self.size)
+                usize::from(self.size) - used
             }
         }
+    }
+
+    /// The id the next chain posted will get (split: its head slot), so a
+    /// test can place its buffers by id before posting; `None` if full.
+    pub fn next_id(&self) -> Option<u16> {
+        self.free.front().copied()
+    }
+
+    fn room_for(&self, n: usize) -> bool {
+        self.free_slots() >= n
     }
 
     fn write_desc(&self, slot: u16, gpa: u64, len: u32, a: u16, b: u16) {
@@ -417,6 +432,7 @@ impl DriverRing {
                 panic!("device used id {id} that is not in flight");
             };
             if first != id && !self.in_order {
+                assert!(!self.ordered, "device used id {id} before id {first}, posted earlier");
                 // Out of order: put it back and take the named one.
                 self.order.push_front(first);
                 self.order.retain(|&x| x != id);
@@ -506,6 +522,22 @@ mod tests {
             r.post(&[b(0x3000)]).unwrap();
         }
         assert_eq!(r.post(&[b(0x3000)]), None, "ring full");
+    }
+
+    #[test]
+    #[should_panic(expected = "before id")]
+    fn an_ordered_ring_refuses_a_chain_used_out_of_order() {
+        let mut mem = vec![0u8; 0x4000];
+        let areas = RingAreas { desc: 0, driver: 0x1000, device: 0x2000 };
+        let mut r = DriverRing::new(view(&mut mem), Layout::Split, 4, areas);
+        r.ordered = true;
+        let b = Buf { gpa: 0x3000, len: 100, write: true };
+        r.post(&[b]).unwrap();
+        let second = r.post(&[b]).unwrap();
+        // The device marks the second chain used first.
+        r.mem().write(0x2004, &[u32::from(second).to_le_bytes(), 0u32.to_le_bytes()].concat());
+        r.mem().store16(0x2002, 1);
+        r.pop_used();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! test binary) and a scripted vhost-user front-end over a real socket.
 #![allow(dead_code)]
 
+pub mod net;
 pub mod rig;
 
 use std::ffi::{c_char, c_int, CString};

@@ -198,6 +198,9 @@ pub struct Rig {
     /// `(start, pages)`: the driver's rings and buffers there lie on those
     /// guest pages in reverse order (`GuestView::with_reversed_pages`).
     pub reversed_pages: Option<(u64, u64)>,
+    /// Rings set up from here on ask for their used ring's writes to be
+    /// logged (VHOST_VRING_F_LOG in SET_VRING_ADDR).
+    pub log_rings: bool,
 }
 
 impl Rig {
@@ -237,6 +240,7 @@ impl Rig {
             server,
             iova_offset: None,
             reversed_pages: None,
+            log_rings: false,
         };
         assert_eq!(rig.ack(Request::SetFeatures, &features.to_ne_bytes(), &[]), 0, "SET_FEATURES");
         assert_eq!(rig.ack(Request::SetMemTable, &rig.ram.mem_table(), &[rig.ram.fd.as_raw_fd()]), 0);
@@ -289,13 +293,30 @@ impl Rig {
     /// addresses: the test's mapping; IOVAs behind a virtual IOMMU).
     pub fn addr_msg(&self, q: u32, areas: RingAreas) -> Vec<u8> {
         let mut p = q.to_ne_bytes().to_vec();
-        p.extend_from_slice(&0u32.to_ne_bytes());
+        p.extend_from_slice(&u32::from(self.log_rings).to_ne_bytes());
         let base = self.iova_offset.unwrap_or(self.ram.addr);
         for v in [areas.desc, areas.device, areas.driver] {
             p.extend_from_slice(&(base + v).to_ne_bytes());
         }
         p.extend_from_slice(&(self.iova_offset.unwrap_or(0) + areas.device).to_ne_bytes());
         p
+    }
+
+    /// Waits for `new_device` on this rig's device (its rings set up and
+    /// kicked) and claims it (a later device may reuse the vid).
+    pub fn wait_started(&self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let mut started = STARTED.lock().unwrap();
+                if let Some(i) = started.iter().position(|&vid| vid == self.vid) {
+                    started.remove(i);
+                    return;
+                }
+            }
+            assert!(Instant::now() < end, "new_device never fired for vid {}", self.vid);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Enqueues one packet of `data` into RX ring `q`; returns how many the
@@ -345,12 +366,7 @@ impl Rig {
             .map(|&p| {
                 // SAFETY: an mbuf the library handed us.
                 let m = unsafe { Mbuf::from_raw(p) }.unwrap();
-                let mut bytes = Vec::new();
-                let mut seg = Some(m);
-                while let Some(s) = seg {
-                    bytes.extend_from_slice(s.data());
-                    seg = s.next();
-                }
+                let bytes = packet_bytes(m);
                 m.free();
                 bytes
             })
@@ -371,6 +387,17 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(_) => panic!("no result within {limit:?} (a deadlock?)"),
     }
+}
+
+/// The payload of a packet, all segments.
+pub fn packet_bytes(m: Mbuf) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut seg = Some(m);
+    while let Some(s) = seg {
+        bytes.extend_from_slice(s.data());
+        seg = s.next();
+    }
+    bytes
 }
 
 /// A one-segment mbuf holding `data`.
