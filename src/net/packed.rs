@@ -1,6 +1,7 @@
 //! virtio-net bursts on a packed ring (`virtqueue::packed` is the ring).
 
 use super::*;
+use crate::virtqueue::avail::PackedLones;
 use crate::virtqueue::packed::{self, BATCH};
 
 /// The virtio-net header on a packed ring: always the 12-byte one, as the
@@ -53,7 +54,7 @@ fn enqueue_batch<'a>(
         return false;
     }
     let needed = mbufs.map(|m| u64::from(m.pkt_len()) + u64::from(hlen));
-    let Some(descs) = b.vq.packed_avail().packed_batch(&b.ring, &b.mem, needed, true) else { return false };
+    let Some(descs) = b.vq.packed_avail().packed_batch(&b.ring, &b.mem, needed) else { return false };
     // Written out four times, not looped: LLVM does not always unroll the
     // loop, and rolled it spills the batch to the stack (49 instructions a
     // packet instead of 25).
@@ -109,8 +110,11 @@ pub(super) fn dequeue<'a>(
     if n == 0 {
         return 0;
     }
-    // The buffers' misses overlap the mbuf allocation.
-    b.vq.packed_avail().packed_prefetch(&ring, &b.mem, n);
+    // Each descriptor read and translated once, its buffer prefetched: the
+    // misses overlap the mbuf allocation.
+    let hlen = PACKED_HDR_LEN;
+    let mut lones = PackedLones::default();
+    b.vq.packed_avail().packed_gather(&ring, &b.mem, n, u64::from(hlen) + 1, &mut lones);
     if !mbuf::alloc_bulk(pool, &mut out[..n]) {
         #[cfg(feature = "abi-24-11")]
         {
@@ -118,17 +122,18 @@ pub(super) fn dequeue<'a>(
         }
         return 0;
     }
-    let hlen = PACKED_HDR_LEN;
     let in_order = b.vq.has_feature(Feature::IN_ORDER.number());
     let mut done = 0;
     // Descriptors taken so far: the first `n` are known to be available.
     let mut taken = 0usize;
     let mut i = 0;
     while i < n {
-        if n - i >= BATCH && dequeue_batch(b, out, i, &mut done, opts, in_order) {
-            i += BATCH;
-            taken += BATCH;
-            continue;
+        if let Some(descs) = lones.batch(taken, u64::from(hlen) + 1) {
+            if dequeue_batch(b, out, i, &mut done, opts, in_order, descs) {
+                i += BATCH;
+                taken += BATCH;
+                continue;
+            }
         }
         if taken >= n && !b.vq.packed_avail().packed_has_next(&ring) {
             break;
@@ -139,12 +144,16 @@ pub(super) fn dequeue<'a>(
             Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts),
             None => fill_mbuf(bufs.segs(mem.mem()), bufs.total(), hlen, out[i], pool, opts),
         };
-        let (id, count, res) = match b.vq.packed_take_into(&ring, mem, u64::from(hlen) + 1, b.bufs, fill) {
-            Ok((id, count, res)) => (id, count, res.map_err(DropReason::Chain).and_then(|filled| filled)),
-            // Not mapped yet: the chain stays for a later burst.
-            Err(e) => {
-                b.missed(e);
-                break;
+        let (id, count, res) = if let Some((seg, id)) = b.vq.packed_take_gathered(&ring, &lones, taken) {
+            (id, 1, fill(Some(seg), b.bufs))
+        } else {
+            match b.vq.packed_take_into(&ring, mem, u64::from(hlen) + 1, b.bufs, fill) {
+                Ok((id, count, res)) => (id, count, res.map_err(DropReason::Chain).and_then(|filled| filled)),
+                // Not mapped yet: the chain stays for a later burst.
+                Err(e) => {
+                    b.missed(e);
+                    break;
+                }
             }
         };
         taken += usize::from(count);
@@ -164,10 +173,11 @@ pub(super) fn dequeue<'a>(
     done
 }
 
-/// Dequeue of a batch of four lone descriptors (`Avail::packed_batch`) whose
-/// packets fit the fresh mbufs `out[i..i + 4]` without chaining; `false`,
-/// with nothing done, if they do not qualify. Each step runs over all four
-/// before the next, so their loads overlap.
+/// Dequeue of a batch of four lone descriptors (`PackedLones::batch`: the
+/// next four, gathered at the burst's start) whose packets fit the fresh
+/// mbufs `out[i..i + 4]` without chaining; `false`, with nothing done, if
+/// they do not qualify. Each step runs over all four before the next, so
+/// their loads overlap.
 #[inline(always)]
 fn dequeue_batch<'a>(
     b: &mut Burst<'a, impl AddressSpace<'a>>,
@@ -176,6 +186,7 @@ fn dequeue_batch<'a>(
     done: &mut usize,
     opts: DequeueOpts,
     in_order: bool,
+    descs: [(GuestSlice<'a>, u16); BATCH],
 ) -> bool {
     let hlen = PACKED_HDR_LEN;
     let Some(&[Some(m0), Some(m1), Some(m2), Some(m3)]) = out[i..].first_chunk::<BATCH>() else {
@@ -185,10 +196,6 @@ fn dequeue_batch<'a>(
     if b.used.room() < BATCH {
         return false;
     }
-    let Some(descs) = b.vq.packed_avail().packed_batch(&b.ring, &b.mem, [u64::from(hlen) + 1; BATCH], false)
-    else {
-        return false;
-    };
     // All four must fit before any is copied (else the single path takes them).
     let segs = descs.map(|(seg, _)| seg);
     let [ma, mb, mc, md] = &mut mbufs;

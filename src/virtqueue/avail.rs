@@ -19,8 +19,8 @@ use super::chain::{
     lone_buffer, prefetch_buffer, prefetch_segment, walk_packed, walk_split, BufVec, ChainError,
 };
 use super::packed::{is_available, made_available, PackedPos, BATCH};
-use super::ring::RingMem;
-use super::VqState;
+use super::ring::{Desc, RingMem};
+use super::{VqState, MAX_BURST};
 use crate::guest::slice::GuestSlice;
 use crate::guest::AddressSpace;
 
@@ -41,6 +41,61 @@ pub struct Taken<'m> {
     pub id: u16,
     pub count: u16,
     pub buffer: Result<Option<GuestSlice<'m>>, ChainError>,
+}
+
+/// Descriptor `d`'s buffer if it is a lone one of at least `needed` bytes
+/// (else an empty slice), prefetched either way.
+#[inline(always)]
+fn gather<'m>(mem: &impl AddressSpace<'m>, d: Desc, needed: u64) -> GuestSlice<'m> {
+    match lone_buffer(mem, &d, needed) {
+        Some(s) => {
+            prefetch_segment(s, false);
+            s
+        }
+        None => {
+            prefetch_buffer(mem, d, false);
+            GuestSlice::default()
+        }
+    }
+}
+
+/// A dequeue burst's descriptors as `Avail::packed_gather` read them:
+/// entry `k` is the descriptor `k` slots after the burst's first, with its
+/// buffer if it is a lone one of the needed size (an empty slice if not:
+/// the burst then walks it from the ring) and its id.
+#[derive(Debug)]
+pub struct PackedLones<'m> {
+    segs: [GuestSlice<'m>; MAX_BURST],
+    ids: [u16; MAX_BURST],
+    n: usize,
+}
+
+impl Default for PackedLones<'_> {
+    #[inline(always)]
+    fn default() -> Self {
+        PackedLones { segs: [GuestSlice::default(); MAX_BURST], ids: [0; MAX_BURST], n: 0 }
+    }
+}
+
+impl<'m> PackedLones<'m> {
+    /// The lone buffer `k` slots after the burst's first, and its id.
+    #[inline(always)]
+    pub fn lone(&self, k: usize) -> Option<(GuestSlice<'m>, u16)> {
+        (k < self.n && self.segs[k].len() > 0).then(|| (self.segs[k], self.ids[k]))
+    }
+
+    /// The `BATCH` lone buffers from `k` slots after the burst's first, if
+    /// all of them are (`PackedLones::lone`); taken with
+    /// `VqState::packed_take_batch`. `needed`, the size they were gathered
+    /// for, is tested again where the caller's compiler sees it.
+    #[inline(always)]
+    pub fn batch(&self, k: usize, needed: u64) -> Option<[(GuestSlice<'m>, u16); BATCH]> {
+        let segs: &[GuestSlice<'m>; BATCH] = self.segs.get(k..self.n)?.first_chunk()?;
+        let ids: &[u16; BATCH] = self.ids[k..].first_chunk()?;
+        segs.iter()
+            .fold(true, |all, s| all & (u64::from(s.len()) >= needed))
+            .then(|| std::array::from_fn(|j| (segs[j], ids[j])))
+    }
 }
 
 impl VqState {
@@ -133,6 +188,21 @@ impl VqState {
         next.advance(count, ring.size());
         self.set_avail_pos(next);
         Ok((id, count, res))
+    }
+
+    /// Takes the next descriptor of a packed ring as `lones` has it, `k`
+    /// slots after its burst's first (the position must be there): its
+    /// buffer and id if it is a lone one (`PackedLones::lone`).
+    #[inline(always)]
+    pub fn packed_take_gathered<'m>(
+        &mut self,
+        ring: &RingMem,
+        lones: &PackedLones<'m>,
+        k: usize,
+    ) -> Option<(GuestSlice<'m>, u16)> {
+        let lone = lones.lone(k)?;
+        self.packed_in_place(|a| a.pos.advance(1, ring.size()));
+        Some(lone)
     }
 
     /// `Avail::packed_take_batch` in place.
@@ -309,24 +379,41 @@ impl Avail {
         ring.prefetch_packed_run(self.pos.idx, n);
     }
 
-    /// Prefetches the buffers of the next `n` descriptors (known to be
-    /// available), at the start of a dequeue burst: their misses, on lines
+    /// Reads the next `n` descriptors (known to be available:
+    /// `packed_count`) once, at the start of a dequeue burst, into `lones`:
+    /// each lone buffer of at least `needed` bytes translated, for the
+    /// burst to take from there (`PackedLones::batch`,
+    /// `VqState::packed_take_gathered`) instead of reading and translating
+    /// it a second time. Every buffer is prefetched: their misses, on lines
     /// the guest's core last wrote, then overlap each other and the mbuf
     /// allocation instead of stalling batch by batch. Out of line (a call a
     /// burst): inlined, it left the dequeue loops that follow with more
     /// spilled registers (docs/performance.md, 2026-12-07).
     #[inline(never)]
-    pub fn packed_prefetch<'m>(self, ring: &RingMem, mem: &impl AddressSpace<'m>, n: usize) {
-        // Up to the end of the ring, then on from slot 0: two plain runs, no
-        // wrap test per descriptor.
+    pub fn packed_gather<'m>(
+        self,
+        ring: &RingMem,
+        mem: &impl AddressSpace<'m>,
+        n: usize,
+        needed: u64,
+        lones: &mut PackedLones<'m>,
+    ) {
+        let n = n.min(MAX_BURST);
+        // Up to the end of the ring, then on from slot 0: two plain runs.
         let idx = self.pos.idx;
-        let before_end = ring.size().saturating_sub(idx).min(n as u16);
-        for i in idx..idx + before_end {
-            prefetch_buffer(mem, ring.read_packed_desc(i), false);
+        let before_end = usize::from(ring.size().saturating_sub(idx)).min(n);
+        let (segs, ids) = (&mut lones.segs[..n], &mut lones.ids[..n]);
+        let (segs_end, segs_start) = segs.split_at_mut(before_end);
+        let (ids_end, ids_start) = ids.split_at_mut(before_end);
+        for ((seg, id), d) in segs_end.iter_mut().zip(ids_end).zip(ring.packed_desc_run(idx, before_end)) {
+            (*seg, *id) = (gather(mem, d, needed), d.next_or_id);
         }
-        for i in 0..n as u16 - before_end {
-            prefetch_buffer(mem, ring.read_packed_desc(i), false);
+        for ((seg, id), d) in
+            segs_start.iter_mut().zip(ids_start).zip(ring.packed_desc_run(0, n - before_end))
+        {
+            (*seg, *id) = (gather(mem, d, needed), d.next_or_id);
         }
+        lones.n = n;
     }
 
     /// Takes the next descriptor of a packed ring if the guest made it
@@ -416,16 +503,15 @@ impl Avail {
     /// the next slot is not a multiple of `BATCH` (the batch would not be
     /// one line, or would wrap), if any of them is not available, or if any
     /// needs the full walk; the caller then takes them one by one. All four
-    /// flags are checked before any descriptor is read. For an enqueue
-    /// (`write`) the buffers are prefetched for writing here; a dequeue
-    /// burst prefetched all of its buffers at its start (`packed_prefetch`).
+    /// flags are checked before any descriptor is read. The buffers are
+    /// prefetched for writing (an enqueue's batch; a dequeue takes its
+    /// batches from `packed_gather`).
     #[inline(always)]
     pub fn packed_batch<'m>(
         self,
         ring: &RingMem,
         mem: &impl AddressSpace<'m>,
         needed: [u64; BATCH],
-        write: bool,
     ) -> Option<[(GuestSlice<'m>, u16); BATCH]> {
         let line = ring.packed_line::<BATCH>(self.pos.idx)?;
         let wrap = self.pos.wrap;
@@ -437,10 +523,8 @@ impl Avail {
         for ((b, d), need) in bufs.iter_mut().zip(&descs).zip(needed) {
             *b = (lone_buffer(mem, d, need)?, d.next_or_id);
         }
-        if write {
-            for (seg, _) in &bufs {
-                prefetch_segment(*seg, true);
-            }
+        for (seg, _) in &bufs {
+            prefetch_segment(*seg, true);
         }
         Some(bufs)
     }

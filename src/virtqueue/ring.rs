@@ -250,6 +250,17 @@ impl<'m> RingMem<'m> {
         // SAFETY: slots `from..end`, below the size, of the descriptor ring.
         (from..end).map(move |i| unsafe { load_flags(desc + 16 * i as u64) })
     }
+    /// Packed descriptors `from`, `from + 1`, ... up to `n` of them but not
+    /// past the end of the ring, each read as `read_packed_desc` does,
+    /// without reducing each position to a slot.
+    #[inline(always)]
+    pub(super) fn packed_desc_run(&self, from: u16, n: usize) -> impl Iterator<Item = Desc> + 'm {
+        let from = usize::from(from);
+        let end = (from.saturating_add(n)).min(usize::from(self.size));
+        let desc = self.desc;
+        // SAFETY: slots `from..end`, below the size, of the descriptor ring.
+        (from..end).map(move |i| unsafe { read_desc(desc + 16 * i as u64, Layout::Packed) })
+    }
     /// Prefetches the ring lines of packed descriptors `from` to `from + n`
     /// (not past the end of the ring) for writing.
     #[inline]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::avail::PackedLones;
 use super::mock::{Buf, DriverRing, GuestView, Layout, RingAreas};
 use super::notify::{set_guest_notification, wants_notification};
 use super::packed::{self, PackedPos};
@@ -123,7 +124,7 @@ fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
     let mut avail = vq.packed_avail();
     assert_eq!(avail.packed_count(&ring, 32), 6);
     // The device takes four as a batch (slot 0 starts a cache line).
-    let batch = avail.packed_batch(&ring, &gpa(&mem), [1; packed::BATCH], true).expect("a batch of four");
+    let batch = avail.packed_batch(&ring, &gpa(&mem), [1; packed::BATCH]).expect("a batch of four");
     avail.packed_take_batch(&ring);
     vq.settle(avail);
     let mut used = super::used::UsedBatch::default();
@@ -152,6 +153,72 @@ fn packed_counts_across_the_ring_end_and_flips_wrap_counters() {
         assert_eq!(driver.pop_used().map(|u| u.id), Some(e.id));
     }
     assert_eq!(driver.pop_used(), None);
+}
+
+/// A dequeue burst reads each descriptor once (`packed_gather`): lone
+/// buffers of the needed size are handed out from there, with their ids,
+/// across the ring's end; a chain's head, a short buffer and the slots
+/// past what was gathered are not (the burst walks those from the ring).
+#[test]
+fn packed_gather_hands_out_lone_buffers_across_the_ring_end() {
+    let (mem, mut vq, mut driver) = ring(Layout::Packed, 8, 0, START);
+    let ring = vq.ring.unwrap().in_table(&mem);
+    // Five buffers posted, taken and used: the next slot is 5.
+    let mut entries = Vec::new();
+    for k in 0..5 {
+        driver.post(&[buf(k)]).unwrap();
+        let (_, id) = vq.packed_take_lone(&ring, &gpa(&mem), 1).unwrap();
+        entries.push(UsedElem { id, len: 0, count: 1 });
+    }
+    packed::publish(&mut vq, &ring, &entries, false);
+    while driver.pop_used().is_some() {}
+    // Slots 5, 6: lone; 7 and 0: a chain of two; 1: a 12-byte buffer; 2, 3: lone.
+    let short = Buf { gpa: 0x30000, len: 12, write: false };
+    let ids = [
+        driver.post(&[buf(5)]).unwrap(),
+        driver.post(&[buf(6)]).unwrap(),
+        driver.post(&[buf(7), buf(8)]).unwrap(),
+        driver.post(&[short]).unwrap(),
+        driver.post(&[buf(9)]).unwrap(),
+        driver.post(&[buf(10)]).unwrap(),
+    ];
+    let avail = vq.packed_avail();
+    let n = avail.packed_count(&ring, 32);
+    assert_eq!(n, 7, "slots 5..8 and 0..4 across the end");
+    let mut lones = PackedLones::default();
+    avail.packed_gather(&ring, &gpa(&mem), n, 13, &mut lones);
+    let hva = |k: u64| mem.gpa_to_hva(buf(k).gpa, 1).unwrap().0;
+    let lone = |k: usize| lones.lone(k).map(|(s, id)| (s.hva(), s.len(), id));
+    assert_eq!(lone(0), Some((hva(5), 0x800, ids[0])));
+    assert_eq!(lone(1), Some((hva(6), 0x800, ids[1])));
+    assert_eq!(lone(2), None, "a chain's head is walked");
+    assert_eq!(lone(4), None, "shorter than needed");
+    assert_eq!(lone(5), Some((hva(9), 0x800, ids[4])));
+    assert_eq!(lone(6), Some((hva(10), 0x800, ids[5])));
+    assert_eq!(lone(7), None, "not gathered");
+    assert!(lones.batch(0, 13).is_none(), "slot 7 is a chain");
+    assert!(lones.batch(4, 13).is_none(), "only three gathered from 4");
+    assert!(lones.batch(3, 13).is_none(), "slot 1 is short");
+    // Taken from what was gathered: the position moves one slot each.
+    assert_eq!(vq.packed_take_gathered(&ring, &lones, 0).map(|(_, id)| id), Some(ids[0]));
+    assert_eq!(vq.avail_pos(), PackedPos { idx: 6, wrap: true });
+    assert!(vq.packed_take_gathered(&ring, &lones, 2).is_none());
+    assert_eq!(vq.avail_pos(), PackedPos { idx: 6, wrap: true }, "nothing taken");
+}
+
+/// Four lone buffers gathered in a row make a batch wherever they start.
+#[test]
+fn packed_gather_batches_four_lone_buffers_off_the_line() {
+    let (mem, vq, mut driver) = ring(Layout::Packed, 8, 0, START);
+    let ring = vq.ring.unwrap().in_table(&mem);
+    let ids: Vec<u16> = (0..6).map(|k| driver.post(&[buf(k)]).unwrap()).collect();
+    let avail = vq.packed_avail();
+    let mut lones = PackedLones::default();
+    avail.packed_gather(&ring, &gpa(&mem), 6, 13, &mut lones);
+    let batch = lones.batch(1, 13).expect("slots 1..5");
+    assert_eq!(batch.map(|(_, id)| id), [ids[1], ids[2], ids[3], ids[4]]);
+    assert!(lones.batch(1, 0x801).is_none(), "gathered for less than asked now");
+    assert!(lones.batch(3, 13).is_none(), "past the six gathered");
 }
 
 #[test]
