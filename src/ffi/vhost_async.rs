@@ -503,10 +503,22 @@ pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(
 ) -> u16 {
     boundary!(0, {
         let Some(dev) = device::get(vid) else { return 0 };
-        let n = count.min(net::MAX_BURST as u16);
-        // SAFETY: the caller provides `count` mbuf pointers, each NULL or a
-        // valid mbuf; the library holds those it takes until a poll returns them.
-        let mbufs = unsafe { mbuf_array(pkts, n) };
-        net::submit_enqueue_burst(dev, queue_id, mbufs, ChannelId { dma: dma_id, vchan: vchan_id })
+        // SAFETY: the caller provides `count` readable mbuf pointers.
+        let given = unsafe { mbuf_array(pkts, count.min(net::MAX_BURST as u16)) };
+        // The burst takes the packets it sends out of a copy of the array:
+        // the caller's is left as it was.
+        let mut lent = [const { None }; net::MAX_BURST];
+        for (slot, m) in lent.iter_mut().zip(given.iter()) {
+            // SAFETY: each NULL or a valid mbuf (DPDK's contract), given up
+            // to the library if the burst sends it, left to the caller else;
+            // this copy is the library's only handle to it.
+            *slot = m.as_ref().and_then(|m| unsafe { Mbuf::from_raw(m.as_ptr()) });
+        }
+        net::submit_enqueue_burst(
+            dev,
+            queue_id,
+            &mut lent[..given.len()],
+            ChannelId { dma: dma_id, vchan: vchan_id },
+        )
     })
 }
