@@ -140,10 +140,10 @@ impl Mbuf {
     #[inline]
     pub fn next(&self) -> Option<&Mbuf> {
         let next: *const *mut RteMbuf = &self.m().next;
-        // SAFETY: the field is NULL or the chain's next valid mbuf, which
-        // this handle's holder has the use of as of this one; `Option<Mbuf>`
-        // has the field's layout (a nullable mbuf pointer), and the
-        // reference lives no longer than `&self`, so nothing rewrites it.
+        // SAFETY: the field is NULL or the next valid mbuf of the chain,
+        // whose use comes with this segment's; `Option<Mbuf>` has the
+        // field's layout (a nullable mbuf pointer), and the reference lives
+        // no longer than `&self`, so nothing rewrites the field meanwhile.
         unsafe { &*next.cast::<Option<Mbuf>>() }.as_ref()
     }
 
@@ -173,8 +173,8 @@ impl Mbuf {
     /// This segment's data, writable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         let m = self.m();
-        // SAFETY: as `data`; `&mut self` is the handle's only writer, and
-        // `data` borrows it shared.
+        // SAFETY: as `data`; `&mut self` keeps every other view of the mbuf
+        // out while the slice lives.
         unsafe {
             std::slice::from_raw_parts_mut(m.buf_addr.add(usize::from(m.data_off)), usize::from(m.data_len))
         }
@@ -364,8 +364,8 @@ impl Mempool {
 pub const BULK_MAX: usize = 64;
 
 /// Fills `out` with fresh mbufs from `pool` in one bulk operation (all or
-/// none). What `out` held is overwritten, not freed: slots without an mbuf
-/// of ours.
+/// none). `out` must hold no mbuf of ours: its slots are overwritten, not
+/// freed.
 pub fn alloc_bulk(pool: Mempool, out: &mut [Option<Mbuf>]) -> bool {
     let n = out.len().min(BULK_MAX);
     // SAFETY: a valid pool; `out` has room for n pointers, and Option<Mbuf>

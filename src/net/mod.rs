@@ -587,12 +587,12 @@ fn fill_mbuf(
     segs: &[GuestSlice<'_>],
     total: u64,
     hlen: u32,
-    mut m: Option<&mut Mbuf>,
+    m: &mut Option<Mbuf>,
     pool: Mempool,
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
     // The common case, inline: one guest buffer whose packet fits the mbuf.
-    if let ([seg], Some(mb)) = (segs, m.as_deref_mut()) {
+    if let ([seg], Some(mb)) = (segs, &mut *m) {
         if total == u64::from(seg.len()) {
             if let Some(tail) = plain_tail(*seg, hlen, mb) {
                 seg.read(hlen, tail);
@@ -633,7 +633,7 @@ fn fill_mbuf_chained(
     segs: &[GuestSlice<'_>],
     total: u64,
     hlen: u32,
-    m: Option<&mut Mbuf>,
+    m: &mut Option<Mbuf>,
     pool: Mempool,
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
@@ -641,7 +641,7 @@ fn fill_mbuf_chained(
         return Err(DropReason::HeaderOnly);
     }
     let (hdr, pos) = get_header(segs, hlen);
-    let m = m.ok_or(DropReason::Unallocated)?;
+    let m = m.as_mut().ok_or(DropReason::Unallocated)?;
     let len = total - u64::from(hlen);
     prep_mbuf(m, len, opts)?;
     copy_from_guest(segs, pos, len, m, pool)?;

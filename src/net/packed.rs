@@ -136,8 +136,8 @@ pub(super) fn dequeue<'a>(
         // The common case needs no walk: one descriptor, header and packet.
         let mem = &b.mem;
         let fill = |seg: Option<GuestSlice>, bufs: &BufVec| match seg {
-            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i].as_mut(), pool, opts),
-            None => fill_mbuf(bufs.segs(mem.mem()), bufs.total(), hlen, out[i].as_mut(), pool, opts),
+            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, &mut out[i], pool, opts),
+            None => fill_mbuf(bufs.segs(mem.mem()), bufs.total(), hlen, &mut out[i], pool, opts),
         };
         let (id, count, res) = match b.vq.packed_take_into(&ring, mem, u64::from(hlen) + 1, b.bufs, fill) {
             Ok((id, count, res)) => (id, count, res.map_err(DropReason::Chain).and_then(|filled| filled)),

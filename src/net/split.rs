@@ -86,10 +86,8 @@ pub(super) fn dequeue<'a>(
         // The common case needs no walk: one buffer, header and packet.
         let t = avail.split_look(i as u16, &ring, &b.mem, u64::from(hlen) + 1, b.bufs);
         let res = match t.buffer {
-            Ok(Some(seg)) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i].as_mut(), pool, opts),
-            Ok(None) => {
-                fill_mbuf(b.bufs.segs(b.mem.mem()), b.bufs.total(), hlen, out[i].as_mut(), pool, opts)
-            }
+            Ok(Some(seg)) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, &mut out[i], pool, opts),
+            Ok(None) => fill_mbuf(b.bufs.segs(b.mem.mem()), b.bufs.total(), hlen, &mut out[i], pool, opts),
             // Not mapped yet: the chain stays for a later burst.
             Err(e) if b.missed(e) => {
                 taken = i;
