@@ -770,9 +770,15 @@ fn the_connection_calls_the_device_through_its_entry_points() {
     assert!(device_calls("undev.x(); my_device::y(); dev.field; device::Due::NewDevice").is_empty());
 }
 
-/// The types `code` declares with a derived `Copy` or `Clone`.
+/// The types `code` declares `Copy` or `Clone`, derived or implemented.
 fn copyable_types(code: &str) -> Vec<String> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut out = Vec::new();
+    for trait_for in [" Copy for ", " Clone for "] {
+        for (at, _) in code.match_indices(trait_for) {
+            out.push(code[at + trait_for.len()..].chars().take_while(|&c| ident(c)).collect());
+        }
+    }
     for (at, _) in code.match_indices("#[derive(") {
         let close = closing(code, at + "#[derive".len());
         let derives = &code[at + "#[derive(".len()..close - 1];
@@ -785,7 +791,7 @@ fn copyable_types(code: &str) -> Vec<String> {
         else {
             continue;
         };
-        out.push(rest[kw + len..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect());
+        out.push(rest[kw + len..].chars().take_while(|&c| ident(c)).collect());
     }
     out
 }
@@ -854,6 +860,8 @@ fn no_copyable_mbuf_handle_writes_or_hands_out_mut() {
     // And only methods of copyable types, inherent or of a trait.
     let sample = "#[derive(Clone)]\nstruct A(u8);\nimpl<T> Write for A { fn write(&mut self) {} }\n\
                   #[derive(Debug)]\nstruct B(u8);\nimpl B { fn b(&mut self) -> &mut u8 { &mut self.0 } }\n\
-                  #[derive(Clone, Copy)]\nenum C { X }\nimpl C { fn c(self) -> u8 { 0 } }";
-    assert_eq!(copyable_writers(sample), ["A: fn write(&mut self)"]);
+                  #[derive(Clone, Copy)]\nenum C { X }\nimpl C { fn c(self) -> u8 { 0 } }\n\
+                  struct D(u8);\nimpl Clone for D { fn clone(&self) -> D { D(self.0) } }\n\
+                  impl D { pub fn d(&mut self) {} }";
+    assert_eq!(copyable_writers(sample), ["D: fn d(&mut self)", "A: fn write(&mut self)"]);
 }
