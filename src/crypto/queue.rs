@@ -34,7 +34,7 @@ use crate::device::Device;
 #[cfg(feature = "abi-25-11")]
 use crate::dpdk::crypto::RsaOp;
 use crate::dpdk::crypto::{CryptoOp, OwnedPool};
-use crate::dpdk::mbuf::{self, Mbuf, HEADROOM};
+use crate::dpdk::mbuf::{self, HeldMbuf, Mbuf, HEADROOM};
 use crate::guest::iotlb::{PERM_RO, PERM_WO};
 use crate::guest::slice::Writer;
 use crate::guest::{AddressSpace, Fault, IovaSpace, PhysicalSpace};
@@ -249,9 +249,8 @@ impl Batch<'_> {
             let from = avail;
             let head = avail.split_take_head(ring);
             match prepare(inst, mem, writer, ring, qid, head, op, &mut m) {
-                Ok(()) => {
-                    // The op has the mbuf now (back in `finalize`).
-                    let _ = m.into_raw();
+                Ok((request, entry)) => {
+                    track(inst, request, entry, m);
                     fetched += 1;
                 }
                 Err(NotTaken::Completed(len)) => {
@@ -270,8 +269,9 @@ impl Batch<'_> {
     }
 }
 
-/// Reads request `head`, checks it and prepares `op` on `m`; or completes
-/// it with its status, or leaves it for an IOTLB miss.
+/// Reads request `head`, checks it and prepares `op` on `m`: the request's
+/// number and session, to track; or completes it with its status, or
+/// leaves it for an IOTLB miss.
 #[allow(clippy::too_many_arguments)]
 fn prepare<'m, S: AddressSpace<'m>>(
     inst: &Instance,
@@ -282,7 +282,7 @@ fn prepare<'m, S: AddressSpace<'m>>(
     head: u16,
     op: CryptoOp,
     m: &mut Mbuf,
-) -> Result<(), NotTaken> {
+) -> Result<(u64, Arc<SessionEntry>), NotTaken> {
     let mut descs = [Desc::default(); MAX_DESCS];
     let mut n = 0;
     let walked = split::visit_chain(ring, &mem.read, head, |d| {
@@ -348,12 +348,11 @@ fn prepare<'m, S: AddressSpace<'m>>(
         ctx.seg_addr[i] = d.addr;
         ctx.seg_len[i] = d.len;
     }
-    ctx.request = track(inst, staged.entry);
+    ctx.request = next_request(inst);
     if !OwnedPool::store(m, ctx) {
-        untrack(inst, ctx.request);
         return Err(reject((status::ERR, "mbuf without room for the request")));
     }
-    Ok(())
+    Ok((ctx.request, staged.entry))
 }
 
 /// A checked request, its op prepared: the session it holds and where its
@@ -470,17 +469,23 @@ fn stage_rsa<'m, S: AddressSpace<'m>>(
     Ok(Staged { entry, out_from: 0, dst_len: plan.output_room(), digest_len: 0, rsa: true })
 }
 
-/// Keeps a request's session alive until it comes back; its number.
-fn track(inst: &Instance, entry: Arc<SessionEntry>) -> u64 {
+/// A number for a new request.
+fn next_request(inst: &Instance) -> u64 {
     let mut s = inst.sessions.lock();
-    let id = s.next_request;
     s.next_request += 1;
-    s.inflight.insert(id, entry);
-    id
+    s.next_request - 1
 }
 
-fn untrack(inst: &Instance, request: u64) {
-    inst.sessions.lock().inflight.remove(&request);
+/// Keeps a request's session alive, and its mbuf (its op's too) held,
+/// until it comes back.
+fn track(inst: &Instance, request: u64, entry: Arc<SessionEntry>, m: Mbuf) {
+    inst.sessions.lock().inflight.insert(request, (entry, HeldMbuf(m)));
+}
+
+/// The mbuf of a request come back, once: `None` if it was finalized
+/// already (or is not ours).
+fn untrack(inst: &Instance, request: u64) -> Option<Mbuf> {
+    inst.sessions.lock().inflight.remove(&request).map(|(_, m)| m.0)
 }
 
 /// The source data (and for a chained request the MAC area of the
@@ -519,10 +524,11 @@ fn digest_area(m: &mut Mbuf, dst_len: u32, digest_len: u32) -> Option<&mut [u8]>
 pub(super) fn finalize(ops: &[Option<CryptoOp>], callfds: &mut Vec<i32>) -> u16 {
     let mut i = 0;
     while i < ops.len() {
-        let Some((op, ctx)) = ours(ops[i]) else { break };
+        let Some((_, ctx)) = ours(ops[i]) else { break };
         let Some(inst) = instance_by_id(ctx.instance) else {
-            // The device went away with this request in flight.
-            mbuf::free_bulk(&mut [op.mbuf()]);
+            // The device went away with this request in flight: its mbuf
+            // stays with the instance's records, left allocated with its
+            // pool (`free`).
             i += 1;
             continue;
         };
@@ -565,8 +571,7 @@ fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option
     let mut used: Vec<UsedElem> = Vec::with_capacity(ops.len());
     for &op in ops {
         let Some((op, ctx)) = ours(op) else { continue };
-        let Some(mut m) = op.mbuf() else { continue };
-        untrack(inst, ctx.request);
+        let Some(mut m) = untrack(inst, ctx.request) else { continue };
         if let Some(s) = guard.as_deref_mut().filter(|s| s.ring().is_some()) {
             let len = write_back(s, op, &mut m, &ctx);
             used.push(UsedElem { id: ctx.head, len, count: 1 });

@@ -333,26 +333,14 @@ impl CryptoOp {
         unsafe { rvh_crypto_rsa_op_out_len(self.0.as_ptr()) }
     }
 
-    /// The mbuf the op worked on, back from the cryptodev: the one the
-    /// library gave the op (`prepare`, then `Mbuf::into_raw`), taken back
-    /// once, when the op is finalized.
-    pub fn mbuf(self) -> Option<Mbuf> {
-        // SAFETY: a valid op; its m_src (or an asymmetric op's tag) is
-        // NULL or the mbuf `prepare` (`prepare_rsa`) set, which the library
-        // gave up to the op and takes back here, once.
-        unsafe { Mbuf::from_raw(self.raw_mbuf()) }
-    }
-
-    fn raw_mbuf(self) -> *mut RteMbuf {
-        // SAFETY: a valid op (reads its m_src or tag).
-        unsafe { rvh_crypto_op_mbuf(self.0.as_ptr()) }
-    }
-
     /// The `T` stored in the private area of the op's mbuf by a pool of
     /// ours (`OwnedPool::store`): `None` if the op has no mbuf, `Some(None)`
     /// if the mbuf has no room for one. Reads no more than the private area.
     pub fn mbuf_priv<T: Copy>(self) -> Option<Option<T>> {
-        let m = std::ptr::NonNull::new(self.raw_mbuf())?;
+        // SAFETY: a valid op; its m_src (or an asymmetric op's tag) is NULL
+        // or the mbuf `prepare` (`prepare_rsa`) set, the library's until the
+        // request is finalized (DPDK's contract: an op is finalized once).
+        let m = std::ptr::NonNull::new(unsafe { rvh_crypto_op_mbuf(self.0.as_ptr()) })?;
         // SAFETY: room for a T (checked), written by `store` for mbufs of
         // our pools.
         Some(priv_area::<T>(m.as_ptr()).map(|p| unsafe { p.read_unaligned() }))
