@@ -59,7 +59,7 @@ fn heap_allocs() -> u64 {
     }
 }
 
-fn assert_one_external_segment(m: Mbuf, payload: &[u8]) {
+fn assert_one_external_segment(m: &Mbuf, payload: &[u8]) {
     assert_ne!(m.ol_flags() & ol::EXTERNAL, 0, "RTE_MBUF_F_EXTERNAL");
     assert_eq!(m.nb_segs(), 1, "one segment");
     assert_eq!(u32::from(m.data_len()), m.pkt_len(), "data_len == pkt_len");
@@ -78,7 +78,7 @@ fn extbuf_gives_a_large_packet_one_external_segment_freed_with_the_mbuf() {
     for round in 0..1000u32 {
         let payload = pattern(JUMBO, round as u8);
         let m = g.send_from_guest([0; 12], &payload, 3000);
-        assert_one_external_segment(m, &payload);
+        assert_one_external_segment(&m, &payload);
         // The headroom is the standard one, as on a pool mbuf.
         assert_eq!(m.data().as_ptr() as usize - m.tx_offload().buf_addr as usize, 128);
         if round == 0 {
@@ -97,7 +97,7 @@ fn extbuf_gives_a_large_packet_one_external_segment_freed_with_the_mbuf() {
     assert_eq!(m.ol_flags() & ol::EXTERNAL, 0);
     assert_eq!(m.nb_segs(), 32, "65500 bytes in 2048-byte segments");
     assert_eq!(m.pkt_len(), 65500);
-    assert!(packet_bytes(m) == payload);
+    assert!(packet_bytes(&m) == payload);
     m.free();
     assert_eq!(heap_allocs(), heap);
 }
@@ -119,13 +119,13 @@ fn linearbuf_drops_a_packet_larger_than_the_data_room_and_moves_on() {
     let got = g.dequeue_all();
     assert_eq!(got.len(), 1, "the 2049-byte packet dropped");
     assert_eq!((got[0].nb_segs(), got[0].ol_flags()), (1, 0));
-    assert!(packet_bytes(got[0]) == fits, "the 2048-byte packet (the data room) intact");
-    got[0].free();
+    assert!(packet_bytes(&got[0]) == fits, "the 2048-byte packet (the data room) intact");
+    got.into_iter().for_each(Mbuf::free);
     let returned: Vec<u16> = g.tx_used.iter().map(|u| u.id).collect();
     assert_eq!(returned, [head_big, head_fits], "both chains returned to the guest");
     let after = pattern(1500, 3);
     let m = g.send_from_guest([0; 12], &after, 700);
-    assert!(packet_bytes(m) == after, "the ring moved on");
+    assert!(packet_bytes(&m) == after, "the ring moved on");
     m.free();
 }
 
@@ -138,7 +138,7 @@ fn extbuf_with_linearbuf_attaches_an_external_buffer_or_drops_never_chains() {
     let heap = heap_allocs();
     let payload = pattern(JUMBO, 4);
     let m = g.send_from_guest([0; 12], &payload, 3000);
-    assert_one_external_segment(m, &payload);
+    assert_one_external_segment(&m, &payload);
     m.free();
     let too_big = pattern(65500, 5);
     g.post_packet(0x80000, [0; 12], &too_big, 8192);
@@ -146,7 +146,7 @@ fn extbuf_with_linearbuf_attaches_an_external_buffer_or_drops_never_chains() {
     g.post_packet(0xa0000, [0; 12], &next, 100);
     let got = g.dequeue_all();
     assert_eq!(got.len(), 1, "the packet too large for an external buffer dropped");
-    assert!(packet_bytes(got[0]) == next);
-    got[0].free();
+    assert!(packet_bytes(&got[0]) == next);
+    got.into_iter().for_each(Mbuf::free);
     assert_eq!(heap_allocs(), heap);
 }

@@ -155,7 +155,7 @@ fn guest_gso_and_checksum_headers_become_legacy_tx_offloads() {
             (l2, l3, l4, seg),
             "case {k}: lengths"
         );
-        assert!(packet_bytes(m) == f, "case {k}: payload");
+        assert!(packet_bytes(&m) == f, "case {k}: payload");
         m.free();
     }
 }
@@ -197,7 +197,7 @@ fn guest_gso_and_checksum_headers_become_compliant_rx_flags() {
             "case {k}: tx_offload"
         );
         assert_eq!(m.packet_type(), ptype, "case {k}: packet_type");
-        assert!(packet_bytes(m) == f, "case {k}: payload");
+        assert!(packet_bytes(&m) == f, "case {k}: payload");
         m.free();
     }
 
@@ -206,7 +206,7 @@ fn guest_gso_and_checksum_headers_become_compliant_rx_flags() {
     let f = frame(true, 253, 8, 500);
     let m = g.send_from_guest(net_hdr(NEEDS_CSUM, 0, 0, 0, 34, 6), &f, 2000);
     assert_eq!((m.ol_flags(), m.packet_type()), (0, PTYPE_ETHER_IPV4));
-    let data = packet_bytes(m);
+    let data = packet_bytes(&m);
     assert_ne!(data[40..42], [0, 0], "checksum written at csum_start + csum_offset");
     assert_eq!(ones_sum(&data[34..]), 0xffff, "a valid checksum over the L4 part");
     assert!(data[..40] == f[..40] && data[42..] == f[42..], "nothing else changed");

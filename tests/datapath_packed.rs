@@ -111,7 +111,7 @@ fn packed_rings_move_every_mix_of_buffers_both_ways() {
                 // SAFETY: an mbuf the library handed us.
                 let m = unsafe { Mbuf::from_raw(p) }.unwrap();
                 let payload = expected.pop_front().expect("no more packets than posted");
-                assert_eq!(packet_bytes(m), payload, "guest packet (round {round}, ring {size})");
+                assert_eq!(packet_bytes(&m), payload, "guest packet (round {round}, ring {size})");
                 m.free();
             }
             while tx.pop_used().is_some() {}
@@ -178,7 +178,7 @@ fn packed_rings_move_every_mix_of_buffers_both_ways() {
             for &p in &out[..usize::from(n)] {
                 // SAFETY: an mbuf the library handed us.
                 let m = unsafe { Mbuf::from_raw(p) }.unwrap();
-                assert_eq!(packet_bytes(m), expected.pop_front().unwrap());
+                assert_eq!(packet_bytes(&m), expected.pop_front().unwrap());
                 m.free();
             }
             while tx.pop_used().is_some() {}

@@ -58,8 +58,8 @@ fn payloads_round_trip_and_logging_marks_written_pages() {
     let got = g.dequeue_all();
     assert_eq!(got.len(), 1, "one good packet, the malformed chain dropped");
     assert_eq!(got[0].pkt_len(), 3000);
-    assert_eq!(packet_bytes(got[0]), payload, "dequeued payload");
-    got[0].free();
+    assert_eq!(packet_bytes(&got[0]), payload, "dequeued payload");
+    got.into_iter().for_each(Mbuf::free);
     // 17 counters per ring in 22.11, 21 from 24.11 on.
     const COUNTERS: usize = if cfg!(feature = "abi-24-11") { 21 } else { 17 };
     let mut stats = [[0u64; 2]; COUNTERS];
@@ -90,7 +90,7 @@ fn payloads_round_trip_and_logging_marks_written_pages() {
     assert_eq!(&frame[..6], &[0xff; 6], "broadcast");
     assert_eq!(&frame[6..12], &mac, "source is the guest's MAC");
     assert_eq!(&frame[12..14], &[0x80, 0x35], "RARP ethertype");
-    rarp[0].free();
+    rarp.into_iter().for_each(Mbuf::free);
 
     // --- migration logging: a 2 MiB guest needs 64 bytes of bitmap.
     let log = GuestRam::new(4096);

@@ -769,3 +769,99 @@ fn the_connection_calls_the_device_through_its_entry_points() {
     assert_eq!(device_calls(planted).len(), 3);
     assert!(device_calls("undev.x(); my_device::y(); dev.field; device::Due::NewDevice").is_empty());
 }
+
+/// The types `code` declares `Copy` or `Clone`, derived or implemented.
+fn copyable_types(code: &str) -> Vec<String> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = Vec::new();
+    for trait_for in [" Copy for ", " Clone for "] {
+        for (at, _) in code.match_indices(trait_for) {
+            out.push(code[at + trait_for.len()..].chars().take_while(|&c| ident(c)).collect());
+        }
+    }
+    for (at, _) in code.match_indices("#[derive(") {
+        let close = closing(code, at + "#[derive".len());
+        let derives = &code[at + "#[derive(".len()..close - 1];
+        if !derives.split(',').any(|d| matches!(d.trim(), "Copy" | "Clone")) {
+            continue;
+        }
+        let rest = &code[close..];
+        let Some((kw, len)) =
+            ["struct ", "enum ", "union "].iter().filter_map(|k| rest.find(k).map(|p| (p, k.len()))).min()
+        else {
+            continue;
+        };
+        out.push(rest[kw + len..].chars().take_while(|&c| ident(c)).collect());
+    }
+    out
+}
+
+/// The signatures (from `fn` to the body) of the methods that `impl` blocks
+/// in `code` give type `name`, inherent or of a trait.
+fn method_signatures(code: &str, name: &str) -> Vec<String> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("impl") {
+        if code[..at].ends_with(ident) || !code[at + 4..].starts_with([' ', '<']) {
+            continue; // `simpl`, `impls`
+        }
+        let Some(open) = code[at..].find('{').map(|o| at + o) else { continue };
+        let header = &code[at + 4..open];
+        let ty = header.rsplit(" for ").next().unwrap();
+        // `impl<T> Name<T>`: the type's name follows the generics.
+        let ty = if ty.trim_start().starts_with('<') { &ty[ty.find('>').unwrap() + 1..] } else { ty };
+        let ty: String = ty.trim_start().chars().take_while(|&c| ident(c)).collect();
+        if ty != name {
+            continue;
+        }
+        let body = &code[open + 1..closing(code, open) - 1];
+        for (f, _) in body.match_indices("fn ") {
+            if body[..f].ends_with(ident) {
+                continue;
+            }
+            let end = body[f..].find(['{', ';']).map_or(body.len(), |e| f + e);
+            out.push(body[f..end].split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    out
+}
+
+/// Methods of a copyable type in `code` that write through it or hand out
+/// `&mut` (two copies would be two writers of one mbuf), by type.
+fn copyable_writers(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for ty in copyable_types(code) {
+        for sig in method_signatures(code, &ty) {
+            if sig.contains("&mut") || sig.contains("mut self") {
+                out.push(format!("{ty}: {sig}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_copyable_mbuf_handle_writes_or_hands_out_mut() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dpdk/mbuf.rs");
+    let code = code_only(&std::fs::read_to_string(path).unwrap());
+    let writers = copyable_writers(&code);
+    assert!(writers.is_empty(), "copyable mbuf handles that write or hand out &mut: {writers:#?}");
+    // The handle C shares arrays of: an `Option<Mbuf>` is a `struct rte_mbuf *`.
+    assert!(code.contains("#[repr(transparent)]\npub struct Mbuf(std::ptr::NonNull<RteMbuf>);"));
+    // Planted: `Mbuf` made `Copy` again is found, for each writer it has.
+    let planted = code.replace(
+        "#[derive(Debug, PartialEq, Eq)]\n#[repr(transparent)]\npub struct Mbuf(",
+        "#[derive(Clone, Copy, Debug, PartialEq, Eq)]\n#[repr(transparent)]\npub struct Mbuf(",
+    );
+    assert_ne!(planted, code, "the declaration of Mbuf moved: update the plant");
+    let found = copyable_writers(&planted);
+    assert!(found.iter().any(|w| w.starts_with("Mbuf: fn data_mut(&mut self) -> &mut [u8]")), "{found:#?}");
+    assert!(found.iter().any(|w| w.starts_with("Mbuf: fn set_ol_flags(&mut self")), "{found:#?}");
+    // And only methods of copyable types, inherent or of a trait.
+    let sample = "#[derive(Clone)]\nstruct A(u8);\nimpl<T> Write for A { fn write(&mut self) {} }\n\
+                  #[derive(Debug)]\nstruct B(u8);\nimpl B { fn b(&mut self) -> &mut u8 { &mut self.0 } }\n\
+                  #[derive(Clone, Copy)]\nenum C { X }\nimpl C { fn c(self) -> u8 { 0 } }\n\
+                  struct D(u8);\nimpl Clone for D { fn clone(&self) -> D { D(self.0) } }\n\
+                  impl D { pub fn d(&mut self) {} }";
+    assert_eq!(copyable_writers(sample), ["D: fn d(&mut self)", "A: fn write(&mut self)"]);
+}

@@ -29,6 +29,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::abi::MsgContext;
 use crate::dpdk::crypto::{Chaining, CryptoOp, OwnedPool, Session, SessionError, SessionPool, SessionSpec};
+use crate::dpdk::mbuf::HeldMbuf;
 use crate::vlog;
 pub use queue::MAX_CALLFDS;
 use request::SessionShape;
@@ -61,10 +62,11 @@ struct SessionEntry {
 struct Sessions {
     by_id: HashMap<u64, Arc<SessionEntry>>,
     next_id: u64,
-    /// Sessions of the requests with the cryptodev, by request number: a
-    /// session the guest closes meanwhile is freed when its last request
-    /// comes back, never under the cryptodev's feet.
-    inflight: HashMap<u64, Arc<SessionEntry>>,
+    /// The requests with the cryptodev, by request number: the session
+    /// (one the guest closes meanwhile is freed when its last request comes
+    /// back, never under the cryptodev's feet) and the mbuf, the library's
+    /// own handle to it until the request is finalized.
+    inflight: HashMap<u64, (Arc<SessionEntry>, HeldMbuf)>,
     next_request: u64,
 }
 

@@ -34,7 +34,7 @@ use crate::device::Device;
 #[cfg(feature = "abi-25-11")]
 use crate::dpdk::crypto::RsaOp;
 use crate::dpdk::crypto::{CryptoOp, OwnedPool};
-use crate::dpdk::mbuf::{self, Mbuf, HEADROOM};
+use crate::dpdk::mbuf::{self, HeldMbuf, Mbuf, HEADROOM};
 use crate::guest::iotlb::{PERM_RO, PERM_WO};
 use crate::guest::slice::Writer;
 use crate::guest::{AddressSpace, Fault, IovaSpace, PhysicalSpace};
@@ -242,20 +242,23 @@ impl Batch<'_> {
         let mut fetched = 0;
         for _ in 0..usize::from(avail.left()).min(MAX_BURST) {
             let Some(&Some(op)) = ops.get(usize::from(fetched)) else { break };
-            let Some(m) = mbuf::alloc(inst.pool.pool()) else {
+            let Some(mut m) = mbuf::alloc(inst.pool.pool()) else {
                 vlog!(Data, Err, LOG, "Insufficient memory");
                 break;
             };
             let from = avail;
             let head = avail.split_take_head(ring);
-            match prepare(inst, mem, writer, ring, qid, head, op, m) {
-                Ok(()) => fetched += 1,
+            match prepare(inst, mem, writer, ring, qid, head, op, &mut m) {
+                Ok((request, entry)) => {
+                    track(inst, request, entry, m);
+                    fetched += 1;
+                }
                 Err(NotTaken::Completed(len)) => {
-                    mbuf::free_bulk(&[Some(m)]);
+                    mbuf::free_bulk(&mut [Some(m)]);
                     completed.push(UsedElem { id: head, len, count: 1 });
                 }
                 Err(NotTaken::Missed { iova, perm }) => {
-                    mbuf::free_bulk(&[Some(m)]);
+                    mbuf::free_bulk(&mut [Some(m)]);
                     dev.iotlb_miss(qid, iova, perm);
                     avail = from;
                     break;
@@ -266,8 +269,9 @@ impl Batch<'_> {
     }
 }
 
-/// Reads request `head`, checks it and prepares `op` on `m`; or completes
-/// it with its status, or leaves it for an IOTLB miss.
+/// Reads request `head`, checks it and prepares `op` on `m`: the request's
+/// number and session, to track; or completes it with its status, or
+/// leaves it for an IOTLB miss.
 #[allow(clippy::too_many_arguments)]
 fn prepare<'m, S: AddressSpace<'m>>(
     inst: &Instance,
@@ -277,8 +281,8 @@ fn prepare<'m, S: AddressSpace<'m>>(
     qid: u16,
     head: u16,
     op: CryptoOp,
-    mut m: Mbuf,
-) -> Result<(), NotTaken> {
+    m: &mut Mbuf,
+) -> Result<(u64, Arc<SessionEntry>), NotTaken> {
     let mut descs = [Desc::default(); MAX_DESCS];
     let mut n = 0;
     let walked = split::visit_chain(ring, &mem.read, head, |d| {
@@ -323,7 +327,7 @@ fn prepare<'m, S: AddressSpace<'m>>(
     }
     let h = Header::new(raw);
     let req = Parts { inst, mem, readable: &readable, writable: &writable, h: &h };
-    let staged = stage(&req, op, &mut m).map_err(|e| e.unwrap_or_else(reject))?;
+    let staged = stage(&req, op, m).map_err(|e| e.unwrap_or_else(reject))?;
     let mut ctx = RequestCtx {
         magic: MAGIC,
         instance: inst.id,
@@ -344,12 +348,11 @@ fn prepare<'m, S: AddressSpace<'m>>(
         ctx.seg_addr[i] = d.addr;
         ctx.seg_len[i] = d.len;
     }
-    ctx.request = track(inst, staged.entry);
+    ctx.request = next_request(inst);
     if !OwnedPool::store(m, ctx) {
-        untrack(inst, ctx.request);
         return Err(reject((status::ERR, "mbuf without room for the request")));
     }
-    Ok(())
+    Ok((ctx.request, staged.entry))
 }
 
 /// A checked request, its op prepared: the session it holds and where its
@@ -421,7 +424,7 @@ fn stage<'m, S: AddressSpace<'m>>(
     let iv = &mut iv[..plan.iv_len as usize];
     readable.read(mem.read, HEADER_LEN as u64, iv).map_err(|f| outside(f, "IV outside guest memory"))?;
     let auth = plan.auth.map(|(off, len)| (off, len, DIGEST_OFF));
-    if !op.prepare(&entry.session, *m, iv, plan.cipher, auth) {
+    if !op.prepare(&entry.session, m, iv, plan.cipher, auth) {
         return Err(Err((status::ERR, "cannot attach the session")));
     }
     Ok(Staged {
@@ -460,23 +463,29 @@ fn stage_rsa<'m, S: AddressSpace<'m>>(
         .map_err(|f| outside(f, "source outside guest memory"))?;
     m.commit(RSA_DATA_LEN as usize);
     let output = (RSA_OUT_OFF, plan.output_room());
-    if !op.prepare_rsa(&entry.session, *m, rsa_op, (0, plan.src_len), plan.message_len(), output) {
+    if !op.prepare_rsa(&entry.session, m, rsa_op, (0, plan.src_len), plan.message_len(), output) {
         return Err(Err((status::ERR, "the application's op cannot be an RSA operation")));
     }
     Ok(Staged { entry, out_from: 0, dst_len: plan.output_room(), digest_len: 0, rsa: true })
 }
 
-/// Keeps a request's session alive until it comes back; its number.
-fn track(inst: &Instance, entry: Arc<SessionEntry>) -> u64 {
+/// A number for a new request.
+fn next_request(inst: &Instance) -> u64 {
     let mut s = inst.sessions.lock();
-    let id = s.next_request;
     s.next_request += 1;
-    s.inflight.insert(id, entry);
-    id
+    s.next_request - 1
 }
 
-fn untrack(inst: &Instance, request: u64) {
-    inst.sessions.lock().inflight.remove(&request);
+/// Keeps a request's session alive, and its mbuf (its op's too) held,
+/// until it comes back.
+fn track(inst: &Instance, request: u64, entry: Arc<SessionEntry>, m: Mbuf) {
+    inst.sessions.lock().inflight.insert(request, (entry, HeldMbuf(m)));
+}
+
+/// The mbuf of a request come back, once: `None` if it was finalized
+/// already (or is not ours).
+fn untrack(inst: &Instance, request: u64) -> Option<Mbuf> {
+    inst.sessions.lock().inflight.remove(&request).map(|(_, m)| m.0)
 }
 
 /// The source data (and for a chained request the MAC area of the
@@ -515,16 +524,17 @@ fn digest_area(m: &mut Mbuf, dst_len: u32, digest_len: u32) -> Option<&mut [u8]>
 pub(super) fn finalize(ops: &[Option<CryptoOp>], callfds: &mut Vec<i32>) -> u16 {
     let mut i = 0;
     while i < ops.len() {
-        let Some((_, m, ctx)) = ours(ops[i]) else { break };
+        let Some((_, ctx)) = ours(ops[i]) else { break };
         let Some(inst) = instance_by_id(ctx.instance) else {
-            // The device went away with this request in flight.
-            mbuf::free_bulk(&[Some(m)]);
+            // The device went away with this request in flight: its mbuf
+            // stays with the instance's records, left allocated with its
+            // pool (`free`).
             i += 1;
             continue;
         };
         let group_end = i + ops[i..]
             .iter()
-            .take_while(|o| ours(**o).is_some_and(|(_, _, c)| c.instance == ctx.instance && c.qid == ctx.qid))
+            .take_while(|o| ours(**o).is_some_and(|(_, c)| c.instance == ctx.instance && c.qid == ctx.qid))
             .count();
         if callfds.len() == MAX_CALLFDS {
             vlog!(Data, Err, LOG, "Too many vqs");
@@ -540,16 +550,14 @@ pub(super) fn finalize(ops: &[Option<CryptoOp>], callfds: &mut Vec<i32>) -> u16 
     i as u16
 }
 
-/// An op `fetch` prepared: it, its mbuf and its request.
-fn ours(op: Option<CryptoOp>) -> Option<(CryptoOp, Mbuf, RequestCtx)> {
+/// An op `fetch` prepared: it and its request (in its mbuf).
+fn ours(op: Option<CryptoOp>) -> Option<(CryptoOp, RequestCtx)> {
     let op = op?;
-    let m = op.mbuf()?;
-    let ctx =
-        OwnedPool::<RequestCtx>::load(m).filter(|c| c.magic == MAGIC && usize::from(c.nseg) <= MAX_DESCS);
+    let ctx = op.mbuf_priv::<RequestCtx>()?.filter(|c| c.magic == MAGIC && usize::from(c.nseg) <= MAX_DESCS);
     if ctx.is_none() {
         vlog!(Data, Err, LOG, "Failed to retrieve vc_req");
     }
-    Some((op, m, ctx?))
+    Some((op, ctx?))
 }
 
 /// Completes `ops` (all of ring `qid` of `inst`); the ring's call fd.
@@ -562,13 +570,13 @@ fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option
     }
     let mut used: Vec<UsedElem> = Vec::with_capacity(ops.len());
     for &op in ops {
-        let Some((op, m, ctx)) = ours(op) else { continue };
-        untrack(inst, ctx.request);
+        let Some((op, ctx)) = ours(op) else { continue };
+        let Some(mut m) = untrack(inst, ctx.request) else { continue };
         if let Some(s) = guard.as_deref_mut().filter(|s| s.ring().is_some()) {
-            let len = write_back(s, op, m, &ctx);
+            let len = write_back(s, op, &mut m, &ctx);
             used.push(UsedElem { id: ctx.head, len, count: 1 });
         }
-        mbuf::free_bulk(&[Some(m)]);
+        mbuf::free_bulk(&mut [Some(m)]);
     }
     let s = guard.as_deref_mut()?;
     let mem = Arc::clone(s.mem());
@@ -582,7 +590,7 @@ fn complete_group(inst: &Instance, qid: u16, ops: &[Option<CryptoOp>]) -> Option
 /// Writes one request's result and status into the guest; its used length.
 /// Behind an IOMMU, through the IOTLB as it is now: a buffer unmapped since
 /// the fetch is not written (nor asked for: the request is over).
-fn write_back(s: &VqState, op: CryptoOp, m: Mbuf, ctx: &RequestCtx) -> u32 {
+fn write_back(s: &VqState, op: CryptoOp, m: &mut Mbuf, ctx: &RequestCtx) -> u32 {
     let descs: Vec<Desc> = (0..usize::from(ctx.nseg))
         .map(|i| Desc { addr: ctx.seg_addr[i], len: ctx.seg_len[i], flags: F_WRITE, next_or_id: 0 })
         .collect();
@@ -600,7 +608,7 @@ fn write_results<'m>(
     w: Writer<'_>,
     mem: impl AddressSpace<'m>,
     op: CryptoOp,
-    mut m: Mbuf,
+    m: &mut Mbuf,
     ctx: &RequestCtx,
 ) -> u32 {
     let status_at = u64::from(ctx.status_off);
@@ -624,7 +632,7 @@ fn write_results<'m>(
     let from = ctx.out_from as usize;
     let mut ok = out.write(w, mem, from as u64, &m.data()[from..ctx.dst_len as usize]).is_ok();
     if ctx.digest_len > 0 {
-        ok &= match digest_area(&mut m, ctx.dst_len, ctx.digest_len) {
+        ok &= match digest_area(m, ctx.dst_len, ctx.digest_len) {
             Some(d) => out.write(w, mem, u64::from(ctx.dst_len), d).is_ok(),
             None => false,
         };

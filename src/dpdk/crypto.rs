@@ -268,7 +268,7 @@ impl CryptoOp {
     pub fn prepare(
         self,
         session: &Session,
-        m: Mbuf,
+        m: &Mbuf,
         iv: &[u8],
         cipher: (u32, u32),
         auth: Option<(u32, u32, u32)>,
@@ -302,7 +302,7 @@ impl CryptoOp {
     pub fn prepare_rsa(
         self,
         session: &Session,
-        m: Mbuf,
+        m: &Mbuf,
         op: RsaOp,
         input: (u32, u32),
         msg_len: u32,
@@ -333,11 +333,17 @@ impl CryptoOp {
         unsafe { rvh_crypto_rsa_op_out_len(self.0.as_ptr()) }
     }
 
-    /// The mbuf the op worked on.
-    pub fn mbuf(self) -> Option<Mbuf> {
-        // SAFETY: a valid op; its m_src (or an asymmetric op's tag) is
-        // NULL or the mbuf `prepare` (`prepare_rsa`) set.
-        unsafe { Mbuf::from_raw(rvh_crypto_op_mbuf(self.0.as_ptr())) }
+    /// The `T` stored in the private area of the op's mbuf by a pool of
+    /// ours (`OwnedPool::store`): `None` if the op has no mbuf, `Some(None)`
+    /// if the mbuf has no room for one. Reads no more than the private area.
+    pub fn mbuf_priv<T: Copy>(self) -> Option<Option<T>> {
+        // SAFETY: a valid op; its m_src (or an asymmetric op's tag) is NULL
+        // or the mbuf `prepare` (`prepare_rsa`) set, the library's until the
+        // request is finalized (DPDK's contract: an op is finalized once).
+        let m = std::ptr::NonNull::new(unsafe { rvh_crypto_op_mbuf(self.0.as_ptr()) })?;
+        // SAFETY: room for a T (checked), written by `store` for mbufs of
+        // our pools.
+        Some(priv_area::<T>(m.as_ptr()).map(|p| unsafe { p.read_unaligned() }))
     }
 
     pub fn succeeded(self) -> bool {
@@ -387,8 +393,8 @@ impl<T: Copy> OwnedPool<T> {
 
     /// Stores `v` in `m`'s private area; false if `m` is not from a pool
     /// with room for it.
-    pub fn store(m: Mbuf, v: T) -> bool {
-        match priv_area::<T>(m) {
+    pub fn store(m: &mut Mbuf, v: T) -> bool {
+        match priv_area::<T>(m.as_ptr()) {
             Some(p) => {
                 // SAFETY: room for a T (checked), possibly unaligned.
                 unsafe { p.write_unaligned(v) };
@@ -397,19 +403,12 @@ impl<T: Copy> OwnedPool<T> {
             None => false,
         }
     }
-
-    /// The `T` stored in `m`'s private area.
-    pub fn load(m: Mbuf) -> Option<T> {
-        // SAFETY: room for a T (checked), written by `store` for mbufs of
-        // our pools.
-        priv_area::<T>(m).map(|p| unsafe { p.read_unaligned() })
-    }
 }
 
 /// `m`'s private area, if it has room for a `T`.
-fn priv_area<T>(m: Mbuf) -> Option<*mut T> {
+fn priv_area<T>(m: *mut RteMbuf) -> Option<*mut T> {
     let mut size = 0u16;
-    // SAFETY: a valid mbuf with a pool.
-    let p = unsafe { rvh_mbuf_priv(m.as_ptr(), &mut size) };
+    // SAFETY: callers pass a valid mbuf with a pool.
+    let p = unsafe { rvh_mbuf_priv(m, &mut size) };
     (usize::from(size) >= std::mem::size_of::<T>()).then_some(p.cast())
 }

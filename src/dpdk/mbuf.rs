@@ -47,25 +47,40 @@ extern "C" {
     pub fn rte_pktmbuf_free_bulk(mbufs: *mut *mut RteMbuf, count: u32);
 }
 
-/// A DPDK mbuf the datapath works on for one burst (owned by the caller, or
-/// allocated by us from the caller's mempool). Wraps the raw pointer so the
-/// rest of the datapath stays free of `unsafe`.
+/// A DPDK mbuf the library has the use of: fresh from the caller's pool
+/// (dequeue), or the caller's own, lent for one call (enqueue). Wraps the
+/// raw pointer so the rest of the datapath stays free of `unsafe`.
+///
+/// An exclusive handle, neither `Copy` nor `Clone`: the methods that write
+/// the mbuf (and hand out `&mut` to its data) take `&mut self`, those that
+/// read it `&self`, so `&Mbuf` is the read-only view and the borrow checker
+/// keeps one writer at a time. A segment further down the chain is reached
+/// by reference (`next`), never as a second handle. Giving the mbuf away
+/// (to the application, to a crypto op) is explicit: `into_raw`.
 ///
 /// `repr(transparent)` over `NonNull`: an `Option<Mbuf>` has the layout of a
 /// C `struct rte_mbuf *` (NULL is `None`), so arrays of mbuf pointers are
 /// shared with C without copying.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 #[repr(transparent)]
 pub struct Mbuf(std::ptr::NonNull<RteMbuf>);
 
 impl Mbuf {
     /// # Safety
-    /// `p` must be NULL or a valid mbuf not used elsewhere during the burst.
+    /// `p` must be NULL or a valid mbuf (chain) that nothing else uses while
+    /// the handle lives.
     pub unsafe fn from_raw(p: *mut RteMbuf) -> Option<Mbuf> {
         std::ptr::NonNull::new(p).map(Mbuf)
     }
 
-    pub fn as_ptr(self) -> *mut RteMbuf {
+    /// The pointer, for a C call that does not keep it.
+    pub fn as_ptr(&self) -> *mut RteMbuf {
+        self.0.as_ptr()
+    }
+
+    /// Gives the mbuf away (to the application, or to a crypto op): the
+    /// handle is gone, the pointer is the new owner's.
+    pub fn into_raw(self) -> *mut RteMbuf {
         self.0.as_ptr()
     }
 
@@ -77,7 +92,8 @@ impl Mbuf {
 
     #[inline]
     fn m_mut(&mut self) -> &mut RteMbuf {
-        // SAFETY: as above; the burst has exclusive use of it.
+        // SAFETY: as above; the handle is the mbuf's only user and `&mut
+        // self` its only writer.
         unsafe { self.0.as_mut() }
     }
 
@@ -120,10 +136,27 @@ impl Mbuf {
     pub fn set_packet_type(&mut self, ptype: u32) {
         self.m_mut().packet_type = ptype;
     }
+    /// The next segment of the chain, borrowed with this one.
     #[inline]
-    pub fn next(&self) -> Option<Mbuf> {
-        // SAFETY: `next` of a valid mbuf chain is NULL or a valid mbuf.
-        unsafe { Mbuf::from_raw(self.m().next) }
+    pub fn next(&self) -> Option<&Mbuf> {
+        let next: *const *mut RteMbuf = &self.m().next;
+        // SAFETY: the field is NULL or the next valid mbuf of the chain,
+        // whose use comes with this segment's; `Option<Mbuf>` has the
+        // field's layout (a nullable mbuf pointer), and the reference lives
+        // no longer than `&self`, so nothing rewrites the field meanwhile.
+        unsafe { &*next.cast::<Option<Mbuf>>() }.as_ref()
+    }
+
+    /// The last segment of the chain.
+    fn last_mut(&mut self) -> &mut Mbuf {
+        let mut seg = self;
+        while !seg.m().next.is_null() {
+            let next: *mut *mut RteMbuf = &mut seg.m_mut().next;
+            // SAFETY: as `next`, exclusively: the field (not NULL) is the
+            // chain's next mbuf, borrowed from `seg` as mutably as `seg` is.
+            seg = unsafe { (*next.cast::<Option<Mbuf>>()).as_mut() }.expect("checked not NULL");
+        }
+        seg
     }
 
     /// This segment's data.
@@ -140,7 +173,8 @@ impl Mbuf {
     /// This segment's data, writable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         let m = self.m();
-        // SAFETY: as `data`; the burst has exclusive use of the mbuf.
+        // SAFETY: as `data`; `&mut self` keeps every other view of the mbuf
+        // out while the slice lives.
         unsafe {
             std::slice::from_raw_parts_mut(m.buf_addr.add(usize::from(m.data_off)), usize::from(m.data_len))
         }
@@ -193,10 +227,13 @@ impl Mbuf {
         m.data_len += n as u16;
     }
 
-    /// Chains `seg` after `self` (the current last segment) in packet `head`.
-    pub fn chain(head: &mut Mbuf, last: &mut Mbuf, seg: Mbuf) {
-        last.m_mut().next = seg.as_ptr();
-        head.m_mut().nb_segs += 1;
+    /// Chains `seg` (one segment) after the last segment of this packet
+    /// (its head); returns it, now the last.
+    pub fn chain(&mut self, seg: Mbuf) -> &mut Mbuf {
+        self.m_mut().nb_segs += 1;
+        let last = self.last_mut();
+        last.m_mut().next = seg.into_raw();
+        last.last_mut()
     }
 
     /// Sets the packet length of a head mbuf.
@@ -286,14 +323,15 @@ impl Mbuf {
     #[cfg(any(test, feature = "testing"))]
     /// Frees the whole chain back to its pool.
     pub fn free(self) {
-        // SAFETY: a valid mbuf we own.
-        unsafe { rvh_pktmbuf_free(self.as_ptr()) }
+        // SAFETY: a valid mbuf we own; the handle is gone with it.
+        unsafe { rvh_pktmbuf_free(self.into_raw()) }
     }
 }
 
-/// An application's mbuf the library holds between calls (a packet whose
-/// DMA copies are in flight), until it hands it back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An mbuf the library holds between calls (a packet whose DMA copies are
+/// in flight: the application's, given up on submit, or one of ours), until
+/// it hands it back. Owned as the `Mbuf` it wraps: moved in, moved out.
+#[derive(Debug)]
 pub struct HeldMbuf(pub Mbuf);
 
 // SAFETY: an mbuf is plain memory of DPDK's, passed between lcores by
@@ -326,14 +364,15 @@ impl Mempool {
 pub const BULK_MAX: usize = 64;
 
 /// Fills `out` with fresh mbufs from `pool` in one bulk operation (all or
-/// none).
+/// none). `out` must hold no mbuf of ours: its slots are overwritten, not
+/// freed.
 pub fn alloc_bulk(pool: Mempool, out: &mut [Option<Mbuf>]) -> bool {
     let n = out.len().min(BULK_MAX);
     // SAFETY: a valid pool; `out` has room for n pointers, and Option<Mbuf>
     // is a nullable mbuf pointer (repr(transparent)); on success each entry
     // is a fresh mbuf from the pool, now ours.
     if unsafe { rvh_pktmbuf_alloc_bulk(pool.0.as_ptr(), out.as_mut_ptr().cast(), n as u32) } != 0 {
-        out[..n].fill(None);
+        out[..n].iter_mut().for_each(|m| *m = None);
         return false;
     }
     true
@@ -345,12 +384,13 @@ pub fn alloc(pool: Mempool) -> Option<Mbuf> {
     unsafe { Mbuf::from_raw(rvh_pktmbuf_alloc(pool.0.as_ptr())) }
 }
 
-/// Returns mbufs we allocated and did not hand out to their pools.
-pub fn free_bulk(mbufs: &[Option<Mbuf>]) {
+/// Returns mbufs we allocated and did not hand out to their pools (their
+/// entries become `None`).
+pub fn free_bulk(mbufs: &mut [Option<Mbuf>]) {
     let mut raw = [std::ptr::null_mut::<RteMbuf>(); BULK_MAX];
     let mut n = 0;
-    for m in mbufs.iter().flatten() {
-        raw[n] = m.as_ptr();
+    for m in mbufs.iter_mut().filter_map(Option::take) {
+        raw[n] = m.into_raw();
         n += 1;
         if n == BULK_MAX {
             // SAFETY: mbufs we own, not referenced elsewhere.

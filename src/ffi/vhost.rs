@@ -64,12 +64,13 @@ pub unsafe extern "C" fn rte_vhost_dequeue_burst(
         if pkts.is_null() || count == 0 {
             return 0;
         }
-        let mut got = [None; net::MAX_BURST];
+        let mut got = [const { None }; net::MAX_BURST];
         let n = usize::from(count).min(net::MAX_BURST);
         let done = net::dequeue_burst(dev, queue_id, pool, &mut got[..n]);
+        // The mbufs become the caller's: `got`, unused after, lets them go.
         for (i, m) in got[..usize::from(done)].iter().enumerate() {
             // SAFETY: the caller provides `count` >= done writable entries.
-            unsafe { *pkts.add(i) = m.map_or(std::ptr::null_mut(), Mbuf::as_ptr) };
+            unsafe { *pkts.add(i) = m.as_ref().map_or(std::ptr::null_mut(), Mbuf::as_ptr) };
         }
         done
     })
@@ -124,8 +125,9 @@ pub unsafe extern "C" fn rte_vhost_enable_guest_notification(
 ///
 /// # Safety
 /// `pkts` must be NULL or point to `count` readable mbuf pointers, each NULL
-/// or a valid mbuf (chain) that nothing modifies during the call. The packets
-/// are copied: the mbufs stay the caller's, who frees them.
+/// or a valid mbuf (chain) that nothing else uses during the call (the
+/// checksums its offload flags ask for are written into it, as DPDK does). The packets are copied: the
+/// mbufs stay the caller's, who frees them.
 ///
 /// Symbol version: DPDK_23
 #[no_mangle]
@@ -142,8 +144,9 @@ pub unsafe extern "C" fn rte_vhost_enqueue_burst(
         }
         let n = usize::from(count).min(net::MAX_BURST);
         // SAFETY: the caller provides `count` mbuf pointers, each NULL or a valid
-        // mbuf the burst may read; Option<Mbuf> has the layout of such a pointer.
-        let mbufs = unsafe { std::slice::from_raw_parts(pkts.cast::<Option<Mbuf>>(), n) };
+        // mbuf lent to the burst alone; Option<Mbuf> has the layout of such a
+        // pointer. The burst reads and writes the mbufs, never the array.
+        let mbufs = unsafe { std::slice::from_raw_parts_mut(pkts.cast::<Option<Mbuf>>(), n) };
         net::enqueue_burst(dev, queue_id, mbufs)
     })
 }

@@ -10,7 +10,9 @@ use crate::dpdk::mbuf::{Mbuf, Mempool};
 use crate::net::{self, LockMode, PollCall};
 use crate::vlog;
 
-/// The caller's array of `count` mbuf pointers, as the datapath's type.
+/// The caller's array of `count` entries for the mbufs a call returns, as
+/// the datapath's type. The datapath only fills it: what the entries held
+/// before is never read nor freed.
 ///
 /// # Safety
 /// `pkts` must be NULL or valid for reading and writing `count` pointers.
@@ -19,7 +21,8 @@ unsafe fn mbuf_array<'a>(pkts: *mut *mut rte_mbuf, count: u16) -> &'a mut [Optio
         return &mut [];
     }
     // SAFETY: per the contract; Option<Mbuf> has the layout of a nullable
-    // mbuf pointer, and every pointer value is a valid Option<Mbuf>.
+    // mbuf pointer, every pointer value is a valid Option<Mbuf>, and the
+    // entries are only written (their values are no handles of ours).
     unsafe { std::slice::from_raw_parts_mut(pkts.cast::<Option<Mbuf>>(), usize::from(count)) }
 }
 
@@ -503,10 +506,17 @@ pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(
 ) -> u16 {
     boundary!(0, {
         let Some(dev) = device::get(vid) else { return 0 };
-        let n = count.min(net::MAX_BURST as u16);
-        // SAFETY: the caller provides `count` mbuf pointers, each NULL or a
-        // valid mbuf; the library holds those it takes until a poll returns them.
-        let mbufs = unsafe { mbuf_array(pkts, n) };
-        net::submit_enqueue_burst(dev, queue_id, mbufs, ChannelId { dma: dma_id, vchan: vchan_id })
+        // The burst takes the packets it sends out of a copy of the array:
+        // the caller's is left as it was.
+        let n = if pkts.is_null() { 0 } else { usize::from(count).min(net::MAX_BURST) };
+        let mut lent = [const { None }; net::MAX_BURST];
+        for (i, slot) in lent[..n].iter_mut().enumerate() {
+            // SAFETY: the caller provides `count` readable mbuf pointers, each
+            // NULL or a valid mbuf (DPDK's contract), given up to the library
+            // if the burst sends it, left to the caller else; this copy is the
+            // library's only handle to it.
+            *slot = unsafe { Mbuf::from_raw(*pkts.add(i)) };
+        }
+        net::submit_enqueue_burst(dev, queue_id, &mut lent[..n], ChannelId { dma: dma_id, vchan: vchan_id })
     })
 }

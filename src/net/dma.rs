@@ -103,9 +103,9 @@ fn channel_ok(dev: &Device, ch: ChannelId, func: &str) -> bool {
 }
 
 /// `rte_vhost_submit_enqueue_burst`: submits up to 32 packets to ring
-/// `qid` through channel `ch`; returns how many. Those are the library's
-/// until a poll returns them.
-pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>], ch: ChannelId) -> u16 {
+/// `qid` through channel `ch`; returns how many. Those are taken out of
+/// `pkts` (the library's until a poll returns them), the others left.
+pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &mut [Option<Mbuf>], ch: ChannelId) -> u16 {
     const FUNC: &str = "rte_vhost_submit_enqueue_burst";
     let Some(vq) = burst_vq(dev, qid, false, FUNC) else { return 0 };
     if pkts.is_empty() || !channel_ok(dev, ch, FUNC) {
@@ -118,8 +118,8 @@ pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>], ch: C
     }
     let Some(mut q) = s.datapath_mut().dma.take() else { return 0 };
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    let pkts = &pkts[..pkts.len().min(MAX_BURST)];
-    let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| submit(b, pkts, ch, &mut q));
+    let len = pkts.len().min(MAX_BURST);
+    let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| submit(b, &mut pkts[..len], ch, &mut q));
     s.datapath_mut().dma = Some(q);
     s.datapath_mut().stats.inflight_submitted += n as u64;
     n as u16
@@ -127,7 +127,7 @@ pub fn submit_enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>], ch: C
 
 fn submit<'a>(
     b: &mut Burst<'a, impl AddressSpace<'a>>,
-    pkts: &[Option<Mbuf>],
+    pkts: &mut [Option<Mbuf>],
     ch: ChannelId,
     q: &mut AsyncQueue,
 ) -> usize {
@@ -146,8 +146,9 @@ fn submit<'a>(
     // chains (to give them back if it cannot be sent).
     let (mut copy_ends, mut froms) = ([0; MAX_BURST], [avail; MAX_BURST]);
     let mut n = 0;
-    for &p in pkts {
-        let Some(m) = p else { break };
+    for p in pkts.iter_mut() {
+        // Taken for the queue if sent; else the application keeps it.
+        let Some(mut m) = p.take() else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
         let from = avail;
         // The common case needs no walk (as the sync enqueue): the next
@@ -156,8 +157,8 @@ fn submit<'a>(
         let reserve = |b: &mut Burst<_>, room| avail.reserve(&ring, &b.mem, b.bufs, needed, mergeable, room);
         let submit = |segs: &[GuestSlice<'_>], chains: &[ChainInfo], w, used: &mut UsedBatch| {
             let start = copies.len();
-            let pos = put_header(w, segs, header::wire_header_for(&m, chains.len() as u16), hlen);
-            if !dma_copies(mem, segs, pos, m, &mut copies) {
+            let pos = put_header(w, segs, header::wire_header_for(&mut m, chains.len() as u16), hlen);
+            if !dma_copies(mem, segs, pos, &m, &mut copies) {
                 copies.truncate(start);
                 return false;
             }
@@ -229,7 +230,7 @@ fn dma_copies(
     mem: &GuestMemory,
     segs: &[GuestSlice<'_>],
     mut pos: (usize, u32),
-    m: Mbuf,
+    m: &Mbuf,
     out: &mut Vec<Copy>,
 ) -> bool {
     let mut seg = Some(m);
@@ -308,10 +309,7 @@ fn complete(
     if n == 0 {
         return 0;
     }
-    let (packets, used) = q.front(n);
-    for (slot, (m, _)) in out.iter_mut().zip(packets) {
-        *slot = Some(m);
-    }
+    let used = q.front_used(n);
     let tx = s.index() & 1 == 1;
     let sf = dev.socket_flags();
     let stats = sf & flags::NET_STATS_ENABLE != 0;
@@ -328,21 +326,18 @@ fn complete(
         notify_guest(dev, s, &ring, stats);
     }
     // Only a dequeue applies the guest's offload requests.
-    if tx && Features::from_bits(s.features()).intersects(HOST_OFFLOAD_FEATURES) {
-        let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
-        for (m, (_, h)) in out[..n].iter_mut().zip(q.front(n).0) {
-            if let Some(m) = m {
-                header::apply_to_mbuf(&NetHdr::from_le(h), m, compliant);
-            }
+    let offload = tx && Features::from_bits(s.features()).intersects(HOST_OFFLOAD_FEATURES);
+    let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
+    for (slot, (mut m, h)) in out.iter_mut().zip(q.release(n)) {
+        if offload {
+            header::apply_to_mbuf(&NetHdr::from_le(h), &mut m, compliant);
         }
-    }
-    if stats {
-        for m in out[..n].iter().flatten() {
+        if stats {
             s.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
+        *slot = Some(m);
     }
     s.datapath_mut().stats.inflight_completed += n as u64;
-    q.release(n);
     n
 }
 
@@ -433,7 +428,7 @@ fn submit_dequeue<'a>(
     let mem = b.mem.mem();
     // The burst's mbufs in one bulk allocation (as 22.11); those left over
     // go back at the end.
-    let mut fresh = [None; MAX_BURST];
+    let mut fresh = [const { None }; MAX_BURST];
     let ready = ready.min(MAX_BURST);
     if ready == 0 || !mbuf::alloc_bulk(pool, &mut fresh[..ready]) {
         return 0;
@@ -475,7 +470,7 @@ fn submit_dequeue<'a>(
         if let Err(why) = prepared {
             avail = from;
             copies.truncate(start);
-            mbuf::free_bulk(&[Some(m)]);
+            mbuf::free_bulk(&mut [Some(m)]);
             b.vq.datapath_mut().bad_chains += 1;
             if b.vq.datapath_mut().bad_chains <= 8 {
                 vlog!(Data, Err, b.dev.ifname(), "vring {}: dropping a packet: {why}", b.vq.index());
@@ -487,13 +482,13 @@ fn submit_dequeue<'a>(
         (copy_ends[n], froms[n]) = (copies.len(), from);
         n += 1;
     }
-    mbuf::free_bulk(&fresh[..ready]);
+    mbuf::free_bulk(&mut fresh[..ready]);
     let mut unsent = Vec::new();
     let burst = Recorded { first, copy_ends: &copy_ends[..n], froms: &froms[..n], end: avail };
     let sent = if n == 0 { 0 } else { send(b, ch, &copies, burst, q, &mut unsent) };
     q.copies = copies;
     if !unsent.is_empty() {
-        mbuf::free_bulk(&unsent);
+        mbuf::free_bulk(&mut unsent);
     }
     sent
 }
@@ -512,13 +507,12 @@ fn dma_copies_from_guest(
     pool: Mempool,
     out: &mut Vec<Copy>,
 ) -> Result<(), DropReason> {
-    let mut cur = *head;
+    let mut cur = &mut *head;
     let mut left = len;
     while left > 0 {
         if cur.tailroom() == 0 {
             let next = mbuf::alloc(pool).ok_or(DropReason::NoMbuf)?;
-            Mbuf::chain(head, &mut cur, next);
-            cur = next;
+            cur = head.chain(next);
         }
         let n = (cur.tailroom() as u64).min(left) as u32;
         let mut dst = cur.tail_iova();

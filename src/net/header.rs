@@ -64,23 +64,22 @@ impl NetHdr {
 /// the requested L4 checksum (TSO implies the TCP one) and segmentation
 /// offloads. Like DPDK it prepares the packet itself: the pseudo-header
 /// checksum goes into the L4 checksum field (`rte_net_intel_cksum_prepare`)
-/// and a requested IPv4 header checksum is computed, so `m` (a handle) is
-/// written through.
+/// and a requested IPv4 header checksum is computed, so `m` is written.
 /// Returned in wire form (`NetHdr::to_le`) with `num_buffers` set: for a
 /// plain packet, the usual case, that is a constant.
 #[inline]
-pub fn wire_header_for(m: &Mbuf, num_buffers: u16) -> u128 {
+pub fn wire_header_for(m: &mut Mbuf, num_buffers: u16) -> u128 {
     let f = m.ol_flags();
     if f & (ol::TX_L4_MASK | ol::TX_TCP_SEG | ol::TX_UDP_SEG | ol::TX_IP_CKSUM) == 0 {
         return NetHdr { num_buffers, ..NetHdr::default() }.to_le();
     }
-    NetHdr { num_buffers, ..offload_header(*m, f) }.to_le()
+    NetHdr { num_buffers, ..offload_header(m, f) }.to_le()
 }
 
 /// `wire_header_for` for a packet with offload requests (kept out of line so the
 /// plain packet's path stays short).
 #[inline(never)]
-fn offload_header(mut m: Mbuf, f: u64) -> NetHdr {
+fn offload_header(m: &mut Mbuf, f: u64) -> NetHdr {
     let mut h = NetHdr::default();
     let t = m.tx_offload();
     let (l2l3, l4) = ((t.l2_len() + t.l3_len()) as u16, t.l4_len() as u16);

@@ -126,7 +126,7 @@ impl<S> Burst<'_, S> {
     ) {
         match res {
             Ok(()) => {
-                if let (true, Some(m)) = (stats, out[i]) {
+                if let (true, Some(m)) = (stats, &out[i]) {
                     self.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
                 }
                 out.swap(*done, i);
@@ -358,7 +358,7 @@ fn get_wire_header(segs: &[GuestSlice<'_>], hlen: u32) -> (u128, (usize, u32)) {
 }
 
 /// Copies header + packet into the reserved guest segments.
-fn copy_to_guest(w: Writer<'_>, segs: &[GuestSlice<'_>], hdr: u128, hlen: u32, m: Mbuf) {
+fn copy_to_guest(w: Writer<'_>, segs: &[GuestSlice<'_>], hdr: u128, hlen: u32, m: &Mbuf) {
     // The common case, without the segment walk: a one-segment mbuf and a
     // first guest buffer that holds header and packet. (Tested before
     // `put_header`, whose position bookkeeping this case does not need.)
@@ -394,12 +394,11 @@ fn copy_from_guest(
     pool: Mempool,
 ) -> Result<(), DropReason> {
     let total = left;
-    let mut cur = *head;
+    let mut cur = &mut *head;
     while left > 0 {
         if cur.tailroom() == 0 {
             let next = mbuf::alloc(pool).ok_or(DropReason::NoMbuf)?;
-            Mbuf::chain(head, &mut cur, next);
-            cur = next;
+            cur = head.chain(next);
         }
         let n = (cur.tailroom() as u64).min(left) as usize;
         let (p, got) = get(segs, pos, cur.tail_mut(n));
@@ -440,10 +439,10 @@ fn place_packet(
     segs: &[GuestSlice<'_>],
     chains: &[ChainInfo],
     hlen: u32,
-    m: Mbuf,
+    m: &mut Mbuf,
     used: &mut UsedBatch,
 ) {
-    copy_to_guest(w, segs, header::wire_header_for(&m, chains.len() as u16), hlen, m);
+    copy_to_guest(w, segs, header::wire_header_for(m, chains.len() as u16), hlen, m);
     record_used(chains, u64::from(m.pkt_len()) + u64::from(hlen), used);
 }
 
@@ -498,8 +497,7 @@ impl std::error::Error for DropReason {}
 fn release_unused(out: &mut [Option<Mbuf>], done: usize, n: usize) {
     // Usually none: skip the library calls an empty range still costs.
     if done < n {
-        mbuf::free_bulk(&out[done..n]);
-        out[done..n].fill(None);
+        mbuf::free_bulk(&mut out[done..n]);
     }
 }
 
@@ -589,14 +587,14 @@ fn fill_mbuf(
     segs: &[GuestSlice<'_>],
     total: u64,
     hlen: u32,
-    m: Option<Mbuf>,
+    m: &mut Option<Mbuf>,
     pool: Mempool,
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
     // The common case, inline: one guest buffer whose packet fits the mbuf.
-    if let ([seg], Some(mut mb)) = (segs, m) {
+    if let ([seg], Some(mb)) = (segs, &mut *m) {
         if total == u64::from(seg.len()) {
-            if let Some(tail) = plain_tail(*seg, hlen, &mut mb) {
+            if let Some(tail) = plain_tail(*seg, hlen, mb) {
                 seg.read(hlen, tail);
                 finish_plain(*seg, hlen, mb, opts);
                 return Ok(());
@@ -618,13 +616,13 @@ fn plain_tail<'b>(seg: GuestSlice<'_>, hlen: u32, mb: &'b mut Mbuf) -> Option<&'
 /// Accounts the packet copied into `plain_tail` of `mb` and applies the
 /// header if host offloads were negotiated.
 #[inline(always)]
-fn finish_plain(seg: GuestSlice<'_>, hlen: u32, mut mb: Mbuf, opts: DequeueOpts) {
+fn finish_plain(seg: GuestSlice<'_>, hlen: u32, mb: &mut Mbuf, opts: DequeueOpts) {
     let len = (seg.len() - hlen) as usize;
     mb.commit(len);
     mb.set_pkt_len(len as u32);
     if opts.host_offload {
         let hdr = NetHdr::from_le(seg.read_le(0, hlen as usize));
-        header::apply_to_mbuf(&hdr, &mut mb, opts.compliant);
+        header::apply_to_mbuf(&hdr, mb, opts.compliant);
     }
 }
 
@@ -635,7 +633,7 @@ fn fill_mbuf_chained(
     segs: &[GuestSlice<'_>],
     total: u64,
     hlen: u32,
-    m: Option<Mbuf>,
+    m: &mut Option<Mbuf>,
     pool: Mempool,
     opts: DequeueOpts,
 ) -> Result<(), DropReason> {
@@ -643,19 +641,19 @@ fn fill_mbuf_chained(
         return Err(DropReason::HeaderOnly);
     }
     let (hdr, pos) = get_header(segs, hlen);
-    let mut m = m.ok_or(DropReason::Unallocated)?;
+    let m = m.as_mut().ok_or(DropReason::Unallocated)?;
     let len = total - u64::from(hlen);
-    prep_mbuf(&mut m, len, opts)?;
-    copy_from_guest(segs, pos, len, &mut m, pool)?;
+    prep_mbuf(m, len, opts)?;
+    copy_from_guest(segs, pos, len, m, pool)?;
     if opts.host_offload {
-        header::apply_to_mbuf(&hdr, &mut m, opts.compliant);
+        header::apply_to_mbuf(&hdr, m, opts.compliant);
     }
     Ok(())
 }
 
 /// `rte_vhost_enqueue_burst`: copies up to 32 packets into the guest's RX
 /// ring `qid`; returns how many. The caller keeps ownership of the mbufs.
-pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
+pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &mut [Option<Mbuf>]) -> u16 {
     let Some(vq) = burst_vq(dev, qid, false, "rte_vhost_enqueue_burst") else { return 0 };
     let Some(mut s) = vq.lock_for_burst() else { return 0 };
     let (true, Some(ring)) = (s.enabled(), s.ring()) else {
@@ -665,7 +663,8 @@ pub fn enqueue_burst(dev: &Device, qid: u16, pkts: &[Option<Mbuf>]) -> u16 {
     let Some(faults_seen) = memory_intact(dev, &s) else { return 0 };
     dev.adopt_newer_view(&mut s);
     let stats = dev.socket_flags() & flags::NET_STATS_ENABLE != 0;
-    let pkts = &pkts[..pkts.len().min(MAX_BURST)];
+    let len = pkts.len().min(MAX_BURST);
+    let pkts = &mut pkts[..len];
     let n = burst!(dev, &mut s, ring, stats, PERM_WO, |b| {
         if ring.is_packed() {
             packed::enqueue(b, pkts)

@@ -9,20 +9,20 @@ use crate::virtqueue::packed::{self, BATCH};
 /// constant, the batch paths' header accesses compile to fixed-size ones.
 const PACKED_HDR_LEN: u32 = 12;
 
-pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Option<Mbuf>]) -> usize {
+pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &mut [Option<Mbuf>]) -> usize {
     let hlen = PACKED_HDR_LEN;
     // The RX ring lines this burst reads and then marks used, owned at once.
     b.vq.packed_avail().packed_prefetch_ring(&b.ring, pkts.len());
     let mut done = 0;
-    while let Some(&p) = pkts.get(done) {
-        if let Some(batch) = pkts[done..].first_chunk() {
+    while done < pkts.len() {
+        if let Some(batch) = pkts[done..].first_chunk_mut() {
             if enqueue_batch(b, hlen, batch) {
                 done += BATCH;
                 continue;
             }
         }
         // A NULL entry ends the burst.
-        let Some(m) = p else { break };
+        let Some(m) = &mut pkts[done] else { break };
         if !enqueue_one(b, hlen, m) {
             break;
         }
@@ -46,10 +46,10 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
 fn enqueue_batch<'a>(
     b: &mut Burst<'a, impl AddressSpace<'a>>,
     hlen: u32,
-    pkts: &[Option<Mbuf>; BATCH],
+    pkts: &mut [Option<Mbuf>; BATCH],
 ) -> bool {
-    let [Some(m0), Some(m1), Some(m2), Some(m3)] = *pkts else { return false };
-    let mbufs = [m0, m1, m2, m3];
+    let [Some(m0), Some(m1), Some(m2), Some(m3)] = pkts else { return false };
+    let mbufs = [&*m0, &*m1, &*m2, &*m3];
     if b.used.room() < BATCH || mbufs.iter().any(|m| m.next().is_some()) {
         return false;
     }
@@ -59,13 +59,13 @@ fn enqueue_batch<'a>(
     // loop, and rolled it spills the batch to the stack (49 instructions a
     // packet instead of 25).
     let [(s0, _), (s1, _), (s2, _), (s3, _)] = descs;
-    put_plain(b.writer, s0, header::wire_header_for(&m0, 1), hlen, m0.data());
-    put_plain(b.writer, s1, header::wire_header_for(&m1, 1), hlen, m1.data());
-    put_plain(b.writer, s2, header::wire_header_for(&m2, 1), hlen, m2.data());
-    put_plain(b.writer, s3, header::wire_header_for(&m3, 1), hlen, m3.data());
+    put_plain(b.writer, s0, header::wire_header_for(m0, 1), hlen, m0.data());
+    put_plain(b.writer, s1, header::wire_header_for(m1, 1), hlen, m1.data());
+    put_plain(b.writer, s2, header::wire_header_for(m2, 1), hlen, m2.data());
+    put_plain(b.writer, s3, header::wire_header_for(m3, 1), hlen, m3.data());
     packed::publish_batch(b.vq, &b.ring, b.used, descs.map(|(_, id)| id), needed.map(|n| n as u32), true);
     if b.stats {
-        for m in mbufs {
+        for m in [m0, m1, m2, m3] {
             b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
     }
@@ -77,7 +77,7 @@ fn enqueue_batch<'a>(
 /// cannot be placed now. (Kept out of the burst loop, whose batch path is
 /// the common one: inlined, it costs that path ~30 instructions a packet.)
 #[inline(never)]
-fn enqueue_one<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, hlen: u32, m: Mbuf) -> bool {
+fn enqueue_one<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, hlen: u32, m: &mut Mbuf) -> bool {
     let needed = u64::from(m.pkt_len()) + u64::from(hlen);
     let ring = b.ring;
     // The common case needs no walk: one descriptor holding it all.
@@ -141,8 +141,8 @@ pub(super) fn dequeue<'a>(
         // The common case needs no walk: one descriptor, header and packet.
         let mem = &b.mem;
         let fill = |seg: Option<GuestSlice>, bufs: &BufVec| match seg {
-            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts),
-            None => fill_mbuf(bufs.segs(mem.mem()), bufs.total(), hlen, out[i], pool, opts),
+            Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, &mut out[i], pool, opts),
+            None => fill_mbuf(bufs.segs(mem.mem()), bufs.total(), hlen, &mut out[i], pool, opts),
         };
         let (id, count, res) = if let Some((seg, id)) = b.vq.packed_take_gathered(&ring, &lones, taken) {
             (id, 1, fill(Some(seg), b.bufs))
@@ -189,16 +189,14 @@ fn dequeue_batch<'a>(
     descs: [(GuestSlice<'a>, u16); BATCH],
 ) -> bool {
     let hlen = PACKED_HDR_LEN;
-    let Some(&[Some(m0), Some(m1), Some(m2), Some(m3)]) = out[i..].first_chunk::<BATCH>() else {
+    let Some([Some(ma), Some(mb), Some(mc), Some(md)]) = out[i..].first_chunk_mut::<BATCH>() else {
         return false;
     };
-    let mut mbufs = [m0, m1, m2, m3];
     if b.used.room() < BATCH {
         return false;
     }
     // All four must fit before any is copied (else the single path takes them).
     let segs = descs.map(|(seg, _)| seg);
-    let [ma, mb, mc, md] = &mut mbufs;
     let (Some(ta), Some(tb), Some(tc), Some(td)) = (
         plain_tail(segs[0], hlen, ma),
         plain_tail(segs[1], hlen, mb),
@@ -212,7 +210,6 @@ fn dequeue_batch<'a>(
     segs[1].read(hlen, tb);
     segs[2].read(hlen, tc);
     segs[3].read(hlen, td);
-    let [ma, mb, mc, md] = mbufs;
     finish_plain(segs[0], hlen, ma, opts);
     finish_plain(segs[1], hlen, mb, opts);
     finish_plain(segs[2], hlen, mc, opts);
@@ -224,7 +221,7 @@ fn dequeue_batch<'a>(
         packed::publish_batch(b.vq, &b.ring, b.used, descs.map(|(_, id)| id), [0; BATCH], false);
     }
     if opts.stats {
-        for m in mbufs {
+        for m in [ma, mb, mc, md] {
             b.vq.datapath_mut().stats.count(m.pkt_len(), m.data());
         }
     }

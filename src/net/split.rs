@@ -3,7 +3,7 @@
 use super::*;
 use crate::virtqueue::split;
 
-pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Option<Mbuf>]) -> usize {
+pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &mut [Option<Mbuf>]) -> usize {
     let Some(mut avail) = b.vq.split_avail(&b.ring) else {
         b.bad_chain(ChainError::IndexOutOfRange);
         return 0;
@@ -13,7 +13,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
     let ring = b.ring;
     avail.split_prefetch(&ring, &b.mem, pkts.len(), true);
     let mut done = 0;
-    for &p in pkts {
+    for p in pkts.iter_mut() {
         // A NULL entry ends the burst.
         let Some(m) = p else { break };
         let needed = u64::from(m.pkt_len()) + u64::from(hlen);
@@ -26,7 +26,7 @@ pub(super) fn enqueue<'a>(b: &mut Burst<'a, impl AddressSpace<'a>>, pkts: &[Opti
             // is what is copied, must not be longer): no call into
             // `place_packet`'s general walk.
             Some((seg, id)) if m.next().is_none() && m.data().len() <= m.pkt_len() as usize => {
-                put_plain(b.writer, seg, header::wire_header_for(&m, 1), hlen, m.data());
+                put_plain(b.writer, seg, header::wire_header_for(m, 1), hlen, m.data());
                 b.used.push(id, needed as u32, 1);
             }
             lone => {
@@ -86,8 +86,8 @@ pub(super) fn dequeue<'a>(
         // The common case needs no walk: one buffer, header and packet.
         let t = avail.split_look(i as u16, &ring, &b.mem, u64::from(hlen) + 1, b.bufs);
         let res = match t.buffer {
-            Ok(Some(seg)) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, out[i], pool, opts),
-            Ok(None) => fill_mbuf(b.bufs.segs(b.mem.mem()), b.bufs.total(), hlen, out[i], pool, opts),
+            Ok(Some(seg)) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, &mut out[i], pool, opts),
+            Ok(None) => fill_mbuf(b.bufs.segs(b.mem.mem()), b.bufs.total(), hlen, &mut out[i], pool, opts),
             // Not mapped yet: the chain stays for a later burst.
             Err(e) if b.missed(e) => {
                 taken = i;

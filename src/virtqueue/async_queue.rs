@@ -35,7 +35,7 @@ struct InflightPacket {
 
 /// A packet's record, written into the queue as its burst prepares it
 /// (before its copies are submitted, so nothing is written twice).
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Prepared {
     pub mbuf: Mbuf,
     pub channel: ChannelId,
@@ -131,27 +131,32 @@ impl AsyncQueue {
         n + b.iter().take(max - n).take_while(|p| done(p)).count()
     }
 
-    /// The first `n` packets (`n` at most `inflight()`): their mbufs and
-    /// headers, and their used entries (in up to two pieces).
-    pub fn front(&self, n: usize) -> (impl Iterator<Item = (Mbuf, u128)> + '_, [&[UsedElem]; 2]) {
-        let packets = self.packets.range(..n).map(|p| (p.mbuf.0, p.net_hdr));
+    /// The used entries of the first `n` packets (`n` at most
+    /// `inflight()`), in up to two pieces.
+    pub fn front_used(&self, n: usize) -> [&[UsedElem]; 2] {
         let nused =
             n.checked_sub(1).map_or(0, |last| (self.packets[last].used_end - self.used_taken) as usize);
         let (a, b) = self.used.as_slices();
-        let used = if nused <= a.len() { [&a[..nused], &b[..0]] } else { [a, &b[..nused - a.len()]] };
-        (packets, used)
+        if nused <= a.len() {
+            [&a[..nused], &b[..0]]
+        } else {
+            [a, &b[..nused - a.len()]]
+        }
     }
 
-    /// Forgets the first `n` packets (handed back after `front`).
-    pub fn release(&mut self, n: usize) {
-        let Some(last) = n.checked_sub(1) else { return };
-        let used_end = self.packets[last].used_end;
-        self.used.drain(..(used_end - self.used_taken) as usize);
-        self.used_taken = used_end;
-        self.packets.drain(..n);
-        if self.packets.is_empty() {
-            self.tables.clear();
+    /// Takes the first `n` packets (their copies complete, their used
+    /// entries published after `front_used`) out of the queue: their mbufs,
+    /// to hand back, and headers.
+    pub fn release(&mut self, n: usize) -> impl Iterator<Item = (Mbuf, u128)> + '_ {
+        if let Some(last) = n.checked_sub(1) {
+            let used_end = self.packets[last].used_end;
+            self.used.drain(..(used_end - self.used_taken) as usize);
+            self.used_taken = used_end;
+            if self.packets.len() == n {
+                self.tables.clear();
+            }
         }
+        self.packets.drain(..n).map(|p| (p.mbuf.0, p.net_hdr))
     }
 }
 
@@ -174,8 +179,8 @@ impl Drop for AsyncQueue {
             std::thread::sleep(Duration::from_millis(1));
         }
         if done(self) {
-            let mbufs: Vec<Option<Mbuf>> = self.packets.iter().map(|p| Some(p.mbuf.0)).collect();
-            mbuf::free_bulk(&mbufs);
+            let mut mbufs: Vec<Option<Mbuf>> = self.packets.drain(..).map(|p| Some(p.mbuf.0)).collect();
+            mbuf::free_bulk(&mut mbufs);
         } else {
             crate::vlog!(
                 Data,

@@ -297,16 +297,16 @@ fn a_memory_table_stays_mapped_until_the_dma_copies_into_it_complete() {
     // count 0 is complete, one done at count 1 still has a copy running.
     let ch = ChannelId { dma: 63, vchan: 0 };
     let mut raw = std::mem::MaybeUninit::<RteMbuf>::uninit();
-    // SAFETY: the queue only holds and hands back the handle; nothing here
-    // reads the (uninitialised) mbuf behind it.
-    let mbuf = unsafe { Mbuf::from_raw(raw.as_mut_ptr()) }.unwrap();
-    let packet = Prepared { mbuf, channel: ch, net_hdr: 0 };
+    let raw = raw.as_mut_ptr();
+    // SAFETY: the queue only holds and hands back the handles; nothing here
+    // reads the (uninitialised) mbuf behind them, nor uses two at once.
+    let packet = || Prepared { mbuf: unsafe { Mbuf::from_raw(raw) }.unwrap(), channel: ch, net_hdr: 0 };
     let mut unsent = Vec::new();
     // Records packets `ids`, the channel sending those whose copies end
     // at `copy_ends`, from count 0.
     fn submit(
         q: &mut AsyncQueue,
-        packet: Prepared,
+        packet: &dyn Fn() -> Prepared,
         ids: &[u16],
         copy_ends: &[usize],
         mem: &Arc<GuestMemory>,
@@ -314,33 +314,33 @@ fn a_memory_table_stays_mapped_until_the_dma_copies_into_it_complete() {
     ) -> usize {
         let first = q.inflight();
         for &id in ids {
-            q.push(packet, &[UsedElem { id, len: 64, count: 1 }]);
+            q.push(packet(), &[UsedElem { id, len: 64, count: 1 }]);
         }
         let sent = Sent { first_count: 0, packets: copy_ends.len() };
         q.submitted(first, copy_ends, sent, mem, unsent)
     }
-    let front_ids = |q: &AsyncQueue, n| q.front(n).1.concat().iter().map(|u| u.id).collect::<Vec<_>>();
+    let front_ids = |q: &AsyncQueue, n| q.front_used(n).concat().iter().map(|u| u.id).collect::<Vec<_>>();
 
     let (mem, _view) = memory();
     let table = Arc::downgrade(&mem);
     let mut q = AsyncQueue::default();
-    assert_eq!(submit(&mut q, packet, &[3], &[0], &mem, &mut unsent), 1);
+    assert_eq!(submit(&mut q, &packet, &[3], &[0], &mem, &mut unsent), 1);
     drop(mem); // the ring took a new memory table
     assert!(table.upgrade().is_some(), "kept while a copy into it is in flight");
     assert_eq!(q.count_completed(4), 1);
     assert_eq!(front_ids(&q, 1), [3]);
-    q.release(1);
+    assert_eq!(q.release(1).count(), 1);
     assert_eq!(q.inflight(), 0);
     assert!(table.upgrade().is_none(), "unmapped once its copies completed");
 
     let (mem, _view) = memory();
     let table = Arc::downgrade(&mem);
-    assert_eq!(submit(&mut q, packet, &[4, 5, 6], &[0, 1], &mem, &mut unsent), 2, "the channel took two");
+    assert_eq!(submit(&mut q, &packet, &[4, 5, 6], &[0, 1], &mem, &mut unsent), 2, "the channel took two");
     assert_eq!((unsent.len(), q.inflight()), (1, 2), "the third is forgotten, its mbuf handed back");
     drop(mem);
     assert_eq!(q.count_completed(4), 1, "in order, up to the running one");
     assert_eq!(front_ids(&q, 1), [4]);
-    q.release(1);
+    assert_eq!(q.release(1).count(), 1);
     assert_eq!(q.inflight(), 1);
     assert!(table.upgrade().is_some());
     drop(q); // the device goes away with the copy still running

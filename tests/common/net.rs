@@ -157,22 +157,17 @@ impl Guest {
     /// Posts one guest packet and dequeues it (exactly one mbuf out).
     pub fn send_from_guest(&mut self, hdr: [u8; 12], payload: &[u8], seg: usize) -> Mbuf {
         self.post_packet(0x80000, hdr, payload, seg);
-        let got = self.dequeue_all();
+        let mut got = self.dequeue_all();
         assert_eq!(got.len(), 1, "one packet dequeued");
-        got[0]
+        got.pop().unwrap()
     }
 }
 
 /// A packet holding `data` in segments of at most `seg` bytes.
 pub fn chained_mbuf(pool: rvhost::testing::Mempool, data: &[u8], seg: usize) -> Mbuf {
     let mut head = rvhost::testing::mbuf::alloc(pool).unwrap();
-    let mut last = head;
     for (k, chunk) in data.chunks(seg).enumerate() {
-        if k > 0 {
-            let next = rvhost::testing::mbuf::alloc(pool).unwrap();
-            Mbuf::chain(&mut head, &mut last, next);
-            last = next;
-        }
+        let last = if k == 0 { &mut head } else { head.chain(rvhost::testing::mbuf::alloc(pool).unwrap()) };
         last.tail_mut(chunk.len()).copy_from_slice(chunk);
         last.commit(chunk.len());
     }

@@ -366,7 +366,7 @@ impl Rig {
             .map(|&p| {
                 // SAFETY: an mbuf the library handed us.
                 let m = unsafe { Mbuf::from_raw(p) }.unwrap();
-                let bytes = packet_bytes(m);
+                let bytes = packet_bytes(&m);
                 m.free();
                 bytes
             })
@@ -390,7 +390,7 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
 }
 
 /// The payload of a packet, all segments.
-pub fn packet_bytes(m: Mbuf) -> Vec<u8> {
+pub fn packet_bytes(m: &Mbuf) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut seg = Some(m);
     while let Some(s) = seg {
