@@ -140,7 +140,7 @@ pub(super) fn dequeue<'a>(
         }
         // The common case needs no walk: one descriptor, header and packet.
         let mem = &b.mem;
-        let fill = |seg: Option<GuestSlice>, bufs: &BufVec| match seg {
+        let mut fill = |seg: Option<GuestSlice>, bufs: &BufVec| match seg {
             Some(seg) => fill_mbuf(&[seg], u64::from(seg.len()), hlen, &mut out[i], pool, opts),
             None => fill_mbuf(bufs.segs(mem.mem()), bufs.total(), hlen, &mut out[i], pool, opts),
         };
