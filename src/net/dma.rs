@@ -328,15 +328,17 @@ fn complete(
     // Only a dequeue applies the guest's offload requests.
     let offload = tx && Features::from_bits(s.features()).intersects(HOST_OFFLOAD_FEATURES);
     let compliant = sf & flags::NET_COMPLIANT_OL_FLAGS != 0;
-    for (slot, (mut m, h)) in out.iter_mut().zip(q.release(n)) {
-        if offload {
-            header::apply_to_mbuf(&NetHdr::from_le(h), &mut m, compliant);
+    if offload || stats {
+        for (m, h) in q.front_mut(n) {
+            if offload {
+                header::apply_to_mbuf(&NetHdr::from_le(h), m, compliant);
+            }
+            if stats {
+                s.datapath_mut().stats.count(m.pkt_len(), m.data());
+            }
         }
-        if stats {
-            s.datapath_mut().stats.count(m.pkt_len(), m.data());
-        }
-        *slot = Some(m);
     }
+    q.release_into(&mut out[..n]);
     s.datapath_mut().stats.inflight_completed += n as u64;
     n
 }

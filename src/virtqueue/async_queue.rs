@@ -21,7 +21,8 @@ use crate::guest::GuestMemory;
 /// A packet whose copies were submitted.
 #[derive(Debug)]
 struct InflightPacket {
-    mbuf: HeldMbuf,
+    /// Taken when the packet is handed back (`release_into`).
+    mbuf: Option<HeldMbuf>,
     /// The end of its used entries (the chains it filled), counted over
     /// every entry the queue has recorded.
     used_end: u64,
@@ -73,7 +74,7 @@ impl AsyncQueue {
         let used_end = self.used_taken + self.used.len() as u64;
         let Prepared { mbuf, channel, net_hdr } = p;
         self.packets.push_back(InflightPacket {
-            mbuf: HeldMbuf(mbuf),
+            mbuf: Some(HeldMbuf(mbuf)),
             used_end,
             channel,
             done_at: 0,
@@ -99,7 +100,7 @@ impl AsyncQueue {
         }
         let kept = first + sent.packets;
         if kept < self.packets.len() {
-            unsent.extend(self.packets.drain(kept..).map(|p| Some(p.mbuf.0)));
+            unsent.extend(self.packets.drain(kept..).map(|p| p.mbuf.map(|h| h.0)));
             let used_end = self.packets.back().map_or(self.used_taken, |p| p.used_end);
             self.used.truncate((used_end - self.used_taken) as usize);
         }
@@ -144,19 +145,29 @@ impl AsyncQueue {
         }
     }
 
-    /// Takes the first `n` packets (their copies complete, their used
-    /// entries published after `front_used`) out of the queue: their mbufs,
-    /// to hand back, and headers.
-    pub fn release(&mut self, n: usize) -> impl Iterator<Item = (Mbuf, u128)> + '_ {
-        if let Some(last) = n.checked_sub(1) {
-            let used_end = self.packets[last].used_end;
-            self.used.drain(..(used_end - self.used_taken) as usize);
-            self.used_taken = used_end;
-            if self.packets.len() == n {
-                self.tables.clear();
-            }
+    /// The first `n` packets' mbufs (their copies complete), in place, with
+    /// their headers: to finish them before `release_into`.
+    pub fn front_mut(&mut self, n: usize) -> impl Iterator<Item = (&mut Mbuf, u128)> + '_ {
+        self.packets.range_mut(..n).filter_map(|p| Some((&mut p.mbuf.as_mut()?.0, p.net_hdr)))
+    }
+
+    /// Takes the first `out.len()` packets (their copies complete, their
+    /// used entries published after `front_used`) out of the queue, their
+    /// mbufs into `out`. (Taken in place, then the records dropped
+    /// together: moving each record out cost a poll 10 %.)
+    pub fn release_into(&mut self, out: &mut [Option<Mbuf>]) {
+        let n = out.len();
+        let Some(last) = n.checked_sub(1) else { return };
+        let used_end = self.packets[last].used_end;
+        self.used.drain(..(used_end - self.used_taken) as usize);
+        self.used_taken = used_end;
+        for (slot, p) in out.iter_mut().zip(self.packets.range_mut(..n)) {
+            *slot = p.mbuf.take().map(|h| h.0);
         }
-        self.packets.drain(..n).map(|p| (p.mbuf.0, p.net_hdr))
+        if self.packets.len() == n {
+            self.tables.clear();
+        }
+        self.packets.drain(..n);
     }
 }
 
@@ -179,7 +190,7 @@ impl Drop for AsyncQueue {
             std::thread::sleep(Duration::from_millis(1));
         }
         if done(self) {
-            let mut mbufs: Vec<Option<Mbuf>> = self.packets.drain(..).map(|p| Some(p.mbuf.0)).collect();
+            let mut mbufs: Vec<Option<Mbuf>> = self.packets.drain(..).map(|p| p.mbuf.map(|h| h.0)).collect();
             mbuf::free_bulk(&mut mbufs);
         } else {
             crate::vlog!(
