@@ -140,10 +140,9 @@ impl Mbuf {
     #[inline]
     pub fn next(&self) -> Option<&Mbuf> {
         let next: *const *mut RteMbuf = &self.m().next;
-        // SAFETY: the field is NULL or the next valid mbuf of the chain,
-        // whose use comes with this segment's; `Option<Mbuf>` has the
-        // field's layout (a nullable mbuf pointer), and the reference lives
-        // no longer than `&self`, so nothing rewrites the field meanwhile.
+        // `Option<Mbuf>` has the field's layout (a nullable mbuf pointer).
+        // SAFETY: NULL or the chain's next valid mbuf, used with this one;
+        // borrowed no longer than `&self`, so the field is not rewritten.
         unsafe { &*next.cast::<Option<Mbuf>>() }.as_ref()
     }
 

@@ -511,10 +511,9 @@ pub unsafe extern "C" fn rte_vhost_submit_enqueue_burst(
         let n = if pkts.is_null() { 0 } else { usize::from(count).min(net::MAX_BURST) };
         let mut lent = [const { None }; net::MAX_BURST];
         for (i, slot) in lent[..n].iter_mut().enumerate() {
-            // SAFETY: the caller provides `count` readable mbuf pointers, each
-            // NULL or a valid mbuf (DPDK's contract), given up to the library
-            // if the burst sends it, left to the caller else; this copy is the
-            // library's only handle to it.
+            // A sent mbuf is given up to the library, an unsent one stays the caller's.
+            // SAFETY: `count` readable pointers, each NULL or a valid mbuf
+            // (DPDK's contract); this copy is the library's only handle to it.
             *slot = unsafe { Mbuf::from_raw(*pkts.add(i)) };
         }
         net::submit_enqueue_burst(dev, queue_id, &mut lent[..n], ChannelId { dma: dma_id, vchan: vchan_id })

@@ -844,10 +844,9 @@ impl VqState {
         if !aligned {
             return Err(TranslateError::Misaligned);
         }
-        // SAFETY: each area was just found inside one region of `self.mem`
-        // (directly, or through the IOTLB view resolved against it), or in
-        // one of its ring windows, which it keeps mapped as long as its
-        // regions, for this size and layout, aligned.
+        // Each area was just found, for this size and layout, aligned.
+        // SAFETY: inside one region of `self.mem` (directly or through the
+        // IOTLB view) or one of its ring windows, mapped as long as it is.
         self.ring = Some(unsafe { TranslatedRing::new(&self.mem, (desc, avail, used), size, packed) });
         Ok(())
     }
