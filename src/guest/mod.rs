@@ -63,6 +63,9 @@ impl Region {
     fn contains_gpa(&self, gpa: u64) -> bool {
         gpa >= self.guest_phys_addr && gpa - self.guest_phys_addr < self.size
     }
+    fn contains_hva(&self, hva: u64) -> bool {
+        hva >= self.host_user_addr && hva - self.host_user_addr < self.size
+    }
 }
 
 /// The mapped memory table of one device. Immutable once built; the control

@@ -67,11 +67,15 @@ impl std::fmt::Display for WindowRefusal {
 #[derive(Debug, Default)]
 pub(super) struct RingWindows {
     placed: parking_lot::Mutex<Vec<Placed>>,
+    /// Whether any window was made: `faulted`, which vhost-crypto asks
+    /// every burst, takes the lock only then.
+    made: std::sync::atomic::AtomicBool,
 }
 
 impl RingWindows {
     pub(super) fn faulted(&self) -> bool {
-        self.placed.lock().iter().any(|p| p.window.faulted())
+        self.made.load(std::sync::atomic::Ordering::Acquire)
+            && self.placed.lock().iter().any(|p| p.window.faulted())
     }
 }
 
@@ -123,6 +127,7 @@ impl GuestMemory {
                     WindowRefusal::Unmappable
                 })?;
                 placed.push(Placed { ring, area, window, pieces: Vec::new() });
+                self.windows.made.store(true, std::sync::atomic::Ordering::Release);
                 placed.len() - 1
             }
         };
@@ -165,7 +170,7 @@ impl GuestMemory {
                     .regions
                     .iter()
                     .enumerate()
-                    .find(|(_, r)| h >= r.host_user_addr && h - r.host_user_addr < r.size)
+                    .find(|(_, r)| r.contains_hva(h))
                     .ok_or(WindowRefusal::Unmappable)?;
                 if r.mapping.page_size() != WINDOW_PAGE {
                     return Err(WindowRefusal::HugePages);
