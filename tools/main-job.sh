@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
-exec python3 tests/e2e/bench.py build --rounds 1 "$@"
+exec python3 tests/e2e/bench.py build "$@"
