@@ -36,7 +36,9 @@ also the fallback when none can be reserved) the TLB misses make whole runs
 of either library 30-60 % slower at random."""
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,7 +78,9 @@ def core_distance_probe():
     """Builds core_distance.c; the command that runs it, or None without a
     C compiler."""
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core_distance.c")
-    exe = os.path.join(tempfile.mkdtemp(prefix="rvhost-bench-"), "core_distance")
+    tmp = tempfile.mkdtemp(prefix="rvhost-bench-")
+    atexit.register(shutil.rmtree, tmp, True)
+    exe = os.path.join(tmp, "core_distance")
     try:
         subprocess.run(["cc", "-O2", "-pthread", "-o", exe, src], check=True)
     except (OSError, subprocess.CalledProcessError):
