@@ -172,8 +172,8 @@ fn a_dequeue_that_runs_out_of_mbufs_counts_them() {
     // Three mbufs of 128 bytes (after the 128-byte headroom), no cache.
     let name = CString::new(format!("nombuf-{}", std::process::id())).unwrap();
     // SAFETY: EAL is initialised (the rig); a fresh pool, never freed.
-    let small =
-        unsafe { Mempool::from_raw(rte_pktmbuf_pool_create(name.as_ptr(), 3, 0, 0, 256, -1)) }.unwrap();
+    let small = unsafe { Mempool::from_raw(rte_pktmbuf_pool_create(name.as_ptr(), 3, 0, 0, 256, -1)) };
+    let small = small.unwrap();
     let vid = rig.vid;
     let dequeue = || {
         let mut out = [std::ptr::null_mut::<RteMbuf>(); 8];

@@ -405,9 +405,9 @@ impl Session {
             }
             Op::Dequeue => {
                 let mut out = [std::ptr::null_mut(); 32];
+                let mempool = pool().as_ptr();
                 // SAFETY: a valid pool and a 32-entry array.
-                let n =
-                    unsafe { rte_vhost_dequeue_burst(self.vid, 1, pool().as_ptr(), out.as_mut_ptr(), 32) };
+                let n = unsafe { rte_vhost_dequeue_burst(self.vid, 1, mempool, out.as_mut_ptr(), 32) };
                 for &p in &out[..usize::from(n)] {
                     // SAFETY: an mbuf the library handed us.
                     unsafe { rvhost::testing::mbuf::Mbuf::from_raw(p) }.unwrap().free();

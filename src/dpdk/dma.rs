@@ -83,11 +83,13 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn max_vchans(dma: i16) -> Option<u16> {
+    if !usize::try_from(dma).is_ok_and(|d| d < MAX_DMA_DEVICES) {
+        return None;
+    }
     let (mut vchans, mut desc) = (0u16, 0u16);
     // SAFETY: the shim checks the id and writes two u16s.
-    (usize::try_from(dma).is_ok_and(|d| d < MAX_DMA_DEVICES)
-        && unsafe { rvh_dma_info(dma, &mut vchans, &mut desc) } == 0)
-        .then_some(vchans)
+    let rc = unsafe { rvh_dma_info(dma, &mut vchans, &mut desc) };
+    (rc == 0).then_some(vchans)
 }
 
 /// `rte_vhost_async_dma_configure`: makes the channel usable (configuring

@@ -340,13 +340,13 @@ impl Window {
             }
             at += r.len as usize;
         }
-        // SAFETY: the rest of this window (all of it after a failure),
-        // ours; anonymous memory there drops what was placed before.
-        if at < self.addr + self.len
-            && unsafe { anonymous_at(at as *mut _, self.addr + self.len - at, libc::MAP_FIXED) }
-                == libc::MAP_FAILED
-        {
-            failed.get_or_insert_with(std::io::Error::last_os_error);
+        if at < self.addr + self.len {
+            // SAFETY: the rest of this window (all of it after a failure),
+            // ours; anonymous memory there drops what was placed before.
+            let p = unsafe { anonymous_at(at as *mut _, self.addr + self.len - at, libc::MAP_FIXED) };
+            if p == libc::MAP_FAILED {
+                failed.get_or_insert_with(std::io::Error::last_os_error);
+            }
         }
         if failed.is_none() {
             slot.used_len.store(total as usize, Ordering::SeqCst);
@@ -796,9 +796,9 @@ pub(super) mod tests {
         );
         remapper.join().unwrap();
         nix::sys::uio::pwrite(&other, &[0xcd], 1).unwrap();
+        let at = addr as *const u8;
         // SAFETY: the remapper's mapping, still live.
-        let seen =
-            unsafe { [(addr as *const u8).read_volatile(), (addr as *const u8).add(1).read_volatile()] };
+        let seen = unsafe { [at.read_volatile(), at.add(1).read_volatile()] };
         assert_eq!(seen, [0xab, 0xcd], "the new mapping at that address is the other file's, untouched");
         // SAFETY: the remapper's mapping, no longer used.
         unsafe { libc::munmap(addr as *mut libc::c_void, len) };
