@@ -63,11 +63,7 @@ def start_pair(label, libdir, vargs, a, huge):
         pair.start()
         if pair.loaded_library() != expected_library(libdir):
             raise RuntimeError(f"wrong library mapped: {pair.loaded_library()}")
-        for pmd in (pair.vhost, pair.virtio):
-            pmd.cmd("set fwd mac", expect=r"forwarding mode")
-        if a.size != 64:
-            pair.virtio.cmd(f"set txpkts {a.size}")
-            time.sleep(0.2)
+        pair.set_traffic(txpkts=str(a.size) if a.size != 64 else None)
     except Exception:
         pair.close()
         raise
@@ -102,8 +98,7 @@ def window(pair, a, probe):
     resets testpmd's forwarding statistics and drops what the Rx queues
     held, so every window begins alike."""
     before = core_distance(probe)
-    pair.vhost.cmd("start", expect=r"forwarding")
-    pair.virtio.cmd("start tx_first 32", expect=r"forwarding")
+    pair.start_traffic()
     time.sleep(WARM_UP)
     port_stats(pair.vhost)  # the rate below counts from here
     time.sleep(a.window)
@@ -121,7 +116,7 @@ def measure_path(libs, vargs, a, huge, probe):
     """[(label, Mpps, cycles/packet, ns)] a window each, in time order, the
     windows alternating between the two libraries `libs` ([(label, libdir)])
     until each has `a.rounds` windows on the wanted placement (at most
-    three times as many in all)."""
+    three times as many each)."""
     pairs = {}
     try:
         for label, libdir in libs:

@@ -189,14 +189,23 @@ class Pair:
     def loaded_library(self):
         return self.vhost.mapped_vhost_library()
 
-    def run_traffic(self, fwd="mac", txpkts=None):
+    def set_traffic(self, fwd="mac", txpkts=None):
+        """The forwarding mode of both sides, and the virtio side's packet
+        sizes."""
         for pmd in (self.vhost, self.virtio):
             pmd.cmd(f"set fwd {fwd}", expect=r"forwarding mode")
         if txpkts:
             self.virtio.cmd(f"set txpkts {txpkts}")
             time.sleep(0.2)
+
+    def start_traffic(self):
+        """Starts forwarding, the virtio side sending 32 bursts first."""
         self.vhost.cmd("start", expect=r"forwarding")
         self.virtio.cmd("start tx_first 32", expect=r"forwarding")
+
+    def run_traffic(self, fwd="mac", txpkts=None):
+        self.set_traffic(fwd, txpkts)
+        self.start_traffic()
 
     def stop_traffic(self):
         self.virtio.cmd("stop", expect=r"Done\.")
