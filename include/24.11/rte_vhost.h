@@ -489,8 +489,8 @@ int rte_vhost_enable_guest_notification(int vid, uint16_t queue_id, int enable);
  * # Safety
  * `pkts` must be NULL or point to `count` readable mbuf pointers, each NULL
  * or a valid mbuf (chain) that nothing else uses during the call (the
- * checksums its offload flags ask for are written into it, as DPDK does). The packets are copied: the
- * mbufs stay the caller's, who frees them.
+ * checksums its offload flags ask for are written into it, as DPDK does).
+ * The packets are copied: the mbufs stay the caller's, who frees them.
  *
  * Symbol version: DPDK_25
  */
